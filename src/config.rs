@@ -1,0 +1,221 @@
+//! Typed configuration, read once from the environment with defaults that run on a laptop.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{Context, bail};
+use secrecy::{ExposeSecret, SecretString};
+
+/// Everything Lector reads from its environment. Built by [`Config::from_env`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `PORT` / `LECTOR_BIND`: where the web server listens (default `0.0.0.0:8080`).
+    pub bind: SocketAddr,
+    /// `DATABASE_URL`: `postgres://…` for Postgres, `sqlite://…` for SQLite.
+    /// Default: SQLite at `./data/lector.db`. A secret: it may hold a password.
+    pub database_url: SecretString,
+    /// `LECTOR_DATABASE_MAX_CONNECTIONS`: pool size (default: workers + 8).
+    pub database_max_connections: u32,
+    /// `LECTOR_WORKERS`: extraction workers in this process (default: CPU cores).
+    pub workers: usize,
+    /// `LECTOR_MAX_UPLOAD_BYTES`: largest accepted PDF (default 100 MiB).
+    pub max_upload_bytes: u64,
+    /// `LECTOR_MAX_PAGES`: most pages accepted in one PDF (default 2000).
+    pub max_pages: u32,
+    /// `LECTOR_MAX_FILES_PER_UPLOAD`: most files in one browser upload (default 20).
+    pub max_files_per_upload: usize,
+    /// `LECTOR_JOB_MAX_ATTEMPTS`: tries before a document is marked failed (default 3).
+    pub job_max_attempts: i32,
+    /// `LECTOR_JOB_LEASE_SECS`: how long a claimed job stays owned without a heartbeat (default 60).
+    pub job_lease: Duration,
+    /// `LECTOR_JOB_RETRY_BASE_SECS`: first retry delay; doubles per attempt (default 5).
+    pub job_retry_base: Duration,
+    /// `LECTOR_POLL_INTERVAL_MS`: how often idle workers look for new jobs (default 1000).
+    pub poll_interval: Duration,
+    /// `LECTOR_EXTRACT_TIMEOUT_BASE_SECS`: time limit per document, fixed part (default 30).
+    pub extract_timeout_base: Duration,
+    /// `LECTOR_EXTRACT_TIMEOUT_PER_PAGE_MS`: time limit per document, per page (default 2000).
+    pub extract_timeout_per_page: Duration,
+    /// `LECTOR_INSPECT_TIMEOUT_SECS`: time limit for checking an upload (default 20).
+    pub inspect_timeout: Duration,
+    /// `LECTOR_SANDBOX_MEMORY_MB`: address-space limit of the parser process (default 4096).
+    pub sandbox_memory_mb: u64,
+    /// `LECTOR_SANDBOX_EXE`: the binary run as the parser process (default: this executable).
+    pub sandbox_exe: PathBuf,
+    /// `LECTOR_SHUTDOWN_GRACE_SECS`: how long SIGTERM waits for running jobs before handing
+    /// them back to the queue (default 10).
+    pub shutdown_grace: Duration,
+    /// `LECTOR_LOG_FORMAT`: `compact` (default) or `json`.
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable, for a terminal.
+    Compact,
+    /// One JSON object per line, for CloudWatch.
+    Json,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup`, so tests can pass their own variables.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let workers = parse_or(&get, "LECTOR_WORKERS", default_workers())?;
+        let bind = match (get("LECTOR_BIND"), get("PORT")) {
+            (Some(bind), _) => bind.parse().with_context(|| {
+                format!("LECTOR_BIND={bind:?} is not an address like 0.0.0.0:8080")
+            })?,
+            (None, Some(port)) => {
+                let port: u16 = port
+                    .parse()
+                    .with_context(|| format!("PORT={port:?} is not a port number"))?;
+                SocketAddr::from(([0, 0, 0, 0], port))
+            }
+            (None, None) => SocketAddr::from(([0, 0, 0, 0], 8080)),
+        };
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| "sqlite://data/lector.db".into());
+        if !(database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://")
+            || database_url.starts_with("sqlite:"))
+        {
+            bail!("DATABASE_URL must start with postgres://, postgresql:// or sqlite:");
+        }
+        let log_format = match get("LECTOR_LOG_FORMAT").as_deref() {
+            None | Some("compact") => LogFormat::Compact,
+            Some("json") => LogFormat::Json,
+            Some(other) => bail!("LECTOR_LOG_FORMAT={other:?} must be compact or json"),
+        };
+        let sandbox_exe = match get("LECTOR_SANDBOX_EXE") {
+            Some(path) => PathBuf::from(path),
+            None => std::env::current_exe().context("finding this executable for the sandbox")?,
+        };
+        let secs =
+            |name: &str, default: u64| parse_or(&get, name, default).map(Duration::from_secs);
+        let millis =
+            |name: &str, default: u64| parse_or(&get, name, default).map(Duration::from_millis);
+        let config = Config {
+            bind,
+            database_url: SecretString::from(database_url),
+            database_max_connections: parse_or(
+                &get,
+                "LECTOR_DATABASE_MAX_CONNECTIONS",
+                workers as u32 + 8,
+            )?,
+            workers,
+            max_upload_bytes: parse_or(&get, "LECTOR_MAX_UPLOAD_BYTES", 100 * 1024 * 1024)?,
+            max_pages: parse_or(&get, "LECTOR_MAX_PAGES", 2000)?,
+            max_files_per_upload: parse_or(&get, "LECTOR_MAX_FILES_PER_UPLOAD", 20)?,
+            job_max_attempts: parse_or(&get, "LECTOR_JOB_MAX_ATTEMPTS", 3)?,
+            job_lease: secs("LECTOR_JOB_LEASE_SECS", 60)?,
+            job_retry_base: secs("LECTOR_JOB_RETRY_BASE_SECS", 5)?,
+            poll_interval: millis("LECTOR_POLL_INTERVAL_MS", 1000)?,
+            extract_timeout_base: secs("LECTOR_EXTRACT_TIMEOUT_BASE_SECS", 30)?,
+            extract_timeout_per_page: millis("LECTOR_EXTRACT_TIMEOUT_PER_PAGE_MS", 2000)?,
+            inspect_timeout: secs("LECTOR_INSPECT_TIMEOUT_SECS", 20)?,
+            sandbox_memory_mb: parse_or(&get, "LECTOR_SANDBOX_MEMORY_MB", 4096)?,
+            sandbox_exe,
+            shutdown_grace: secs("LECTOR_SHUTDOWN_GRACE_SECS", 10)?,
+            log_format,
+        };
+        if config.job_max_attempts < 1 {
+            bail!("LECTOR_JOB_MAX_ATTEMPTS must be at least 1");
+        }
+        if config.job_lease < Duration::from_secs(1) {
+            bail!("LECTOR_JOB_LEASE_SECS must be at least 1");
+        }
+        if config.max_pages == 0 || config.max_upload_bytes == 0 {
+            bail!("LECTOR_MAX_PAGES and LECTOR_MAX_UPLOAD_BYTES must be above 0");
+        }
+        Ok(config)
+    }
+
+    /// True when the database is Postgres.
+    pub fn is_postgres(&self) -> bool {
+        self.database_url.expose_secret().starts_with("postgres")
+    }
+
+    /// The time limit for extracting a document of `pages` pages.
+    pub fn extract_timeout(&self, pages: u32) -> Duration {
+        self.extract_timeout_base + self.extract_timeout_per_page * pages
+    }
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+fn parse_or<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+) -> anyhow::Result<T> {
+    match get(name) {
+        None => Ok(default),
+        Some(raw) => raw.trim().parse().map_err(|_| {
+            anyhow::anyhow!(
+                "{name}={raw:?} is not a valid {}",
+                std::any::type_name::<T>()
+            )
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(move |name| {
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn defaults_run_on_a_laptop_with_sqlite() {
+        let config = config(&[]).unwrap();
+        assert!(!config.is_postgres());
+        assert_eq!(config.bind.port(), 8080);
+        assert_eq!(config.max_upload_bytes, 100 * 1024 * 1024);
+        assert_eq!(config.max_pages, 2000);
+    }
+
+    #[test]
+    fn port_from_elastic_beanstalk_is_used() {
+        assert_eq!(config(&[("PORT", "5000")]).unwrap().bind.port(), 5000);
+    }
+
+    #[test]
+    fn an_invalid_value_names_the_variable() {
+        let err = config(&[("LECTOR_MAX_PAGES", "many")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("LECTOR_MAX_PAGES"), "{err}");
+        let err = config(&[("DATABASE_URL", "mysql://x")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn the_database_password_never_appears_in_debug_output() {
+        let config = config(&[("DATABASE_URL", "postgres://u:hunter2@db/lector")]).unwrap();
+        assert!(config.is_postgres());
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn the_time_limit_grows_with_the_page_count() {
+        let config = config(&[]).unwrap();
+        assert!(config.extract_timeout(100) > config.extract_timeout(1));
+    }
+}

@@ -1,0 +1,360 @@
+//! The document use cases shared by the web UI and the API: upload (check, dedupe, store,
+//! queue), re-process, cancel, delete. Handlers call these; these call storage and engines.
+
+use std::sync::Arc;
+
+use secrecy::SecretString;
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+
+use crate::{
+    config::Config,
+    domain::{Document, upload},
+    engines::{OpenError, Sandbox, SandboxError},
+    storage::{self, NewDocument, Store},
+};
+
+/// The name recorded as a document's engine.
+pub const LOCAL_ENGINE: &str = "local";
+
+/// An uploaded file, already streamed to a temporary file and hashed.
+#[derive(Debug)]
+pub struct IncomingFile {
+    /// The name the user's browser sent (cleaned before use).
+    pub file_name: String,
+    /// The bytes, on disk; removed when this is dropped.
+    pub temp: tempfile::NamedTempFile,
+    /// Bytes received.
+    pub size: u64,
+    /// The first bytes, for the signature check.
+    pub head: Vec<u8>,
+    /// SHA-256 of the bytes.
+    pub sha256: [u8; 32],
+}
+
+/// Streams an upload into a temporary file while hashing and counting it.
+pub struct IncomingFileWriter {
+    file_name: String,
+    temp: tempfile::NamedTempFile,
+    out: tokio::fs::File,
+    hasher: Sha256,
+    size: u64,
+    head: Vec<u8>,
+    limit: u64,
+}
+
+impl IncomingFileWriter {
+    /// Starts receiving `file_name`; more than `limit` bytes is refused.
+    pub fn new(file_name: &str, limit: u64) -> std::io::Result<Self> {
+        let temp = tempfile::Builder::new()
+            .prefix("lector-upload-")
+            .suffix(".pdf")
+            .tempfile()?;
+        let out = tokio::fs::File::from_std(temp.reopen()?);
+        Ok(IncomingFileWriter {
+            file_name: file_name.to_owned(),
+            temp,
+            out,
+            hasher: Sha256::new(),
+            size: 0,
+            head: Vec::new(),
+            limit,
+        })
+    }
+
+    /// Adds the next piece of the body. Fails as soon as the size limit is passed.
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), UploadError> {
+        use tokio::io::AsyncWriteExt;
+        self.size += chunk.len() as u64;
+        if self.size > self.limit {
+            return Err(UploadError::TooLarge { limit: self.limit });
+        }
+        if self.head.len() < 1024 {
+            let take = (1024 - self.head.len()).min(chunk.len());
+            self.head.extend_from_slice(&chunk[..take]);
+        }
+        self.hasher.update(chunk);
+        self.out
+            .write_all(chunk)
+            .await
+            .map_err(|e| UploadError::Internal(e.into()))
+    }
+
+    /// The whole file has arrived.
+    pub async fn finish(mut self) -> Result<IncomingFile, UploadError> {
+        use tokio::io::AsyncWriteExt;
+        self.out
+            .flush()
+            .await
+            .map_err(|e| UploadError::Internal(e.into()))?;
+        Ok(IncomingFile {
+            file_name: self.file_name,
+            temp: self.temp,
+            size: self.size,
+            head: self.head,
+            sha256: self.hasher.finalize().into(),
+        })
+    }
+}
+
+/// Why an upload was refused. Every message but `Internal` is for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// No file in the request.
+    #[error("choose a PDF file to upload")]
+    NoFile,
+    /// Zero bytes.
+    #[error("the file is empty")]
+    Empty,
+    /// No `%PDF-` signature.
+    #[error("this file is not a PDF (it does not start with %PDF-)")]
+    NotPdf,
+    /// Over the size limit.
+    #[error("the file is larger than the limit of {}", human_bytes(*limit))]
+    TooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// Over the page limit.
+    #[error("the PDF has {pages} pages; the limit is {limit}")]
+    TooManyPages {
+        /// Pages in the PDF.
+        pages: u32,
+        /// The limit.
+        limit: u32,
+    },
+    /// Too many files in one request.
+    #[error("at most {limit} files can be uploaded at once")]
+    TooManyFiles {
+        /// The limit.
+        limit: usize,
+    },
+    /// The parser refused it (password, unreadable, no pages).
+    #[error(transparent)]
+    Refused(#[from] OpenError),
+    /// The parser crashed or timed out on it.
+    #[error("this file could not be read as a PDF: {0}")]
+    ParserFailed(String),
+    /// The request itself was malformed (bad multipart).
+    #[error("the upload could not be read: {0}")]
+    BadRequest(String),
+    /// Our fault, not the user's.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl UploadError {
+    /// A stable machine-readable name for the API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            UploadError::NoFile => "no-file",
+            UploadError::Empty => "empty-file",
+            UploadError::NotPdf => "not-a-pdf",
+            UploadError::TooLarge { .. } => "too-large",
+            UploadError::TooManyPages { .. } => "too-many-pages",
+            UploadError::TooManyFiles { .. } => "too-many-files",
+            UploadError::Refused(OpenError::PasswordRequired) => "password-required",
+            UploadError::Refused(OpenError::WrongPassword) => "wrong-password",
+            UploadError::Refused(OpenError::NoPages) => "no-pages",
+            UploadError::Refused(OpenError::Unreadable(_)) | UploadError::ParserFailed(_) => {
+                "unreadable-pdf"
+            }
+            UploadError::BadRequest(_) => "bad-request",
+            UploadError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<storage::Error> for UploadError {
+    fn from(err: storage::Error) -> Self {
+        UploadError::Internal(anyhow::Error::new(err))
+    }
+}
+
+/// "100 MiB", "512 KiB", "12 bytes".
+pub fn human_bytes(bytes: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let b = bytes as f64;
+    if b >= KIB * KIB * KIB {
+        format!("{:.1} GiB", b / KIB / KIB / KIB)
+    } else if b >= KIB * KIB {
+        format!("{:.1} MiB", b / KIB / KIB)
+    } else if b >= KIB {
+        format!("{:.1} KiB", b / KIB)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// The outcome of a successful upload.
+#[derive(Debug)]
+pub struct Uploaded {
+    /// The stored (or already existing) document.
+    pub document: Document,
+    /// True when these bytes had been uploaded before and nothing new was stored.
+    pub duplicate: bool,
+}
+
+/// Document use cases over one store.
+#[derive(Clone)]
+pub struct Documents {
+    store: Arc<dyn Store>,
+    sandbox: Sandbox,
+    config: Arc<Config>,
+    work_available: Arc<Notify>,
+}
+
+impl Documents {
+    /// Use cases over `store`; `work_available` wakes this process's workers.
+    pub fn new(
+        store: Arc<dyn Store>,
+        sandbox: Sandbox,
+        config: Arc<Config>,
+        work_available: Arc<Notify>,
+    ) -> Self {
+        Documents {
+            store,
+            sandbox,
+            config,
+            work_available,
+        }
+    }
+
+    /// The store, for reads that need no rules.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Checks an upload and stores it with its job, or finds the same bytes already stored.
+    #[tracing::instrument(skip_all, fields(file.size = file.size), err(level = "info"))]
+    pub async fn upload(
+        &self,
+        file: IncomingFile,
+        password: Option<String>,
+    ) -> Result<Uploaded, UploadError> {
+        if file.size == 0 {
+            return Err(UploadError::Empty);
+        }
+        if !upload::has_pdf_signature(&file.head) {
+            return Err(UploadError::NotPdf);
+        }
+        let sha256 = hex::encode(file.sha256);
+        if let Some(document) = self.store.find_document_by_sha256(&sha256).await? {
+            return Ok(Uploaded {
+                document,
+                duplicate: true,
+            });
+        }
+        let password = password.filter(|p| !p.is_empty());
+        let inspection = self
+            .sandbox
+            .inspect(
+                file.temp.path(),
+                password.as_deref(),
+                self.config.inspect_timeout,
+            )
+            .await
+            .map_err(|e| match e {
+                SandboxError::Io(io) => UploadError::Internal(io.into()),
+                other => UploadError::ParserFailed(other.to_string()),
+            })??;
+        if inspection.pages > self.config.max_pages {
+            return Err(UploadError::TooManyPages {
+                pages: inspection.pages,
+                limit: self.config.max_pages,
+            });
+        }
+        let new = NewDocument {
+            id: uuid::Uuid::now_v7().to_string(),
+            file_name: upload::clean_file_name(&file.file_name),
+            sha256: sha256.clone(),
+            size_bytes: file.size as i64,
+            page_count: inspection.pages as i32,
+            engine: LOCAL_ENGINE.into(),
+            // Only a password that was needed is kept.
+            pdf_password: password
+                .filter(|_| inspection.encrypted)
+                .map(SecretString::from),
+            max_attempts: self.config.job_max_attempts,
+        };
+        match self.store.create_document(&new, file.temp.path()).await {
+            Ok(document) => {
+                self.work_available.notify_one();
+                Ok(Uploaded {
+                    document,
+                    duplicate: false,
+                })
+            }
+            // The same bytes arrived twice at once: the other request stored them.
+            Err(storage::Error::Conflict) => {
+                match self.store.find_document_by_sha256(&sha256).await? {
+                    Some(document) => Ok(Uploaded {
+                        document,
+                        duplicate: true,
+                    }),
+                    None => Err(UploadError::Internal(anyhow::anyhow!(
+                        "conflicting upload vanished"
+                    ))),
+                }
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Clears the pages and extracts the document again.
+    #[tracing::instrument(skip(self), err(level = "info"))]
+    pub async fn reprocess(&self, id: &str) -> storage::Result<Document> {
+        self.store
+            .requeue_document(id, self.config.job_max_attempts)
+            .await?;
+        self.work_available.notify_one();
+        self.store.get_document(id).await
+    }
+
+    /// Stops a queued or running extraction. False when it had already finished.
+    #[tracing::instrument(skip(self), err(level = "info"))]
+    pub async fn cancel(&self, id: &str) -> storage::Result<bool> {
+        self.store.cancel_document(id).await
+    }
+
+    /// Removes the document, its original and its pages.
+    #[tracing::instrument(skip(self), err(level = "info"))]
+    pub async fn delete(&self, id: &str) -> storage::Result<()> {
+        self.store.delete_document(id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_a_person_writes_them() {
+        assert_eq!(human_bytes(12), "12 bytes");
+        assert_eq!(human_bytes(2048), "2.0 KiB");
+        assert_eq!(human_bytes(100 * 1024 * 1024), "100.0 MiB");
+    }
+
+    #[tokio::test]
+    async fn the_writer_refuses_a_file_over_the_limit_as_it_streams() {
+        let mut writer = IncomingFileWriter::new("a.pdf", 10).unwrap();
+        writer.write(b"%PDF-1.4").await.unwrap();
+        let err = writer.write(b"more than ten").await.unwrap_err();
+        assert!(matches!(err, UploadError::TooLarge { limit: 10 }));
+    }
+
+    #[tokio::test]
+    async fn the_writer_hashes_and_keeps_the_head() {
+        let mut writer = IncomingFileWriter::new("a.pdf", 100).unwrap();
+        writer.write(b"%PDF-").await.unwrap();
+        writer.write(b"1.4").await.unwrap();
+        let file = writer.finish().await.unwrap();
+        assert_eq!(file.size, 8);
+        assert_eq!(file.head, b"%PDF-1.4");
+        assert_eq!(
+            hex::encode(file.sha256),
+            hex::encode(Sha256::digest(b"%PDF-1.4"))
+        );
+        assert_eq!(std::fs::read(file.temp.path()).unwrap(), b"%PDF-1.4");
+    }
+}

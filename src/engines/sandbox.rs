@@ -1,0 +1,259 @@
+//! Runs engines in a child process with resource limits (Apache Tika's forked-parser model).
+//!
+//! The parent starts `lector sandbox inspect|extract FILE` with the password and the pages to
+//! skip on stdin; the child lowers its own memory and CPU limits, opens the PDF and writes
+//! one JSON line per result on stdout. A crash, a hang (killed at the deadline) or an
+//! allocation failure ends only the child, and the parent turns it into a readable reason.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::{ExitStatus, Stdio},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines},
+    process::{Child, ChildStdout, Command},
+};
+
+use super::{Inspection, OpenDocument, OpenError, PageText, text_layer};
+
+/// What the parent sends on the child's stdin.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct SandboxRequest {
+    /// The user password of an encrypted PDF.
+    pub password: Option<String>,
+    /// Pages already stored (a resumed job skips them).
+    pub skip: Vec<u32>,
+}
+
+/// One line the child writes on stdout.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxMessage {
+    /// The document opened; this is what it is.
+    Opened(Inspection),
+    /// It could not be opened.
+    Refused(OpenError),
+    /// One page is done.
+    Page(PageText),
+}
+
+/// Why the sandbox gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The deadline passed and the child was killed.
+    #[error("gave up after {}s (the time limit for this document)", .0.as_secs())]
+    TimedOut(Duration),
+    /// The child died: the reason says how, in words for a person.
+    #[error("the PDF parser {0}")]
+    Crashed(String),
+    /// Starting or talking to the child failed (not the PDF's fault).
+    #[error("the PDF parser could not be run: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl SandboxError {
+    /// True when the failure comes from the document itself, so retrying cannot help.
+    pub fn is_document_fault(&self) -> bool {
+        !matches!(self, SandboxError::Io(_))
+    }
+}
+
+/// Starts sandboxed engine runs.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    exe: PathBuf,
+    memory_mb: u64,
+}
+
+impl Sandbox {
+    /// A sandbox that runs `exe sandbox …` with an address-space limit of `memory_mb`.
+    pub fn new(exe: PathBuf, memory_mb: u64) -> Self {
+        Sandbox { exe, memory_mb }
+    }
+
+    /// Opens the PDF at `path` in a child and reports what it is.
+    pub async fn inspect(
+        &self,
+        path: &Path,
+        password: Option<&str>,
+        limit: Duration,
+    ) -> Result<Result<Inspection, OpenError>, SandboxError> {
+        let request = SandboxRequest {
+            password: password.map(str::to_owned),
+            skip: vec![],
+        };
+        let mut run = self.start("inspect", path, &request, limit).await?;
+        let first = tokio::time::timeout(limit, run.next_message()).await;
+        let outcome = match first {
+            Err(_) => return Err(SandboxError::TimedOut(limit)),
+            Ok(message) => message?,
+        };
+        match outcome {
+            Some(SandboxMessage::Opened(inspection)) => Ok(Ok(inspection)),
+            Some(SandboxMessage::Refused(reason)) => Ok(Err(reason)),
+            Some(SandboxMessage::Page(_)) | None => {
+                Err(SandboxError::Crashed("gave no answer".into()))
+            }
+        }
+    }
+
+    /// Starts extracting every page not in `skip`; read the results from the returned run.
+    pub async fn extract(
+        &self,
+        path: &Path,
+        password: Option<String>,
+        skip: Vec<u32>,
+        limit: Duration,
+    ) -> Result<SandboxRun, SandboxError> {
+        self.start("extract", path, &SandboxRequest { password, skip }, limit)
+            .await
+    }
+
+    async fn start(
+        &self,
+        mode: &str,
+        path: &Path,
+        request: &SandboxRequest,
+        limit: Duration,
+    ) -> Result<SandboxRun, SandboxError> {
+        // CPU time is a backstop behind the wall-clock deadline the parent enforces.
+        let cpu_secs = limit.as_secs() + 5;
+        let mut child = Command::new(&self.exe)
+            .arg("sandbox")
+            .arg(mode)
+            .arg(path)
+            .arg("--memory-mb")
+            .arg(self.memory_mb.to_string())
+            .arg("--cpu-secs")
+            .arg(cpu_secs.to_string())
+            .env("OMP_THREAD_LIMIT", "1")
+            .env_remove("DATABASE_URL")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        stdin
+            .write_all(&serde_json::to_vec(request).map_err(std::io::Error::other)?)
+            .await?;
+        drop(stdin);
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        // Keep the end of stderr: it holds the panic or allocation message of a crash.
+        let stderr_tail = tokio::spawn(async move {
+            let mut all = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                all.extend_from_slice(&buf[..n]);
+                if all.len() > 16 * 1024 {
+                    all.drain(..all.len() - 8 * 1024);
+                }
+            }
+            String::from_utf8_lossy(&all).into_owned()
+        });
+        Ok(SandboxRun {
+            child,
+            lines: BufReader::new(stdout).lines(),
+            stderr_tail: Some(stderr_tail),
+            limit,
+        })
+    }
+}
+
+/// A running sandboxed extraction. Dropping it kills the child.
+pub struct SandboxRun {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    stderr_tail: Option<tokio::task::JoinHandle<String>>,
+    limit: Duration,
+}
+
+impl SandboxRun {
+    /// The next message, or `None` when the child finished cleanly.
+    pub async fn next_message(&mut self) -> Result<Option<SandboxMessage>, SandboxError> {
+        if let Some(line) = self.lines.next_line().await? {
+            return serde_json::from_str(&line)
+                .map(Some)
+                .map_err(|e| SandboxError::Crashed(format!("sent an unreadable answer ({e})")));
+        }
+        let status = self.child.wait().await?;
+        if status.success() {
+            return Ok(None);
+        }
+        let stderr = match self.stderr_tail.take() {
+            Some(task) => task.await.unwrap_or_default(),
+            None => String::new(),
+        };
+        Err(SandboxError::Crashed(describe_exit(
+            status, &stderr, self.limit,
+        )))
+    }
+
+    /// Kills the child now.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// A child's death in words for a person.
+fn describe_exit(status: ExitStatus, stderr: &str, limit: Duration) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if stderr.contains("memory allocation of") || stderr.contains("out of memory") {
+        return "ran out of memory on this file".into();
+    }
+    if let Some(line) = stderr.lines().find(|l| l.contains("panicked at")) {
+        let detail = stderr
+            .lines()
+            .skip_while(|l| !l.contains("panicked at"))
+            .nth(1)
+            .unwrap_or(line);
+        return format!("crashed on this file ({})", detail.trim());
+    }
+    match status.signal() {
+        Some(24) | Some(9) => format!(
+            "used more than its CPU time limit ({}s)",
+            limit.as_secs() + 5
+        ),
+        Some(6) => "aborted on this file".into(),
+        Some(11) => "crashed on this file (segmentation fault)".into(),
+        Some(signal) => format!("was stopped by signal {signal}"),
+        None => format!("failed with exit code {}", status.code().unwrap_or(-1)),
+    }
+}
+
+/// The child side: `lector sandbox MODE FILE`. Lowers its own limits, then answers on stdout.
+pub fn run_child(mode: &str, path: &Path, memory_mb: u64, cpu_secs: u64) -> anyhow::Result<()> {
+    let bytes_limit = memory_mb.saturating_mul(1024 * 1024);
+    rlimit::setrlimit(rlimit::Resource::AS, bytes_limit, bytes_limit)?;
+    rlimit::setrlimit(rlimit::Resource::CPU, cpu_secs, cpu_secs + 1)?;
+    rlimit::setrlimit(rlimit::Resource::CORE, 0, 0)?;
+    let request: SandboxRequest = serde_json::from_reader(std::io::stdin().lock())?;
+    let bytes = std::fs::read(path)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut send = |message: &SandboxMessage| -> std::io::Result<()> {
+        serde_json::to_writer(&mut out, message)?;
+        out.write_all(b"\n")?;
+        // Flush per message so the parent stores each page as soon as it exists.
+        out.flush()
+    };
+    let doc = match text_layer::open(bytes, request.password.as_deref()) {
+        Ok(doc) => doc,
+        Err(reason) => return Ok(send(&SandboxMessage::Refused(reason))?),
+    };
+    send(&SandboxMessage::Opened(doc.inspection()))?;
+    if mode == "extract" {
+        let skip: std::collections::HashSet<u32> = request.skip.into_iter().collect();
+        let pages = (1..=doc.inspection().pages).filter(|n| !skip.contains(n));
+        super::extract_pages(&doc, pages, |page| send(&SandboxMessage::Page(page)))?;
+    }
+    Ok(())
+}

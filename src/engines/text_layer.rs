@@ -1,0 +1,100 @@
+//! The local engine: the PDF's own text layer, read with `pdf_oxide` (see shared/ENGINES.md
+//! for why this crate and the guards below).
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use pdf_oxide::PdfDocument;
+
+use super::{Inspection, OpenDocument, OpenError};
+
+/// The name recorded as the source of pages this engine extracts.
+pub const SOURCE: &str = "text_layer";
+
+/// A PDF opened by `pdf_oxide`, its password (if any) already checked.
+pub struct TextLayerDocument {
+    doc: PdfDocument,
+    inspection: Inspection,
+}
+
+/// Opens `bytes`, checking the password of an encrypted PDF.
+///
+/// `pdf_oxide` returns empty text rather than an error for a PDF it cannot decrypt, so the
+/// password is checked here before any page is read.
+pub fn open(bytes: Vec<u8>, password: Option<&str>) -> Result<TextLayerDocument, OpenError> {
+    let doc = catch_unwind(|| PdfDocument::from_bytes(bytes))
+        .map_err(|panic| {
+            OpenError::Unreadable(format!("the parser failed ({})", panic_message(&panic)))
+        })?
+        .map_err(|e| OpenError::Unreadable(e.to_string()))?;
+    let encrypted = doc.is_encrypted();
+    if encrypted {
+        authenticate(&doc, password)?;
+    }
+    let pages = catch_unwind(AssertUnwindSafe(|| doc.page_count()))
+        .map_err(|panic| {
+            OpenError::Unreadable(format!("the parser failed ({})", panic_message(&panic)))
+        })?
+        .map_err(|e| match e {
+            pdf_oxide::Error::EncryptedPdf => OpenError::PasswordRequired,
+            other => OpenError::Unreadable(other.to_string()),
+        })?;
+    if pages == 0 {
+        return Err(OpenError::NoPages);
+    }
+    let pages =
+        u32::try_from(pages).map_err(|_| OpenError::Unreadable("absurd page count".into()))?;
+    Ok(TextLayerDocument {
+        doc,
+        inspection: Inspection { pages, encrypted },
+    })
+}
+
+/// An owner-password-only PDF opens with the empty user password; anything else needs the
+/// user's password.
+fn authenticate(doc: &PdfDocument, password: Option<&str>) -> Result<(), OpenError> {
+    let unsupported = |e: pdf_oxide::Error| {
+        OpenError::Unreadable(format!("its encryption is not supported ({e})"))
+    };
+    if doc.authenticate(b"").map_err(unsupported)? {
+        return Ok(());
+    }
+    let Some(password) = password.filter(|p| !p.is_empty()) else {
+        return Err(OpenError::PasswordRequired);
+    };
+    if doc.authenticate(password.as_bytes()).map_err(unsupported)? {
+        Ok(())
+    } else {
+        Err(OpenError::WrongPassword)
+    }
+}
+
+impl OpenDocument for TextLayerDocument {
+    fn inspection(&self) -> Inspection {
+        self.inspection
+    }
+
+    fn page_text(&self, number: u32) -> Result<String, String> {
+        let index = number as usize - 1;
+        // Do not use `to_plain_text`: it interleaves two-column pages line by line.
+        match catch_unwind(AssertUnwindSafe(|| self.doc.extract_text(index))) {
+            Ok(Ok(text)) => Ok(text),
+            Ok(Err(e)) => Err(format!("page {number} could not be read: {e}")),
+            Err(panic) => Err(format!(
+                "the parser failed on page {number} ({})",
+                panic_message(&panic)
+            )),
+        }
+    }
+
+    fn source(&self) -> &'static str {
+        SOURCE
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "internal error".into())
+}

@@ -1,0 +1,154 @@
+//! `/api/v1/documents` handlers.
+
+use axum::{
+    Json,
+    extract::{Multipart, Path, Query, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use validator::Validate;
+
+use super::views::{DocumentList, DocumentView, ListQuery, PageList};
+use crate::{
+    documents::UploadError,
+    http::{AppError, AppState, downloads, error::Problem, upload::read_upload},
+};
+
+/// Upload a PDF (multipart field `file`, optional `password`).
+#[utoipa::path(post, path = "/documents", tag = "documents",
+    request_body(content = super::views::UploadBody, content_type = "multipart/form-data"),
+    responses(
+        (status = 202, description = "Stored and queued", body = DocumentView),
+        (status = 200, description = "The same bytes were uploaded before", body = DocumentView),
+        (status = 413, description = "Too large", body = Problem),
+        (status = 415, description = "Not a PDF", body = Problem),
+        (status = 422, description = "Empty, unreadable, password-protected or too many pages", body = Problem),
+    ))]
+pub async fn upload(
+    State(state): State<AppState>,
+    multipart: Multipart,
+) -> Result<Response, AppError> {
+    let form = read_upload(multipart, state.config.max_upload_bytes, 1).await?;
+    let file = form.files.into_iter().next().ok_or(UploadError::NoFile)?;
+    let uploaded = state.documents.upload(file, form.password).await?;
+    let location = format!("/api/v1/documents/{}", uploaded.document.id);
+    let status = if uploaded.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let mut view = DocumentView::new(uploaded.document);
+    view.duplicate = Some(uploaded.duplicate);
+    Ok((status, [(header::LOCATION, location)], Json(view)).into_response())
+}
+
+/// List documents, newest first.
+#[utoipa::path(get, path = "/documents", tag = "documents", params(ListQuery),
+    responses((status = 200, body = DocumentList), (status = 400, body = Problem)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<DocumentList>, AppError> {
+    query
+        .validate()
+        .map_err(|e| AppError::BadRequest(e.to_string()))?;
+    let limit = query.limit.unwrap_or(50);
+    let mut documents = state
+        .store()
+        .list_documents(query.cursor.as_deref(), limit + 1)
+        .await?;
+    let next_cursor = (documents.len() as i64 > limit).then(|| {
+        documents.truncate(limit as usize);
+        documents.last().map(|d| d.id.clone())
+    });
+    Ok(Json(DocumentList {
+        documents: documents.into_iter().map(DocumentView::new).collect(),
+        next_cursor: next_cursor.flatten(),
+    }))
+}
+
+/// One document: status, progress, error, timings.
+#[utoipa::path(get, path = "/documents/{id}", tag = "documents",
+    responses((status = 200, body = DocumentView), (status = 404, body = Problem)))]
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<DocumentView>, AppError> {
+    Ok(Json(DocumentView::new(
+        state.store().get_document(&id).await?,
+    )))
+}
+
+/// The pages extracted so far.
+#[utoipa::path(get, path = "/documents/{id}/pages", tag = "documents",
+    responses((status = 200, body = PageList), (status = 404, body = Problem)))]
+pub async fn pages(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<PageList>, AppError> {
+    let document = state.store().get_document(&id).await?;
+    let pages = state.store().list_pages(&document.id).await?;
+    Ok(Json(PageList {
+        document_id: document.id,
+        pages: pages.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// All text, pages separated by a form feed (`\f`).
+#[utoipa::path(get, path = "/documents/{id}/text", tag = "documents",
+    responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = Problem)))]
+pub async fn text(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    downloads::plain_text(&state, &id, false).await
+}
+
+/// The original PDF.
+#[utoipa::path(get, path = "/documents/{id}/file", tag = "documents",
+    responses((status = 200, content_type = "application/pdf", body = Vec<u8>), (status = 404, body = Problem)))]
+pub async fn file(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    downloads::original_pdf(&state, &id).await
+}
+
+/// Clear the pages and extract again.
+#[utoipa::path(post, path = "/documents/{id}/reprocess", tag = "documents",
+    responses((status = 202, body = DocumentView), (status = 404, body = Problem)))]
+pub async fn reprocess(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let document = state.documents.reprocess(&id).await?;
+    Ok((StatusCode::ACCEPTED, Json(DocumentView::new(document))).into_response())
+}
+
+/// Stop a queued or running extraction.
+#[utoipa::path(post, path = "/documents/{id}/cancel", tag = "documents",
+    responses((status = 200, body = DocumentView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<DocumentView>, AppError> {
+    if !state.documents.cancel(&id).await? {
+        return Err(AppError::Conflict(
+            "the document has already finished; nothing to cancel".into(),
+        ));
+    }
+    Ok(Json(DocumentView::new(
+        state.store().get_document(&id).await?,
+    )))
+}
+
+/// Delete the document, its original and its pages.
+#[utoipa::path(delete, path = "/documents/{id}", tag = "documents",
+    responses((status = 204), (status = 404, body = Problem)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    state.documents.delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,49 @@
+//! The JSON API under `/api/v1`, with its OpenAPI document generated from these handlers.
+
+use axum::{
+    Json, Router,
+    routing::{get, post},
+};
+use utoipa::OpenApi;
+
+use super::AppState;
+
+mod documents;
+mod views;
+
+/// The OpenAPI document, generated from the handlers' annotations.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Lector", description = "Multi-page PDFs to searchable text."),
+    servers((url = "/api/v1")),
+    paths(
+        documents::upload,
+        documents::list,
+        documents::show,
+        documents::pages,
+        documents::text,
+        documents::file,
+        documents::reprocess,
+        documents::cancel,
+        documents::delete,
+    ),
+    components(schemas(views::UploadBody, crate::http::error::Problem))
+)]
+pub struct ApiDoc;
+
+/// The API's one route table.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        .route("/documents", post(documents::upload).get(documents::list))
+        .route(
+            "/documents/{id}",
+            get(documents::show).delete(documents::delete),
+        )
+        .route("/documents/{id}/pages", get(documents::pages))
+        .route("/documents/{id}/text", get(documents::text))
+        .route("/documents/{id}/file", get(documents::file))
+        .route("/documents/{id}/reprocess", post(documents::reprocess))
+        .route("/documents/{id}/cancel", post(documents::cancel))
+        .fallback(|| async { super::AppError::NotFound })
+}

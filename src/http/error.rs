@@ -1,0 +1,170 @@
+//! The HTTP layer's one error type, and its two renderings: problem+json for the API and an
+//! HTML page for the browser.
+
+use askama::Template;
+use axum::{
+    http::{StatusCode, header},
+    response::{Html, IntoResponse, Response},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::{documents::UploadError, storage};
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// No such document (or route).
+    #[error("not found")]
+    NotFound,
+    /// An upload was refused.
+    #[error(transparent)]
+    Upload(#[from] UploadError),
+    /// A request parameter is wrong.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The request conflicts with the document's state.
+    #[error("{0}")]
+    Conflict(String),
+    /// Our fault. The client sees no detail.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<storage::Error> for AppError {
+    fn from(err: storage::Error) -> Self {
+        match err {
+            storage::Error::NotFound => AppError::NotFound,
+            storage::Error::Conflict => {
+                AppError::Conflict("conflicts with an existing document".into())
+            }
+            storage::Error::Other(other) => AppError::Internal(other),
+        }
+    }
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI reference naming the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong this time, for a person.
+    pub detail: String,
+    /// A stable machine-readable name (`not-a-pdf`, `too-large`, …).
+    pub code: String,
+}
+
+impl AppError {
+    /// The HTTP status this error maps to.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::Upload(upload) => match upload {
+                UploadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                UploadError::NotPdf => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                UploadError::NoFile
+                | UploadError::BadRequest(_)
+                | UploadError::TooManyFiles { .. } => StatusCode::BAD_REQUEST,
+                UploadError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            },
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            AppError::NotFound => "not-found",
+            AppError::BadRequest(_) => "bad-request",
+            AppError::Conflict(_) => "conflict",
+            AppError::Internal(_) => "internal",
+            AppError::Upload(upload) => upload.code(),
+        }
+    }
+
+    /// What the client may be told: internal errors stay opaque.
+    pub fn public_message(&self) -> String {
+        match self {
+            AppError::Internal(_) | AppError::Upload(UploadError::Internal(_)) => {
+                "something went wrong on our side; it has been logged".into()
+            }
+            AppError::NotFound => "no such document".into(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Logs the error once: 5xx as errors with the full chain, 4xx at debug.
+    fn log(&self) {
+        if self.status().is_server_error() {
+            tracing::error!(error = %format!("{self:#}"), "request failed");
+        } else {
+            tracing::debug!(error = %self, "request refused");
+        }
+    }
+
+    /// The problem document for this error.
+    pub fn problem(&self) -> Problem {
+        let status = self.status();
+        Problem {
+            kind: format!("/problems/{}", self.code()),
+            title: status.canonical_reason().unwrap_or("Error").into(),
+            status: status.as_u16(),
+            detail: self.public_message(),
+            code: self.code().into(),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        self.log();
+        let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
+        (
+            self.status(),
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+/// An [`AppError`] shown to a browser as a page.
+#[derive(Debug)]
+pub struct HtmlError(pub AppError);
+
+impl<E: Into<AppError>> From<E> for HtmlError {
+    fn from(err: E) -> Self {
+        HtmlError(err.into())
+    }
+}
+
+#[derive(Template)]
+#[template(path = "pages/error.html")]
+struct ErrorPage {
+    status: u16,
+    title: String,
+    message: String,
+}
+
+impl IntoResponse for HtmlError {
+    fn into_response(self) -> Response {
+        self.0.log();
+        let status = self.0.status();
+        let page = ErrorPage {
+            status: status.as_u16(),
+            title: status.canonical_reason().unwrap_or("Error").into(),
+            message: self.0.public_message(),
+        };
+        match page.render() {
+            Ok(html) => (status, Html(html)).into_response(),
+            Err(_) => (status, self.0.public_message()).into_response(),
+        }
+    }
+}

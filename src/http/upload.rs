@@ -1,0 +1,79 @@
+//! Reading an upload form: each file is streamed to a temporary file (hashed and counted as
+//! it arrives) and refused with 413 the moment it passes the size limit.
+
+use axum::extract::{Multipart, multipart::Field};
+
+use crate::documents::{IncomingFile, IncomingFileWriter, UploadError};
+
+/// The fields of an upload: one or more files and an optional password.
+pub struct UploadForm {
+    /// The files, in the order sent.
+    pub files: Vec<IncomingFile>,
+    /// The password for encrypted PDFs.
+    pub password: Option<String>,
+}
+
+/// Reads every field of `multipart`. Files are named `file` (or `files`).
+pub async fn read_upload(
+    mut multipart: Multipart,
+    limit: u64,
+    max_files: usize,
+) -> Result<UploadForm, UploadError> {
+    let mut files = Vec::new();
+    let mut password = None;
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| UploadError::BadRequest(e.body_text()))?
+    {
+        match field.name() {
+            Some("file" | "files") => {
+                let file = read_file(field, limit).await?;
+                // Browsers send an empty, nameless part when no file was chosen.
+                if file.file_name.is_empty() && file.size == 0 {
+                    continue;
+                }
+                if files.len() == max_files {
+                    return Err(UploadError::TooManyFiles { limit: max_files });
+                }
+                files.push(file);
+            }
+            Some("password") => password = Some(read_text(field, 1024).await?),
+            _ => {}
+        }
+    }
+    Ok(UploadForm {
+        files,
+        password: password.filter(|p| !p.is_empty()),
+    })
+}
+
+async fn read_file(mut field: Field<'_>, limit: u64) -> Result<IncomingFile, UploadError> {
+    let name = field.file_name().unwrap_or_default().to_owned();
+    let mut writer =
+        IncomingFileWriter::new(&name, limit).map_err(|e| UploadError::Internal(e.into()))?;
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| UploadError::BadRequest(e.body_text()))?
+    {
+        writer.write(&chunk).await?;
+    }
+    writer.finish().await
+}
+
+async fn read_text(mut field: Field<'_>, limit: usize) -> Result<String, UploadError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| UploadError::BadRequest(e.body_text()))?
+    {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > limit {
+            return Err(UploadError::BadRequest("a form field is too long".into()));
+        }
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| UploadError::BadRequest("a form field is not UTF-8".into()))
+}

@@ -1,0 +1,282 @@
+//! Pages and fragments about documents.
+
+use askama::Template;
+use axum::{
+    extract::{Multipart, Path, Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{Html, IntoResponse, Redirect, Response},
+};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::views::{DocumentSummary, PageSection};
+use crate::{
+    documents::{UploadError, human_bytes},
+    domain::upload::clean_file_name,
+    http::{AppError, AppState, HtmlError, downloads, upload::read_upload},
+    sessions::{set_flash, take_flash},
+};
+
+const PER_PAGE: i64 = 50;
+
+#[derive(Template)]
+#[template(path = "pages/index.html")]
+struct IndexPage {
+    flash: Option<String>,
+    documents: Vec<DocumentSummary>,
+    page: i64,
+    total_pages: i64,
+    errors: Vec<String>,
+    max_upload: String,
+    max_pages: u32,
+}
+
+#[derive(Template)]
+#[template(path = "pages/document.html")]
+struct DocumentPage {
+    flash: Option<String>,
+    doc: DocumentSummary,
+    error: Option<String>,
+    pages: Vec<PageSection>,
+}
+
+#[derive(Template)]
+#[template(path = "partials/progress.html")]
+struct ProgressFragment {
+    doc: DocumentSummary,
+}
+
+#[derive(Template)]
+#[template(path = "partials/document_row.html")]
+struct RowFragment {
+    doc: DocumentSummary,
+}
+
+#[derive(Template)]
+#[template(path = "pages/confirm_delete.html")]
+struct ConfirmDeletePage {
+    doc: DocumentSummary,
+}
+
+fn render(template: &impl Template) -> Result<Html<String>, HtmlError> {
+    template
+        .render()
+        .map(Html)
+        .map_err(|e| HtmlError(AppError::Internal(e.into())))
+}
+
+/// `?page=N` of the index.
+#[derive(Deserialize)]
+pub struct IndexQuery {
+    page: Option<i64>,
+}
+
+/// The index: upload form and documents, newest first.
+pub async fn index(
+    State(state): State<AppState>,
+    session: Session,
+    Query(query): Query<IndexQuery>,
+) -> Result<Html<String>, HtmlError> {
+    let flash = take_flash(&session).await;
+    render(&index_page(&state, query.page.unwrap_or(1), flash, vec![]).await?)
+}
+
+async fn index_page(
+    state: &AppState,
+    page: i64,
+    flash: Option<String>,
+    errors: Vec<String>,
+) -> Result<IndexPage, HtmlError> {
+    let total = state.store().count_documents().await?;
+    let total_pages = ((total + PER_PAGE - 1) / PER_PAGE).max(1);
+    let page = page.clamp(1, total_pages);
+    let documents = state
+        .store()
+        .list_documents_at((page - 1) * PER_PAGE, PER_PAGE)
+        .await?;
+    Ok(IndexPage {
+        flash,
+        documents: documents.iter().map(DocumentSummary::from).collect(),
+        page,
+        total_pages,
+        errors,
+        max_upload: human_bytes(state.config.max_upload_bytes),
+        max_pages: state.config.max_pages,
+    })
+}
+
+/// The upload form's target: one or several PDFs.
+pub async fn upload(
+    State(state): State<AppState>,
+    session: Session,
+    multipart: Multipart,
+) -> Result<Response, HtmlError> {
+    let config = &state.config;
+    let form = match read_upload(
+        multipart,
+        config.max_upload_bytes,
+        config.max_files_per_upload,
+    )
+    .await
+    {
+        Ok(form) if form.files.is_empty() => {
+            return form_error(
+                &state,
+                vec![UploadError::NoFile.to_string()],
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await;
+        }
+        Ok(form) => form,
+        Err(UploadError::Internal(e)) => return Err(AppError::Internal(e).into()),
+        Err(e) => return form_error(&state, vec![e.to_string()], AppError::from(e).status()).await,
+    };
+    let (mut stored, mut errors) = (Vec::new(), Vec::new());
+    for file in form.files {
+        let name = clean_file_name(&file.file_name);
+        match state.documents.upload(file, form.password.clone()).await {
+            Ok(uploaded) => stored.push(uploaded),
+            Err(UploadError::Internal(e)) => return Err(AppError::Internal(e).into()),
+            Err(e) => errors.push(format!("{name}: {e}")),
+        }
+    }
+    if !errors.is_empty() {
+        if !stored.is_empty() {
+            errors.push(format!("The other {} file(s) were uploaded.", stored.len()));
+        }
+        return form_error(&state, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    if let [only] = stored.as_slice() {
+        let verb = if only.duplicate {
+            "was already uploaded"
+        } else {
+            "was uploaded"
+        };
+        set_flash(&session, format!("{} {verb}.", only.document.file_name)).await;
+        return Ok(Redirect::to(&format!("/documents/{}", only.document.id)).into_response());
+    }
+    set_flash(&session, format!("{} files were uploaded.", stored.len())).await;
+    Ok(Redirect::to("/").into_response())
+}
+
+async fn form_error(
+    state: &AppState,
+    errors: Vec<String>,
+    status: StatusCode,
+) -> Result<Response, HtmlError> {
+    let page = index_page(state, 1, None, errors).await?;
+    Ok((status, render(&page)?).into_response())
+}
+
+/// A document: progress while it runs, then the text of every page.
+pub async fn show(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Html<String>, HtmlError> {
+    let document = state.store().get_document(&id).await?;
+    let pages = state.store().list_pages(&id).await?;
+    render(&DocumentPage {
+        flash: take_flash(&session).await,
+        error: document.error.clone(),
+        doc: DocumentSummary::from(&document),
+        pages: pages.into_iter().map(PageSection::from).collect(),
+    })
+}
+
+/// The progress fragment the document page polls; tells htmx to reload once finished so
+/// the text appears.
+pub async fn progress(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, HtmlError> {
+    let document = state.store().get_document(&id).await?;
+    let html = render(&ProgressFragment {
+        doc: DocumentSummary::from(&document),
+    })?;
+    if document.status.is_finished() && headers.contains_key("hx-request") {
+        return Ok(([("hx-refresh", "true")], html).into_response());
+    }
+    Ok(html.into_response())
+}
+
+/// One row of the index, for htmx to refresh.
+pub async fn row(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Html<String>, HtmlError> {
+    let document = state.store().get_document(&id).await?;
+    render(&RowFragment {
+        doc: DocumentSummary::from(&document),
+    })
+}
+
+/// The original, as a download.
+pub async fn original(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, HtmlError> {
+    Ok(downloads::original_pdf(&state, &id).await?)
+}
+
+/// The text, as a `.txt` download.
+pub async fn text(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, HtmlError> {
+    Ok(downloads::plain_text(&state, &id, true).await?)
+}
+
+/// Queue the document again.
+pub async fn reprocess(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Redirect, HtmlError> {
+    let document = state.documents.reprocess(&id).await?;
+    set_flash(
+        &session,
+        format!("{} was queued again.", document.file_name),
+    )
+    .await;
+    Ok(Redirect::to(&format!("/documents/{id}")))
+}
+
+/// Stop the work on a document.
+pub async fn cancel(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Redirect, HtmlError> {
+    let message = if state.documents.cancel(&id).await? {
+        "Cancelled."
+    } else {
+        "It had already finished."
+    };
+    set_flash(&session, message).await;
+    Ok(Redirect::to(&format!("/documents/{id}")))
+}
+
+/// "Delete this document?"
+pub async fn confirm_delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Html<String>, HtmlError> {
+    let document = state.store().get_document(&id).await?;
+    render(&ConfirmDeletePage {
+        doc: DocumentSummary::from(&document),
+    })
+}
+
+/// Delete, then back to the index.
+pub async fn delete(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Redirect, HtmlError> {
+    let document = state.store().get_document(&id).await?;
+    state.documents.delete(&id).await?;
+    set_flash(&session, format!("{} was deleted.", document.file_name)).await;
+    Ok(Redirect::to("/"))
+}

@@ -1,0 +1,67 @@
+//! What the templates show, prepared from domain types (formatting lives here, not in HTML).
+
+use crate::{
+    documents::human_bytes,
+    domain::{Document, Page},
+};
+
+/// A document as a row of the index, or the header of its page.
+pub struct DocumentSummary {
+    pub id: String,
+    pub file_name: String,
+    pub page_count: i32,
+    pub size: String,
+    pub status: &'static str,
+    pub status_label: String,
+    pub engine: String,
+    pub uploaded_at: String,
+    pub finished: bool,
+    pub cancellable: bool,
+    pub percent: u32,
+    pub pages_done: i64,
+    pub extraction: String,
+}
+
+impl From<&Document> for DocumentSummary {
+    fn from(doc: &Document) -> Self {
+        DocumentSummary {
+            id: doc.id.clone(),
+            file_name: doc.file_name.clone(),
+            page_count: doc.page_count,
+            size: human_bytes(doc.size_bytes.max(0) as u64),
+            status: doc.status.as_str(),
+            status_label: doc.status_label(),
+            engine: doc.engine.clone(),
+            uploaded_at: doc.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            finished: doc.status.is_finished(),
+            cancellable: doc.status.is_cancellable(),
+            percent: doc.percent_done(),
+            pages_done: doc.pages_done,
+            extraction: doc
+                .extraction_ms()
+                .map(|ms| format!("{:.2} s", ms as f64 / 1000.0))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// One page's text on the document page.
+pub struct PageSection {
+    pub number: i32,
+    pub text: String,
+    pub source: String,
+    pub char_count: i32,
+    pub error: Option<String>,
+}
+
+impl From<Page> for PageSection {
+    fn from(page: Page) -> Self {
+        PageSection {
+            number: page.number,
+            text: page.text,
+            source: page.source.replace('_', " "),
+            char_count: page.char_count,
+            error: page.error,
+        }
+    }
+}

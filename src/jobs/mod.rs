@@ -1,0 +1,124 @@
+//! The durable job queue's workers: claim a job, hold its lease with a heartbeat, run the
+//! extraction, and record success, a retry with backoff, or a failure.
+
+use std::{sync::Arc, time::Duration};
+
+use futures_util::FutureExt;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::{config::Config, engines::Sandbox, storage::Store};
+
+mod extract;
+
+pub use extract::Outcome;
+
+/// Runs extraction jobs. Cheap to clone; each worker task holds one.
+#[derive(Clone)]
+pub struct Worker {
+    store: Arc<dyn Store>,
+    sandbox: Sandbox,
+    config: Arc<Config>,
+    /// Unique per worker task, so leases say who holds them.
+    id: String,
+}
+
+impl Worker {
+    /// A worker with a fresh id.
+    pub fn new(store: Arc<dyn Store>, sandbox: Sandbox, config: Arc<Config>) -> Self {
+        let id = format!("{}-{}", hostname(), uuid::Uuid::now_v7().simple());
+        Worker {
+            store,
+            sandbox,
+            config,
+            id,
+        }
+    }
+
+    /// This worker's id, as written in `jobs.locked_by`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Claims and runs one due job. Returns false when there was none. Public so tests can
+    /// drain the queue deterministically.
+    pub async fn run_next(&self, shutdown: &CancellationToken) -> anyhow::Result<bool> {
+        let Some(job) = self
+            .store
+            .claim_job(&self.id, self.config.job_lease)
+            .await?
+        else {
+            return Ok(false);
+        };
+        let span = tracing::info_span!("job", job.id = job.id, document.id = %job.document_id, job.attempt = job.attempts);
+        let run = extract::run(self, &job, shutdown);
+        // A panic in our own code fails the attempt (and is retried), never the worker.
+        let outcome =
+            match std::panic::AssertUnwindSafe(tracing::Instrument::instrument(run, span.clone()))
+                .catch_unwind()
+                .await
+            {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    Outcome::Retry(anyhow::anyhow!("internal error (panic) while extracting"))
+                }
+            };
+        let _entered = span.enter();
+        extract::record(self, &job, outcome).await?;
+        Ok(true)
+    }
+
+    /// Runs jobs until `shutdown` is cancelled, waking on `work_available` or every poll
+    /// interval.
+    pub async fn run_until(self, shutdown: CancellationToken, work_available: Arc<Notify>) {
+        while !shutdown.is_cancelled() {
+            match self.run_next(&shutdown).await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(%error, worker = %self.id, "worker could not reach the queue")
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = work_available.notified() => {}
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+            }
+        }
+    }
+
+    /// How long to wait before the next try after `attempts` failed tries.
+    fn backoff(&self, attempts: i32) -> Duration {
+        let exponent = attempts.clamp(1, 16) as u32 - 1;
+        self.config.job_retry_base.saturating_mul(1 << exponent)
+    }
+}
+
+/// Starts `count` workers; the handle finishes when all have stopped after `shutdown`.
+pub fn spawn_workers(
+    count: usize,
+    store: Arc<dyn Store>,
+    sandbox: Sandbox,
+    config: Arc<Config>,
+    shutdown: CancellationToken,
+    work_available: Arc<Notify>,
+) -> tokio::task::JoinHandle<()> {
+    let handles: Vec<_> = (0..count)
+        .map(|_| {
+            let worker = Worker::new(store.clone(), sandbox.clone(), config.clone());
+            tokio::spawn(worker.run_until(shutdown.clone(), work_available.clone()))
+        })
+        .collect();
+    tokio::spawn(async move {
+        for handle in handles {
+            let _ = handle.await;
+        }
+    })
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "lector".into())
+}

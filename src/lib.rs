@@ -1,0 +1,18 @@
+//! Lector turns multi-page PDFs into searchable text.
+//!
+//! Start at [`startup`]: it builds the [`http`] router over an [`http::AppState`] and starts the
+//! [`jobs`] workers. Uploads go through [`documents`] (the use cases) into [`storage`] (all
+//! SQL); workers run the [`engines`] in a sandboxed child process and write pages back.
+
+pub mod blobs;
+pub mod cli;
+pub mod config;
+pub mod documents;
+pub mod domain;
+pub mod engines;
+pub mod http;
+pub mod jobs;
+pub mod sessions;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;

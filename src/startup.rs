@@ -1,0 +1,164 @@
+//! Assembly: connect storage, build the state, start workers and the web server, and stop
+//! them in order on shutdown. Startup is a function of (config, listener, shutdown future),
+//! so tests start the real application on `127.0.0.1:0`.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use secrecy::ExposeSecret;
+use tokio::{net::TcpListener, sync::Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::Config,
+    documents::Documents,
+    engines::Sandbox,
+    http::{self, AppState},
+    jobs,
+    sessions::SessionBackend,
+    storage::{Store, postgres::PostgresStore, sqlite::SqliteStore},
+};
+
+/// A connected, migrated database.
+pub struct Connected {
+    /// Lector's own tables.
+    pub store: Arc<dyn Store>,
+    /// Browser sessions.
+    pub sessions: SessionBackend,
+}
+
+/// Connects to `DATABASE_URL` and applies the migrations (Lector's and the sessions').
+pub async fn connect(config: &Config) -> anyhow::Result<Connected> {
+    let url = config.database_url.expose_secret();
+    let max = config.database_max_connections;
+    let connected = if config.is_postgres() {
+        let store = PostgresStore::connect(url, max).await?;
+        let sessions = SessionBackend::Postgres(tower_sessions_sqlx_store::PostgresStore::new(
+            store.pool().clone(),
+        ));
+        Connected {
+            store: Arc::new(store),
+            sessions,
+        }
+    } else {
+        let store = SqliteStore::connect(url, max).await?;
+        let sessions = SessionBackend::Sqlite(tower_sessions_sqlx_store::SqliteStore::new(
+            store.pool().clone(),
+        ));
+        Connected {
+            store: Arc::new(store),
+            sessions,
+        }
+    };
+    connected.store.migrate().await?;
+    connected
+        .sessions
+        .migrate()
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the session table: {e}"))?;
+    Ok(connected)
+}
+
+/// Runs the web server and `config.workers` workers until `shutdown` resolves, then stops
+/// taking requests and jobs, and hands back jobs that do not finish within the grace period.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let connected = connect(&config).await?;
+    let sandbox = Sandbox::new(config.sandbox_exe.clone(), config.sandbox_memory_mb);
+    let work_available = Arc::new(Notify::new());
+    let stop = CancellationToken::new();
+    let workers = jobs::spawn_workers(
+        config.workers,
+        connected.store.clone(),
+        sandbox.clone(),
+        config.clone(),
+        stop.clone(),
+        work_available.clone(),
+    );
+    spawn_session_cleanup(connected.sessions.clone(), stop.clone());
+    let state = AppState {
+        documents: Documents::new(
+            connected.store.clone(),
+            sandbox,
+            config.clone(),
+            work_available,
+        ),
+        config: config.clone(),
+    };
+    let app = http::router(state, connected.sessions);
+    tracing::info!(address = %listener.local_addr()?, database = connected.store.backend(), workers = config.workers, "lector is listening");
+    let stop_on_signal = stop.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new requests or jobs");
+            stop_on_signal.cancel();
+        })
+        .await?;
+    stop.cancel();
+    workers.await?;
+    Ok(())
+}
+
+/// Runs workers only (`lector worker`) until `shutdown` resolves.
+pub async fn run_workers_only(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let connected = connect(&config).await?;
+    let sandbox = Sandbox::new(config.sandbox_exe.clone(), config.sandbox_memory_mb);
+    let stop = CancellationToken::new();
+    let workers = jobs::spawn_workers(
+        config.workers,
+        connected.store,
+        sandbox,
+        config.clone(),
+        stop.clone(),
+        Arc::new(Notify::new()),
+    );
+    tracing::info!(workers = config.workers, "lector workers started");
+    shutdown.await;
+    tracing::info!("shutting down: finishing or handing back running jobs");
+    stop.cancel();
+    workers.await?;
+    Ok(())
+}
+
+fn spawn_session_cleanup(sessions: SessionBackend, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = every_hour.tick() => {
+                    if let Err(error) = sessions.delete_expired().await {
+                        tracing::warn!(%error, "could not delete expired sessions");
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what Elastic Beanstalk sends on deploy and scale-in).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,262 @@
+//! Persistence: the [`Store`] trait and its two implementations. All SQL lives in this folder.
+//!
+//! The Rust code of both backends is written once (in `sql_store.rs`, as a macro over the
+//! pool type); each backend file holds only the SQL text that differs, so the two cannot
+//! drift apart in behaviour without a contract test noticing.
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::domain::{Document, Page};
+
+#[macro_use]
+mod sql_store;
+pub mod postgres;
+pub mod sqlite;
+
+/// Bytes of the original stored per row of the blob table: big enough to be cheap to
+/// insert, small enough that a download never holds more than this in memory.
+pub const BLOB_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Storage errors, as the layers above need to tell them apart.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The row asked for does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A unique constraint refused the write (e.g. the same file uploaded twice at once).
+    #[error("conflicts with an existing row")]
+    Conflict,
+    /// Anything else: the database is down, a query is wrong, a file could not be read.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::RowNotFound => Error::NotFound,
+            sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict,
+            other => Error::Other(other.into()),
+        }
+    }
+}
+
+/// Storage results.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A document about to be stored, with its original in a file on disk.
+#[derive(Debug)]
+pub struct NewDocument {
+    /// UUIDv7.
+    pub id: String,
+    /// Cleaned file name.
+    pub file_name: String,
+    /// Hex SHA-256 of the bytes.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size_bytes: i64,
+    /// Pages in the PDF.
+    pub page_count: i32,
+    /// Engine to use.
+    pub engine: String,
+    /// The user password that opens the PDF, kept so that workers (and re-process) can.
+    pub pdf_password: Option<SecretString>,
+    /// Tries before giving up.
+    pub max_attempts: i32,
+}
+
+/// A page about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewPage {
+    /// 1-based page number.
+    pub number: i32,
+    /// Extracted text.
+    pub text: String,
+    /// Engine that produced it (`text_layer`, …).
+    pub source: String,
+    /// Milliseconds spent on it.
+    pub extraction_ms: i64,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
+/// A job a worker has claimed and now holds the lease of.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ClaimedJob {
+    /// Job id.
+    pub id: i64,
+    /// The document to extract.
+    pub document_id: String,
+    /// Tries so far, including this one.
+    pub attempts: i32,
+    /// Tries allowed.
+    pub max_attempts: i32,
+    /// Why the previous attempt failed, if one did.
+    pub last_error: Option<String>,
+}
+
+/// Counts of jobs by state, for health and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// Waiting to be claimed (including retries not yet due).
+    pub queued: i64,
+    /// Claimed by a worker.
+    pub running: i64,
+}
+
+/// Everything Lector stores. One implementation per database backend.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `postgres` or `sqlite`.
+    fn backend(&self) -> &'static str;
+    /// Applies the migrations of this backend.
+    async fn migrate(&self) -> Result<()>;
+    /// Answers a trivial query (health checks).
+    async fn ping(&self) -> Result<()>;
+
+    /// Stores a document, its original bytes (read from `original`) and its extraction job
+    /// in one transaction: either all of it is stored or nothing is.
+    async fn create_document(&self, doc: &NewDocument, original: &Path) -> Result<Document>;
+    /// The document whose original has this SHA-256, if any.
+    async fn find_document_by_sha256(&self, sha256: &str) -> Result<Option<Document>>;
+    /// One document.
+    async fn get_document(&self, id: &str) -> Result<Document>;
+    /// Newest first, strictly older than the document `before` (cursor pagination).
+    async fn list_documents(&self, before: Option<&str>, limit: i64) -> Result<Vec<Document>>;
+    /// Newest first, by offset (numbered pages in the web UI).
+    async fn list_documents_at(&self, offset: i64, limit: i64) -> Result<Vec<Document>>;
+    /// How many documents there are.
+    async fn count_documents(&self) -> Result<i64>;
+    /// Every extracted page of a document, in page order.
+    async fn list_pages(&self, id: &str) -> Result<Vec<Page>>;
+    /// Numbers of the pages already stored (a resumed job skips them).
+    async fn stored_page_numbers(&self, id: &str) -> Result<Vec<i32>>;
+    /// How many chunks the original is stored in.
+    async fn blob_chunk_count(&self, id: &str) -> Result<i64>;
+    /// One chunk of the original, `seq` counting from 0.
+    async fn blob_chunk(&self, id: &str, seq: i64) -> Result<Vec<u8>>;
+    /// The password the user gave for an encrypted PDF.
+    async fn document_password(&self, id: &str) -> Result<Option<SecretString>>;
+    /// Removes a document with its original, pages and jobs.
+    async fn delete_document(&self, id: &str) -> Result<()>;
+    /// Clears the pages and queues the document again (re-process).
+    async fn requeue_document(&self, id: &str, max_attempts: i32) -> Result<()>;
+    /// Cancels a queued or running document. False when it had already finished.
+    async fn cancel_document(&self, id: &str) -> Result<bool>;
+
+    /// Atomically claims the next due job (or one whose lease expired) for `worker`.
+    async fn claim_job(&self, worker: &str, lease: Duration) -> Result<Option<ClaimedJob>>;
+    /// Extends the lease. False when the job is no longer this worker's (cancelled, taken over).
+    async fn heartbeat(&self, job: &ClaimedJob, worker: &str, lease: Duration) -> Result<bool>;
+    /// Marks the document as being processed.
+    async fn start_document(&self, job: &ClaimedJob, worker: &str) -> Result<bool>;
+    /// Stores one page, unless the job is no longer this worker's (then returns false).
+    /// Storing a page twice keeps the first copy.
+    async fn insert_page(&self, job: &ClaimedJob, worker: &str, page: &NewPage) -> Result<bool>;
+    /// The job succeeded: the document is done.
+    async fn complete_job(&self, job: &ClaimedJob, worker: &str) -> Result<bool>;
+    /// The attempt failed but may succeed later: queue it again after `delay`.
+    async fn retry_job(
+        &self,
+        job: &ClaimedJob,
+        worker: &str,
+        error: &str,
+        delay: Duration,
+    ) -> Result<()>;
+    /// The job failed for good: the document is failed with `error`.
+    async fn fail_job(&self, job: &ClaimedJob, worker: &str, error: &str) -> Result<()>;
+    /// Hands the job back to the queue without counting the attempt (graceful shutdown).
+    async fn release_job(&self, job: &ClaimedJob, worker: &str) -> Result<()>;
+    /// Jobs waiting and running.
+    async fn queue_counts(&self) -> Result<QueueCounts>;
+}
+
+/// The store for `database_url`, connected and migrated.
+pub async fn connect(
+    database_url: &SecretString,
+    max_connections: u32,
+) -> anyhow::Result<Arc<dyn Store>> {
+    let url = database_url.expose_secret();
+    let store: Arc<dyn Store> = if url.starts_with("postgres") {
+        Arc::new(postgres::PostgresStore::connect(url, max_connections).await?)
+    } else {
+        Arc::new(sqlite::SqliteStore::connect(url, max_connections).await?)
+    };
+    Ok(store)
+}
+
+/// A row of the documents query, as both backends return it.
+#[derive(sqlx::FromRow)]
+struct DocumentRow {
+    id: String,
+    file_name: String,
+    sha256: String,
+    size_bytes: i64,
+    page_count: i32,
+    pages_done: i64,
+    pages_failed: i64,
+    status: String,
+    error: Option<String>,
+    engine: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+    started_at: Option<chrono::DateTime<chrono::Utc>>,
+    finished_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl TryFrom<DocumentRow> for Document {
+    type Error = Error;
+
+    fn try_from(row: DocumentRow) -> Result<Self> {
+        let status = crate::domain::DocumentStatus::parse(&row.status).ok_or_else(|| {
+            anyhow::anyhow!("unknown document status {:?} in the database", row.status)
+        })?;
+        Ok(Document {
+            id: row.id,
+            file_name: row.file_name,
+            sha256: row.sha256,
+            size_bytes: row.size_bytes,
+            page_count: row.page_count,
+            pages_done: row.pages_done,
+            pages_failed: row.pages_failed,
+            status,
+            error: row.error,
+            engine: row.engine,
+            created_at: row.created_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+        })
+    }
+}
+
+/// A row of the pages query.
+#[derive(sqlx::FromRow)]
+struct PageRow {
+    page_number: i32,
+    text: String,
+    source: String,
+    char_count: i32,
+    extraction_ms: i64,
+    error: Option<String>,
+}
+
+impl From<PageRow> for Page {
+    fn from(row: PageRow) -> Self {
+        Page {
+            number: row.page_number,
+            text: row.text,
+            source: row.source,
+            char_count: row.char_count,
+            extraction_ms: row.extraction_ms,
+            error: row.error,
+        }
+    }
+}
+
+/// The columns every document query selects, with page progress counted from `pages`.
+const DOCUMENT_COLUMNS: &str = "d.id, d.file_name, d.sha256, d.size_bytes, d.page_count, d.status, \
+     d.error, d.engine, d.created_at, d.started_at, d.finished_at, \
+     (select count(*) from pages p where p.document_id = d.id) as pages_done, \
+     (select count(*) from pages p where p.document_id = d.id and p.error is not null) as pages_failed";

@@ -1,0 +1,589 @@
+//! The body of both SQL stores, written once. `store_impl!` expands to an `impl Store` for a
+//! struct with fields `pool` (a sqlx pool) and `sql` (the [`Queries`] of its dialect).
+
+/// How a backend spells the few things that differ between Postgres and SQLite.
+pub(crate) struct Dialect {
+    /// The current time as a column value.
+    pub now: &'static str,
+    /// The current time plus `param` seconds (a float placeholder such as `$2`).
+    pub later: fn(&str) -> String,
+    /// Row locking for queue claims (nothing on SQLite, where writers are serialised anyway).
+    pub skip_locked: &'static str,
+}
+
+/// Every statement the stores run, built once from a [`Dialect`].
+pub(crate) struct Queries {
+    pub insert_document: String,
+    pub insert_blob_chunk: String,
+    pub insert_job: String,
+    pub document_by_id: String,
+    pub document_by_sha256: String,
+    pub documents_newest: String,
+    pub documents_before: String,
+    pub documents_at: String,
+    pub requeue_document: String,
+    pub requeue_job: String,
+    pub cancel_document: String,
+    pub cancel_job: String,
+    pub claim_job: String,
+    pub heartbeat: String,
+    pub job_is_ours: String,
+    pub start_document: String,
+    pub insert_page: String,
+    pub finish_job: String,
+    pub finish_document: String,
+    pub retry_job: String,
+    pub release_job: String,
+    pub requeue_document_status: String,
+}
+
+/// Statements that are the same on both backends.
+pub(crate) mod common {
+    pub const COUNT_DOCUMENTS: &str = "select count(*) from documents";
+    pub const PAGES: &str = "select page_number, text, source, char_count, extraction_ms, error \
+         from pages where document_id = $1 order by page_number";
+    pub const PAGE_NUMBERS: &str =
+        "select page_number from pages where document_id = $1 order by page_number";
+    pub const BLOB_CHUNK_COUNT: &str = "select count(*) from document_blobs where document_id = $1";
+    pub const BLOB_CHUNK: &str =
+        "select data from document_blobs where document_id = $1 and seq = $2";
+    pub const PASSWORD: &str = "select pdf_password from documents where id = $1";
+    pub const DELETE_DOCUMENT: &str = "delete from documents where id = $1";
+    pub const DELETE_PAGES: &str = "delete from pages where document_id = $1";
+    pub const DOCUMENT_EXISTS: &str = "select count(*) from documents where id = $1";
+    pub const QUEUE_COUNTS: &str = "select \
+         coalesce(sum(case when status = 'queued' then 1 else 0 end), 0), \
+         coalesce(sum(case when status = 'running' then 1 else 0 end), 0) from jobs";
+}
+
+impl Queries {
+    pub(crate) fn new(d: &Dialect) -> Self {
+        let now = d.now;
+        let cols = super::DOCUMENT_COLUMNS;
+        let ours = "exists (select 1 from jobs j where j.id = $1 and j.locked_by = $2 and j.status = 'running')";
+        Queries {
+            insert_document: "insert into documents \
+                 (id, file_name, sha256, size_bytes, page_count, status, engine, pdf_password) \
+                 values ($1, $2, $3, $4, $5, 'queued', $6, $7)"
+                .into(),
+            insert_blob_chunk: "insert into document_blobs (document_id, seq, data) values ($1, $2, $3)".into(),
+            insert_job: "insert into jobs (kind, document_id, status, max_attempts) values ('extract', $1, 'queued', $2)"
+                .into(),
+            document_by_id: format!("select {cols} from documents d where d.id = $1"),
+            document_by_sha256: format!("select {cols} from documents d where d.sha256 = $1"),
+            documents_newest: format!("select {cols} from documents d order by d.id desc limit $1"),
+            documents_before: format!("select {cols} from documents d where d.id < $1 order by d.id desc limit $2"),
+            documents_at: format!("select {cols} from documents d order by d.id desc limit $1 offset $2"),
+            requeue_document: format!(
+                "update documents set status = 'queued', error = null, started_at = null, \
+                 finished_at = null, updated_at = {now} where id = $1"
+            ),
+            requeue_job: format!(
+                "insert into jobs (kind, document_id, status, max_attempts) values ('extract', $1, 'queued', $2) \
+                 on conflict (kind, document_id) do update set status = 'queued', attempts = 0, \
+                 max_attempts = excluded.max_attempts, run_at = {now}, locked_by = null, \
+                 locked_until = null, last_error = null, updated_at = {now}"
+            ),
+            cancel_document: format!(
+                "update documents set status = 'cancelled', finished_at = {now}, updated_at = {now} \
+                 where id = $1 and status in ('queued', 'processing')"
+            ),
+            cancel_job: format!(
+                "update jobs set status = 'cancelled', locked_by = null, locked_until = null, \
+                 updated_at = {now} where document_id = $1"
+            ),
+            claim_job: format!(
+                "update jobs set status = 'running', attempts = attempts + 1, locked_by = $1, \
+                 locked_until = {later}, updated_at = {now} \
+                 where id = (select id from jobs \
+                   where (status = 'queued' and run_at <= {now}) or (status = 'running' and locked_until < {now}) \
+                   order by run_at, id limit 1 {skip}) \
+                 returning id, document_id, attempts, max_attempts, last_error",
+                later = (d.later)("$2"),
+                skip = d.skip_locked,
+            ),
+            heartbeat: format!(
+                "update jobs set locked_until = {later}, updated_at = {now} \
+                 where id = $1 and locked_by = $2 and status = 'running'",
+                later = (d.later)("$3"),
+            ),
+            job_is_ours: format!("select count(*) from jobs j where {ours}"),
+            start_document: format!(
+                "update documents set status = 'processing', error = null, finished_at = null, \
+                 started_at = coalesce(started_at, {now}), updated_at = {now} \
+                 where id = $3 and {ours}"
+            ),
+            insert_page: format!(
+                "insert into pages (document_id, page_number, text, source, char_count, extraction_ms, error) \
+                 select $3, $4, $5, $6, $7, $8, $9 where {ours} \
+                 on conflict (document_id, page_number) do nothing"
+            ),
+            finish_job: format!(
+                "update jobs set status = $3, last_error = $4, locked_by = null, locked_until = null, \
+                 updated_at = {now} where id = $1 and locked_by = $2 and status = 'running'"
+            ),
+            finish_document: format!(
+                "update documents set status = $2, error = $3, finished_at = {now}, updated_at = {now} where id = $1"
+            ),
+            retry_job: format!(
+                "update jobs set status = 'queued', last_error = $3, run_at = {later}, locked_by = null, \
+                 locked_until = null, updated_at = {now} where id = $1 and locked_by = $2 and status = 'running'",
+                later = (d.later)("$4"),
+            ),
+            release_job: format!(
+                "update jobs set status = 'queued', attempts = attempts - 1, run_at = {now}, locked_by = null, \
+                 locked_until = null, updated_at = {now} where id = $1 and locked_by = $2 and status = 'running'"
+            ),
+            requeue_document_status: format!(
+                "update documents set status = 'queued', error = $2, updated_at = {now} where id = $1"
+            ),
+        }
+    }
+}
+
+/// Implements [`crate::storage::Store`] for `$store`, a struct with `pool` and `sql` fields.
+macro_rules! store_impl {
+    ($store:ty, $backend:literal, $migrator:expr) => {
+        #[async_trait::async_trait]
+        impl $crate::storage::Store for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn migrate(&self) -> $crate::storage::Result<()> {
+                $migrator
+                    .run(&self.pool)
+                    .await
+                    .map_err(|e| anyhow::Error::new(e).context("applying migrations"))?;
+                Ok(())
+            }
+
+            async fn ping(&self) -> $crate::storage::Result<()> {
+                sqlx::query("select 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn create_document(
+                &self,
+                doc: &$crate::storage::NewDocument,
+                original: &std::path::Path,
+            ) -> $crate::storage::Result<$crate::domain::Document> {
+                use secrecy::ExposeSecret;
+                use tokio::io::AsyncReadExt;
+                let mut file = tokio::fs::File::open(original)
+                    .await
+                    .map_err(|e| anyhow::Error::new(e).context("opening the uploaded file"))?;
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(&self.sql.insert_document)
+                    .bind(&doc.id)
+                    .bind(&doc.file_name)
+                    .bind(&doc.sha256)
+                    .bind(doc.size_bytes)
+                    .bind(doc.page_count)
+                    .bind(&doc.engine)
+                    .bind(
+                        doc.pdf_password
+                            .as_ref()
+                            .map(|p| p.expose_secret().to_owned()),
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                let mut seq: i64 = 0;
+                loop {
+                    let mut chunk = Vec::with_capacity($crate::storage::BLOB_CHUNK_BYTES);
+                    (&mut file)
+                        .take($crate::storage::BLOB_CHUNK_BYTES as u64)
+                        .read_to_end(&mut chunk)
+                        .await
+                        .map_err(|e| anyhow::Error::new(e).context("reading the uploaded file"))?;
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    sqlx::query(&self.sql.insert_blob_chunk)
+                        .bind(&doc.id)
+                        .bind(seq as i32)
+                        .bind(chunk)
+                        .execute(&mut *tx)
+                        .await?;
+                    seq += 1;
+                }
+                sqlx::query(&self.sql.insert_job)
+                    .bind(&doc.id)
+                    .bind(doc.max_attempts)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                self.get_document(&doc.id).await
+            }
+
+            async fn find_document_by_sha256(
+                &self,
+                sha256: &str,
+            ) -> $crate::storage::Result<Option<$crate::domain::Document>> {
+                let row =
+                    sqlx::query_as::<_, $crate::storage::DocumentRow>(&self.sql.document_by_sha256)
+                        .bind(sha256)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            async fn get_document(
+                &self,
+                id: &str,
+            ) -> $crate::storage::Result<$crate::domain::Document> {
+                sqlx::query_as::<_, $crate::storage::DocumentRow>(&self.sql.document_by_id)
+                    .bind(id)
+                    .fetch_one(&self.pool)
+                    .await?
+                    .try_into()
+            }
+
+            async fn list_documents(
+                &self,
+                before: Option<&str>,
+                limit: i64,
+            ) -> $crate::storage::Result<Vec<$crate::domain::Document>> {
+                let rows = match before {
+                    Some(cursor) => {
+                        sqlx::query_as::<_, $crate::storage::DocumentRow>(
+                            &self.sql.documents_before,
+                        )
+                        .bind(cursor)
+                        .bind(limit)
+                        .fetch_all(&self.pool)
+                        .await?
+                    }
+                    None => {
+                        sqlx::query_as::<_, $crate::storage::DocumentRow>(
+                            &self.sql.documents_newest,
+                        )
+                        .bind(limit)
+                        .fetch_all(&self.pool)
+                        .await?
+                    }
+                };
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn list_documents_at(
+                &self,
+                offset: i64,
+                limit: i64,
+            ) -> $crate::storage::Result<Vec<$crate::domain::Document>> {
+                let rows =
+                    sqlx::query_as::<_, $crate::storage::DocumentRow>(&self.sql.documents_at)
+                        .bind(limit)
+                        .bind(offset)
+                        .fetch_all(&self.pool)
+                        .await?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn count_documents(&self) -> $crate::storage::Result<i64> {
+                Ok(
+                    sqlx::query_scalar($crate::storage::sql_store::common::COUNT_DOCUMENTS)
+                        .fetch_one(&self.pool)
+                        .await?,
+                )
+            }
+
+            async fn list_pages(
+                &self,
+                id: &str,
+            ) -> $crate::storage::Result<Vec<$crate::domain::Page>> {
+                let rows = sqlx::query_as::<_, $crate::storage::PageRow>(
+                    $crate::storage::sql_store::common::PAGES,
+                )
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn stored_page_numbers(&self, id: &str) -> $crate::storage::Result<Vec<i32>> {
+                Ok(
+                    sqlx::query_scalar($crate::storage::sql_store::common::PAGE_NUMBERS)
+                        .bind(id)
+                        .fetch_all(&self.pool)
+                        .await?,
+                )
+            }
+
+            async fn blob_chunk_count(&self, id: &str) -> $crate::storage::Result<i64> {
+                Ok(
+                    sqlx::query_scalar($crate::storage::sql_store::common::BLOB_CHUNK_COUNT)
+                        .bind(id)
+                        .fetch_one(&self.pool)
+                        .await?,
+                )
+            }
+
+            async fn blob_chunk(&self, id: &str, seq: i64) -> $crate::storage::Result<Vec<u8>> {
+                Ok(
+                    sqlx::query_scalar($crate::storage::sql_store::common::BLOB_CHUNK)
+                        .bind(id)
+                        .bind(seq as i32)
+                        .fetch_one(&self.pool)
+                        .await?,
+                )
+            }
+
+            async fn document_password(
+                &self,
+                id: &str,
+            ) -> $crate::storage::Result<Option<secrecy::SecretString>> {
+                let password: Option<String> =
+                    sqlx::query_scalar($crate::storage::sql_store::common::PASSWORD)
+                        .bind(id)
+                        .fetch_one(&self.pool)
+                        .await?;
+                Ok(password.map(secrecy::SecretString::from))
+            }
+
+            async fn delete_document(&self, id: &str) -> $crate::storage::Result<()> {
+                let done = sqlx::query($crate::storage::sql_store::common::DELETE_DOCUMENT)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::storage::Error::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn requeue_document(
+                &self,
+                id: &str,
+                max_attempts: i32,
+            ) -> $crate::storage::Result<()> {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query(&self.sql.requeue_document)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::storage::Error::NotFound);
+                }
+                sqlx::query($crate::storage::sql_store::common::DELETE_PAGES)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(&self.sql.requeue_job)
+                    .bind(id)
+                    .bind(max_attempts)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn cancel_document(&self, id: &str) -> $crate::storage::Result<bool> {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query(&self.sql.cancel_document)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    let exists: i64 =
+                        sqlx::query_scalar($crate::storage::sql_store::common::DOCUMENT_EXISTS)
+                            .bind(id)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    return if exists == 0 {
+                        Err($crate::storage::Error::NotFound)
+                    } else {
+                        Ok(false)
+                    };
+                }
+                sqlx::query(&self.sql.cancel_job)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn claim_job(
+                &self,
+                worker: &str,
+                lease: std::time::Duration,
+            ) -> $crate::storage::Result<Option<$crate::storage::ClaimedJob>> {
+                Ok(
+                    sqlx::query_as::<_, $crate::storage::ClaimedJob>(&self.sql.claim_job)
+                        .bind(worker)
+                        .bind(lease.as_secs_f64())
+                        .fetch_optional(&self.pool)
+                        .await?,
+                )
+            }
+
+            async fn heartbeat(
+                &self,
+                job: &$crate::storage::ClaimedJob,
+                worker: &str,
+                lease: std::time::Duration,
+            ) -> $crate::storage::Result<bool> {
+                let done = sqlx::query(&self.sql.heartbeat)
+                    .bind(job.id)
+                    .bind(worker)
+                    .bind(lease.as_secs_f64())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn start_document(
+                &self,
+                job: &$crate::storage::ClaimedJob,
+                worker: &str,
+            ) -> $crate::storage::Result<bool> {
+                let done = sqlx::query(&self.sql.start_document)
+                    .bind(job.id)
+                    .bind(worker)
+                    .bind(&job.document_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn insert_page(
+                &self,
+                job: &$crate::storage::ClaimedJob,
+                worker: &str,
+                page: &$crate::storage::NewPage,
+            ) -> $crate::storage::Result<bool> {
+                let done = sqlx::query(&self.sql.insert_page)
+                    .bind(job.id)
+                    .bind(worker)
+                    .bind(&job.document_id)
+                    .bind(page.number)
+                    .bind(&page.text)
+                    .bind(&page.source)
+                    .bind(page.text.chars().count() as i32)
+                    .bind(page.extraction_ms)
+                    .bind(&page.error)
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() == 1 {
+                    return Ok(true);
+                }
+                // Nothing inserted: either the page was already there (a resumed job) or the
+                // job is no longer ours. Only the second should stop the worker.
+                let ours: i64 = sqlx::query_scalar(&self.sql.job_is_ours)
+                    .bind(job.id)
+                    .bind(worker)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(ours == 1)
+            }
+
+            async fn complete_job(
+                &self,
+                job: &$crate::storage::ClaimedJob,
+                worker: &str,
+            ) -> $crate::storage::Result<bool> {
+                self.finish(job, worker, "done", None).await
+            }
+
+            async fn retry_job(
+                &self,
+                job: &$crate::storage::ClaimedJob,
+                worker: &str,
+                error: &str,
+                delay: std::time::Duration,
+            ) -> $crate::storage::Result<()> {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query(&self.sql.retry_job)
+                    .bind(job.id)
+                    .bind(worker)
+                    .bind(error)
+                    .bind(delay.as_secs_f64())
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 1 {
+                    let message = format!("attempt {} failed, will retry: {error}", job.attempts);
+                    sqlx::query(&self.sql.requeue_document_status)
+                        .bind(&job.document_id)
+                        .bind(message)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn fail_job(
+                &self,
+                job: &$crate::storage::ClaimedJob,
+                worker: &str,
+                error: &str,
+            ) -> $crate::storage::Result<()> {
+                self.finish(job, worker, "failed", Some(error))
+                    .await
+                    .map(|_| ())
+            }
+
+            async fn release_job(
+                &self,
+                job: &$crate::storage::ClaimedJob,
+                worker: &str,
+            ) -> $crate::storage::Result<()> {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query(&self.sql.release_job)
+                    .bind(job.id)
+                    .bind(worker)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 1 {
+                    sqlx::query(&self.sql.requeue_document_status)
+                        .bind(&job.document_id)
+                        .bind(None::<String>)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn queue_counts(&self) -> $crate::storage::Result<$crate::storage::QueueCounts> {
+                let (queued, running): (i64, i64) =
+                    sqlx::query_as($crate::storage::sql_store::common::QUEUE_COUNTS)
+                        .fetch_one(&self.pool)
+                        .await?;
+                Ok($crate::storage::QueueCounts { queued, running })
+            }
+        }
+
+        impl $store {
+            /// Ends the job (`done` or `failed`) and the document with it, if still ours.
+            async fn finish(
+                &self,
+                job: &$crate::storage::ClaimedJob,
+                worker: &str,
+                status: &str,
+                error: Option<&str>,
+            ) -> $crate::storage::Result<bool> {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query(&self.sql.finish_job)
+                    .bind(job.id)
+                    .bind(worker)
+                    .bind(status)
+                    .bind(error)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                sqlx::query(&self.sql.finish_document)
+                    .bind(&job.document_id)
+                    .bind(status)
+                    .bind(error)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+        }
+    };
+}
