@@ -22,6 +22,7 @@ use super::{Inspection, OpenDocument, OpenError, PageText, text_layer};
 
 /// What the parent sends on the child's stdin.
 #[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SandboxRequest {
     /// The user password of an encrypted PDF.
     pub password: Option<String>,

@@ -25,7 +25,7 @@ pub fn open(bytes: Vec<u8>, password: Option<&str>) -> Result<TextLayerDocument,
         .map_err(|panic| {
             OpenError::Unreadable(format!("the parser failed ({})", panic_message(&panic)))
         })?
-        .map_err(|e| OpenError::Unreadable(e.to_string()))?;
+        .map_err(|e| OpenError::Unreadable(plain_reason(&e)))?;
     let encrypted = doc.is_encrypted();
     if encrypted {
         authenticate(&doc, password)?;
@@ -36,7 +36,7 @@ pub fn open(bytes: Vec<u8>, password: Option<&str>) -> Result<TextLayerDocument,
         })?
         .map_err(|e| match e {
             pdf_oxide::Error::EncryptedPdf => OpenError::PasswordRequired,
-            other => OpenError::Unreadable(other.to_string()),
+            other => OpenError::Unreadable(plain_reason(&other)),
         })?;
     if pages == 0 {
         return Err(OpenError::NoPages);
@@ -89,6 +89,18 @@ impl OpenDocument for TextLayerDocument {
     fn source(&self) -> &'static str {
         SOURCE
     }
+}
+
+/// The parser's reason without the byte dumps some of its errors carry, and not too long.
+fn plain_reason(error: &pdf_oxide::Error) -> String {
+    let full = error.to_string();
+    let cut = ["Error {", "input: ["].iter().filter_map(|m| full.find(m)).min().unwrap_or(full.len());
+    let reason = full[..cut].trim_end_matches([' ', ':', '(', ',']).trim();
+    let mut short: String = reason.chars().take(240).collect();
+    if short.len() < reason.len() {
+        short.push('…');
+    }
+    short
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
