@@ -94,7 +94,11 @@ impl OpenDocument for TextLayerDocument {
 /// The parser's reason without the byte dumps some of its errors carry, and not too long.
 fn plain_reason(error: &pdf_oxide::Error) -> String {
     let full = error.to_string();
-    let cut = ["Error {", "input: ["].iter().filter_map(|m| full.find(m)).min().unwrap_or(full.len());
+    let cut = ["Error {", "input: ["]
+        .iter()
+        .filter_map(|m| full.find(m))
+        .min()
+        .unwrap_or(full.len());
     let reason = full[..cut].trim_end_matches([' ', ':', '(', ',']).trim();
     let mut short: String = reason.chars().take(240).collect();
     if short.len() < reason.len() {

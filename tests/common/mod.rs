@@ -1,0 +1,348 @@
+//! Test support: start the real application on `127.0.0.1:0` with a fresh database (a new
+//! SQLite file, or a new database on the local Postgres server), and talk to it over HTTP.
+#![allow(dead_code)]
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use lector::{config::Config, engines::Sandbox, jobs::Worker, storage::Store};
+use reqwest::multipart::{Form, Part};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The local Postgres server the tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh, empty database of `backend`; dropped (Postgres) or deleted (SQLite) on drop.
+pub struct TestDatabase {
+    pub url: String,
+    pub backend: Backend,
+    _dir: tempfile::TempDir,
+    pg_name: Option<String>,
+}
+
+impl TestDatabase {
+    pub async fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        match backend {
+            Backend::Sqlite => TestDatabase {
+                url: format!("sqlite://{}", dir.path().join("lector.db").display()),
+                backend,
+                _dir: dir,
+                pg_name: None,
+            },
+            Backend::Postgres => {
+                let admin = postgres_admin_url();
+                let name = format!("lector_test_{}", uuid::Uuid::new_v4().simple());
+                let pool = sqlx::PgPool::connect(&admin)
+                    .await
+                    .expect("the test Postgres server is reachable");
+                sqlx::query(&format!("create database {name}"))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+                let base = admin
+                    .rsplit_once('/')
+                    .map(|(base, _)| base)
+                    .unwrap_or(&admin);
+                TestDatabase {
+                    url: format!("{base}/{name}"),
+                    backend,
+                    _dir: dir,
+                    pg_name: Some(name),
+                }
+            }
+        }
+    }
+
+    /// Rows in `table` (raw SQL, to check what the store did).
+    pub async fn count(&self, table: &str) -> i64 {
+        let sql = format!("select count(*) from {table}");
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
+                let n = sqlx::query_scalar(&sql).fetch_one(&pool).await.unwrap();
+                pool.close().await;
+                n
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
+                let n = sqlx::query_scalar(&sql).fetch_one(&pool).await.unwrap();
+                pool.close().await;
+                n
+            }
+        }
+    }
+
+    /// Runs one statement (to simulate what a dead worker leaves behind).
+    pub async fn execute(&self, sql: &str) {
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
+                sqlx::query(sql).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
+                sqlx::query(sql).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_name.take() else {
+            return;
+        };
+        // Drop runs outside async code; use a short-lived runtime on its own thread.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                if let Ok(pool) = sqlx::PgPool::connect(&postgres_admin_url()).await {
+                    let _ = sqlx::query(&format!("drop database if exists {name} with (force)"))
+                        .execute(&pool)
+                        .await;
+                    pool.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The `lector` binary cargo built for these tests (also the sandbox child).
+pub fn lector_exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lector"))
+}
+
+/// A project fixture under `tests/fixtures/`.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// `../shared/corpus`, when it is there.
+pub fn corpus_dir() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    dir.is_dir().then_some(dir)
+}
+
+/// Configuration for a test: defaults, no in-process workers unless asked, then `vars`.
+pub fn test_config(database_url: &str, vars: &[(&str, &str)]) -> Config {
+    let mut map: HashMap<String, String> = HashMap::from([
+        ("DATABASE_URL".into(), database_url.into()),
+        ("LECTOR_WORKERS".into(), "0".into()),
+        (
+            "LECTOR_SANDBOX_EXE".into(),
+            lector_exe().display().to_string(),
+        ),
+        ("LECTOR_JOB_RETRY_BASE_SECS".into(), "0".into()),
+        ("LECTOR_DATABASE_MAX_CONNECTIONS".into(), "5".into()),
+    ]);
+    for (k, v) in vars {
+        map.insert(k.to_string(), v.to_string());
+    }
+    Config::from_lookup(move |name| map.get(name).cloned()).expect("valid test configuration")
+}
+
+/// Waits until `/healthz` answers: the listener is bound before the app starts, so this
+/// only waits for migrations (bounded, no fixed sleep).
+pub async fn wait_until_healthy(client: &reqwest::Client, address: &str) {
+    for _ in 0..1500 {
+        if let Ok(response) = client.get(format!("{address}/healthz")).send().await {
+            if response.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the app at {address} did not become healthy");
+}
+
+/// The real application, started on a random port.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub db: TestDatabase,
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    /// Starts the app on `backend` with default test configuration.
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, &[]).await
+    }
+
+    /// Starts the app on `backend` with extra `LECTOR_*` variables.
+    pub async fn spawn_with(backend: Backend, vars: &[(&str, &str)]) -> Self {
+        let db = TestDatabase::new(backend).await;
+        let config = test_config(&db.url, vars);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(lector::startup::run(config.clone(), listener, async move {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        wait_until_healthy(&client, &address).await;
+        // The store used by the test itself: same database, its own pool (opened after the
+        // app has migrated, so two migrators never race on SQLite).
+        let store = lector::startup::connect(&config).await.unwrap().store;
+        TestApp {
+            address,
+            client,
+            db,
+            config,
+            store,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// Posts `bytes` as `file_name` to the API, with an optional password.
+    pub async fn upload_bytes(
+        &self,
+        bytes: Vec<u8>,
+        file_name: &str,
+        password: Option<&str>,
+    ) -> reqwest::Response {
+        let mut form = Form::new().part("file", Part::bytes(bytes).file_name(file_name.to_owned()));
+        if let Some(password) = password {
+            form = form.text("password", password.to_owned());
+        }
+        self.client
+            .post(self.url("/api/v1/documents"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Posts a fixture to the API.
+    pub async fn upload_fixture(&self, name: &str, password: Option<&str>) -> reqwest::Response {
+        self.upload_bytes(std::fs::read(fixture(name)).unwrap(), name, password)
+            .await
+    }
+
+    /// Uploads a fixture that must be accepted; returns the new document's id.
+    pub async fn upload_ok(&self, name: &str) -> String {
+        let response = self.upload_fixture(name, None).await;
+        assert_eq!(response.status(), 202, "uploading {name}");
+        let body: Value = response.json().await.unwrap();
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn document(&self, id: &str) -> Value {
+        let (status, body) = self.get_json(&format!("/api/v1/documents/{id}")).await;
+        assert_eq!(status, 200, "GET document {id}");
+        body
+    }
+
+    /// A worker over this app's database, with this app's configuration.
+    pub fn worker(&self) -> Worker {
+        self.worker_with(self.config.clone())
+    }
+
+    /// A worker with its own configuration (e.g. another sandbox executable).
+    pub fn worker_with(&self, config: Config) -> Worker {
+        let sandbox = Sandbox::new(config.sandbox_exe.clone(), config.sandbox_memory_mb);
+        Worker::new(self.store.clone(), sandbox, Arc::new(config))
+    }
+
+    /// Runs queued jobs until none is due.
+    pub async fn drain_jobs(&self) {
+        let worker = self.worker();
+        let never = CancellationToken::new();
+        while worker
+            .run_next(&never)
+            .await
+            .expect("the queue is reachable")
+        {}
+    }
+
+    /// Polls the API until the document has finished (for tests with real workers).
+    pub async fn wait_until_finished(&self, id: &str, limit: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let doc = self.document(id).await;
+            if matches!(
+                doc["status"].as_str(),
+                Some("done" | "failed" | "cancelled")
+            ) {
+                return doc;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "document {id} did not finish: {doc}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the server and its workers the way SIGTERM does.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The same PDF with different bytes (a trailing comment), so it is not a duplicate.
+pub fn distinct_copy(bytes: &[u8], nonce: usize) -> Vec<u8> {
+    let mut copy = bytes.to_vec();
+    copy.extend_from_slice(format!("\n% copy {nonce}\n").as_bytes());
+    copy
+}
+
+/// Collapses every run of white space to one space (how the corpus samples compare).
+pub fn collapse_whitespace(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
