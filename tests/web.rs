@@ -1,0 +1,463 @@
+//! The browser UI, against the real app, on SQLite and on Postgres.
+
+mod common;
+
+use common::{Backend, TestApp, fixture};
+use reqwest::multipart::{Form, Part};
+use rstest::rstest;
+
+/// A browser-like client: keeps cookies (for flash messages), does not follow redirects.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn form_with(files: &[&str]) -> Form {
+    let mut form = Form::new();
+    for name in files {
+        form = form.part(
+            "file",
+            Part::bytes(std::fs::read(fixture(name)).unwrap()).file_name(name.to_string()),
+        );
+    }
+    form.text("password", "")
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn the_index_offers_an_upload_form_that_works_without_javascript(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let page = browser().get(app.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains(r#"<form method="post" action="/documents" enctype="multipart/form-data">"#)
+    );
+    assert!(html.contains(r#"name="file" type="file""#) && html.contains("multiple"));
+    assert!(html.contains(r#"<label for="file">"#));
+    assert!(html.contains("Nothing uploaded yet."));
+    let htmx = browser()
+        .get(app.url("/static/htmx.min.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(htmx.status(), 200);
+    assert!(
+        htmx.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age")
+    );
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn uploading_one_pdf_redirects_to_its_page_which_shows_progress_then_every_page(
+    #[case] backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let browser = browser();
+    let response = browser
+        .post(app.url("/documents"))
+        .multipart(form_with(&["three_pages.pdf"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with("/documents/"), "{location}");
+    let id = location.trim_start_matches("/documents/").to_owned();
+
+    let html = browser
+        .get(app.url(&location))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("three_pages.pdf was uploaded."),
+        "flash message shown once"
+    );
+    assert!(html.contains(&format!(
+        r#"hx-get="/documents/{id}/progress" hx-trigger="every 1s""#
+    )));
+    assert!(html.contains("0 of 3 pages"));
+    let again = browser
+        .get(app.url(&location))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !again.contains("was uploaded."),
+        "the flash message is gone"
+    );
+
+    app.drain_jobs().await;
+    let progress = browser
+        .get(app.url(&format!("/documents/{id}/progress")))
+        .header("hx-request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        progress.headers()["hx-refresh"],
+        "true",
+        "htmx reloads the page once done"
+    );
+    let fragment = progress.text().await.unwrap();
+    assert!(!fragment.contains("hx-trigger"), "polling stops when done");
+    let html = browser
+        .get(app.url(&location))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for n in 1..=3 {
+        assert!(
+            html.contains(&format!(r#"id="page-{n}""#)),
+            "anchor for page {n}"
+        );
+    }
+    assert!(html.contains("zebras and quartz watches"));
+    assert!(html.contains(&format!(r#"href="/documents/{id}/original.pdf""#)));
+    assert!(html.contains(&format!(r#"href="/documents/{id}/text.txt""#)));
+    assert!(html.contains(&format!(r#"href="/api/v1/documents/{id}/pages""#)));
+    assert!(html.contains(&format!(r#"action="/documents/{id}/reprocess""#)));
+
+    let text = browser
+        .get(app.url(&format!("/documents/{id}/text.txt")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        text.headers()["content-disposition"],
+        "attachment; filename=\"three_pages.txt\"; filename*=UTF-8''three%5Fpages%2Etxt"
+    );
+    assert_eq!(text.text().await.unwrap().matches('\x0c').count(), 2);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn uploading_several_pdfs_redirects_to_the_index_which_lists_them(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let browser = browser();
+    let response = browser
+        .post(app.url("/documents"))
+        .multipart(form_with(&["one_page.pdf", "twelve_pages.pdf"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/");
+    let html = browser
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("2 files were uploaded."));
+    assert!(html.contains("one_page.pdf") && html.contains("twelve_pages.pdf"));
+    assert!(
+        html.contains(r#"hx-trigger="every 2s""#),
+        "unfinished rows refresh themselves"
+    );
+    assert!(
+        html.find("twelve_pages.pdf").unwrap() < html.find("one_page.pdf").unwrap(),
+        "newest first"
+    );
+    app.drain_jobs().await;
+    let html = browser
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !html.contains("hx-trigger"),
+        "finished rows stop refreshing"
+    );
+    assert!(html.contains(">done<"));
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_bad_file_shows_the_form_again_with_the_message_and_status_422(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let response = browser()
+        .post(app.url("/documents"))
+        .multipart(form_with(&["not_a_pdf.pdf"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let html = response.text().await.unwrap();
+    assert!(html.contains(r#"id="file-errors""#));
+    assert!(
+        html.contains("not_a_pdf.pdf: this file is not a PDF"),
+        "{html}"
+    );
+    assert!(html.contains(r#"aria-invalid="true""#));
+
+    let response = browser()
+        .post(app.url("/documents"))
+        .multipart(form_with(&["user_password.pdf"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("this PDF is password-protected")
+    );
+
+    let response = browser()
+        .post(app.url("/documents"))
+        .multipart(Form::new().text("password", ""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("choose a PDF file to upload")
+    );
+    assert_eq!(app.db.count("documents").await, 0);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_password_given_in_the_form_opens_an_encrypted_pdf(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let form = Form::new()
+        .part(
+            "file",
+            Part::bytes(std::fs::read(fixture("user_password.pdf")).unwrap())
+                .file_name("secret.pdf"),
+        )
+        .text("password", "open-sesame");
+    let response = browser()
+        .post(app.url("/documents"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    app.drain_jobs().await;
+    let location = response.headers()["location"].to_str().unwrap();
+    let html = browser()
+        .get(app.url(location))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("the quick brown fox"));
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn text_from_a_pdf_and_file_names_are_shown_escaped(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let form = Form::new().part(
+        "file",
+        Part::bytes(std::fs::read(fixture("script_text.pdf")).unwrap())
+            .file_name("<img src=x onerror=alert(2)>.pdf"),
+    );
+    let response = browser()
+        .post(app.url("/documents"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    app.drain_jobs().await;
+    let location = response.headers()["location"].to_str().unwrap();
+    let html = browser()
+        .get(app.url(location))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("&#60;script&#62;alert(1)&#60;/script&#62;")
+            || html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
+    assert!(!html.contains("<script>alert(1)"));
+    assert!(!html.contains("<img src=x"));
+    let index = browser()
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!index.contains("<img src=x"));
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn deleting_asks_for_confirmation_then_removes_the_document(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.upload_ok("one_page.pdf").await;
+    let browser = browser();
+    let confirm = browser
+        .get(app.url(&format!("/documents/{id}/delete")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirm.status(), 200);
+    let html = confirm.text().await.unwrap();
+    assert!(html.contains("Delete one_page.pdf?"));
+    assert!(html.contains(&format!(
+        r#"<form method="post" action="/documents/{id}/delete">"#
+    )));
+    let deleted = browser
+        .post(app.url(&format!("/documents/{id}/delete")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 303);
+    assert_eq!(deleted.headers()["location"], "/");
+    let index = browser
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(index.contains("one_page.pdf was deleted."));
+    assert_eq!(app.db.count("documents").await, 0);
+    let gone = browser
+        .get(app.url(&format!("/documents/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+    assert!(
+        gone.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn reprocess_and_cancel_buttons_redirect_back_with_a_message(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.upload_ok("three_pages.pdf").await;
+    let browser = browser();
+    let cancelled = browser
+        .post(app.url(&format!("/documents/{id}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status(), 303);
+    let html = browser
+        .get(app.url(&format!("/documents/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Cancelled."));
+    assert!(html.contains(">cancelled<"));
+    let requeued = browser
+        .post(app.url(&format!("/documents/{id}/reprocess")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(requeued.status(), 303);
+    app.drain_jobs().await;
+    let html = browser
+        .get(app.url(&format!("/documents/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("three_pages.pdf was queued again."));
+    assert!(html.contains("xylophone"));
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn the_index_is_paginated_fifty_a_page(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let bytes = std::fs::read(fixture("one_page.pdf")).unwrap();
+    for n in 0..51 {
+        let response = app
+            .upload_bytes(
+                common::distinct_copy(&bytes, n),
+                &format!("doc-{n:02}.pdf"),
+                None,
+            )
+            .await;
+        assert_eq!(response.status(), 202);
+    }
+    let first = browser()
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(first.contains("Page 1 of 2"));
+    assert!(first.contains("doc-50.pdf") && !first.contains("doc-00.pdf"));
+    let second = browser()
+        .get(app.url("/?page=2"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(second.contains("doc-00.pdf") && !second.contains("doc-50.pdf"));
+}
