@@ -13,7 +13,7 @@ use axum::{
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    trace::TraceLayer,
+    trace::{DefaultOnResponse, TraceLayer},
 };
 
 use crate::{config::Config, documents::Documents, storage::Store};
@@ -70,7 +70,8 @@ pub fn router(state: AppState, sessions: crate::sessions::SessionBackend) -> Rou
                     .unwrap_or_default()
                     .to_owned();
                 tracing::info_span!("request", method = %request.method(), path = %matched, request_id)
-            }),
+            })
+            .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
