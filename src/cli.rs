@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::{
     config::Config,
-    engines::{self, OpenDocument, sandbox, text_layer},
+    engines::{self, Engine, sandbox, text_layer},
     startup, telemetry,
 };
 
@@ -44,6 +44,9 @@ enum Command {
     Sandbox {
         /// `inspect` or `extract`.
         mode: String,
+        /// The engine's name.
+        #[arg(long, default_value = text_layer::ENGINE_NAME)]
+        engine: String,
         /// The PDF.
         file: PathBuf,
         /// Address-space limit.
@@ -61,10 +64,11 @@ pub fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Sandbox {
             mode,
+            engine,
             file,
             memory_mb,
             cpu_secs,
-        } => sandbox::run_child(&mode, &file, memory_mb, cpu_secs),
+        } => sandbox::run_child(&mode, &engine, &file, memory_mb, cpu_secs),
         Command::Extract {
             file,
             json,
@@ -111,13 +115,13 @@ fn extract(file: &std::path::Path, json: bool, password: Option<&str>) -> anyhow
     use std::io::Write;
     let bytes =
         std::fs::read(file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
-    let doc = text_layer::open(bytes, password)?;
+    let doc = text_layer::TextLayer.open(bytes, password)?;
     let pages = 1..=doc.inspection().pages;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if json {
         let mut all = Vec::new();
-        engines::extract_pages(&doc, pages, |page| {
+        engines::extract_pages(doc.as_ref(), pages, |page| {
             all.push(page);
             Ok(())
         })?;
@@ -130,7 +134,7 @@ fn extract(file: &std::path::Path, json: bool, password: Option<&str>) -> anyhow
         )?;
         writeln!(out)?;
     } else {
-        engines::extract_pages(&doc, pages, |page| {
+        engines::extract_pages(doc.as_ref(), pages, |page| {
             if page.number > 1 {
                 out.write_all(b"\x0c")?;
             }

@@ -15,7 +15,7 @@ use crate::{
 };
 
 /// The name recorded as a document's engine.
-pub const LOCAL_ENGINE: &str = "local";
+pub const LOCAL_ENGINE: &str = crate::engines::text_layer::ENGINE_NAME;
 
 /// An uploaded file, already streamed to a temporary file and hashed.
 #[derive(Debug)]

@@ -53,6 +53,27 @@ pub struct PageText {
     pub source: String,
 }
 
+/// An extraction engine: opens a PDF (checking its password) for page-by-page extraction.
+/// The text layer is the first; OCR and Textract slot in beside it.
+pub trait Engine: Send + Sync {
+    /// The engine's name, as recorded on documents.
+    fn name(&self) -> &'static str;
+    /// Opens `bytes`, with the user password of an encrypted PDF.
+    fn open(
+        &self,
+        bytes: Vec<u8>,
+        password: Option<&str>,
+    ) -> Result<Box<dyn OpenDocument>, OpenError>;
+}
+
+/// The engine a document is extracted with.
+pub fn engine_named(name: &str) -> Option<&'static dyn Engine> {
+    match name {
+        text_layer::ENGINE_NAME => Some(&text_layer::TextLayer),
+        _ => None,
+    }
+}
+
 /// A PDF opened by an engine.
 pub trait OpenDocument {
     /// What was learnt while opening it.

@@ -18,7 +18,7 @@ use tokio::{
     process::{Child, ChildStdout, Command},
 };
 
-use super::{Inspection, OpenDocument, OpenError, PageText, text_layer};
+use super::{Inspection, OpenError, PageText};
 
 /// What the parent sends on the child's stdin.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -87,7 +87,15 @@ impl Sandbox {
             password: password.map(str::to_owned),
             skip: vec![],
         };
-        let mut run = self.start("inspect", path, &request, limit).await?;
+        let mut run = self
+            .start(
+                "inspect",
+                super::text_layer::ENGINE_NAME,
+                path,
+                &request,
+                limit,
+            )
+            .await?;
         let first = tokio::time::timeout(limit, run.next_message()).await;
         let outcome = match first {
             Err(_) => return Err(SandboxError::TimedOut(limit)),
@@ -102,21 +110,30 @@ impl Sandbox {
         }
     }
 
-    /// Starts extracting every page not in `skip`; read the results from the returned run.
+    /// Starts extracting every page not in `skip` with `engine`; read the results from the
+    /// returned run.
     pub async fn extract(
         &self,
+        engine: &str,
         path: &Path,
         password: Option<String>,
         skip: Vec<u32>,
         limit: Duration,
     ) -> Result<SandboxRun, SandboxError> {
-        self.start("extract", path, &SandboxRequest { password, skip }, limit)
-            .await
+        self.start(
+            "extract",
+            engine,
+            path,
+            &SandboxRequest { password, skip },
+            limit,
+        )
+        .await
     }
 
     async fn start(
         &self,
         mode: &str,
+        engine: &str,
         path: &Path,
         request: &SandboxRequest,
         limit: Duration,
@@ -127,6 +144,8 @@ impl Sandbox {
             .arg("sandbox")
             .arg(mode)
             .arg(path)
+            .arg("--engine")
+            .arg(engine)
             .arg("--memory-mb")
             .arg(self.memory_mb.to_string())
             .arg("--cpu-secs")
@@ -231,7 +250,15 @@ fn describe_exit(status: ExitStatus, stderr: &str, limit: Duration) -> String {
 }
 
 /// The child side: `lector sandbox MODE FILE`. Lowers its own limits, then answers on stdout.
-pub fn run_child(mode: &str, path: &Path, memory_mb: u64, cpu_secs: u64) -> anyhow::Result<()> {
+pub fn run_child(
+    mode: &str,
+    engine: &str,
+    path: &Path,
+    memory_mb: u64,
+    cpu_secs: u64,
+) -> anyhow::Result<()> {
+    let engine =
+        super::engine_named(engine).ok_or_else(|| anyhow::anyhow!("unknown engine {engine:?}"))?;
     let bytes_limit = memory_mb.saturating_mul(1024 * 1024);
     rlimit::setrlimit(rlimit::Resource::AS, bytes_limit, bytes_limit)?;
     rlimit::setrlimit(rlimit::Resource::CPU, cpu_secs, cpu_secs + 1)?;
@@ -246,7 +273,7 @@ pub fn run_child(mode: &str, path: &Path, memory_mb: u64, cpu_secs: u64) -> anyh
         // Flush per message so the parent stores each page as soon as it exists.
         out.flush()
     };
-    let doc = match text_layer::open(bytes, request.password.as_deref()) {
+    let doc = match engine.open(bytes, request.password.as_deref()) {
         Ok(doc) => doc,
         Err(reason) => return Ok(send(&SandboxMessage::Refused(reason))?),
     };
@@ -254,7 +281,9 @@ pub fn run_child(mode: &str, path: &Path, memory_mb: u64, cpu_secs: u64) -> anyh
     if mode == "extract" {
         let skip: std::collections::HashSet<u32> = request.skip.into_iter().collect();
         let pages = (1..=doc.inspection().pages).filter(|n| !skip.contains(n));
-        super::extract_pages(&doc, pages, |page| send(&SandboxMessage::Page(page)))?;
+        super::extract_pages(doc.as_ref(), pages, |page| {
+            send(&SandboxMessage::Page(page))
+        })?;
     }
     Ok(())
 }

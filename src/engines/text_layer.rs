@@ -10,6 +10,26 @@ use super::{Inspection, OpenDocument, OpenError};
 /// The name recorded as the source of pages this engine extracts.
 pub const SOURCE: &str = "text_layer";
 
+/// The engine's name, as recorded on documents.
+pub const ENGINE_NAME: &str = "local";
+
+/// The local text-layer engine.
+pub struct TextLayer;
+
+impl super::Engine for TextLayer {
+    fn name(&self) -> &'static str {
+        ENGINE_NAME
+    }
+
+    fn open(
+        &self,
+        bytes: Vec<u8>,
+        password: Option<&str>,
+    ) -> Result<Box<dyn OpenDocument>, OpenError> {
+        Ok(Box::new(open(bytes, password)?))
+    }
+}
+
 /// A PDF opened by `pdf_oxide`, its password (if any) already checked.
 pub struct TextLayerDocument {
     doc: PdfDocument,

@@ -80,7 +80,7 @@ async fn try_run(
     let deadline = tokio::time::Instant::now() + limit;
     let mut run = match worker
         .sandbox
-        .extract(original.path(), password, skip, limit)
+        .extract(&document.engine, original.path(), password, skip, limit)
         .await
     {
         Ok(run) => run,

@@ -170,10 +170,10 @@ pub fn test_config(database_url: &str, vars: &[(&str, &str)]) -> Config {
 /// only waits for migrations (bounded, no fixed sleep).
 pub async fn wait_until_healthy(client: &reqwest::Client, address: &str) {
     for _ in 0..1500 {
-        if let Ok(response) = client.get(format!("{address}/healthz")).send().await {
-            if response.status().is_success() {
-                return;
-            }
+        if let Ok(response) = client.get(format!("{address}/healthz")).send().await
+            && response.status().is_success()
+        {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
