@@ -25,7 +25,8 @@ const FINISH_LIMIT: Duration = Duration::from_secs(300);
 const GROUND_TRUTH_PREFIX: usize = 40;
 
 /// Share of a ground-truth page's words (counted with repeats) that must be in the extracted
-/// page. Measured: 0.9953 at the lowest (a hyphenated word joined), 1.0 on most pages.
+/// page. Measured: 0.9953 at the lowest (syn04; a hyphenated word joined), 0.9956 on the
+/// 500-page file, 1.0 on most pages.
 const MIN_WORD_RECALL: f64 = 0.98;
 
 fn corpus_or_skip() -> Option<PathBuf> {
@@ -90,7 +91,7 @@ fn word_recall(truth: &str, got: &str) -> f64 {
     found as f64 / total as f64
 }
 
-/// Uploads a file from disk; returns the HTTP status and the JSON body.
+/// Uploads a file from disk; returns the HTTP status, the JSON body and the content type.
 async fn upload_file(app: &TestApp, path: &Path, password: Option<&str>) -> (u16, Value, String) {
     let response = app
         .upload_bytes(std::fs::read(path).unwrap(), &file_name(path), password)
@@ -318,8 +319,9 @@ async fn every_real_world_text_pdf_gets_its_page_count_and_sample_phrases(
     // Measured on SQLite and Postgres alike: 63 of 65 files accepted and done with the right
     // page count (96.9%; pdfjs__operator_list_cycle.pdf is refused as having no pages and
     // pdfminer__175.pdf as unreadable), 51 of 63 sample phrases found (81.0%; the misses are
-    // tables, forms and CJK slides whose reading order differs from the two reference
-    // engines'), and every generated page within the word-recall and prefix limits.
+    // tables, forms, running headers and CJK slides whose reading order or spacing differs
+    // from the two reference engines'), every generated page within the word-recall and
+    // prefix limits. The thresholds sit a little below that.
     assert!(
         good.len() * 100 >= files_total * 95,
         "only {} of {files_total} files were accepted and done with the right page count",
@@ -370,6 +372,7 @@ async fn every_hostile_file_is_refused_or_fails_cleanly_and_the_server_stays_up(
         if let Some(password) = password {
             assert_eq!(status, 422, "{name} without its password: {body}");
             assert_eq!(body["code"], "password-required", "{name}: {body}");
+            assert_eq!(content_type, "application/problem+json", "{name}");
             with_password.push((name, path.clone(), password));
             continue;
         }
@@ -434,6 +437,9 @@ async fn every_hostile_file_is_refused_or_fails_cleanly_and_the_server_stays_up(
                 .join(" "),
         );
         let preview: String = text.chars().take(40).collect();
+        // The trap this guards against: an encrypted PDF read without its key gives empty
+        // text and no error (shared/ENGINES.md). Measured: text from all four.
+        assert!(!text.is_empty(), "{name} with its password gave no text");
         rows.push((
             name.clone(),
             format!(

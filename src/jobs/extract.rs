@@ -75,6 +75,10 @@ async fn try_run(
         .suffix(".pdf")
         .tempfile()?;
     crate::blobs::copy_to_file(store.as_ref(), &job.document_id, original.path()).await?;
+    // Copying a large original can take a while: renew the lease before the long part.
+    if !store.heartbeat(job, &worker.id, worker.config.job_lease).await? {
+        return Ok(Outcome::Lost);
+    }
 
     let limit = worker.config.extract_timeout(document.page_count as u32);
     let deadline = tokio::time::Instant::now() + limit;
@@ -151,8 +155,11 @@ pub(super) async fn record(
     let store = &worker.store;
     match outcome {
         Outcome::Done => {
-            store.complete_job(job, &worker.id).await?;
-            tracing::info!("document extracted");
+            if store.complete_job(job, &worker.id).await? {
+                tracing::info!("document extracted");
+            } else {
+                tracing::info!("job was cancelled or taken over before it could be recorded");
+            }
         }
         Outcome::Failed(reason) => {
             tracing::info!(%reason, "document failed");

@@ -1,0 +1,522 @@
+//! The real `lector` binary as separate processes: killed with SIGKILL mid-batch and
+//! restarted, two worker processes sharing one Postgres database, and SIGTERM handing a
+//! running job back. Every child is killed when its guard is dropped.
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{Backend, TestDatabase, corpus_dir, distinct_copy, fixture, lector_exe};
+use reqwest::multipart::{Form, Part};
+use rstest::rstest;
+use serde_json::Value;
+
+/// A running `lector` process; killed (SIGKILL) and reaped when dropped. Its stdout and
+/// stderr (the log lines) go to a file, printed when a test fails.
+struct Lector {
+    child: Child,
+    what: String,
+    log: tempfile::NamedTempFile,
+}
+
+impl Lector {
+    /// Starts `lector <command>` on `db` with the test's settings and then `vars`.
+    fn start(command: &str, db: &TestDatabase, vars: &[(&str, &str)]) -> Self {
+        let log = tempfile::Builder::new()
+            .prefix("lector-process-")
+            .suffix(".log")
+            .tempfile()
+            .unwrap();
+        let mut cmd = Command::new(lector_exe());
+        cmd.arg(command)
+            .env("DATABASE_URL", &db.url)
+            .env("LECTOR_JOB_LEASE_SECS", "2")
+            .env("LECTOR_POLL_INTERVAL_MS", "100")
+            .env("LECTOR_JOB_RETRY_BASE_SECS", "0")
+            .env("LECTOR_DATABASE_MAX_CONNECTIONS", "6")
+            .env("LECTOR_LOG_FORMAT", "compact")
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.reopen().unwrap()))
+            .stderr(Stdio::from(log.reopen().unwrap()));
+        for (name, value) in vars {
+            cmd.env(name, value);
+        }
+        let child = cmd.spawn().expect("the lector binary starts");
+        Lector {
+            child,
+            what: format!("lector {command} {vars:?}"),
+            log,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the process has logged so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// SIGKILL, as the OOM killer or a power cut would.
+    fn kill_hard(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Sends SIGTERM, as a deploy or scale-in does.
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM {}", self.pid());
+    }
+
+    /// Waits up to `limit` for the process to exit on its own.
+    async fn wait_for_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+}
+
+impl Drop for Lector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- last lines of {} ---", self.what);
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// A free port on 127.0.0.1 (bound, then released for the child to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `lector serve` and an HTTP client for it.
+struct Server {
+    process: Lector,
+    address: String,
+    client: reqwest::Client,
+}
+
+impl Server {
+    /// Starts `lector serve` on a free port and waits until `/healthz` answers.
+    async fn start(db: &TestDatabase, vars: &[(&str, &str)]) -> Self {
+        let bind = format!("127.0.0.1:{}", free_port());
+        let mut all = vec![("LECTOR_BIND", bind.as_str())];
+        all.extend_from_slice(vars);
+        let mut server = Server {
+            process: Lector::start("serve", db, &all),
+            address: format!("http://{bind}"),
+            client: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(response) = server.client.get(server.url("/healthz")).send().await
+                && response.status().is_success()
+            {
+                return server;
+            }
+            if let Some(status) = server.process.child.try_wait().unwrap() {
+                panic!(
+                    "lector serve exited with {status} before it was healthy:\n{}",
+                    server.process.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lector serve did not become healthy"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// Uploads `bytes`; it must be accepted. Returns the document id.
+    async fn upload(&self, bytes: Vec<u8>, file_name: &str) -> String {
+        let form = Form::new().part("file", Part::bytes(bytes).file_name(file_name.to_owned()));
+        let response = self
+            .client
+            .post(self.url("/api/v1/documents"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 202, "uploading {file_name}: {body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Every document, by id.
+    async fn documents(&self) -> BTreeMap<String, Value> {
+        let body: Value = self
+            .client
+            .get(self.url("/api/v1/documents?limit=200"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["documents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|doc| (doc["id"].as_str().unwrap().to_owned(), doc.clone()))
+            .collect()
+    }
+
+    async fn document(&self, id: &str) -> Value {
+        self.client
+            .get(self.url(&format!("/api/v1/documents/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Polls until every document is done (bounded); returns them.
+    async fn wait_until_all_done(&self, limit: Duration) -> BTreeMap<String, Value> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let documents = self.documents().await;
+            if documents.values().all(|doc| doc["status"] == "done") {
+                return documents;
+            }
+            if Instant::now() >= deadline {
+                let states: Vec<String> = documents
+                    .values()
+                    .map(|d| format!("{} {} {}", d["file_name"], d["status"], d["status_label"]))
+                    .collect();
+                panic!("not every document was done within {limit:?}: {states:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Checks, in the database, that every document has exactly one row per page.
+async fn assert_one_row_per_page(db: &TestDatabase, documents: &BTreeMap<String, Value>) {
+    for (id, doc) in documents {
+        let page_count = doc["page_count"].as_i64().unwrap();
+        assert_eq!(doc["status"], "done", "{doc}");
+        assert_eq!(doc["pages_done"].as_i64(), Some(page_count), "{doc}");
+        let rows = db
+            .query_i64(&format!(
+                "select count(*) from pages where document_id = '{id}'"
+            ))
+            .await;
+        let distinct = db
+            .query_i64(&format!(
+                "select count(distinct page_number) from pages where document_id = '{id}'"
+            ))
+            .await;
+        assert_eq!(rows, page_count, "page rows of {}", doc["file_name"]);
+        assert_eq!(
+            distinct, page_count,
+            "distinct pages of {}",
+            doc["file_name"]
+        );
+    }
+}
+
+/// Pages a large document must have stored before its process is stopped, so that the
+/// restart has to skip them.
+const MIN_PAGES_STORED: i64 = 10;
+
+fn large_corpus_file() -> Option<PathBuf> {
+    corpus_dir()
+        .map(|dir| dir.join("text/syn_large_500p.pdf"))
+        .filter(|path| path.is_file())
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_server_killed_mid_batch_finishes_every_document_after_restart_without_duplicate_pages(
+    #[case] backend: Backend,
+) {
+    let started = Instant::now();
+    let db = TestDatabase::new(backend).await;
+    let mut first = Server::start(&db, &[("LECTOR_WORKERS", "1")]).await;
+
+    // Twelve documents; with the corpus, two of them are 500 pages long so that one is
+    // surely being extracted when the process dies.
+    let small = std::fs::read(fixture("twelve_pages.pdf")).unwrap();
+    let large = large_corpus_file().map(|path| std::fs::read(path).unwrap());
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        let (bytes, name) = match &large {
+            Some(large) if n == 4 || n == 11 => (distinct_copy(large, n), format!("large{n}.pdf")),
+            _ => (distinct_copy(&small, n), format!("small{n}.pdf")),
+        };
+        ids.push(first.upload(bytes, &name).await);
+    }
+    if large.is_none() {
+        println!("note: ../shared/corpus is not present; the batch has only small documents");
+    }
+
+    // Kill as soon as some are done and some are not (and, with a large one in the batch, as
+    // soon as it has some of its pages stored).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let before_kill = loop {
+        let documents = first.documents().await;
+        let done = documents.values().filter(|d| d["status"] == "done").count();
+        let partly = documents.values().any(|d| {
+            d["status"] == "processing"
+                && d["pages_done"].as_i64().unwrap() >= MIN_PAGES_STORED
+                && d["pages_done"].as_i64() < d["page_count"].as_i64()
+        });
+        let ready = done > 0 && done < documents.len() && (large.is_none() || partly);
+        if ready || done == documents.len() {
+            break documents;
+        }
+        assert!(Instant::now() < deadline, "no progress: {documents:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    first.process.kill_hard();
+    let done_before = before_kill
+        .values()
+        .filter(|d| d["status"] == "done")
+        .count();
+    let in_flight: Vec<String> = before_kill
+        .values()
+        .filter(|d| d["status"] == "processing")
+        .map(|d| {
+            format!(
+                "{} ({} of {})",
+                d["file_name"], d["pages_done"], d["page_count"]
+            )
+        })
+        .collect();
+    println!(
+        "{backend:?}: killed after {:.1}s with {done_before} of 12 done, in flight: {in_flight:?}",
+        started.elapsed().as_secs_f64()
+    );
+    if done_before == before_kill.len() {
+        println!("note: the whole batch finished before the kill; only the restart is tested");
+    }
+
+    let second = Server::start(&db, &[("LECTOR_WORKERS", "1")]).await;
+    let restarted = Instant::now();
+    let documents = second.wait_until_all_done(Duration::from_secs(300)).await;
+    println!(
+        "{backend:?}: after the restart everything was done in {:.1}s",
+        restarted.elapsed().as_secs_f64()
+    );
+    assert_eq!(documents.len(), 12);
+    for id in &ids {
+        assert!(documents.contains_key(id), "document {id} is missing");
+    }
+    assert_one_row_per_page(&db, &documents).await;
+    // The job that was running when the process died is reclaimed once its lease expires:
+    // that is its second attempt; every other job ran once.
+    let second_attempts = db
+        .query_i64("select count(*) from jobs where attempts = 2")
+        .await;
+    let first_attempts = db
+        .query_i64("select count(*) from jobs where attempts = 1")
+        .await;
+    println!("{backend:?}: jobs on their first attempt {first_attempts}, second {second_attempts}");
+    if large.is_some() {
+        assert_eq!(second_attempts, in_flight.len() as i64, "{in_flight:?}");
+        assert_eq!(first_attempts, 12 - second_attempts);
+    } else {
+        assert_eq!(first_attempts + second_attempts, 12);
+    }
+    assert!(
+        second.process.log().contains("document extracted"),
+        "the restarted server extracted something"
+    );
+    println!(
+        "{backend:?}: kill and restart test took {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test]
+async fn two_worker_processes_on_one_postgres_database_process_each_document_exactly_once() {
+    let started = Instant::now();
+    let db = TestDatabase::new(Backend::Postgres).await;
+    // Web only: it takes the uploads and extracts nothing itself.
+    let web = Server::start(&db, &[("LECTOR_WORKERS", "0")]).await;
+    let twelve = std::fs::read(fixture("twelve_pages.pdf")).unwrap();
+    let three = std::fs::read(fixture("three_pages.pdf")).unwrap();
+    for n in 0..20 {
+        let bytes = if n % 2 == 0 { &twelve } else { &three };
+        web.upload(distinct_copy(bytes, n), &format!("doc{n}.pdf"))
+            .await;
+    }
+    let queued = db
+        .query_i64("select count(*) from jobs where status = 'queued' and attempts = 0")
+        .await;
+    assert_eq!(queued, 20, "nothing runs before the worker processes start");
+
+    // A lease long enough that no job is taken over for being slow on a busy machine: what
+    // is tested here is that two processes never claim the same queued job.
+    let worker_vars = [("LECTOR_WORKERS", "2"), ("LECTOR_JOB_LEASE_SECS", "30")];
+    let workers = [
+        Lector::start("worker", &db, &worker_vars),
+        Lector::start("worker", &db, &worker_vars),
+    ];
+    let documents = web.wait_until_all_done(Duration::from_secs(300)).await;
+    println!(
+        "Postgres: 20 documents done by two worker processes in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(documents.len(), 20);
+    assert_one_row_per_page(&db, &documents).await;
+    assert_eq!(db.query_i64("select count(*) from jobs").await, 20);
+    assert_eq!(
+        db.query_i64("select count(*) from jobs where attempts <> 1")
+            .await,
+        0,
+        "every job was claimed exactly once"
+    );
+    assert_eq!(
+        db.query_i64("select count(*) from jobs where status <> 'done'")
+            .await,
+        0
+    );
+    // Each worker process logs one line per document it finished.
+    let extracted: Vec<usize> = workers
+        .iter()
+        .map(|w| w.log().matches("document extracted").count())
+        .collect();
+    println!("Postgres: documents extracted per worker process: {extracted:?}");
+    assert_eq!(
+        extracted.iter().sum::<usize>(),
+        20,
+        "each document was extracted once, by one process"
+    );
+    assert!(
+        extracted.iter().all(|&n| n > 0),
+        "both worker processes took work: {extracted:?}"
+    );
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn sigterm_hands_running_jobs_back_and_stops_cleanly(#[case] backend: Backend) {
+    let Some(large) = large_corpus_file() else {
+        println!("skipped: ../shared/corpus is not present");
+        return;
+    };
+    let started = Instant::now();
+    let db = TestDatabase::new(backend).await;
+    let mut first = Server::start(
+        &db,
+        &[("LECTOR_WORKERS", "1"), ("LECTOR_SHUTDOWN_GRACE_SECS", "0")],
+    )
+    .await;
+    let id = first
+        .upload(std::fs::read(&large).unwrap(), "large.pdf")
+        .await;
+
+    // Wait until the worker has stored some pages, so there is something to resume after.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let doc = first.document(&id).await;
+        let done = doc["pages_done"].as_i64().unwrap();
+        if doc["status"] == "processing" && done >= MIN_PAGES_STORED {
+            break;
+        }
+        assert!(
+            doc["status"] != "done",
+            "finished before SIGTERM could be sent: {doc}"
+        );
+        assert!(Instant::now() < deadline, "never started: {doc}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let signalled = Instant::now();
+    first.process.terminate();
+    let status = first
+        .process
+        .wait_for_exit(Duration::from_secs(15))
+        .await
+        .expect("lector serve exits within 15 s of SIGTERM");
+    println!(
+        "{backend:?}: exited {status} {:.2}s after SIGTERM",
+        signalled.elapsed().as_secs_f64()
+    );
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        first
+            .process
+            .log()
+            .contains("shutting down: job handed back to the queue"),
+        "{}",
+        first.process.log()
+    );
+
+    let document_status = db
+        .query_text(&format!("select status from documents where id = '{id}'"))
+        .await;
+    let job_status = db
+        .query_text(&format!(
+            "select status from jobs where document_id = '{id}'"
+        ))
+        .await;
+    let attempts = db
+        .query_i64(&format!(
+            "select count(*) from jobs where document_id = '{id}' and attempts = 0"
+        ))
+        .await;
+    let stored = db
+        .query_i64(&format!(
+            "select count(*) from pages where document_id = '{id}'"
+        ))
+        .await;
+    println!("{backend:?}: handed back with {stored} of 500 pages stored");
+    assert_eq!(document_status.as_deref(), Some("queued"));
+    assert_eq!(job_status.as_deref(), Some("queued"));
+    assert_eq!(attempts, 1, "the handed-back attempt is not counted");
+    assert!(
+        (MIN_PAGES_STORED..500).contains(&stored),
+        "{stored} pages stored"
+    );
+
+    let second = Server::start(&db, &[("LECTOR_WORKERS", "1")]).await;
+    let documents = second.wait_until_all_done(Duration::from_secs(300)).await;
+    assert_eq!(documents[&id]["page_count"], 500);
+    assert_one_row_per_page(&db, &documents).await;
+    println!(
+        "{backend:?}: SIGTERM test took {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+}
