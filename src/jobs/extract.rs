@@ -76,7 +76,10 @@ async fn try_run(
         .tempfile()?;
     crate::blobs::copy_to_file(store.as_ref(), &job.document_id, original.path()).await?;
     // Copying a large original can take a while: renew the lease before the long part.
-    if !store.heartbeat(job, &worker.id, worker.config.job_lease).await? {
+    if !store
+        .heartbeat(job, &worker.id, worker.config.job_lease)
+        .await?
+    {
         return Ok(Outcome::Lost);
     }
 
