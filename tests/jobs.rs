@@ -232,11 +232,8 @@ async fn cancelling_a_running_document_stops_its_worker(#[case] backend: Backend
     ));
     let running =
         tokio::spawn(async move { worker.run_next(&CancellationToken::new()).await.unwrap() });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while app.document(&id).await["status"] != "processing" {
-        assert!(tokio::time::Instant::now() < deadline, "never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.wait_for_status(&id, "processing", Duration::from_secs(20))
+        .await;
     let response = app
         .client
         .post(app.url(&format!("/api/v1/documents/{id}/cancel")))
@@ -272,11 +269,8 @@ async fn on_shutdown_a_running_job_is_handed_back_to_the_queue(#[case] backend: 
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let running = tokio::spawn(async move { worker.run_next(&token).await.unwrap() });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while app.document(&id).await["status"] != "processing" {
-        assert!(tokio::time::Instant::now() < deadline, "never started");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.wait_for_status(&id, "processing", Duration::from_secs(20))
+        .await;
     shutdown.cancel();
     assert!(
         tokio::time::timeout(Duration::from_secs(20), running)

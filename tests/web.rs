@@ -15,6 +15,11 @@ fn browser() -> reqwest::Client {
         .unwrap()
 }
 
+/// GETs `url` and returns the page's HTML.
+async fn html_of(client: &reqwest::Client, url: String) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 fn form_with(files: &[&str]) -> Form {
     let mut form = Form::new();
     for name in files {
@@ -75,14 +80,7 @@ async fn uploading_one_pdf_redirects_to_its_page_which_shows_progress_then_every
     assert!(location.starts_with("/documents/"), "{location}");
     let id = location.trim_start_matches("/documents/").to_owned();
 
-    let html = browser
-        .get(app.url(&location))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = html_of(&browser, app.url(&location)).await;
     assert!(
         html.contains("three_pages.pdf was uploaded."),
         "flash message shown once"
@@ -91,14 +89,7 @@ async fn uploading_one_pdf_redirects_to_its_page_which_shows_progress_then_every
         r#"hx-get="/documents/{id}/progress" hx-trigger="every 1s""#
     )));
     assert!(html.contains("0 of 3 pages"));
-    let again = browser
-        .get(app.url(&location))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let again = html_of(&browser, app.url(&location)).await;
     assert!(
         !again.contains("was uploaded."),
         "the flash message is gone"
@@ -118,14 +109,7 @@ async fn uploading_one_pdf_redirects_to_its_page_which_shows_progress_then_every
     );
     let fragment = progress.text().await.unwrap();
     assert!(!fragment.contains("hx-trigger"), "polling stops when done");
-    let html = browser
-        .get(app.url(&location))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = html_of(&browser, app.url(&location)).await;
     for n in 1..=3 {
         assert!(
             html.contains(&format!(r#"id="page-{n}""#)),
@@ -165,14 +149,7 @@ async fn uploading_several_pdfs_redirects_to_the_index_which_lists_them(#[case] 
         .unwrap();
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()["location"], "/");
-    let html = browser
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = html_of(&browser, app.url("/")).await;
     assert!(html.contains("2 files were uploaded."));
     assert!(html.contains("one_page.pdf") && html.contains("twelve_pages.pdf"));
     assert!(
@@ -184,14 +161,7 @@ async fn uploading_several_pdfs_redirects_to_the_index_which_lists_them(#[case] 
         "newest first"
     );
     app.drain_jobs().await;
-    let html = browser
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = html_of(&browser, app.url("/")).await;
     assert!(
         !html.contains("hx-trigger"),
         "finished rows stop refreshing"
@@ -274,14 +244,7 @@ async fn a_password_given_in_the_form_opens_an_encrypted_pdf(#[case] backend: Ba
     assert_eq!(response.status(), 303);
     app.drain_jobs().await;
     let location = response.headers()["location"].to_str().unwrap();
-    let html = browser()
-        .get(app.url(location))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = html_of(&browser(), app.url(location)).await;
     assert!(html.contains("the quick brown fox"));
 }
 
@@ -305,14 +268,7 @@ async fn text_from_a_pdf_and_file_names_are_shown_escaped(#[case] backend: Backe
     assert_eq!(response.status(), 303);
     app.drain_jobs().await;
     let location = response.headers()["location"].to_str().unwrap();
-    let html = browser()
-        .get(app.url(location))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = html_of(&browser(), app.url(location)).await;
     assert!(
         html.contains("&#60;script&#62;alert(1)&#60;/script&#62;")
             || html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
@@ -320,14 +276,7 @@ async fn text_from_a_pdf_and_file_names_are_shown_escaped(#[case] backend: Backe
     );
     assert!(!html.contains("<script>alert(1)"));
     assert!(!html.contains("<img src=x"));
-    let index = browser()
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let index = html_of(&browser(), app.url("/")).await;
     assert!(!index.contains("<img src=x"));
 }
 
@@ -357,14 +306,7 @@ async fn deleting_asks_for_confirmation_then_removes_the_document(#[case] backen
         .unwrap();
     assert_eq!(deleted.status(), 303);
     assert_eq!(deleted.headers()["location"], "/");
-    let index = browser
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let index = html_of(&browser, app.url("/")).await;
     assert!(index.contains("one_page.pdf was deleted."));
     assert_eq!(app.db.count("documents").await, 0);
     let gone = browser
@@ -395,14 +337,7 @@ async fn reprocess_and_cancel_buttons_redirect_back_with_a_message(#[case] backe
         .await
         .unwrap();
     assert_eq!(cancelled.status(), 303);
-    let html = browser
-        .get(app.url(&format!("/documents/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = html_of(&browser, app.url(&format!("/documents/{id}"))).await;
     assert!(html.contains("Cancelled."));
     assert!(html.contains(">cancelled<"));
     let requeued = browser
@@ -412,14 +347,7 @@ async fn reprocess_and_cancel_buttons_redirect_back_with_a_message(#[case] backe
         .unwrap();
     assert_eq!(requeued.status(), 303);
     app.drain_jobs().await;
-    let html = browser
-        .get(app.url(&format!("/documents/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = html_of(&browser, app.url(&format!("/documents/{id}"))).await;
     assert!(html.contains("three_pages.pdf was queued again."));
     assert!(html.contains("xylophone"));
 }
@@ -441,23 +369,9 @@ async fn the_index_is_paginated_fifty_a_page(#[case] backend: Backend) {
             .await;
         assert_eq!(response.status(), 202);
     }
-    let first = browser()
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let first = html_of(&browser(), app.url("/")).await;
     assert!(first.contains("Page 1 of 2"));
     assert!(first.contains("doc-50.pdf") && !first.contains("doc-00.pdf"));
-    let second = browser()
-        .get(app.url("/?page=2"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let second = html_of(&browser(), app.url("/?page=2")).await;
     assert!(second.contains("doc-00.pdf") && !second.contains("doc-50.pdf"));
 }

@@ -142,7 +142,7 @@ impl Document {
 }
 
 /// The text of one page.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Page {
     /// 1-based page number.
     pub number: i32,

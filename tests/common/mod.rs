@@ -297,6 +297,18 @@ impl TestApp {
         {}
     }
 
+    /// Polls the API until the document has `status`.
+    pub async fn wait_for_status(&self, id: &str, status: &str, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.document(id).await["status"] != status {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "document {id} never became {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Polls the API until the document has finished (for tests with real workers).
     pub async fn wait_until_finished(&self, id: &str, limit: Duration) -> Value {
         let deadline = tokio::time::Instant::now() + limit;

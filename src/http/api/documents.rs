@@ -90,7 +90,7 @@ pub async fn pages(
     let pages = state.store().list_pages(&document.id).await?;
     Ok(Json(PageList {
         document_id: document.id,
-        pages: pages.into_iter().map(Into::into).collect(),
+        pages,
     }))
 }
 

@@ -115,43 +115,13 @@ pub struct ListQuery {
     pub cursor: Option<String>,
 }
 
-/// One page's text.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PageView {
-    /// 1-based page number.
-    pub number: i32,
-    /// The text.
-    pub text: String,
-    /// The engine that produced it (`text_layer`).
-    pub source: String,
-    /// Characters in `text`.
-    pub char_count: i32,
-    /// Milliseconds spent on it.
-    pub extraction_ms: i64,
-    /// Why it failed, if it did.
-    pub error: Option<String>,
-}
-
-impl From<Page> for PageView {
-    fn from(page: Page) -> Self {
-        PageView {
-            number: page.number,
-            text: page.text,
-            source: page.source,
-            char_count: page.char_count,
-            extraction_ms: page.extraction_ms,
-            error: page.error,
-        }
-    }
-}
-
 /// A document's pages.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PageList {
     /// The document.
     pub document_id: String,
     /// Extracted pages so far, in page order.
-    pub pages: Vec<PageView>,
+    pub pages: Vec<Page>,
 }
 
 /// The multipart body of an upload (for the OpenAPI document).
