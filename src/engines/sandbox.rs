@@ -96,8 +96,13 @@ impl Sandbox {
                 limit,
             )
             .await?;
-        let first = tokio::time::timeout(limit, run.next_message()).await;
-        let outcome = match first {
+        let answer = async {
+            let first = run.next_message().await?;
+            // The child exits right after answering; let it, rather than killing it mid-exit.
+            run.next_message().await?;
+            Ok::<_, SandboxError>(first)
+        };
+        let outcome = match tokio::time::timeout(limit, answer).await {
             Err(_) => return Err(SandboxError::TimedOut(limit)),
             Ok(message) => message?,
         };
