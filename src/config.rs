@@ -46,6 +46,56 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// `LECTOR_LOG_FORMAT`: `compact` (default) or `json`.
     pub log_format: LogFormat,
+    /// `LECTOR_ENGINE`: `local` (the PDF's text layer, default) or `textract`.
+    pub engine: EngineChoice,
+    /// `LECTOR_BLOB_STORE`: where originals live, `database` (default) or `s3`.
+    pub blob_store: BlobStoreChoice,
+    /// `LECTOR_S3_BUCKET`: the bucket for originals (and for Textract's input).
+    pub s3_bucket: Option<String>,
+    /// `LECTOR_S3_PREFIX`: key prefix of originals in the bucket (default `originals/`).
+    pub s3_prefix: String,
+    /// `AWS_REGION`: the region of S3 and Textract (otherwise the SDK's default chain).
+    pub aws_region: Option<String>,
+    /// `AWS_ENDPOINT_URL`: a local stand-in for AWS (tests, demos). Unset in production.
+    pub aws_endpoint_url: Option<String>,
+    /// `LECTOR_TEXTRACT_MAX_IN_FLIGHT`: Textract jobs running at once across all workers
+    /// (default 10; counted in the database).
+    pub textract_max_in_flight: u32,
+    /// `LECTOR_TEXTRACT_POLL_INITIAL_MS`: first wait between polls of a Textract job
+    /// (default 1000); doubles up to `LECTOR_TEXTRACT_POLL_MAX_MS` (default 20000).
+    pub textract_poll_initial: Duration,
+    /// See `textract_poll_initial`.
+    pub textract_poll_max: Duration,
+    /// `LECTOR_TEXTRACT_TIMEOUT_SECS`: how long a Textract job may take (default 1800).
+    pub textract_timeout: Duration,
+}
+
+/// Which engine new documents are extracted with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineChoice {
+    /// The PDF's own text layer, locally.
+    Local,
+    /// AWS Textract.
+    Textract,
+}
+
+impl EngineChoice {
+    /// The name recorded on documents.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineChoice::Local => "local",
+            EngineChoice::Textract => "textract",
+        }
+    }
+}
+
+/// Where the original PDFs are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobStoreChoice {
+    /// In the database, in chunks.
+    Database,
+    /// In an S3 bucket.
+    S3,
 }
 
 /// How log lines are written.
@@ -122,7 +172,35 @@ impl Config {
             sandbox_exe,
             shutdown_grace: secs("LECTOR_SHUTDOWN_GRACE_SECS", 10)?,
             log_format,
+            engine: match get("LECTOR_ENGINE").as_deref() {
+                None | Some("local") => EngineChoice::Local,
+                Some("textract") => EngineChoice::Textract,
+                Some(other) => bail!("LECTOR_ENGINE={other:?} must be local or textract"),
+            },
+            blob_store: match get("LECTOR_BLOB_STORE").as_deref() {
+                None | Some("database") => BlobStoreChoice::Database,
+                Some("s3") => BlobStoreChoice::S3,
+                Some(other) => bail!("LECTOR_BLOB_STORE={other:?} must be database or s3"),
+            },
+            s3_bucket: get("LECTOR_S3_BUCKET"),
+            s3_prefix: lookup("LECTOR_S3_PREFIX").unwrap_or_else(|| "originals/".into()),
+            aws_region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
+            aws_endpoint_url: get("AWS_ENDPOINT_URL"),
+            textract_max_in_flight: parse_or(&get, "LECTOR_TEXTRACT_MAX_IN_FLIGHT", 10)?,
+            textract_poll_initial: millis("LECTOR_TEXTRACT_POLL_INITIAL_MS", 1000)?,
+            textract_poll_max: millis("LECTOR_TEXTRACT_POLL_MAX_MS", 20000)?,
+            textract_timeout: secs("LECTOR_TEXTRACT_TIMEOUT_SECS", 1800)?,
         };
+        let needs_bucket =
+            config.blob_store == BlobStoreChoice::S3 || config.engine == EngineChoice::Textract;
+        if needs_bucket && config.s3_bucket.is_none() {
+            bail!(
+                "LECTOR_S3_BUCKET must be set when LECTOR_BLOB_STORE=s3 or LECTOR_ENGINE=textract"
+            );
+        }
+        if config.textract_max_in_flight == 0 {
+            bail!("LECTOR_TEXTRACT_MAX_IN_FLIGHT must be at least 1");
+        }
         if config.job_max_attempts < 1 {
             bail!("LECTOR_JOB_MAX_ATTEMPTS must be at least 1");
         }
@@ -211,6 +289,22 @@ mod tests {
         let config = config(&[("DATABASE_URL", "postgres://u:hunter2@db/lector")]).unwrap();
         assert!(config.is_postgres());
         assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn textract_and_s3_need_a_bucket() {
+        let err = config(&[("LECTOR_ENGINE", "textract")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("LECTOR_S3_BUCKET"), "{err}");
+        let err = config(&[("LECTOR_BLOB_STORE", "s3")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("LECTOR_S3_BUCKET"), "{err}");
+        let ok = config(&[("LECTOR_ENGINE", "textract"), ("LECTOR_S3_BUCKET", "b")]).unwrap();
+        assert_eq!(ok.engine.name(), "textract");
+        assert_eq!(ok.s3_prefix, "originals/");
+        assert!(config(&[("LECTOR_ENGINE", "magic")]).is_err());
     }
 
     #[test]

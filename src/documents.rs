@@ -8,14 +8,18 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
 use crate::{
+    blobs::BlobStore,
     config::Config,
+    config::EngineChoice,
     domain::{Document, upload},
-    engines::{OpenError, Sandbox, SandboxError},
+    engines::{Inspection, OpenError, Sandbox, SandboxError},
     storage::{self, NewDocument, Store},
 };
 
-/// The name recorded as a document's engine.
-pub const LOCAL_ENGINE: &str = crate::engines::text_layer::ENGINE_NAME;
+/// Textract's documented limits for asynchronous PDF jobs.
+pub const TEXTRACT_MAX_BYTES: u64 = 500 * 1024 * 1024;
+/// See [`TEXTRACT_MAX_BYTES`].
+pub const TEXTRACT_MAX_PAGES: u32 = 3000;
 
 /// An uploaded file, already streamed to a temporary file and hashed.
 #[derive(Debug)]
@@ -132,6 +136,9 @@ pub enum UploadError {
     /// The parser refused it (password, unreadable, no pages).
     #[error(transparent)]
     Refused(#[from] OpenError),
+    /// The configured engine cannot take this document (e.g. over Textract's limits).
+    #[error("{0}")]
+    EngineLimit(String),
     /// The parser crashed or timed out on it.
     #[error("this file could not be read as a PDF: {0}")]
     ParserFailed(String),
@@ -153,6 +160,7 @@ impl UploadError {
             UploadError::TooLarge { .. } => "too-large",
             UploadError::TooManyPages { .. } => "too-many-pages",
             UploadError::TooManyFiles { .. } => "too-many-files",
+            UploadError::EngineLimit(_) => "engine-limit",
             UploadError::Refused(OpenError::PasswordRequired) => "password-required",
             UploadError::Refused(OpenError::WrongPassword) => "wrong-password",
             UploadError::Refused(OpenError::NoPages) => "no-pages",
@@ -199,6 +207,7 @@ pub struct Uploaded {
 #[derive(Clone)]
 pub struct Documents {
     store: Arc<dyn Store>,
+    blobs: BlobStore,
     sandbox: Sandbox,
     config: Arc<Config>,
     work_available: Arc<Notify>,
@@ -208,12 +217,14 @@ impl Documents {
     /// Use cases over `store`; `work_available` wakes this process's workers.
     pub fn new(
         store: Arc<dyn Store>,
+        blobs: BlobStore,
         sandbox: Sandbox,
         config: Arc<Config>,
         work_available: Arc<Notify>,
     ) -> Self {
         Documents {
             store,
+            blobs,
             sandbox,
             config,
             work_available,
@@ -264,20 +275,26 @@ impl Documents {
                 limit: self.config.max_pages,
             });
         }
+        if self.config.engine == EngineChoice::Textract {
+            check_textract_limits(file.size, &inspection)?;
+        }
+        let stored = self.blobs.put(&sha256, file.temp.path()).await?;
         let new = NewDocument {
             id: uuid::Uuid::now_v7().to_string(),
             file_name: upload::clean_file_name(&file.file_name),
             sha256: sha256.clone(),
             size_bytes: file.size as i64,
             page_count: inspection.pages as i32,
-            engine: LOCAL_ENGINE.into(),
+            engine: self.config.engine.name().into(),
+            blob_key: stored.as_ref().map(|object| object.key.clone()),
             // Only a password that was needed is kept.
             pdf_password: password
                 .filter(|_| inspection.encrypted)
                 .map(SecretString::from),
             max_attempts: self.config.job_max_attempts,
         };
-        match self.store.create_document(&new, file.temp.path()).await {
+        let in_database = stored.is_none().then(|| file.temp.path());
+        match self.store.create_document(&new, in_database).await {
             Ok(document) => {
                 self.work_available.notify_one();
                 Ok(Uploaded {
@@ -297,7 +314,13 @@ impl Documents {
                     ))),
                 }
             }
-            Err(other) => Err(other.into()),
+            Err(other) => {
+                // Leave nothing behind: an object this upload created goes with it.
+                if let (Some(object), Some(s3)) = (stored.filter(|o| o.created), self.blobs.s3()) {
+                    let _ = s3.delete(&object.key).await;
+                }
+                Err(other.into())
+            }
         }
     }
 
@@ -320,13 +343,79 @@ impl Documents {
     /// Removes the document, its original and its pages.
     #[tracing::instrument(skip(self), err(level = "info"))]
     pub async fn delete(&self, id: &str) -> storage::Result<()> {
-        self.store.delete_document(id).await
+        let document = self.store.get_document(id).await?;
+        self.store.delete_document(id).await?;
+        self.blobs.forget(self.store.as_ref(), &document).await
     }
+
+    /// The original of a document as a streamed body.
+    pub async fn original(&self, document: &Document) -> storage::Result<axum::body::Body> {
+        self.blobs.download(self.store.clone(), document).await
+    }
+}
+
+/// Textract refuses files over 500 MB, over 3,000 pages, or with a password: say so at upload.
+fn check_textract_limits(size: u64, inspection: &Inspection) -> Result<(), UploadError> {
+    if size > TEXTRACT_MAX_BYTES {
+        return Err(UploadError::EngineLimit(format!(
+            "Textract reads PDFs of up to {}; this one is {}",
+            human_bytes(TEXTRACT_MAX_BYTES),
+            human_bytes(size)
+        )));
+    }
+    if inspection.pages > TEXTRACT_MAX_PAGES {
+        return Err(UploadError::EngineLimit(format!(
+            "Textract reads PDFs of up to {TEXTRACT_MAX_PAGES} pages; this one has {}",
+            inspection.pages
+        )));
+    }
+    if inspection.user_password {
+        return Err(UploadError::EngineLimit(
+            "Textract cannot read password-protected PDFs".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn textract_limits_are_checked_before_anything_is_sent() {
+        let fine = Inspection {
+            pages: 3,
+            encrypted: false,
+            user_password: false,
+        };
+        assert!(check_textract_limits(1000, &fine).is_ok());
+        let too_big = check_textract_limits(TEXTRACT_MAX_BYTES + 1, &fine).unwrap_err();
+        assert!(too_big.to_string().contains("500.0 MiB"), "{too_big}");
+        let long = Inspection {
+            pages: 3001,
+            ..fine
+        };
+        assert!(
+            check_textract_limits(1000, &long)
+                .unwrap_err()
+                .to_string()
+                .contains("3000 pages")
+        );
+        let locked = Inspection {
+            user_password: true,
+            encrypted: true,
+            ..fine
+        };
+        assert_eq!(
+            check_textract_limits(1000, &locked).unwrap_err().code(),
+            "engine-limit"
+        );
+        let owner_only = Inspection {
+            encrypted: true,
+            ..fine
+        };
+        assert!(check_textract_limits(1000, &owner_only).is_ok());
+    }
 
     #[test]
     fn sizes_read_like_a_person_writes_them() {

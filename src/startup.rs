@@ -9,11 +9,13 @@ use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    aws,
+    blobs::{BlobStore, S3Originals},
     config::Config,
     documents::Documents,
-    engines::Sandbox,
+    engines::{Sandbox, textract::Textract},
     http::{self, AppState},
-    jobs,
+    jobs::{self, Engines},
     sessions::SessionBackend,
     storage::{Store, postgres::PostgresStore, sqlite::SqliteStore},
 };
@@ -51,11 +53,38 @@ pub async fn connect(config: &Config) -> anyhow::Result<Connected> {
     };
     connected.store.migrate().await?;
     connected
+        .store
+        .ensure_textract_slots(config.textract_max_in_flight)
+        .await?;
+    connected
         .sessions
         .migrate()
         .await
         .map_err(|e| anyhow::anyhow!("creating the session table: {e}"))?;
     Ok(connected)
+}
+
+/// What extraction needs: the blob store, the sandbox, and Textract when a bucket is set.
+pub async fn engines(config: &Config) -> Engines {
+    let sandbox = Sandbox::new(config.sandbox_exe.clone(), config.sandbox_memory_mb);
+    let (s3, textract) = match &config.s3_bucket {
+        Some(bucket) => {
+            let sdk = aws::sdk_config(config).await;
+            let s3 = S3Originals::new(
+                aws::s3_client(&sdk, config),
+                bucket.clone(),
+                config.s3_prefix.clone(),
+            );
+            let textract = Textract::new(aws::textract_client(&sdk), config.textract_poll_initial);
+            (Some(s3), Some(textract))
+        }
+        None => (None, None),
+    };
+    Engines {
+        blobs: BlobStore::new(config, s3),
+        sandbox,
+        textract,
+    }
 }
 
 /// Runs the web server and `config.workers` workers until `shutdown` resolves, then stops
@@ -67,13 +96,13 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let connected = connect(&config).await?;
-    let sandbox = Sandbox::new(config.sandbox_exe.clone(), config.sandbox_memory_mb);
+    let engines = engines(&config).await;
     let work_available = Arc::new(Notify::new());
     let stop = CancellationToken::new();
     let workers = jobs::spawn_workers(
         config.workers,
         connected.store.clone(),
-        sandbox.clone(),
+        engines.clone(),
         config.clone(),
         stop.clone(),
         work_available.clone(),
@@ -82,7 +111,8 @@ pub async fn run(
     let state = AppState {
         documents: Documents::new(
             connected.store.clone(),
-            sandbox,
+            engines.blobs,
+            engines.sandbox,
             config.clone(),
             work_available,
         ),
@@ -110,12 +140,12 @@ pub async fn run_workers_only(
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let connected = connect(&config).await?;
-    let sandbox = Sandbox::new(config.sandbox_exe.clone(), config.sandbox_memory_mb);
+    let engines = engines(&config).await;
     let stop = CancellationToken::new();
     let workers = jobs::spawn_workers(
         config.workers,
         connected.store,
-        sandbox,
+        engines,
         config.clone(),
         stop.clone(),
         Arc::new(Notify::new()),

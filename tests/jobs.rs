@@ -59,13 +59,15 @@ async fn an_attempt_that_fails_outside_the_document_is_retried_then_the_document
     let app = TestApp::spawn_with(backend, &[("LECTOR_JOB_MAX_ATTEMPTS", "2")]).await;
     let id = app.upload_ok("three_pages.pdf").await;
     // A worker whose parser cannot even be started: an infrastructure failure.
-    let broken = app.worker_with(config_with(
-        &app,
-        &[
-            ("LECTOR_SANDBOX_EXE", "/nonexistent/lector"),
-            ("LECTOR_JOB_MAX_ATTEMPTS", "2"),
-        ],
-    ));
+    let broken = app
+        .worker_with(config_with(
+            &app,
+            &[
+                ("LECTOR_SANDBOX_EXE", "/nonexistent/lector"),
+                ("LECTOR_JOB_MAX_ATTEMPTS", "2"),
+            ],
+        ))
+        .await;
     let never = CancellationToken::new();
     assert!(broken.run_next(&never).await.unwrap());
     let doc = app.document(&id).await;
@@ -112,14 +114,16 @@ async fn a_parser_that_hangs_is_killed_at_the_time_limit_and_the_document_fails(
     let id = app.upload_ok("three_pages.pdf").await;
     let dir = tempfile::tempdir().unwrap();
     let hang = script(&dir, "hang", "exec sleep 600");
-    let worker = app.worker_with(config_with(
-        &app,
-        &[
-            ("LECTOR_SANDBOX_EXE", hang.to_str().unwrap()),
-            ("LECTOR_EXTRACT_TIMEOUT_BASE_SECS", "1"),
-            ("LECTOR_EXTRACT_TIMEOUT_PER_PAGE_MS", "0"),
-        ],
-    ));
+    let worker = app
+        .worker_with(config_with(
+            &app,
+            &[
+                ("LECTOR_SANDBOX_EXE", hang.to_str().unwrap()),
+                ("LECTOR_EXTRACT_TIMEOUT_BASE_SECS", "1"),
+                ("LECTOR_EXTRACT_TIMEOUT_PER_PAGE_MS", "0"),
+            ],
+        ))
+        .await;
     let started = std::time::Instant::now();
     assert!(worker.run_next(&CancellationToken::new()).await.unwrap());
     assert!(started.elapsed() < Duration::from_secs(30));
@@ -148,10 +152,12 @@ async fn a_parser_that_crashes_fails_only_its_document_with_a_reason(
     let id = app.upload_ok("three_pages.pdf").await;
     let dir = tempfile::tempdir().unwrap();
     let crash = script(&dir, "crash", &format!("cat > /dev/null\n{body}"));
-    let worker = app.worker_with(config_with(
-        &app,
-        &[("LECTOR_SANDBOX_EXE", crash.to_str().unwrap())],
-    ));
+    let worker = app
+        .worker_with(config_with(
+            &app,
+            &[("LECTOR_SANDBOX_EXE", crash.to_str().unwrap())],
+        ))
+        .await;
     assert!(worker.run_next(&CancellationToken::new()).await.unwrap());
     let doc = app.document(&id).await;
     assert_eq!(doc["status"], "failed", "{doc}");
@@ -170,7 +176,9 @@ async fn the_real_parser_is_held_to_its_memory_limit(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let id = app.upload_ok("twelve_pages.pdf").await;
     // 8 MiB of address space is too little for the parser to map the PDF and its libraries.
-    let worker = app.worker_with(config_with(&app, &[("LECTOR_SANDBOX_MEMORY_MB", "8")]));
+    let worker = app
+        .worker_with(config_with(&app, &[("LECTOR_SANDBOX_MEMORY_MB", "8")]))
+        .await;
     assert!(worker.run_next(&CancellationToken::new()).await.unwrap());
     let doc = app.document(&id).await;
     assert_eq!(doc["status"], "failed", "{doc}");
@@ -223,13 +231,15 @@ async fn cancelling_a_running_document_stops_its_worker(#[case] backend: Backend
     let id = app.upload_ok("three_pages.pdf").await;
     let dir = tempfile::tempdir().unwrap();
     let hang = script(&dir, "hang", "exec sleep 600");
-    let worker = app.worker_with(config_with(
-        &app,
-        &[
-            ("LECTOR_SANDBOX_EXE", hang.to_str().unwrap()),
-            ("LECTOR_JOB_LEASE_SECS", "3"),
-        ],
-    ));
+    let worker = app
+        .worker_with(config_with(
+            &app,
+            &[
+                ("LECTOR_SANDBOX_EXE", hang.to_str().unwrap()),
+                ("LECTOR_JOB_LEASE_SECS", "3"),
+            ],
+        ))
+        .await;
     let running =
         tokio::spawn(async move { worker.run_next(&CancellationToken::new()).await.unwrap() });
     app.wait_for_status(&id, "processing", Duration::from_secs(20))
@@ -259,13 +269,15 @@ async fn on_shutdown_a_running_job_is_handed_back_to_the_queue(#[case] backend: 
     let id = app.upload_ok("three_pages.pdf").await;
     let dir = tempfile::tempdir().unwrap();
     let hang = script(&dir, "hang", "exec sleep 600");
-    let worker = app.worker_with(config_with(
-        &app,
-        &[
-            ("LECTOR_SANDBOX_EXE", hang.to_str().unwrap()),
-            ("LECTOR_SHUTDOWN_GRACE_SECS", "0"),
-        ],
-    ));
+    let worker = app
+        .worker_with(config_with(
+            &app,
+            &[
+                ("LECTOR_SANDBOX_EXE", hang.to_str().unwrap()),
+                ("LECTOR_SHUTDOWN_GRACE_SECS", "0"),
+            ],
+        ))
+        .await;
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let running = tokio::spawn(async move { worker.run_next(&token).await.unwrap() });

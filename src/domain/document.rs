@@ -95,6 +95,8 @@ pub struct Document {
     pub error: Option<String>,
     /// The engine configured when it was queued.
     pub engine: String,
+    /// The S3 key of the original, when it is on S3 rather than in the database.
+    pub blob_key: Option<String>,
     /// When it was uploaded.
     pub created_at: DateTime<Utc>,
     /// When its current extraction started.
@@ -156,6 +158,8 @@ pub struct Page {
     pub extraction_ms: i64,
     /// Why this page could not be extracted.
     pub error: Option<String>,
+    /// The engine's mean confidence (0–100), when it reports one.
+    pub confidence: Option<f64>,
 }
 
 #[cfg(test)]
@@ -174,6 +178,7 @@ mod tests {
             status,
             error: None,
             engine: "local".into(),
+            blob_key: None,
             created_at: Utc::now(),
             started_at: None,
             finished_at: None,

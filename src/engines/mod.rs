@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod sandbox;
 pub mod text_layer;
+pub mod textract;
 
 pub use sandbox::{Sandbox, SandboxError};
 
@@ -19,6 +20,9 @@ pub struct Inspection {
     pub pages: u32,
     /// Whether it is encrypted (with or without a user password).
     pub encrypted: bool,
+    /// Whether opening it needed a user password.
+    #[serde(default)]
+    pub user_password: bool,
 }
 
 /// Why a PDF cannot be opened. Each message is meant for the person who uploaded it.

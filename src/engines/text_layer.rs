@@ -47,9 +47,7 @@ pub fn open(bytes: Vec<u8>, password: Option<&str>) -> Result<TextLayerDocument,
         })?
         .map_err(|e| OpenError::Unreadable(plain_reason(&e)))?;
     let encrypted = doc.is_encrypted();
-    if encrypted {
-        authenticate(&doc, password)?;
-    }
+    let user_password = encrypted && authenticate(&doc, password)?;
     let pages = catch_unwind(AssertUnwindSafe(|| doc.page_count()))
         .map_err(|panic| {
             OpenError::Unreadable(format!("the parser failed ({})", panic_message(&panic)))
@@ -65,24 +63,28 @@ pub fn open(bytes: Vec<u8>, password: Option<&str>) -> Result<TextLayerDocument,
         u32::try_from(pages).map_err(|_| OpenError::Unreadable("absurd page count".into()))?;
     Ok(TextLayerDocument {
         doc,
-        inspection: Inspection { pages, encrypted },
+        inspection: Inspection {
+            pages,
+            encrypted,
+            user_password,
+        },
     })
 }
 
 /// An owner-password-only PDF opens with the empty user password; anything else needs the
-/// user's password.
-fn authenticate(doc: &PdfDocument, password: Option<&str>) -> Result<(), OpenError> {
+/// user's password. Returns whether the user's password was needed.
+fn authenticate(doc: &PdfDocument, password: Option<&str>) -> Result<bool, OpenError> {
     let unsupported = |e: pdf_oxide::Error| {
         OpenError::Unreadable(format!("its encryption is not supported ({e})"))
     };
     if doc.authenticate(b"").map_err(unsupported)? {
-        return Ok(());
+        return Ok(false);
     }
     let Some(password) = password.filter(|p| !p.is_empty()) else {
         return Err(OpenError::PasswordRequired);
     };
     if doc.authenticate(password.as_bytes()).map_err(unsupported)? {
-        Ok(())
+        Ok(true)
     } else {
         Err(OpenError::WrongPassword)
     }

@@ -1,7 +1,6 @@
 //! Responses that hand a document back: the original PDF, its text, its pages as JSON.
 
 use axum::{
-    body::Body,
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
 };
@@ -23,12 +22,7 @@ pub fn attachment(file_name: &str) -> HeaderValue {
 /// The original PDF, streamed from storage chunk by chunk.
 pub async fn original_pdf(state: &AppState, id: &str) -> Result<Response, AppError> {
     let document = state.store().get_document(id).await?;
-    let chunks = state.store().blob_chunk_count(id).await?;
-    let body = Body::from_stream(crate::blobs::stream(
-        state.store().clone(),
-        id.to_owned(),
-        chunks,
-    ));
+    let body = state.documents.original(&document).await?;
     Ok((
         [
             (

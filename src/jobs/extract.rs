@@ -23,6 +23,9 @@ pub enum Outcome {
     Lost,
     /// Shutting down: hand the job back to the queue.
     Released,
+    /// Not now (no Textract capacity free): back to the queue, due again after this long,
+    /// without counting an attempt.
+    Deferred(std::time::Duration),
 }
 
 /// Runs one attempt of `job`.
@@ -57,6 +60,9 @@ async fn try_run(
         return Ok(Outcome::Lost);
     }
     let document = store.get_document(&job.document_id).await?;
+    if document.engine == crate::engines::textract::SOURCE {
+        return super::textract::run(worker, job, &document, shutdown).await;
+    }
     let skip: Vec<u32> = store
         .stored_page_numbers(&job.document_id)
         .await?
@@ -74,7 +80,11 @@ async fn try_run(
         .prefix("lector-job-")
         .suffix(".pdf")
         .tempfile()?;
-    crate::blobs::copy_to_file(store.as_ref(), &job.document_id, original.path()).await?;
+    worker
+        .engines
+        .blobs
+        .copy_to_file(store.as_ref(), &document, original.path())
+        .await?;
     // Copying a large original can take a while: renew the lease before the long part.
     if !store
         .heartbeat(job, &worker.id, worker.config.job_lease)
@@ -86,6 +96,7 @@ async fn try_run(
     let limit = worker.config.extract_timeout(document.page_count as u32);
     let deadline = tokio::time::Instant::now() + limit;
     let mut run = match worker
+        .engines
         .sandbox
         .extract(&document.engine, original.path(), password, skip, limit)
         .await
@@ -112,6 +123,7 @@ async fn try_run(
                         source: page.source,
                         extraction_ms: page.ms as i64,
                         error: page.error,
+                        confidence: None,
                     };
                     if !store.insert_page(job, &worker.id, &page).await? {
                         run.kill().await;
@@ -183,7 +195,13 @@ pub(super) async fn record(
         Outcome::Lost => tracing::info!("job was cancelled or taken over; stopped"),
         Outcome::Released => {
             tracing::info!("shutting down: job handed back to the queue");
-            store.release_job(job, &worker.id).await?;
+            store
+                .release_job(job, &worker.id, std::time::Duration::ZERO)
+                .await?;
+        }
+        Outcome::Deferred(delay) => {
+            tracing::info!(?delay, "no capacity now; job goes back to the queue");
+            store.release_job(job, &worker.id, delay).await?;
         }
     }
     Ok(())

@@ -7,17 +7,35 @@ use futures_util::FutureExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::Config, engines::Sandbox, storage::Store};
+use crate::{
+    blobs::BlobStore,
+    config::Config,
+    engines::{Sandbox, textract::Textract},
+    storage::Store,
+};
 
 mod extract;
+mod textract;
 
 pub use extract::Outcome;
+
+/// What workers extract with: where originals are, the local engine's sandbox, and Textract
+/// when it is configured.
+#[derive(Debug, Clone)]
+pub struct Engines {
+    /// Where originals are read from.
+    pub blobs: BlobStore,
+    /// Runs the local engine in a child process.
+    pub sandbox: Sandbox,
+    /// AWS Textract, when `LECTOR_ENGINE=textract` (or a bucket) is configured.
+    pub textract: Option<Textract>,
+}
 
 /// Runs extraction jobs. Cheap to clone; each worker task holds one.
 #[derive(Clone)]
 pub struct Worker {
     store: Arc<dyn Store>,
-    sandbox: Sandbox,
+    engines: Engines,
     config: Arc<Config>,
     /// Unique per worker task, so leases say who holds them.
     id: String,
@@ -25,11 +43,11 @@ pub struct Worker {
 
 impl Worker {
     /// A worker with a fresh id.
-    pub fn new(store: Arc<dyn Store>, sandbox: Sandbox, config: Arc<Config>) -> Self {
+    pub fn new(store: Arc<dyn Store>, engines: Engines, config: Arc<Config>) -> Self {
         let id = format!("{}-{}", hostname(), uuid::Uuid::now_v7().simple());
         Worker {
             store,
-            sandbox,
+            engines,
             config,
             id,
         }
@@ -98,14 +116,14 @@ impl Worker {
 pub fn spawn_workers(
     count: usize,
     store: Arc<dyn Store>,
-    sandbox: Sandbox,
+    engines: Engines,
     config: Arc<Config>,
     shutdown: CancellationToken,
     work_available: Arc<Notify>,
 ) -> tokio::task::JoinHandle<()> {
     let handles: Vec<_> = (0..count)
         .map(|_| {
-            let worker = Worker::new(store.clone(), sandbox.clone(), config.clone());
+            let worker = Worker::new(store.clone(), engines.clone(), config.clone());
             tokio::spawn(worker.run_until(shutdown.clone(), work_available.clone()))
         })
         .collect();

@@ -64,6 +64,8 @@ pub struct NewDocument {
     pub engine: String,
     /// The user password that opens the PDF, kept so that workers (and re-process) can.
     pub pdf_password: Option<SecretString>,
+    /// The S3 key of the original when it is stored on S3 (not in the database).
+    pub blob_key: Option<String>,
     /// Tries before giving up.
     pub max_attempts: i32,
 }
@@ -81,6 +83,8 @@ pub struct NewPage {
     pub extraction_ms: i64,
     /// Why it failed, if it did.
     pub error: Option<String>,
+    /// The engine's mean confidence for the page (0–100), when it reports one.
+    pub confidence: Option<f64>,
 }
 
 /// A job a worker has claimed and now holds the lease of.
@@ -96,6 +100,8 @@ pub struct ClaimedJob {
     pub max_attempts: i32,
     /// Why the previous attempt failed, if one did.
     pub last_error: Option<String>,
+    /// The id of the job at an external service (Textract), once started.
+    pub external_id: Option<String>,
 }
 
 /// Counts of jobs by state, for health and metrics.
@@ -117,9 +123,12 @@ pub trait Store: Send + Sync + 'static {
     /// Answers a trivial query (health checks).
     async fn ping(&self) -> Result<()>;
 
-    /// Stores a document, its original bytes (read from `original`) and its extraction job
-    /// in one transaction: either all of it is stored or nothing is.
-    async fn create_document(&self, doc: &NewDocument, original: &Path) -> Result<Document>;
+    /// Stores a document, its original bytes (read from `original`, unless they live on S3)
+    /// and its extraction job in one transaction: either all of it is stored or nothing is.
+    async fn create_document(&self, doc: &NewDocument, original: Option<&Path>)
+    -> Result<Document>;
+    /// How many documents keep their original under this S3 key.
+    async fn count_documents_with_blob_key(&self, key: &str) -> Result<i64>;
     /// The document whose original has this SHA-256, if any.
     async fn find_document_by_sha256(&self, sha256: &str) -> Result<Option<Document>>;
     /// One document.
@@ -168,8 +177,23 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// The job failed for good: the document is failed with `error`.
     async fn fail_job(&self, job: &ClaimedJob, worker: &str, error: &str) -> Result<()>;
-    /// Hands the job back to the queue without counting the attempt (graceful shutdown).
-    async fn release_job(&self, job: &ClaimedJob, worker: &str) -> Result<()>;
+    /// Hands the job back to the queue without counting the attempt, due again after
+    /// `delay` (graceful shutdown; no Textract capacity free).
+    async fn release_job(&self, job: &ClaimedJob, worker: &str, delay: Duration) -> Result<()>;
+    /// Records the external service's job id (kept across attempts, cleared by re-process).
+    async fn set_external_id(
+        &self,
+        job: &ClaimedJob,
+        worker: &str,
+        external_id: &str,
+    ) -> Result<bool>;
+    /// Makes sure slots 1..=`cap` exist for Textract jobs in flight.
+    async fn ensure_textract_slots(&self, cap: u32) -> Result<()>;
+    /// Takes one of the first `cap` slots for `job` (or confirms the one it holds). False
+    /// when all are held by running jobs.
+    async fn claim_textract_slot(&self, job: &ClaimedJob, worker: &str, cap: u32) -> Result<bool>;
+    /// Frees the slot `job` holds, if any.
+    async fn release_textract_slot(&self, job: &ClaimedJob) -> Result<()>;
     /// Jobs waiting and running.
     async fn queue_counts(&self) -> Result<QueueCounts>;
 }
@@ -201,6 +225,7 @@ struct DocumentRow {
     status: String,
     error: Option<String>,
     engine: String,
+    blob_key: Option<String>,
     created_at: chrono::DateTime<chrono::Utc>,
     started_at: Option<chrono::DateTime<chrono::Utc>>,
     finished_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -224,6 +249,7 @@ impl TryFrom<DocumentRow> for Document {
             status,
             error: row.error,
             engine: row.engine,
+            blob_key: row.blob_key,
             created_at: row.created_at,
             started_at: row.started_at,
             finished_at: row.finished_at,
@@ -240,6 +266,7 @@ struct PageRow {
     char_count: i32,
     extraction_ms: i64,
     error: Option<String>,
+    confidence: Option<f64>,
 }
 
 impl From<PageRow> for Page {
@@ -251,12 +278,13 @@ impl From<PageRow> for Page {
             char_count: row.char_count,
             extraction_ms: row.extraction_ms,
             error: row.error,
+            confidence: row.confidence,
         }
     }
 }
 
 /// The columns every document query selects, with page progress counted from `pages`.
 const DOCUMENT_COLUMNS: &str = "d.id, d.file_name, d.sha256, d.size_bytes, d.page_count, d.status, \
-     d.error, d.engine, d.created_at, d.started_at, d.finished_at, \
+     d.error, d.engine, d.blob_key, d.created_at, d.started_at, d.finished_at, \
      (select count(*) from pages p where p.document_id = d.id) as pages_done, \
      (select count(*) from pages p where p.document_id = d.id and p.error is not null) as pages_failed";

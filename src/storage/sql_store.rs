@@ -34,13 +34,15 @@ pub(crate) struct Queries {
     pub finish_document: String,
     pub retry_job: String,
     pub release_job: String,
+    pub set_external_id: String,
+    pub claim_slot: String,
     pub requeue_document_status: String,
 }
 
 /// Statements that are the same on both backends.
 pub(crate) mod common {
     pub const COUNT_DOCUMENTS: &str = "select count(*) from documents";
-    pub const PAGES: &str = "select page_number, text, source, char_count, extraction_ms, error \
+    pub const PAGES: &str = "select page_number, text, source, char_count, extraction_ms, error, confidence \
          from pages where document_id = $1 order by page_number";
     pub const PAGE_NUMBERS: &str =
         "select page_number from pages where document_id = $1 order by page_number";
@@ -51,6 +53,11 @@ pub(crate) mod common {
     pub const DELETE_DOCUMENT: &str = "delete from documents where id = $1";
     pub const DELETE_PAGES: &str = "delete from pages where document_id = $1";
     pub const DOCUMENT_EXISTS: &str = "select count(*) from documents where id = $1";
+    pub const COUNT_BLOB_KEY: &str = "select count(*) from documents where blob_key = $1";
+    pub const RELEASE_SLOT: &str =
+        "update textract_slots set job_id = null, claimed_at = null where job_id = $1";
+    pub const ENSURE_SLOT: &str =
+        "insert into textract_slots (slot) values ($1) on conflict (slot) do nothing";
     pub const QUEUE_COUNTS: &str = "select \
          coalesce(sum(case when status = 'queued' then 1 else 0 end), 0), \
          coalesce(sum(case when status = 'running' then 1 else 0 end), 0) from jobs";
@@ -63,8 +70,8 @@ impl Queries {
         let ours = "exists (select 1 from jobs j where j.id = $1 and j.locked_by = $2 and j.status = 'running')";
         Queries {
             insert_document: "insert into documents \
-                 (id, file_name, sha256, size_bytes, page_count, status, engine, pdf_password) \
-                 values ($1, $2, $3, $4, $5, 'queued', $6, $7)"
+                 (id, file_name, sha256, size_bytes, page_count, status, engine, pdf_password, blob_key) \
+                 values ($1, $2, $3, $4, $5, 'queued', $6, $7, $8)"
                 .into(),
             insert_blob_chunk: "insert into document_blobs (document_id, seq, data) values ($1, $2, $3)".into(),
             insert_job: "insert into jobs (kind, document_id, status, max_attempts) values ('extract', $1, 'queued', $2)"
@@ -82,7 +89,7 @@ impl Queries {
                 "insert into jobs (kind, document_id, status, max_attempts) values ('extract', $1, 'queued', $2) \
                  on conflict (kind, document_id) do update set status = 'queued', attempts = 0, \
                  max_attempts = excluded.max_attempts, run_at = {now}, locked_by = null, \
-                 locked_until = null, last_error = null, updated_at = {now}"
+                 locked_until = null, last_error = null, external_id = null, updated_at = {now}"
             ),
             cancel_document: format!(
                 "update documents set status = 'cancelled', finished_at = {now}, updated_at = {now} \
@@ -98,7 +105,7 @@ impl Queries {
                  where id = (select id from jobs \
                    where (status = 'queued' and run_at <= {now}) or (status = 'running' and locked_until < {now}) \
                    order by run_at, id limit 1 {skip}) \
-                 returning id, document_id, attempts, max_attempts, last_error",
+                 returning id, document_id, attempts, max_attempts, last_error, external_id",
                 later = (d.later)("$2"),
                 skip = d.skip_locked,
             ),
@@ -114,8 +121,8 @@ impl Queries {
                  where id = $3 and {ours}"
             ),
             insert_page: format!(
-                "insert into pages (document_id, page_number, text, source, char_count, extraction_ms, error) \
-                 select $3, $4, $5, $6, $7, $8, $9 where {ours} \
+                "insert into pages (document_id, page_number, text, source, char_count, extraction_ms, error, confidence) \
+                 select $3, $4, $5, $6, $7, $8, $9, $10 where {ours} \
                  on conflict (document_id, page_number) do nothing"
             ),
             finish_job: format!(
@@ -131,8 +138,21 @@ impl Queries {
                 later = (d.later)("$4"),
             ),
             release_job: format!(
-                "update jobs set status = 'queued', attempts = attempts - 1, run_at = {now}, locked_by = null, \
-                 locked_until = null, updated_at = {now} where id = $1 and locked_by = $2 and status = 'running'"
+                "update jobs set status = 'queued', attempts = attempts - 1, run_at = {later}, locked_by = null, \
+                 locked_until = null, updated_at = {now} where id = $1 and locked_by = $2 and status = 'running'",
+                later = (d.later)("$3"),
+            ),
+            set_external_id: format!(
+                "update jobs set external_id = $3, updated_at = {now} where id = $1 and locked_by = $2 and status = 'running'"
+            ),
+            claim_slot: format!(
+                "update textract_slots set job_id = $1, claimed_at = {now} \
+                 where slot = (select s.slot from textract_slots s \
+                   where s.slot <= $3 and (s.job_id is null or s.job_id = $1 or not exists \
+                     (select 1 from jobs j where j.id = s.job_id and j.status = 'running' and j.locked_until > {now})) \
+                   order by case when s.job_id = $1 then 0 else 1 end, s.slot limit 1 {skip}) \
+                 and {ours} returning slot",
+                skip = d.skip_locked,
             ),
             requeue_document_status: format!(
                 "update documents set status = 'queued', error = $2, updated_at = {now} where id = $1"
@@ -166,13 +186,17 @@ macro_rules! store_impl {
             async fn create_document(
                 &self,
                 doc: &$crate::storage::NewDocument,
-                original: &std::path::Path,
+                original: Option<&std::path::Path>,
             ) -> $crate::storage::Result<$crate::domain::Document> {
                 use secrecy::ExposeSecret;
                 use tokio::io::AsyncReadExt;
-                let mut file = tokio::fs::File::open(original)
-                    .await
-                    .map_err(|e| anyhow::Error::new(e).context("opening the uploaded file"))?;
+                let mut file =
+                    match original {
+                        Some(path) => Some(tokio::fs::File::open(path).await.map_err(|e| {
+                            anyhow::Error::new(e).context("opening the uploaded file")
+                        })?),
+                        None => None,
+                    };
                 let mut tx = self.pool.begin().await?;
                 sqlx::query(&self.sql.insert_document)
                     .bind(&doc.id)
@@ -186,13 +210,13 @@ macro_rules! store_impl {
                             .as_ref()
                             .map(|p| p.expose_secret().to_owned()),
                     )
+                    .bind(&doc.blob_key)
                     .execute(&mut *tx)
                     .await?;
                 let mut seq: i64 = 0;
-                loop {
+                while let Some(file) = file.as_mut() {
                     let mut chunk = Vec::with_capacity($crate::storage::BLOB_CHUNK_BYTES);
-                    (&mut file)
-                        .take($crate::storage::BLOB_CHUNK_BYTES as u64)
+                    file.take($crate::storage::BLOB_CHUNK_BYTES as u64)
                         .read_to_end(&mut chunk)
                         .await
                         .map_err(|e| anyhow::Error::new(e).context("reading the uploaded file"))?;
@@ -214,6 +238,18 @@ macro_rules! store_impl {
                     .await?;
                 tx.commit().await?;
                 self.get_document(&doc.id).await
+            }
+
+            async fn count_documents_with_blob_key(
+                &self,
+                key: &str,
+            ) -> $crate::storage::Result<i64> {
+                Ok(
+                    sqlx::query_scalar($crate::storage::sql_store::common::COUNT_BLOB_KEY)
+                        .bind(key)
+                        .fetch_one(&self.pool)
+                        .await?,
+                )
             }
 
             async fn find_document_by_sha256(
@@ -463,6 +499,7 @@ macro_rules! store_impl {
                     .bind(page.text.chars().count() as i32)
                     .bind(page.extraction_ms)
                     .bind(&page.error)
+                    .bind(page.confidence)
                     .execute(&self.pool)
                     .await?;
                 if done.rows_affected() == 1 {
@@ -528,11 +565,13 @@ macro_rules! store_impl {
                 &self,
                 job: &$crate::storage::ClaimedJob,
                 worker: &str,
+                delay: std::time::Duration,
             ) -> $crate::storage::Result<()> {
                 let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(&self.sql.release_job)
                     .bind(job.id)
                     .bind(worker)
+                    .bind(delay.as_secs_f64())
                     .execute(&mut *tx)
                     .await?;
                 if done.rows_affected() == 1 {
@@ -543,6 +582,57 @@ macro_rules! store_impl {
                         .await?;
                 }
                 tx.commit().await?;
+                Ok(())
+            }
+
+            async fn set_external_id(
+                &self,
+                job: &$crate::storage::ClaimedJob,
+                worker: &str,
+                external_id: &str,
+            ) -> $crate::storage::Result<bool> {
+                let done = sqlx::query(&self.sql.set_external_id)
+                    .bind(job.id)
+                    .bind(worker)
+                    .bind(external_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn ensure_textract_slots(&self, cap: u32) -> $crate::storage::Result<()> {
+                for slot in 1..=cap as i32 {
+                    sqlx::query($crate::storage::sql_store::common::ENSURE_SLOT)
+                        .bind(slot)
+                        .execute(&self.pool)
+                        .await?;
+                }
+                Ok(())
+            }
+
+            async fn claim_textract_slot(
+                &self,
+                job: &$crate::storage::ClaimedJob,
+                worker: &str,
+                cap: u32,
+            ) -> $crate::storage::Result<bool> {
+                let slot: Option<i32> = sqlx::query_scalar(&self.sql.claim_slot)
+                    .bind(job.id)
+                    .bind(worker)
+                    .bind(cap as i32)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(slot.is_some())
+            }
+
+            async fn release_textract_slot(
+                &self,
+                job: &$crate::storage::ClaimedJob,
+            ) -> $crate::storage::Result<()> {
+                sqlx::query($crate::storage::sql_store::common::RELEASE_SLOT)
+                    .bind(job.id)
+                    .execute(&self.pool)
+                    .await?;
                 Ok(())
             }
 

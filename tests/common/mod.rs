@@ -2,6 +2,8 @@
 //! SQLite file, or a new database on the local Postgres server), and talk to it over HTTP.
 #![allow(dead_code)]
 
+pub mod aws;
+
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
@@ -9,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use lector::{config::Config, engines::Sandbox, jobs::Worker, storage::Store};
+use lector::{config::Config, jobs::Worker, storage::Store};
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -276,19 +278,19 @@ impl TestApp {
     }
 
     /// A worker over this app's database, with this app's configuration.
-    pub fn worker(&self) -> Worker {
-        self.worker_with(self.config.clone())
+    pub async fn worker(&self) -> Worker {
+        self.worker_with(self.config.clone()).await
     }
 
     /// A worker with its own configuration (e.g. another sandbox executable).
-    pub fn worker_with(&self, config: Config) -> Worker {
-        let sandbox = Sandbox::new(config.sandbox_exe.clone(), config.sandbox_memory_mb);
-        Worker::new(self.store.clone(), sandbox, Arc::new(config))
+    pub async fn worker_with(&self, config: Config) -> Worker {
+        let engines = lector::startup::engines(&config).await;
+        Worker::new(self.store.clone(), engines, Arc::new(config))
     }
 
     /// Runs queued jobs until none is due.
     pub async fn drain_jobs(&self) {
-        let worker = self.worker();
+        let worker = self.worker().await;
         let never = CancellationToken::new();
         while worker
             .run_next(&never)

@@ -1,0 +1,158 @@
+//! The extraction job on Textract: take a slot (the cap on jobs in flight is counted in the
+//! database, across every worker), make sure the original is on S3, start the Textract job
+//! once (its id is kept on the job row, so a resumed attempt polls the same job), poll with
+//! backoff, then store every page.
+
+use std::collections::HashSet;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Outcome, Worker};
+use crate::{
+    blobs::S3Originals,
+    domain::Document,
+    engines::textract::{JobState, SOURCE, Textract, TextractError},
+    storage::{ClaimedJob, NewPage},
+};
+
+/// Runs one attempt of a Textract document.
+pub(super) async fn run(
+    worker: &Worker,
+    job: &ClaimedJob,
+    document: &Document,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Outcome> {
+    let (Some(textract), Some(s3)) = (&worker.engines.textract, worker.engines.blobs.s3()) else {
+        return Ok(Outcome::Retry(anyhow::anyhow!(
+            "this worker is not configured for Textract (set LECTOR_S3_BUCKET)"
+        )));
+    };
+    let store = &worker.store;
+    if !store
+        .claim_textract_slot(job, &worker.id, worker.config.textract_max_in_flight)
+        .await?
+    {
+        return Ok(Outcome::Deferred(worker.config.textract_poll_initial));
+    }
+    let outcome = drive(worker, textract, s3, job, document, shutdown).await;
+    store.release_textract_slot(job).await?;
+    outcome
+}
+
+async fn drive(
+    worker: &Worker,
+    textract: &Textract,
+    s3: &S3Originals,
+    job: &ClaimedJob,
+    document: &Document,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Outcome> {
+    let store = &worker.store;
+    let started = std::time::Instant::now();
+    let key = match &document.blob_key {
+        Some(key) => key.clone(),
+        None => {
+            let original = tempfile::Builder::new()
+                .prefix("lector-job-")
+                .suffix(".pdf")
+                .tempfile()?;
+            worker
+                .engines
+                .blobs
+                .copy_to_file(store.as_ref(), document, original.path())
+                .await?;
+            s3.ensure(&document.sha256, original.path()).await?.key
+        }
+    };
+    if !store
+        .heartbeat(job, &worker.id, worker.config.job_lease)
+        .await?
+    {
+        return Ok(Outcome::Lost);
+    }
+    let job_id = match &job.external_id {
+        Some(id) => id.clone(),
+        None => match textract
+            .start(s3.bucket(), &key, &document.sha256, &document.id)
+            .await
+        {
+            Ok(id) => {
+                if !store.set_external_id(job, &worker.id, &id).await? {
+                    return Ok(Outcome::Lost);
+                }
+                tracing::info!(textract.job_id = %id, "Textract job started");
+                id
+            }
+            Err(error) => return Ok(textract_outcome(error)),
+        },
+    };
+
+    let deadline = tokio::time::Instant::now() + worker.config.textract_timeout;
+    let mut wait = worker.config.textract_poll_initial;
+    loop {
+        match textract.state(&job_id).await {
+            Ok(JobState::Finished) => break,
+            Ok(JobState::Failed(reason)) => {
+                return Ok(Outcome::Failed(format!("Textract failed: {reason}")));
+            }
+            Ok(JobState::InProgress) => {}
+            Err(error) => return Ok(textract_outcome(error)),
+        }
+        if tokio::time::Instant::now() + wait > deadline {
+            let limit = worker.config.textract_timeout.as_secs();
+            return Ok(Outcome::Failed(format!(
+                "Textract did not finish within {limit}s"
+            )));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            // The Textract job goes on; its id stays on the job row for whoever resumes.
+            _ = shutdown.cancelled() => return Ok(Outcome::Released),
+        }
+        if !store
+            .heartbeat(job, &worker.id, worker.config.job_lease)
+            .await?
+        {
+            return Ok(Outcome::Lost);
+        }
+        wait = (wait * 2).min(worker.config.textract_poll_max);
+    }
+
+    let pages = match textract
+        .pages(&job_id, document.page_count.max(0) as u32)
+        .await
+    {
+        Ok(pages) => pages,
+        Err(error) => return Ok(textract_outcome(error)),
+    };
+    let stored: HashSet<i32> = store
+        .stored_page_numbers(&document.id)
+        .await?
+        .into_iter()
+        .collect();
+    let per_page_ms = started.elapsed().as_millis() as i64 / i64::from(document.page_count.max(1));
+    for page in pages
+        .into_iter()
+        .filter(|p| !stored.contains(&(p.number as i32)))
+    {
+        let page = NewPage {
+            number: page.number as i32,
+            text: crate::engines::clean_text(page.text),
+            source: SOURCE.into(),
+            extraction_ms: per_page_ms,
+            error: page.error,
+            confidence: page.confidence,
+        };
+        if !store.insert_page(job, &worker.id, &page).await? {
+            return Ok(Outcome::Lost);
+        }
+    }
+    Ok(Outcome::Done)
+}
+
+fn textract_outcome(error: TextractError) -> Outcome {
+    match error {
+        TextractError::Document(_) => Outcome::Failed(error.to_string()),
+        TextractError::Service(_) => Outcome::Retry(error.into()),
+    }
+}
