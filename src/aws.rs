@@ -2,6 +2,7 @@
 //! environment, profile) and, for local stand-ins, `AWS_ENDPOINT_URL`. No keys in code.
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use secrecy::ExposeSecret;
 
 use crate::config::Config;
 
@@ -14,18 +15,37 @@ pub async fn sdk_config(config: &Config) -> SdkConfig {
     if let Some(endpoint) = &config.aws_endpoint_url {
         loader = loader.endpoint_url(endpoint);
     }
+    if let Some((id, secret)) = &config.aws_static_credentials {
+        let credentials = aws_sdk_s3::config::Credentials::new(
+            id,
+            secret.expose_secret(),
+            None,
+            None,
+            "environment",
+        );
+        loader = loader.credentials_provider(credentials);
+    }
     loader.load().await
 }
 
 /// An S3 client. Stand-ins are addressed path-style (`endpoint/bucket/key`).
 pub fn s3_client(sdk: &SdkConfig, config: &Config) -> aws_sdk_s3::Client {
-    let conf = aws_sdk_s3::config::Builder::from(sdk)
-        .force_path_style(config.aws_endpoint_url.is_some())
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
+    let stand_in = config
+        .aws_endpoint_url_s3
+        .as_ref()
+        .or(config.aws_endpoint_url.as_ref());
+    let mut conf = aws_sdk_s3::config::Builder::from(sdk).force_path_style(stand_in.is_some());
+    if let Some(endpoint) = &config.aws_endpoint_url_s3 {
+        conf = conf.endpoint_url(endpoint);
+    }
+    aws_sdk_s3::Client::from_conf(conf.build())
 }
 
 /// A Textract client.
-pub fn textract_client(sdk: &SdkConfig) -> aws_sdk_textract::Client {
-    aws_sdk_textract::Client::new(sdk)
+pub fn textract_client(sdk: &SdkConfig, config: &Config) -> aws_sdk_textract::Client {
+    let mut conf = aws_sdk_textract::config::Builder::from(sdk);
+    if let Some(endpoint) = &config.aws_endpoint_url_textract {
+        conf = conf.endpoint_url(endpoint);
+    }
+    aws_sdk_textract::Client::from_conf(conf.build())
 }

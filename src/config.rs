@@ -58,6 +58,14 @@ pub struct Config {
     pub aws_region: Option<String>,
     /// `AWS_ENDPOINT_URL`: a local stand-in for AWS (tests, demos). Unset in production.
     pub aws_endpoint_url: Option<String>,
+    /// `AWS_ENDPOINT_URL_S3`: the S3 stand-in, when it differs from `AWS_ENDPOINT_URL`.
+    pub aws_endpoint_url_s3: Option<String>,
+    /// `AWS_ENDPOINT_URL_TEXTRACT`: the Textract stand-in, when it differs.
+    pub aws_endpoint_url_textract: Option<String>,
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`: read here only so that tests can pass
+    /// them without touching the process environment; when unset (production: the instance
+    /// role) the SDK's default chain finds credentials.
+    pub aws_static_credentials: Option<(String, SecretString)>,
     /// `LECTOR_TEXTRACT_MAX_IN_FLIGHT`: Textract jobs running at once across all workers
     /// (default 10; counted in the database).
     pub textract_max_in_flight: u32,
@@ -186,6 +194,11 @@ impl Config {
             s3_prefix: lookup("LECTOR_S3_PREFIX").unwrap_or_else(|| "originals/".into()),
             aws_region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
             aws_endpoint_url: get("AWS_ENDPOINT_URL"),
+            aws_endpoint_url_s3: get("AWS_ENDPOINT_URL_S3"),
+            aws_endpoint_url_textract: get("AWS_ENDPOINT_URL_TEXTRACT"),
+            aws_static_credentials: get("AWS_ACCESS_KEY_ID")
+                .zip(get("AWS_SECRET_ACCESS_KEY"))
+                .map(|(id, secret)| (id, SecretString::from(secret))),
             textract_max_in_flight: parse_or(&get, "LECTOR_TEXTRACT_MAX_IN_FLIGHT", 10)?,
             textract_poll_initial: millis("LECTOR_TEXTRACT_POLL_INITIAL_MS", 1000)?,
             textract_poll_max: millis("LECTOR_TEXTRACT_POLL_MAX_MS", 20000)?,

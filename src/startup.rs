@@ -75,7 +75,10 @@ pub async fn engines(config: &Config) -> Engines {
                 bucket.clone(),
                 config.s3_prefix.clone(),
             );
-            let textract = Textract::new(aws::textract_client(&sdk), config.textract_poll_initial);
+            let textract = Textract::new(
+                aws::textract_client(&sdk, config),
+                config.textract_poll_initial,
+            );
             (Some(s3), Some(textract))
         }
         None => (None, None),

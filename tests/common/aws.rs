@@ -290,6 +290,13 @@ impl FakeTextract {
         self.state().in_progress_polls = n;
     }
 
+    /// Every job still in progress finishes at its next Get.
+    pub fn finish_running_jobs(&self) {
+        for job in self.state().jobs.values_mut() {
+            job.polls_left = 0;
+        }
+    }
+
     /// The next `n` requests, of either operation, fail with HTTP 400 and error `code`
     /// (`ProvisionedThroughputExceededException`, `ThrottlingException`,
     /// `LimitExceededException`, or any other code). The SDK retries throttling errors itself

@@ -1,0 +1,351 @@
+//! Originals on S3 and the Textract engine, through the real AWS SDK clients pointed at local
+//! stand-ins (`common::aws`), on SQLite and on Postgres.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    Backend, TestApp,
+    aws::{ACCESS_KEY, BUCKET, FakeS3, FakeTextract, REGION, SECRET_KEY},
+    fixture,
+};
+use rstest::rstest;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+/// Stand-ins for S3 and Textract, and the app's settings that point at them.
+struct Aws {
+    s3: FakeS3,
+    textract: FakeTextract,
+}
+
+impl Aws {
+    async fn start() -> Self {
+        let s3 = FakeS3::start().await;
+        let textract = FakeTextract::start(s3.root.clone()).await;
+        Aws { s3, textract }
+    }
+
+    fn vars<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut vars = vec![
+            ("LECTOR_S3_BUCKET", BUCKET),
+            ("AWS_REGION", REGION),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_ENDPOINT_URL_S3", self.s3.endpoint.as_str()),
+            ("AWS_ENDPOINT_URL_TEXTRACT", self.textract.endpoint.as_str()),
+            ("LECTOR_TEXTRACT_POLL_INITIAL_MS", "20"),
+            ("LECTOR_TEXTRACT_POLL_MAX_MS", "100"),
+        ];
+        vars.extend_from_slice(extra);
+        vars
+    }
+}
+
+fn sha256_of(name: &str) -> String {
+    hex::encode(Sha256::digest(std::fs::read(fixture(name)).unwrap()))
+}
+
+async fn pages(app: &TestApp, id: &str) -> Vec<Value> {
+    let (_, body) = app.get_json(&format!("/api/v1/documents/{id}/pages")).await;
+    body["pages"].as_array().unwrap().clone()
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn with_the_s3_blob_store_originals_live_on_s3_and_come_back_and_go(
+    #[case] backend: Backend,
+) {
+    let aws = Aws::start().await;
+    let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_BLOB_STORE", "s3")])).await;
+    let id = app.upload_ok("three_pages.pdf").await;
+    let key = format!("originals/{}.pdf", sha256_of("three_pages.pdf"));
+    let original = std::fs::read(fixture("three_pages.pdf")).unwrap();
+    assert_eq!(aws.s3.object_bytes(&key), Some(original.clone()));
+    assert_eq!(
+        app.db.count("document_blobs").await,
+        0,
+        "the bytes are not in the database"
+    );
+
+    app.drain_jobs().await;
+    assert_eq!(app.document(&id).await["status"], "done");
+    assert!(
+        pages(&app, &id).await[2]["text"]
+            .as_str()
+            .unwrap()
+            .contains("xylophone")
+    );
+    let file = app
+        .client
+        .get(app.url(&format!("/api/v1/documents/{id}/file")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(file.bytes().await.unwrap().to_vec(), original);
+
+    let refused = app.upload_fixture("not_a_pdf.pdf", None).await;
+    assert_eq!(refused.status(), 415);
+    assert_eq!(
+        aws.s3.object_keys(),
+        vec![key.clone()],
+        "a refused upload puts nothing on S3"
+    );
+
+    let deleted = app
+        .client
+        .delete(app.url(&format!("/api/v1/documents/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert!(
+        !aws.s3.object_exists(&key),
+        "deleting the document deletes its original"
+    );
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn textract_reads_every_page_following_next_token_and_is_started_once(
+    #[case] backend: Backend,
+) {
+    let aws = Aws::start().await;
+    aws.textract.in_progress_polls(3);
+    aws.textract.page_size(100);
+    let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "textract")])).await;
+    let id = app.upload_ok("twelve_pages.pdf").await;
+    assert_eq!(app.document(&id).await["engine"], "textract");
+    app.drain_jobs().await;
+
+    let doc = app.document(&id).await;
+    assert_eq!(doc["status"], "done", "{doc}");
+    assert_eq!(doc["pages_done"], 12);
+    let pages = pages(&app, &id).await;
+    assert_eq!(pages.len(), 12);
+    assert!(
+        pages[10]["text"]
+            .as_str()
+            .unwrap()
+            .contains("This is page 11 of twelve.")
+    );
+    assert_eq!(pages[10]["source"], "textract");
+    let confidence = pages[10]["confidence"].as_f64().unwrap();
+    assert!((90.0..=100.0).contains(&confidence), "{confidence}");
+
+    let sha = sha256_of("twelve_pages.pdf");
+    let jobs = aws.textract.started_jobs();
+    assert_eq!(jobs.len(), 1);
+    let (token, tag, bucket, name) = &jobs[0];
+    assert_eq!(token.as_deref(), Some(&sha[..64]));
+    assert_eq!(tag.as_deref(), Some(id.as_str()));
+    assert_eq!(
+        (bucket.as_str(), name.as_str()),
+        (BUCKET, format!("originals/{sha}.pdf").as_str())
+    );
+    assert!(
+        aws.textract.get_calls() > 4,
+        "polled, then read several result pages"
+    );
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_job_handed_back_mid_poll_resumes_the_same_textract_job(#[case] backend: Backend) {
+    let aws = Aws::start().await;
+    aws.textract.in_progress_polls(1000);
+    let app = TestApp::spawn_with(
+        backend,
+        &aws.vars(&[
+            ("LECTOR_ENGINE", "textract"),
+            ("LECTOR_SHUTDOWN_GRACE_SECS", "0"),
+        ]),
+    )
+    .await;
+    let id = app.upload_ok("three_pages.pdf").await;
+    let worker = app.worker().await;
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let running = tokio::spawn(async move { worker.run_next(&stop).await.unwrap() });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while aws.textract.get_calls() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "never polled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    running.await.unwrap();
+    assert_eq!(app.document(&id).await["status"], "queued");
+
+    aws.textract.finish_running_jobs();
+    app.drain_jobs().await;
+    assert_eq!(app.document(&id).await["status"], "done");
+    assert_eq!(
+        aws.textract.started_jobs().len(),
+        1,
+        "Textract was started once"
+    );
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn partial_success_fails_only_the_pages_textract_names(#[case] backend: Backend) {
+    let aws = Aws::start().await;
+    aws.textract.partial_success(vec![2], "PARTIAL_PAGE_ERROR");
+    let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "textract")])).await;
+    let id = app.upload_ok("three_pages.pdf").await;
+    app.drain_jobs().await;
+    let doc = app.document(&id).await;
+    assert_eq!(doc["status"], "done");
+    assert_eq!(doc["pages_failed"], 1);
+    assert_eq!(doc["status_label"], "done (1 of 3 pages failed)");
+    let pages = pages(&app, &id).await;
+    assert_eq!(
+        pages[1]["error"],
+        "Textract could not read this page (PARTIAL_PAGE_ERROR)"
+    );
+    assert!(pages[2]["text"].as_str().unwrap().contains("xylophone"));
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_failed_textract_job_fails_the_document_with_its_status_message(
+    #[case] backend: Backend,
+) {
+    let aws = Aws::start().await;
+    aws.textract.fail("Request has unsupported document format");
+    let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "textract")])).await;
+    let id = app.upload_ok("one_page.pdf").await;
+    app.drain_jobs().await;
+    let doc = app.document(&id).await;
+    assert_eq!(doc["status"], "failed");
+    assert_eq!(
+        doc["error"],
+        "Textract failed: Request has unsupported document format"
+    );
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn throttling_is_retried_with_backoff_until_textract_answers(#[case] backend: Backend) {
+    let aws = Aws::start().await;
+    // More than the SDK's own three tries: Lector's backoff has to carry it.
+    aws.textract
+        .throttle_next(4, "ProvisionedThroughputExceededException");
+    let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "textract")])).await;
+    let id = app.upload_ok("one_page.pdf").await;
+    app.drain_jobs().await;
+    assert_eq!(app.document(&id).await["status"], "done");
+    assert_eq!(aws.textract.throttled_calls(), 4);
+    assert_eq!(aws.textract.started_jobs().len(), 1);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_missing_s3_object_fails_the_document_with_a_clear_reason(#[case] backend: Backend) {
+    let aws = Aws::start().await;
+    let app = TestApp::spawn_with(
+        backend,
+        &aws.vars(&[("LECTOR_ENGINE", "textract"), ("LECTOR_BLOB_STORE", "s3")]),
+    )
+    .await;
+    let id = app.upload_ok("one_page.pdf").await;
+    std::fs::remove_file(
+        aws.s3
+            .object_path(&format!("originals/{}.pdf", sha256_of("one_page.pdf"))),
+    )
+    .unwrap();
+    app.drain_jobs().await;
+    let doc = app.document(&id).await;
+    assert_eq!(doc["status"], "failed");
+    assert!(
+        doc["error"]
+            .as_str()
+            .unwrap()
+            .contains("could not be read from S3"),
+        "{doc}"
+    );
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn password_protected_pdfs_are_refused_for_textract_at_upload(#[case] backend: Backend) {
+    let aws = Aws::start().await;
+    let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "textract")])).await;
+    let response = app
+        .upload_fixture("user_password.pdf", Some("open-sesame"))
+        .await;
+    assert_eq!(response.status(), 422);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "engine-limit");
+    assert_eq!(
+        problem["detail"],
+        "Textract cannot read password-protected PDFs"
+    );
+    assert!(aws.s3.object_keys().is_empty());
+    // An owner-password-only PDF opens without a password: Textract may have it.
+    assert_eq!(
+        app.upload_fixture("owner_only.pdf", None).await.status(),
+        202
+    );
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn jobs_beyond_the_in_flight_cap_wait_without_losing_an_attempt(#[case] backend: Backend) {
+    let aws = Aws::start().await;
+    aws.textract.in_progress_polls(15);
+    let app = TestApp::spawn_with(
+        backend,
+        &aws.vars(&[
+            ("LECTOR_ENGINE", "textract"),
+            ("LECTOR_TEXTRACT_MAX_IN_FLIGHT", "1"),
+        ]),
+    )
+    .await;
+    let first = app.upload_ok("one_page.pdf").await;
+    let second = app.upload_ok("three_pages.pdf").await;
+    let worker = app.worker().await;
+    let running =
+        tokio::spawn(async move { worker.run_next(&CancellationToken::new()).await.unwrap() });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while aws.textract.started_jobs().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A second worker finds the only slot taken: the other document goes back to the queue.
+    let other = app.worker().await;
+    assert!(other.run_next(&CancellationToken::new()).await.unwrap());
+    assert_eq!(app.document(&second).await["status"], "queued");
+    assert_eq!(aws.textract.started_jobs().len(), 1);
+    running.await.unwrap();
+    app.drain_jobs().await;
+    for id in [&first, &second] {
+        assert_eq!(app.document(id).await["status"], "done");
+    }
+    assert_eq!(aws.textract.max_concurrent_jobs_in_progress(), 1);
+    assert_eq!(
+        app.db.count("jobs where attempts <> 1").await,
+        0,
+        "waiting did not count as an attempt"
+    );
+}
