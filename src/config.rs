@@ -76,6 +76,9 @@ pub struct Config {
     pub textract_poll_max: Duration,
     /// `LECTOR_TEXTRACT_TIMEOUT_SECS`: how long a Textract job may take (default 1800).
     pub textract_timeout: Duration,
+    /// `LECTOR_TEXTRACT_PRICE_PER_1000_PAGES`: USD per 1,000 pages, for the cost estimates
+    /// shown on documents and in `/metrics` (default 1.50, text detection's list price).
+    pub textract_price_per_1000_pages: f64,
 }
 
 /// Which engine new documents are extracted with.
@@ -203,6 +206,11 @@ impl Config {
             textract_poll_initial: millis("LECTOR_TEXTRACT_POLL_INITIAL_MS", 1000)?,
             textract_poll_max: millis("LECTOR_TEXTRACT_POLL_MAX_MS", 20000)?,
             textract_timeout: secs("LECTOR_TEXTRACT_TIMEOUT_SECS", 1800)?,
+            textract_price_per_1000_pages: parse_or(
+                &get,
+                "LECTOR_TEXTRACT_PRICE_PER_1000_PAGES",
+                1.5,
+            )?,
         };
         let needs_bucket =
             config.blob_store == BlobStoreChoice::S3 || config.engine == EngineChoice::Textract;

@@ -153,6 +153,46 @@ async fn textract_reads_every_page_following_next_token_and_is_started_once(
         aws.textract.get_calls() > 4,
         "polled, then read several result pages"
     );
+
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("lector_textract_pages 12\n"), "{metrics}");
+    assert!(
+        metrics.contains("lector_textract_estimated_cost_usd 0.0180\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("lector_pages{source=\"textract\"} 12\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("lector_documents{status=\"done\"} 1\n"),
+        "{metrics}"
+    );
+    let html = app
+        .client
+        .get(app.url(&format!("/documents/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("12 pages read by Textract · estimated cost $0.0180"),
+        "{html}"
+    );
+    assert!(
+        html.contains("textract 99 %") || html.contains("textract 98 %"),
+        "confidence badge"
+    );
 }
 
 #[rstest]

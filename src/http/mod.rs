@@ -21,6 +21,7 @@ use crate::{config::Config, documents::Documents, storage::Store};
 pub mod api;
 mod downloads;
 mod error;
+mod metrics;
 mod upload;
 pub mod web;
 
@@ -50,6 +51,7 @@ pub fn router(state: AppState, sessions: crate::sessions::SessionBackend) -> Rou
         .merge(web::routes(sessions))
         .nest("/api/v1", api::routes())
         .route("/healthz", get(health))
+        .route("/metrics", get(metrics::metrics))
         .route("/static/htmx.min.js", get(htmx))
         .route("/static/app.css", get(css))
         // Upload size is enforced per file while streaming (413 as soon as it is passed).

@@ -196,6 +196,12 @@ pub trait Store: Send + Sync + 'static {
     async fn release_textract_slot(&self, job: &ClaimedJob) -> Result<()>;
     /// Jobs waiting and running.
     async fn queue_counts(&self) -> Result<QueueCounts>;
+    /// Documents per status (for `/metrics`).
+    async fn documents_by_status(&self) -> Result<Vec<(String, i64)>>;
+    /// Stored pages per source engine, over all documents (for `/metrics`).
+    async fn pages_by_source(&self) -> Result<Vec<(String, i64)>>;
+    /// Pages of one document per source engine (for its cost).
+    async fn document_pages_by_source(&self, id: &str) -> Result<Vec<(String, i64)>>;
 }
 
 /// The store for `database_url`, connected and migrated.

@@ -58,6 +58,12 @@ pub(crate) mod common {
         "update textract_slots set job_id = null, claimed_at = null where job_id = $1";
     pub const ENSURE_SLOT: &str =
         "insert into textract_slots (slot) values ($1) on conflict (slot) do nothing";
+    pub const DOCUMENTS_BY_STATUS: &str =
+        "select status, count(*) from documents group by status order by status";
+    pub const PAGES_BY_SOURCE: &str =
+        "select source, count(*) from pages group by source order by source";
+    pub const DOCUMENT_PAGES_BY_SOURCE: &str =
+        "select source, count(*) from pages where document_id = $1 group by source order by source";
     pub const QUEUE_COUNTS: &str = "select \
          coalesce(sum(case when status = 'queued' then 1 else 0 end), 0), \
          coalesce(sum(case when status = 'running' then 1 else 0 end), 0) from jobs";
@@ -642,6 +648,34 @@ macro_rules! store_impl {
                         .fetch_one(&self.pool)
                         .await?;
                 Ok($crate::storage::QueueCounts { queued, running })
+            }
+
+            async fn documents_by_status(&self) -> $crate::storage::Result<Vec<(String, i64)>> {
+                Ok(
+                    sqlx::query_as($crate::storage::sql_store::common::DOCUMENTS_BY_STATUS)
+                        .fetch_all(&self.pool)
+                        .await?,
+                )
+            }
+
+            async fn pages_by_source(&self) -> $crate::storage::Result<Vec<(String, i64)>> {
+                Ok(
+                    sqlx::query_as($crate::storage::sql_store::common::PAGES_BY_SOURCE)
+                        .fetch_all(&self.pool)
+                        .await?,
+                )
+            }
+
+            async fn document_pages_by_source(
+                &self,
+                id: &str,
+            ) -> $crate::storage::Result<Vec<(String, i64)>> {
+                Ok(
+                    sqlx::query_as($crate::storage::sql_store::common::DOCUMENT_PAGES_BY_SOURCE)
+                        .bind(id)
+                        .fetch_all(&self.pool)
+                        .await?,
+                )
             }
         }
 

@@ -13,7 +13,9 @@ use super::views::{DocumentSummary, PageSection};
 use crate::{
     documents::{UploadError, human_bytes},
     domain::upload::clean_file_name,
-    http::{AppError, AppState, HtmlError, downloads, upload::read_upload},
+    http::{
+        AppError, AppState, HtmlError, downloads, metrics::estimated_cost, upload::read_upload,
+    },
     sessions::{set_flash, take_flash},
 };
 
@@ -35,6 +37,7 @@ struct IndexPage {
 #[template(path = "pages/document.html")]
 struct DocumentPage {
     flash: Option<String>,
+    textract_note: Option<String>,
     doc: DocumentSummary,
     error: Option<String>,
     pages: Vec<PageSection>,
@@ -176,7 +179,16 @@ pub async fn show(
 ) -> Result<Html<String>, HtmlError> {
     let document = state.store().get_document(&id).await?;
     let pages = state.store().list_pages(&id).await?;
+    let by_source = state.store().document_pages_by_source(&id).await?;
+    let textract_pages = by_source
+        .iter()
+        .find(|(s, _)| s == "textract")
+        .map_or(0, |(_, n)| *n);
     render(&DocumentPage {
+        textract_note: (textract_pages > 0).then(|| {
+            let cost = estimated_cost(textract_pages, state.config.textract_price_per_1000_pages);
+            format!("{textract_pages} pages read by Textract · estimated cost ${cost:.4}")
+        }),
         flash: take_flash(&session).await,
         error: document.error.clone(),
         doc: DocumentSummary::from(&document),

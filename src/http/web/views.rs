@@ -48,6 +48,7 @@ impl From<&Document> for DocumentSummary {
 /// One page's text on the document page.
 pub struct PageSection {
     pub number: i32,
+    pub confidence: String,
     pub text: String,
     pub source: String,
     pub char_count: i32,
@@ -58,6 +59,10 @@ impl From<Page> for PageSection {
     fn from(page: Page) -> Self {
         PageSection {
             number: page.number,
+            confidence: page
+                .confidence
+                .map(|c| format!("{c:.0} %"))
+                .unwrap_or_default(),
             text: page.text,
             source: page.source.replace('_', " "),
             char_count: page.char_count,

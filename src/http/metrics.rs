@@ -1,0 +1,77 @@
+//! `/metrics` in the Prometheus text format: documents by status, pages by engine, the queue,
+//! and what Textract has cost so far (an estimate from the configured price).
+
+use std::fmt::Write;
+
+use axum::{extract::State, http::header, response::IntoResponse};
+
+use super::{AppError, AppState};
+use crate::engines::textract;
+
+/// Renders the current figures, read from the database (so every instance reports the same).
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, AppError> {
+    let store = state.store();
+    let documents = store.documents_by_status().await?;
+    let pages = store.pages_by_source().await?;
+    let queue = store.queue_counts().await?;
+    let textract_pages = pages
+        .iter()
+        .find(|(source, _)| source == textract::SOURCE)
+        .map_or(0, |(_, n)| *n);
+    let cost = estimated_cost(textract_pages, state.config.textract_price_per_1000_pages);
+
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, rows: &[(String, i64)], label: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (value, count) in rows {
+            let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {count}");
+        }
+    };
+    gauge(
+        "lector_documents",
+        "Documents by status.",
+        &documents,
+        "status",
+    );
+    gauge(
+        "lector_pages",
+        "Stored pages by the engine that produced them.",
+        &pages,
+        "source",
+    );
+    let jobs = [
+        ("queued".to_owned(), queue.queued),
+        ("running".to_owned(), queue.running),
+    ];
+    gauge("lector_jobs", "Extraction jobs by state.", &jobs, "state");
+    let _ = writeln!(
+        out,
+        "# HELP lector_textract_pages Pages read by Textract.\n# TYPE lector_textract_pages gauge\n\
+         lector_textract_pages {textract_pages}\n\
+         # HELP lector_textract_estimated_cost_usd Estimated Textract cost at LECTOR_TEXTRACT_PRICE_PER_1000_PAGES.\n\
+         # TYPE lector_textract_estimated_cost_usd gauge\nlector_textract_estimated_cost_usd {cost:.4}"
+    );
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    ))
+}
+
+/// USD for `pages` at `price_per_1000` per thousand pages.
+pub fn estimated_cost(pages: i64, price_per_1000: f64) -> f64 {
+    pages as f64 * price_per_1000 / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cost_is_priced_per_thousand_pages() {
+        assert!((estimated_cost(2000, 1.5) - 3.0).abs() < 1e-9);
+        assert_eq!(estimated_cost(0, 1.5), 0.0);
+    }
+}
