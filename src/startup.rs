@@ -90,6 +90,14 @@ pub async fn engines(config: &Config) -> Engines {
     }
 }
 
+/// Refuses to start when the bucket and the clients are in different regions.
+async fn check_aws(engines: &Engines) -> anyhow::Result<()> {
+    match engines.blobs.s3() {
+        Some(s3) => s3.check_region().await,
+        None => Ok(()),
+    }
+}
+
 /// Runs the web server and `config.workers` workers until `shutdown` resolves, then stops
 /// taking requests and jobs, and hands back jobs that do not finish within the grace period.
 pub async fn run(
@@ -100,6 +108,7 @@ pub async fn run(
     let config = Arc::new(config);
     let connected = connect(&config).await?;
     let engines = engines(&config).await;
+    check_aws(&engines).await?;
     let work_available = Arc::new(Notify::new());
     let stop = CancellationToken::new();
     let workers = jobs::spawn_workers(
@@ -144,6 +153,7 @@ pub async fn run_workers_only(
     let config = Arc::new(config);
     let connected = connect(&config).await?;
     let engines = engines(&config).await;
+    check_aws(&engines).await?;
     let stop = CancellationToken::new();
     let workers = jobs::spawn_workers(
         config.workers,

@@ -389,3 +389,26 @@ async fn jobs_beyond_the_in_flight_cap_wait_without_losing_an_attempt(#[case] ba
         "waiting did not count as an attempt"
     );
 }
+
+#[tokio::test]
+async fn starting_with_the_bucket_in_another_region_is_refused_with_the_reason() {
+    let aws = Aws::start().await;
+    let db = common::TestDatabase::new(Backend::Sqlite).await;
+    let mut vars = aws.vars(&[("LECTOR_ENGINE", "textract")]);
+    vars.retain(|(name, _)| *name != "AWS_REGION");
+    vars.push(("AWS_REGION", "eu-west-1"));
+    let config = common::test_config(&db.url, &vars);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let error = lector::startup::run(config, listener, std::future::pending())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("is in us-east-1 but Lector calls AWS in eu-west-1"),
+        "{error}"
+    );
+    assert!(
+        error.contains("S3 and Textract must be in the same region"),
+        "{error}"
+    );
+}

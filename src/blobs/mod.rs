@@ -47,6 +47,43 @@ impl S3Originals {
         &self.bucket
     }
 
+    /// Checks that the bucket is in the region the clients call (Textract reads only from a
+    /// bucket in its own region). Unknown answers (no permission to ask) are only logged.
+    pub async fn check_region(&self) -> anyhow::Result<()> {
+        let Some(region) = self.client.config().region().map(|r| r.to_string()) else {
+            anyhow::bail!("no AWS region is configured: set AWS_REGION");
+        };
+        match self
+            .client
+            .get_bucket_location()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(location) => {
+                // S3 answers with no constraint for us-east-1.
+                let bucket_region = location
+                    .location_constraint()
+                    .map(|c| c.as_str().to_owned())
+                    .filter(|c| !c.is_empty())
+                    .unwrap_or_else(|| "us-east-1".into());
+                if bucket_region != region {
+                    anyhow::bail!(
+                        "LECTOR_S3_BUCKET {} is in {bucket_region} but Lector calls AWS in {region}: \
+                         S3 and Textract must be in the same region (set AWS_REGION={bucket_region})",
+                        self.bucket
+                    );
+                }
+                Ok(())
+            }
+            Err(error) => {
+                let error = anyhow::Error::new(error);
+                tracing::warn!(error = %format!("{error:#}"), bucket = %self.bucket, "could not check the bucket's region");
+                Ok(())
+            }
+        }
+    }
+
     /// The key of the original whose SHA-256 is `sha256`: the same bytes, the same key.
     pub fn key_for(&self, sha256: &str) -> String {
         format!("{}{sha256}.pdf", self.prefix)
