@@ -41,6 +41,15 @@ pub fn s3_client(sdk: &SdkConfig, config: &Config) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(conf.build())
 }
 
+/// An SQS client (Textract's completion notices).
+pub fn sqs_client(sdk: &SdkConfig, config: &Config) -> aws_sdk_sqs::Client {
+    let mut conf = aws_sdk_sqs::config::Builder::from(sdk);
+    if let Some(endpoint) = &config.aws_endpoint_url_sqs {
+        conf = conf.endpoint_url(endpoint);
+    }
+    aws_sdk_sqs::Client::from_conf(conf.build())
+}
+
 /// A Textract client.
 pub fn textract_client(sdk: &SdkConfig, config: &Config) -> aws_sdk_textract::Client {
     let mut conf = aws_sdk_textract::config::Builder::from(sdk);

@@ -76,9 +76,26 @@ pub struct Config {
     pub textract_poll_max: Duration,
     /// `LECTOR_TEXTRACT_TIMEOUT_SECS`: how long a Textract job may take (default 1800).
     pub textract_timeout: Duration,
+    /// `LECTOR_TEXTRACT_SNS_TOPIC_ARN`, `LECTOR_TEXTRACT_SNS_ROLE_ARN` (the role Textract
+    /// publishes with) and `LECTOR_TEXTRACT_SQS_QUEUE_URL` (subscribed to the topic): wait for
+    /// Textract's completion notice instead of polling its throttled Get API.
+    pub textract_notices: Option<TextractNotices>,
+    /// `AWS_ENDPOINT_URL_SQS`: the SQS stand-in, when it differs from `AWS_ENDPOINT_URL`.
+    pub aws_endpoint_url_sqs: Option<String>,
     /// `LECTOR_TEXTRACT_PRICE_PER_1000_PAGES`: USD per 1,000 pages, for the cost estimates
     /// shown on documents and in `/metrics` (default 1.50, text detection's list price).
     pub textract_price_per_1000_pages: f64,
+}
+
+/// Where Textract announces finished jobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextractNotices {
+    /// The SNS topic Textract publishes to (its name must start with `AmazonTextract`).
+    pub sns_topic_arn: String,
+    /// The IAM role Textract assumes to publish.
+    pub sns_role_arn: String,
+    /// The SQS queue subscribed to the topic.
+    pub sqs_queue_url: String,
 }
 
 /// Which engine new documents are extracted with.
@@ -206,6 +223,25 @@ impl Config {
             textract_poll_initial: millis("LECTOR_TEXTRACT_POLL_INITIAL_MS", 1000)?,
             textract_poll_max: millis("LECTOR_TEXTRACT_POLL_MAX_MS", 20000)?,
             textract_timeout: secs("LECTOR_TEXTRACT_TIMEOUT_SECS", 1800)?,
+            textract_notices: match (
+                get("LECTOR_TEXTRACT_SNS_TOPIC_ARN"),
+                get("LECTOR_TEXTRACT_SNS_ROLE_ARN"),
+                get("LECTOR_TEXTRACT_SQS_QUEUE_URL"),
+            ) {
+                (Some(sns_topic_arn), Some(sns_role_arn), Some(sqs_queue_url)) => {
+                    Some(TextractNotices {
+                        sns_topic_arn,
+                        sns_role_arn,
+                        sqs_queue_url,
+                    })
+                }
+                (None, None, None) => None,
+                _ => bail!(
+                    "LECTOR_TEXTRACT_SNS_TOPIC_ARN, LECTOR_TEXTRACT_SNS_ROLE_ARN and \
+                     LECTOR_TEXTRACT_SQS_QUEUE_URL go together: set all three or none"
+                ),
+            },
+            aws_endpoint_url_sqs: get("AWS_ENDPOINT_URL_SQS"),
             textract_price_per_1000_pages: parse_or(
                 &get,
                 "LECTOR_TEXTRACT_PRICE_PER_1000_PAGES",

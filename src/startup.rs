@@ -67,7 +67,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Connected> {
 /// What extraction needs: the blob store, the sandbox, and Textract when a bucket is set.
 pub async fn engines(config: &Config) -> Engines {
     let sandbox = Sandbox::new(config.sandbox_exe.clone(), config.sandbox_memory_mb);
-    let (s3, textract) = match &config.s3_bucket {
+    let (s3, textract, sqs) = match &config.s3_bucket {
         Some(bucket) => {
             let sdk = aws::sdk_config(config).await;
             let s3 = S3Originals::new(
@@ -75,18 +75,25 @@ pub async fn engines(config: &Config) -> Engines {
                 bucket.clone(),
                 config.s3_prefix.clone(),
             );
-            let textract = Textract::new(
+            let mut textract = Textract::new(
                 aws::textract_client(&sdk, config),
                 config.textract_poll_initial,
             );
-            (Some(s3), Some(textract))
+            let mut sqs = None;
+            if let Some(notices) = &config.textract_notices {
+                textract = textract
+                    .with_notices(notices.sns_topic_arn.clone(), notices.sns_role_arn.clone());
+                sqs = Some(aws::sqs_client(&sdk, config));
+            }
+            (Some(s3), Some(textract), sqs)
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     Engines {
         blobs: BlobStore::new(config, s3),
         sandbox,
         textract,
+        sqs,
     }
 }
 
@@ -111,6 +118,7 @@ pub async fn run(
     check_aws(&engines).await?;
     let work_available = Arc::new(Notify::new());
     let stop = CancellationToken::new();
+    spawn_notice_consumer(&config, &connected.store, &engines, &stop);
     let workers = jobs::spawn_workers(
         config.workers,
         connected.store.clone(),
@@ -155,6 +163,7 @@ pub async fn run_workers_only(
     let engines = engines(&config).await;
     check_aws(&engines).await?;
     let stop = CancellationToken::new();
+    spawn_notice_consumer(&config, &connected.store, &engines, &stop);
     let workers = jobs::spawn_workers(
         config.workers,
         connected.store,
@@ -169,6 +178,23 @@ pub async fn run_workers_only(
     stop.cancel();
     workers.await?;
     Ok(())
+}
+
+/// One consumer of Textract's completion notices per process, when they are configured.
+fn spawn_notice_consumer(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    engines: &Engines,
+    stop: &CancellationToken,
+) {
+    if let (Some(notices), Some(sqs)) = (&config.textract_notices, &engines.sqs) {
+        tokio::spawn(jobs::notices::consume(
+            store.clone(),
+            sqs.clone(),
+            notices.sqs_queue_url.clone(),
+            stop.clone(),
+        ));
+    }
 }
 
 fn spawn_session_cleanup(sessions: SessionBackend, stop: CancellationToken) {

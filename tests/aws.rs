@@ -412,3 +412,57 @@ async fn starting_with_the_bucket_in_another_region_is_refused_with_the_reason()
         "{error}"
     );
 }
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn with_completion_notices_workers_wait_for_the_sqs_message_instead_of_polling(
+    #[case] backend: Backend,
+) {
+    let Some(sqs) = common::aws::MotoSqs::start().await else {
+        println!(
+            "skipped: moto_server is not installed (pip install 'moto[server]'; .ci/run does)"
+        );
+        return;
+    };
+    let aws = Aws::start().await;
+    aws.textract.in_progress_polls(1000);
+    aws.textract
+        .deliver_notices_to(sqs.client().await, &sqs.queue_url);
+    let vars = aws.vars(&[
+        ("LECTOR_ENGINE", "textract"),
+        ("LECTOR_WORKERS", "1"),
+        ("LECTOR_POLL_INTERVAL_MS", "50"),
+        (
+            "LECTOR_TEXTRACT_SNS_TOPIC_ARN",
+            "arn:aws:sns:us-east-1:000000000000:AmazonTextract-lector",
+        ),
+        (
+            "LECTOR_TEXTRACT_SNS_ROLE_ARN",
+            "arn:aws:iam::000000000000:role/lector-textract",
+        ),
+        ("LECTOR_TEXTRACT_SQS_QUEUE_URL", sqs.queue_url.as_str()),
+        ("AWS_ENDPOINT_URL_SQS", sqs.endpoint.as_str()),
+    ]);
+    let app = TestApp::spawn_with(backend, &vars).await;
+    let id = app.upload_ok("three_pages.pdf").await;
+    let doc = app.wait_until_finished(&id, Duration::from_secs(60)).await;
+    assert_eq!(doc["status"], "done", "{doc}");
+    assert!(
+        pages(&app, &id).await[2]["text"]
+            .as_str()
+            .unwrap()
+            .contains("xylophone")
+    );
+    assert_eq!(aws.textract.notices_sent(), 1);
+    // Without the notice the job would have answered IN_PROGRESS 1,000 times: Textract was
+    // asked once for the state, then for the results.
+    assert!(
+        aws.textract.get_calls() <= 3,
+        "{} Get calls",
+        aws.textract.get_calls()
+    );
+    assert_eq!(app.db.count("textract_completions").await, 1);
+    app.shutdown().await;
+}

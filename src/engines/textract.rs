@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, future::Future, time::Duration};
 
 use aws_sdk_textract::{
     error::ProvideErrorMetadata,
-    types::{BlockType, DocumentLocation, JobStatus, S3Object},
+    types::{BlockType, DocumentLocation, JobStatus, NotificationChannel, S3Object},
 };
 use rand::Rng;
 
@@ -62,6 +62,8 @@ pub struct TextractPage {
 pub struct Textract {
     client: aws_sdk_textract::Client,
     backoff_base: Duration,
+    /// SNS topic and publishing role for completion notices, when configured.
+    notify: Option<(String, String)>,
 }
 
 impl Textract {
@@ -70,7 +72,19 @@ impl Textract {
         Textract {
             client,
             backoff_base,
+            notify: None,
         }
+    }
+
+    /// Asks Textract to announce finished jobs on `sns_topic_arn`, publishing as `role_arn`.
+    pub fn with_notices(mut self, sns_topic_arn: String, role_arn: String) -> Self {
+        self.notify = Some((sns_topic_arn, role_arn));
+        self
+    }
+
+    /// True when finished jobs are announced (so polling Get can be rare).
+    pub fn announces_completion(&self) -> bool {
+        self.notify.is_some()
     }
 
     /// Starts text detection of `s3://bucket/key`. The same `sha256` always gives the same
@@ -87,6 +101,17 @@ impl Textract {
             .s3_object(S3Object::builder().bucket(bucket).name(key).build())
             .build();
         let token: String = sha256.chars().take(64).collect();
+        let channel = self
+            .notify
+            .as_ref()
+            .map(|(topic, role)| {
+                NotificationChannel::builder()
+                    .sns_topic_arn(topic)
+                    .role_arn(role)
+                    .build()
+            })
+            .transpose()
+            .map_err(|e| TextractError::Service(format!("invalid notification channel: {e}")))?;
         let output = self
             .with_backoff(|| {
                 self.client
@@ -94,6 +119,7 @@ impl Textract {
                     .document_location(location.clone())
                     .client_request_token(token.clone())
                     .job_tag(document_id)
+                    .set_notification_channel(channel.clone())
                     .send()
             })
             .await?;

@@ -15,6 +15,7 @@ use crate::{
 };
 
 mod extract;
+pub mod notices;
 mod textract;
 
 pub use extract::Outcome;
@@ -29,6 +30,8 @@ pub struct Engines {
     pub sandbox: Sandbox,
     /// AWS Textract, when `LECTOR_ENGINE=textract` (or a bucket) is configured.
     pub textract: Option<Textract>,
+    /// SQS, when Textract's completion notices are configured.
+    pub sqs: Option<aws_sdk_sqs::Client>,
 }
 
 /// Runs extraction jobs. Cheap to clone; each worker task holds one.

@@ -89,8 +89,20 @@ async fn drive(
 
     let deadline = tokio::time::Instant::now() + worker.config.textract_timeout;
     let mut wait = worker.config.textract_poll_initial;
+    let mut checks: u32 = 0;
     loop {
-        match textract.state(&job_id).await {
+        checks += 1;
+        // With completion notices, Textract is asked only once its notice has arrived (or,
+        // as a safety net against a lost notice, every tenth check).
+        let ask = !textract.announces_completion()
+            || checks.is_multiple_of(10)
+            || store.textract_completion(&job_id).await?.is_some();
+        let state = if ask {
+            textract.state(&job_id).await
+        } else {
+            Ok(JobState::InProgress)
+        };
+        match state {
             Ok(JobState::Finished) => break,
             Ok(JobState::Failed(reason)) => {
                 return Ok(Outcome::Failed(format!("Textract failed: {reason}")));

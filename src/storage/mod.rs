@@ -196,6 +196,11 @@ pub trait Store: Send + Sync + 'static {
     async fn release_textract_slot(&self, job: &ClaimedJob) -> Result<()>;
     /// Jobs waiting and running.
     async fn queue_counts(&self) -> Result<QueueCounts>;
+    /// Records Textract's completion notice for job `textract_job_id` (`SUCCEEDED`,
+    /// `PARTIAL_SUCCESS`, `FAILED`…). A notice delivered twice is recorded once.
+    async fn record_textract_completion(&self, textract_job_id: &str, status: &str) -> Result<()>;
+    /// The recorded completion status of a Textract job, if its notice has arrived.
+    async fn textract_completion(&self, textract_job_id: &str) -> Result<Option<String>>;
     /// Documents per status (for `/metrics`).
     async fn documents_by_status(&self) -> Result<Vec<(String, i64)>>;
     /// Stored pages per source engine, over all documents (for `/metrics`).

@@ -64,6 +64,10 @@ pub(crate) mod common {
         "select source, count(*) from pages group by source order by source";
     pub const DOCUMENT_PAGES_BY_SOURCE: &str =
         "select source, count(*) from pages where document_id = $1 group by source order by source";
+    pub const RECORD_COMPLETION: &str = "insert into textract_completions (textract_job_id, status) values ($1, $2) \
+         on conflict (textract_job_id) do nothing";
+    pub const COMPLETION: &str =
+        "select status from textract_completions where textract_job_id = $1";
     pub const QUEUE_COUNTS: &str = "select \
          coalesce(sum(case when status = 'queued' then 1 else 0 end), 0), \
          coalesce(sum(case when status = 'running' then 1 else 0 end), 0) from jobs";
@@ -648,6 +652,31 @@ macro_rules! store_impl {
                         .fetch_one(&self.pool)
                         .await?;
                 Ok($crate::storage::QueueCounts { queued, running })
+            }
+
+            async fn record_textract_completion(
+                &self,
+                textract_job_id: &str,
+                status: &str,
+            ) -> $crate::storage::Result<()> {
+                sqlx::query($crate::storage::sql_store::common::RECORD_COMPLETION)
+                    .bind(textract_job_id)
+                    .bind(status)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn textract_completion(
+                &self,
+                textract_job_id: &str,
+            ) -> $crate::storage::Result<Option<String>> {
+                Ok(
+                    sqlx::query_scalar($crate::storage::sql_store::common::COMPLETION)
+                        .bind(textract_job_id)
+                        .fetch_optional(&self.pool)
+                        .await?,
+                )
             }
 
             async fn documents_by_status(&self) -> $crate::storage::Result<Vec<(String, i64)>> {

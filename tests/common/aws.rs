@@ -214,6 +214,9 @@ struct TextractState {
     throttled_calls: usize,
     running: usize,
     max_running: usize,
+    // Completion notices (SNS -> SQS), when asked for.
+    notices: Option<(aws_sdk_sqs::Client, String)>,
+    notices_sent: usize,
 }
 
 #[derive(Clone, Default)]
@@ -288,6 +291,17 @@ impl FakeTextract {
     /// Jobs started from now on answer `IN_PROGRESS` to their first `n` Gets (default 0).
     pub fn in_progress_polls(&self, n: u32) {
         self.state().in_progress_polls = n;
+    }
+
+    /// Jobs started with a `NotificationChannel` announce their completion on this SQS queue
+    /// (wrapped in an SNS envelope, as SNS delivers it), about 200 ms after they start.
+    pub fn deliver_notices_to(&self, sqs: aws_sdk_sqs::Client, queue_url: &str) {
+        self.state().notices = Some((sqs, queue_url.to_owned()));
+    }
+
+    /// Completion notices sent so far.
+    pub fn notices_sent(&self) -> usize {
+        self.state().notices_sent
     }
 
     /// Every job still in progress finishes at its next Get.
@@ -538,6 +552,31 @@ async fn start(inner: &Inner, request: Value) -> Response {
     }
     state.running += 1;
     state.max_running = state.max_running.max(state.running);
+    let wants_notice = str_field(&request, "/NotificationChannel/SNSTopicArn").is_some();
+    if let (true, Some((sqs, queue_url))) = (wants_notice, state.notices.clone()) {
+        let status = match &state.outcome {
+            Outcome::Succeed => "SUCCEEDED",
+            Outcome::Partial { .. } => "PARTIAL_SUCCESS",
+            Outcome::Fail(_) => "FAILED",
+        };
+        let (job_id, tag) = (id.clone(), state.jobs[&id].job_tag.clone());
+        tokio::spawn(async move {
+            // The job "runs" briefly, then SNS delivers its notice to the queue.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let notice = json!({"JobId": job_id, "Status": status, "API": "StartDocumentTextDetection", "JobTag": tag}).to_string();
+            let envelope = json!({"Type": "Notification", "TopicArn": "arn:aws:sns:us-east-1:000000000000:AmazonTextract-lector", "Message": notice}).to_string();
+            sqs.send_message()
+                .queue_url(queue_url)
+                .message_body(envelope)
+                .send()
+                .await
+                .expect("send the notice to SQS");
+        });
+        if let Some(job) = state.jobs.get_mut(&id) {
+            job.polls_left = 0;
+        }
+        state.notices_sent += 1;
+    }
     aws_ok(json!({ "JobId": id }))
 }
 
@@ -823,4 +862,133 @@ pub fn text_pdf(pages: &[Vec<String>]) -> Vec<u8> {
         .as_bytes(),
     );
     out
+}
+
+// ------------------------------------------------------------------------------------------
+// SQS (moto_server)
+// ------------------------------------------------------------------------------------------
+
+/// A real SQS-compatible server: `moto_server` (Python package `moto[server]`, which `.ci/run`
+/// installs) on a random loopback port, with one queue. `None` when moto is not installed.
+pub struct MotoSqs {
+    pub endpoint: String,
+    pub queue_url: String,
+    child: std::process::Child,
+}
+
+impl MotoSqs {
+    pub async fn start() -> Option<MotoSqs> {
+        let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(&program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let mut moto = MotoSqs {
+            endpoint,
+            queue_url: String::new(),
+            child,
+        };
+        let client = moto.client().await;
+        for _ in 0..300 {
+            if let Ok(created) = client
+                .create_queue()
+                .queue_name("lector-textract-notices")
+                .send()
+                .await
+            {
+                moto.queue_url = created.queue_url().unwrap().to_owned();
+                return Some(moto);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("moto_server did not start on {}", moto.endpoint);
+    }
+
+    pub async fn client(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&sdk_config(&self.endpoint).await)
+    }
+}
+
+impl Drop for MotoSqs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Fixed places, for a demo (`examples/aws_standins.rs`)
+// ------------------------------------------------------------------------------------------
+
+impl FakeS3 {
+    /// Like [`FakeS3::start`], but keeps the objects under `root` (created if needed, and kept
+    /// when the server stops, so a demo can look at them) and listens on `127.0.0.1:port`
+    /// (0: a random free port).
+    pub async fn start_in(root: &Path, port: u16) -> FakeS3 {
+        std::fs::create_dir_all(root.join(BUCKET)).expect("create the FakeS3 bucket");
+        let root = root.canonicalize().expect("canonical FakeS3 root");
+        let fs = s3s_fs::FileSystem::new(&root).expect("s3s-fs on the FakeS3 directory");
+        let service = {
+            let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+            builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+            builder.build()
+        };
+        let service = HandleError::new(service, |err: s3s::HttpError| async move {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("FakeS3 failed to handle the request: {err:?}"),
+            )
+        });
+        let app = Router::new().fallback_service(service);
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap_or_else(|e| panic!("bind FakeS3 to 127.0.0.1:{port}: {e}"));
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("FakeS3 server");
+        });
+        FakeS3 {
+            endpoint: format!("http://{addr}"),
+            root,
+            bucket: BUCKET.to_owned(),
+            server,
+            // Not where the objects are (that is `root`, which is kept): only fills the field.
+            _dir: tempfile::tempdir().expect("temporary directory"),
+        }
+    }
+}
+
+impl FakeTextract {
+    /// Like [`FakeTextract::start`], on `127.0.0.1:port` (0: a random free port).
+    pub async fn start_on(s3_root: PathBuf, port: u16) -> FakeTextract {
+        let inner = Arc::new(Inner {
+            s3_root,
+            state: Mutex::new(TextractState::default()),
+        });
+        let app = Router::new()
+            .route("/", post(handle))
+            .with_state(inner.clone());
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap_or_else(|e| panic!("bind FakeTextract to 127.0.0.1:{port}: {e}"));
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .await
+                .expect("FakeTextract server");
+        });
+        FakeTextract {
+            endpoint: format!("http://{addr}"),
+            inner,
+            server,
+        }
+    }
 }
