@@ -80,6 +80,11 @@ pub struct Config {
     /// publishes with) and `LECTOR_TEXTRACT_SQS_QUEUE_URL` (subscribed to the topic): wait for
     /// Textract's completion notice instead of polling its throttled Get API.
     pub textract_notices: Option<TextractNotices>,
+    /// `LECTOR_INGEST_SQS_QUEUE_URL`: a queue of S3 `ObjectCreated` events; each new `.pdf`
+    /// becomes a document.
+    pub ingest_sqs_queue_url: Option<String>,
+    /// `LECTOR_INGEST_S3_PREFIX`: only keys under this prefix are ingested (default: all).
+    pub ingest_s3_prefix: String,
     /// `AWS_ENDPOINT_URL_SQS`: the SQS stand-in, when it differs from `AWS_ENDPOINT_URL`.
     pub aws_endpoint_url_sqs: Option<String>,
     /// `LECTOR_TEXTRACT_PRICE_PER_1000_PAGES`: USD per 1,000 pages, for the cost estimates
@@ -242,17 +247,20 @@ impl Config {
                 ),
             },
             aws_endpoint_url_sqs: get("AWS_ENDPOINT_URL_SQS"),
+            ingest_sqs_queue_url: get("LECTOR_INGEST_SQS_QUEUE_URL"),
+            ingest_s3_prefix: lookup("LECTOR_INGEST_S3_PREFIX").unwrap_or_default(),
             textract_price_per_1000_pages: parse_or(
                 &get,
                 "LECTOR_TEXTRACT_PRICE_PER_1000_PAGES",
                 1.5,
             )?,
         };
-        let needs_bucket =
-            config.blob_store == BlobStoreChoice::S3 || config.engine == EngineChoice::Textract;
+        let needs_bucket = config.blob_store == BlobStoreChoice::S3
+            || config.engine == EngineChoice::Textract
+            || config.ingest_sqs_queue_url.is_some();
         if needs_bucket && config.s3_bucket.is_none() {
             bail!(
-                "LECTOR_S3_BUCKET must be set when LECTOR_BLOB_STORE=s3 or LECTOR_ENGINE=textract"
+                "LECTOR_S3_BUCKET must be set when LECTOR_BLOB_STORE=s3, LECTOR_ENGINE=textract or LECTOR_INGEST_SQS_QUEUE_URL is set"
             );
         }
         if config.textract_max_in_flight == 0 {

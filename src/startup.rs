@@ -79,12 +79,13 @@ pub async fn engines(config: &Config) -> Engines {
                 aws::textract_client(&sdk, config),
                 config.textract_poll_initial,
             );
-            let mut sqs = None;
             if let Some(notices) = &config.textract_notices {
                 textract = textract
                     .with_notices(notices.sns_topic_arn.clone(), notices.sns_role_arn.clone());
-                sqs = Some(aws::sqs_client(&sdk, config));
             }
+            let wants_sqs =
+                config.textract_notices.is_some() || config.ingest_sqs_queue_url.is_some();
+            let sqs = wants_sqs.then(|| aws::sqs_client(&sdk, config));
             (Some(s3), Some(textract), sqs)
         }
         None => (None, None, None),
@@ -128,14 +129,16 @@ pub async fn run(
         work_available.clone(),
     );
     spawn_session_cleanup(connected.sessions.clone(), stop.clone());
+    let documents = Documents::new(
+        connected.store.clone(),
+        engines.blobs.clone(),
+        engines.sandbox.clone(),
+        config.clone(),
+        work_available,
+    );
+    spawn_ingest_consumer(&config, &documents, &engines, &stop);
     let state = AppState {
-        documents: Documents::new(
-            connected.store.clone(),
-            engines.blobs,
-            engines.sandbox,
-            config.clone(),
-            work_available,
-        ),
+        documents,
         config: config.clone(),
     };
     let app = http::router(state, connected.sessions);
@@ -164,6 +167,15 @@ pub async fn run_workers_only(
     check_aws(&engines).await?;
     let stop = CancellationToken::new();
     spawn_notice_consumer(&config, &connected.store, &engines, &stop);
+    // Workers-only processes ingest S3 events too; they wake their own workers.
+    let documents = Documents::new(
+        connected.store.clone(),
+        engines.blobs.clone(),
+        engines.sandbox.clone(),
+        config.clone(),
+        Arc::new(Notify::new()),
+    );
+    spawn_ingest_consumer(&config, &documents, &engines, &stop);
     let workers = jobs::spawn_workers(
         config.workers,
         connected.store,
@@ -192,6 +204,30 @@ fn spawn_notice_consumer(
             store.clone(),
             sqs.clone(),
             notices.sqs_queue_url.clone(),
+            stop.clone(),
+        ));
+    }
+}
+
+/// One consumer of S3 `ObjectCreated` events per process, when ingestion is configured.
+fn spawn_ingest_consumer(
+    config: &Config,
+    documents: &Documents,
+    engines: &Engines,
+    stop: &CancellationToken,
+) {
+    if let (Some(queue_url), Some(sqs), Some(s3)) = (
+        &config.ingest_sqs_queue_url,
+        &engines.sqs,
+        engines.blobs.s3(),
+    ) {
+        tokio::spawn(jobs::ingest::consume(
+            documents.clone(),
+            s3.client().clone(),
+            sqs.clone(),
+            queue_url.clone(),
+            config.ingest_s3_prefix.clone(),
+            config.max_upload_bytes,
             stop.clone(),
         ));
     }

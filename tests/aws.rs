@@ -466,3 +466,118 @@ async fn with_completion_notices_workers_wait_for_the_sqs_message_instead_of_pol
     assert_eq!(app.db.count("textract_completions").await, 1);
     app.shutdown().await;
 }
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_pdf_arriving_on_s3_becomes_one_document_even_when_its_event_comes_twice(
+    #[case] backend: Backend,
+) {
+    let Some(sqs) = common::aws::MotoSqs::start().await else {
+        println!(
+            "skipped: moto_server is not installed (pip install 'moto[server]'; .ci/run does)"
+        );
+        return;
+    };
+    let aws = Aws::start().await;
+    let s3 = aws.s3.client().await;
+    let put = |key: &'static str, bytes: Vec<u8>| {
+        let s3 = s3.clone();
+        async move {
+            s3.put_object()
+                .bucket(BUCKET)
+                .key(key)
+                .body(bytes.into())
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    put(
+        "inbox/Quarterly Report.pdf",
+        std::fs::read(fixture("three_pages.pdf")).unwrap(),
+    )
+    .await;
+    put("inbox/notes.txt", b"not a pdf".to_vec()).await;
+    put(
+        "inbox/fake.pdf",
+        std::fs::read(fixture("not_a_pdf.pdf")).unwrap(),
+    )
+    .await;
+    put(
+        "elsewhere/other.pdf",
+        std::fs::read(fixture("one_page.pdf")).unwrap(),
+    )
+    .await;
+    let event = serde_json::json!({"Records": [
+        {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": BUCKET}, "object": {"key": "inbox/Quarterly+Report.pdf"}}},
+        {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": BUCKET}, "object": {"key": "inbox/notes.txt"}}},
+        {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": BUCKET}, "object": {"key": "inbox/fake.pdf"}}},
+        {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": BUCKET}, "object": {"key": "elsewhere/other.pdf"}}},
+    ]})
+    .to_string();
+    let client = sqs.client().await;
+    for _ in 0..2 {
+        client
+            .send_message()
+            .queue_url(&sqs.queue_url)
+            .message_body(&event)
+            .send()
+            .await
+            .unwrap();
+    }
+    let vars = aws.vars(&[
+        ("LECTOR_WORKERS", "1"),
+        ("LECTOR_POLL_INTERVAL_MS", "50"),
+        ("LECTOR_INGEST_SQS_QUEUE_URL", sqs.queue_url.as_str()),
+        ("LECTOR_INGEST_S3_PREFIX", "inbox/"),
+        ("AWS_ENDPOINT_URL_SQS", sqs.endpoint.as_str()),
+    ]);
+    let app = TestApp::spawn_with(backend, &vars).await;
+    // Both deliveries are handled (and deleted) once the queue is empty.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let attributes = client
+            .get_queue_attributes()
+            .queue_url(&sqs.queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let count = |name: aws_sdk_sqs::types::QueueAttributeName| {
+            attributes
+                .attributes()
+                .and_then(|a| a.get(&name))
+                .map_or(0, |v| v.parse::<i64>().unwrap())
+        };
+        let left = count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            + count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
+        if left == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events were not consumed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, list) = app.get_json("/api/v1/documents").await;
+    let documents = list["documents"].as_array().unwrap();
+    assert_eq!(
+        documents.len(),
+        1,
+        "one document for two deliveries: {list}"
+    );
+    assert_eq!(documents[0]["file_name"], "Quarterly Report.pdf");
+    let id = documents[0]["id"].as_str().unwrap();
+    let doc = app.wait_until_finished(id, Duration::from_secs(60)).await;
+    assert_eq!(doc["status"], "done");
+    assert!(
+        pages(&app, id).await[1]["text"]
+            .as_str()
+            .unwrap()
+            .contains("zebras")
+    );
+    app.shutdown().await;
+}

@@ -42,6 +42,11 @@ impl S3Originals {
         }
     }
 
+    /// The S3 client.
+    pub fn client(&self) -> &aws_sdk_s3::Client {
+        &self.client
+    }
+
     /// The bucket.
     pub fn bucket(&self) -> &str {
         &self.bucket

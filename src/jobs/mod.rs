@@ -15,6 +15,7 @@ use crate::{
 };
 
 mod extract;
+pub mod ingest;
 pub mod notices;
 mod textract;
 
