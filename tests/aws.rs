@@ -375,7 +375,12 @@ async fn jobs_beyond_the_in_flight_cap_wait_without_losing_an_attempt(#[case] ba
     // A second worker finds the only slot taken: the other document goes back to the queue.
     let other = app.worker().await;
     assert!(other.run_next(&CancellationToken::new()).await.unwrap());
-    assert_eq!(app.document(&second).await["status"], "queued");
+    let waiting = app.document(&second).await;
+    assert_eq!(waiting["status"], "queued");
+    assert!(
+        waiting["started_at"].is_null(),
+        "waiting for a slot is not processing: {waiting}"
+    );
     assert_eq!(aws.textract.started_jobs().len(), 1);
     running.await.unwrap();
     app.drain_jobs().await;

@@ -56,12 +56,13 @@ async fn try_run(
         )));
     }
     let store = &worker.store;
-    if !store.start_document(job, &worker.id).await? {
-        return Ok(Outcome::Lost);
-    }
     let document = store.get_document(&job.document_id).await?;
     if document.engine == crate::engines::textract::SOURCE {
+        // Textract takes a slot first: a document waiting for one stays `queued`.
         return super::textract::run(worker, job, &document, shutdown).await;
+    }
+    if !store.start_document(job, &worker.id).await? {
+        return Ok(Outcome::Lost);
     }
     let skip: Vec<u32> = store
         .stored_page_numbers(&job.document_id)
@@ -200,7 +201,7 @@ pub(super) async fn record(
                 .await?;
         }
         Outcome::Deferred(delay) => {
-            tracing::info!(?delay, "no capacity now; job goes back to the queue");
+            tracing::debug!(?delay, "no capacity now; job goes back to the queue");
             store.release_job(job, &worker.id, delay).await?;
         }
     }

@@ -34,6 +34,10 @@ pub(super) async fn run(
     {
         return Ok(Outcome::Deferred(worker.config.textract_poll_initial));
     }
+    if !store.start_document(job, &worker.id).await? {
+        store.release_textract_slot(job).await?;
+        return Ok(Outcome::Lost);
+    }
     let outcome = drive(worker, textract, s3, job, document, shutdown).await;
     store.release_textract_slot(job).await?;
     outcome
