@@ -3,8 +3,6 @@
 //! document, through the same checks as an upload. A message delivered twice creates one
 //! document: the second finds the same SHA-256 already stored.
 
-use std::time::Duration;
-
 use anyhow::Context;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -30,27 +28,7 @@ pub async fn consume(
     max_bytes: u64,
     stop: CancellationToken,
 ) {
-    loop {
-        let receive = sqs
-            .receive_message()
-            .queue_url(&queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(20)
-            .send();
-        let received = tokio::select! {
-            _ = stop.cancelled() => return,
-            received = receive => received,
-        };
-        let messages = match received {
-            Ok(output) => output.messages.unwrap_or_default(),
-            Err(error) => {
-                tracing::warn!(error = %format!("{:#}", anyhow::Error::new(error)), "could not receive S3 events");
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
-                }
-            }
-        };
+    while let Some(messages) = super::sqs::next_batch(&sqs, &queue_url, &stop).await {
         for message in messages {
             let objects = parse_event(message.body().unwrap_or_default());
             let mut handled = true;
@@ -69,13 +47,8 @@ pub async fn consume(
                     }
                 }
             }
-            if handled && let Some(receipt) = message.receipt_handle() {
-                let _ = sqs
-                    .delete_message()
-                    .queue_url(&queue_url)
-                    .receipt_handle(receipt)
-                    .send()
-                    .await;
+            if handled {
+                super::sqs::delete(&sqs, &queue_url, &message).await;
             }
         }
     }

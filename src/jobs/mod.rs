@@ -17,6 +17,7 @@ use crate::{
 mod extract;
 pub mod ingest;
 pub mod notices;
+mod sqs;
 mod textract;
 
 pub use extract::Outcome;

@@ -3,7 +3,7 @@
 //! that job finds it. This is the way AWS recommends (the Get API is throttled); a worker
 //! still asks Textract itself now and then, in case a notice is lost.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -17,28 +17,7 @@ pub async fn consume(
     queue_url: String,
     stop: CancellationToken,
 ) {
-    loop {
-        let receive = sqs
-            .receive_message()
-            .queue_url(&queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(20)
-            .send();
-        let received = tokio::select! {
-            _ = stop.cancelled() => return,
-            received = receive => received,
-        };
-        let messages = match received {
-            Ok(output) => output.messages.unwrap_or_default(),
-            Err(error) => {
-                let error = anyhow::Error::new(error);
-                tracing::warn!(error = %format!("{error:#}"), "could not receive Textract notices");
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
-                }
-            }
-        };
+    while let Some(messages) = super::sqs::next_batch(&sqs, &queue_url, &stop).await {
         for message in messages {
             let Some((job_id, status)) = message.body().and_then(parse_notice) else {
                 // Left in the queue: after its receive limit SQS moves it to the dead-letter queue.
@@ -50,18 +29,7 @@ pub async fn consume(
                 continue;
             }
             tracing::info!(textract.job_id = %job_id, %status, "Textract notice received");
-            if let Some(receipt) = message.receipt_handle() {
-                let deleted = sqs
-                    .delete_message()
-                    .queue_url(&queue_url)
-                    .receipt_handle(receipt)
-                    .send()
-                    .await;
-                if let Err(error) = deleted {
-                    // Recorded already; a second delivery is harmless.
-                    tracing::warn!(error = %anyhow::Error::new(error), "could not delete a Textract notice");
-                }
-            }
+            super::sqs::delete(&sqs, &queue_url, &message).await;
         }
     }
 }
