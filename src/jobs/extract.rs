@@ -77,15 +77,7 @@ async fn try_run(
         .document_password(&job.document_id)
         .await?
         .map(|p| p.expose_secret().to_owned());
-    let original = tempfile::Builder::new()
-        .prefix("lector-job-")
-        .suffix(".pdf")
-        .tempfile()?;
-    worker
-        .engines
-        .blobs
-        .copy_to_file(store.as_ref(), &document, original.path())
-        .await?;
+    let original = worker.original_file(&document).await?;
     // Copying a large original can take a while: renew the lease before the long part.
     if !store
         .heartbeat(job, &worker.id, worker.config.job_lease)

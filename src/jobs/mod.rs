@@ -110,6 +110,22 @@ impl Worker {
         }
     }
 
+    /// The original of `document` in a temporary file (removed when dropped).
+    async fn original_file(
+        &self,
+        document: &crate::domain::Document,
+    ) -> anyhow::Result<tempfile::NamedTempFile> {
+        let file = tempfile::Builder::new()
+            .prefix("lector-job-")
+            .suffix(".pdf")
+            .tempfile()?;
+        self.engines
+            .blobs
+            .copy_to_file(self.store.as_ref(), document, file.path())
+            .await?;
+        Ok(file)
+    }
+
     /// How long to wait before the next try after `attempts` failed tries.
     fn backoff(&self, attempts: i32) -> Duration {
         let exponent = attempts.clamp(1, 16) as u32 - 1;

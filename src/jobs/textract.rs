@@ -56,15 +56,7 @@ async fn drive(
     let key = match &document.blob_key {
         Some(key) => key.clone(),
         None => {
-            let original = tempfile::Builder::new()
-                .prefix("lector-job-")
-                .suffix(".pdf")
-                .tempfile()?;
-            worker
-                .engines
-                .blobs
-                .copy_to_file(store.as_ref(), document, original.path())
-                .await?;
+            let original = worker.original_file(document).await?;
             s3.ensure(&document.sha256, original.path()).await?.key
         }
     };
