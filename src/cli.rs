@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default), `worker`, `migrate`, `extract`, and the hidden
+//! The command line: `serve` (the default), `worker`, `migrate`, `extract`, `doctor`, and the hidden
 //! `sandbox` child used by the server itself.
 
 use std::{path::PathBuf, process::ExitCode};
@@ -8,7 +8,13 @@ use serde::Serialize;
 
 use crate::{
     config::Config,
-    engines::{self, Engine, sandbox, text_layer},
+    domain::ocr::{OcrMode, parse_languages},
+    engines::{
+        self, Sandbox,
+        ocr::OcrAvailability,
+        sandbox::{self, SandboxMessage, SandboxRequest},
+        text_layer,
+    },
     startup, telemetry,
 };
 
@@ -38,7 +44,15 @@ enum Command {
         /// The user password of an encrypted PDF.
         #[arg(long, env = "LECTOR_PDF_PASSWORD", hide_env_values = true)]
         password: Option<String>,
+        /// When to OCR pages: auto, off or force (default: LECTOR_OCR, else auto).
+        #[arg(long)]
+        ocr: Option<String>,
+        /// OCR languages joined by + (default: LECTOR_OCR_LANGUAGES, else eng).
+        #[arg(long)]
+        ocr_languages: Option<String>,
     },
+    /// Check this machine: database, OCR languages, AWS settings.
+    Doctor,
     /// Internal: the sandboxed parser process.
     #[command(hide = true)]
     Sandbox {
@@ -73,7 +87,9 @@ pub fn main() -> ExitCode {
             file,
             json,
             password,
-        } => extract(&file, json, password.as_deref()),
+            ocr,
+            ocr_languages,
+        } => extract(&file, json, password, ocr, ocr_languages),
         command => run_service(command),
     };
     match result {
@@ -97,6 +113,7 @@ fn run_service(command: Command) -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Worker => startup::run_workers_only(config, startup::shutdown_signal()).await,
+            Command::Doctor => doctor(&config).await,
             _ => {
                 let listener = tokio::net::TcpListener::bind(config.bind).await?;
                 startup::run(config, listener, startup::shutdown_signal()).await
@@ -111,20 +128,64 @@ struct ExtractOutput {
     pages: Vec<engines::PageText>,
 }
 
-fn extract(file: &std::path::Path, json: bool, password: Option<&str>) -> anyhow::Result<()> {
+/// `lector extract`: the same sandboxed, page-by-page extraction (OCR included) as the
+/// service, printed instead of stored.
+fn extract(
+    file: &std::path::Path,
+    json: bool,
+    password: Option<String>,
+    ocr: Option<String>,
+    ocr_languages: Option<String>,
+) -> anyhow::Result<()> {
     use std::io::Write;
-    let bytes =
-        std::fs::read(file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
-    let doc = text_layer::TextLayer.open(bytes, password)?;
-    let pages = 1..=doc.inspection().pages;
+    let config = Config::from_env()?;
+    let mut settings = config.ocr.clone();
+    if let Some(raw) = ocr {
+        settings.mode = OcrMode::parse(&raw)
+            .ok_or_else(|| anyhow::anyhow!("--ocr {raw:?} must be auto, off or force"))?;
+    }
+    if let Some(raw) = ocr_languages {
+        let installed = OcrAvailability::detect();
+        settings.languages = parse_languages(&raw, installed.languages())
+            .map_err(|reason| anyhow::anyhow!("--ocr-languages: {reason}"))?;
+    }
+    std::fs::metadata(file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+    let sandbox = Sandbox::new(config.sandbox_exe.clone(), config.sandbox_memory_mb);
+    let request = SandboxRequest {
+        password,
+        skip: vec![],
+        ocr: settings,
+    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut all = Vec::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let cpu_limit = config.extract_cpu_limit(config.max_pages, request.ocr.mode);
+        let mut run = sandbox
+            .extract(text_layer::ENGINE_NAME, file, &request, cpu_limit)
+            .await?;
+        while let Some(message) = run.next_message().await? {
+            match message {
+                SandboxMessage::Refused(reason) => anyhow::bail!("{reason}"),
+                SandboxMessage::Opened(_) | SandboxMessage::OcrStarted(_) => {}
+                SandboxMessage::Page(page) if json => all.push(page),
+                SandboxMessage::Page(page) => {
+                    if page.number > 1 {
+                        out.write_all(b"\x0c")?;
+                    }
+                    match &page.error {
+                        Some(error) => writeln!(out, "[page {}: {error}]", page.number)?,
+                        None => writeln!(out, "{}", page.text)?,
+                    }
+                }
+            }
+        }
+        Ok(())
+    })?;
     if json {
-        let mut all = Vec::new();
-        engines::extract_pages(doc.as_ref(), pages, |page| {
-            all.push(page);
-            Ok(())
-        })?;
         serde_json::to_writer_pretty(
             &mut out,
             &ExtractOutput {
@@ -133,17 +194,48 @@ fn extract(file: &std::path::Path, json: bool, password: Option<&str>) -> anyhow
             },
         )?;
         writeln!(out)?;
-    } else {
-        engines::extract_pages(doc.as_ref(), pages, |page| {
-            if page.number > 1 {
-                out.write_all(b"\x0c")?;
-            }
-            match &page.error {
-                Some(error) => writeln!(out, "[page {}: {error}]", page.number),
-                None => writeln!(out, "{}", page.text),
-            }
-        })?;
     }
     out.flush()?;
+    Ok(())
+}
+
+/// `lector doctor`: what this machine can do, for someone setting Lector up.
+async fn doctor(config: &Config) -> anyhow::Result<()> {
+    let mut problems = 0;
+    match startup::connect(config).await {
+        Ok(connected) => println!("database: ok ({})", connected.store.backend()),
+        Err(error) => {
+            problems += 1;
+            println!("database: FAILED: {error:#}");
+        }
+    }
+    let ocr = OcrAvailability::detect();
+    match ocr.unavailable() {
+        Some(reason) => {
+            problems += 1;
+            println!(
+                "ocr: {reason} (Debian/Ubuntu: apt-get install tesseract-ocr tesseract-ocr-eng; \
+                 macOS: brew install tesseract)"
+            );
+        }
+        None => {
+            println!("ocr: installed languages {}", ocr.languages().join(", "));
+            match startup::check_ocr(config, &ocr) {
+                Ok(()) => println!(
+                    "ocr: {} with {} (ok)",
+                    config.ocr.mode.as_str(),
+                    config.ocr.languages
+                ),
+                Err(error) => {
+                    problems += 1;
+                    println!("ocr: FAILED: {error:#}");
+                }
+            }
+        }
+    }
+    println!("engine: {}", config.engine.name());
+    if problems > 0 {
+        anyhow::bail!("{problems} problem(s) found");
+    }
     Ok(())
 }

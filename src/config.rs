@@ -5,6 +5,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::{Context, bail};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::{domain::ocr::OcrMode, engines::ocr::OcrSettings};
+
 /// Everything Lector reads from its environment. Built by [`Config::from_env`].
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -90,6 +92,17 @@ pub struct Config {
     /// `LECTOR_TEXTRACT_PRICE_PER_1000_PAGES`: USD per 1,000 pages, for the cost estimates
     /// shown on documents and in `/metrics` (default 1.50, text detection's list price).
     pub textract_price_per_1000_pages: f64,
+    /// OCR defaults for new documents: `LECTOR_OCR` (`auto`, `off`, `force`; default `auto`),
+    /// `LECTOR_OCR_LANGUAGES` (Tesseract codes joined by `+`; default `eng`),
+    /// `LECTOR_OCR_DPI` (default 300), `LECTOR_OCR_MAX_PIXELS` (largest page image, default
+    /// 50 million), `LECTOR_OCR_MIN_CHARS` (a text layer with fewer non-blank characters is
+    /// OCR'd, default 2: on the real-world corpus every page with 2 to 9 characters was genuine
+    /// text, such as a CJK line or a slide number) and `LECTOR_OCR_MAX_JUNK_RATIO` (a text layer with this share of
+    /// unreadable characters is OCR'd, default 0.10).
+    pub ocr: OcrSettings,
+    /// `LECTOR_OCR_PAGE_TIMEOUT_SECS`: time limit for OCR of one page (default 120); a page
+    /// over it fails on its own and the rest of the document goes on.
+    pub ocr_page_timeout: Duration,
 }
 
 /// Where Textract announces finished jobs.
@@ -254,7 +267,30 @@ impl Config {
                 "LECTOR_TEXTRACT_PRICE_PER_1000_PAGES",
                 1.5,
             )?,
+            ocr: OcrSettings {
+                mode: match get("LECTOR_OCR") {
+                    None => OcrMode::Auto,
+                    Some(raw) => OcrMode::parse(&raw).ok_or_else(|| {
+                        anyhow::anyhow!("LECTOR_OCR={raw:?} must be auto, off or force")
+                    })?,
+                },
+                languages: get("LECTOR_OCR_LANGUAGES").unwrap_or_else(|| "eng".into()),
+                dpi: parse_or(&get, "LECTOR_OCR_DPI", 300)?,
+                max_pixels: parse_or(&get, "LECTOR_OCR_MAX_PIXELS", 50_000_000)?,
+                min_chars: parse_or(&get, "LECTOR_OCR_MIN_CHARS", 2)?,
+                max_junk_ratio: parse_or(&get, "LECTOR_OCR_MAX_JUNK_RATIO", 0.10)?,
+            },
+            ocr_page_timeout: secs("LECTOR_OCR_PAGE_TIMEOUT_SECS", 120)?,
         };
+        if !(crate::engines::ocr::MIN_DPI..=1200).contains(&config.ocr.dpi) {
+            bail!(
+                "LECTOR_OCR_DPI must be between {} and 1200",
+                crate::engines::ocr::MIN_DPI
+            );
+        }
+        if !(0.0..=1.0).contains(&config.ocr.max_junk_ratio) {
+            bail!("LECTOR_OCR_MAX_JUNK_RATIO must be between 0 and 1");
+        }
         let needs_bucket = config.blob_store == BlobStoreChoice::S3
             || config.engine == EngineChoice::Textract
             || config.ingest_sqs_queue_url.is_some();
@@ -286,6 +322,15 @@ impl Config {
     /// The time limit for extracting a document of `pages` pages.
     pub fn extract_timeout(&self, pages: u32) -> Duration {
         self.extract_timeout_base + self.extract_timeout_per_page * pages
+    }
+
+    /// The child's CPU-time backstop for a document of `pages` pages: the text-layer limit,
+    /// plus every page's OCR limit when pages may be OCR'd.
+    pub fn extract_cpu_limit(&self, pages: u32, ocr: OcrMode) -> Duration {
+        match ocr {
+            OcrMode::Off => self.extract_timeout(pages),
+            _ => self.extract_timeout(pages) + self.ocr_page_timeout * pages,
+        }
     }
 }
 
@@ -370,6 +415,29 @@ mod tests {
         assert_eq!(ok.engine.name(), "textract");
         assert_eq!(ok.s3_prefix, "originals/");
         assert!(config(&[("LECTOR_ENGINE", "magic")]).is_err());
+    }
+
+    #[test]
+    fn ocr_settings_are_read_and_checked() {
+        let defaults = config(&[]).unwrap();
+        assert_eq!(defaults.ocr.mode, OcrMode::Auto);
+        assert_eq!(defaults.ocr.languages, "eng");
+        assert_eq!(defaults.ocr.dpi, 300);
+        let set = config(&[
+            ("LECTOR_OCR", "force"),
+            ("LECTOR_OCR_LANGUAGES", "eng+deu"),
+            ("LECTOR_OCR_DPI", "200"),
+        ])
+        .unwrap();
+        assert_eq!(set.ocr.mode, OcrMode::Force);
+        assert_eq!(set.ocr.languages, "eng+deu");
+        assert!(
+            set.extract_cpu_limit(10, OcrMode::Force) > set.extract_cpu_limit(10, OcrMode::Off)
+        );
+        let err = config(&[("LECTOR_OCR", "always")]).unwrap_err().to_string();
+        assert!(err.contains("LECTOR_OCR"), "{err}");
+        assert!(config(&[("LECTOR_OCR_DPI", "10")]).is_err());
+        assert!(config(&[("LECTOR_OCR_MAX_JUNK_RATIO", "2")]).is_err());
     }
 
     #[test]

@@ -11,8 +11,12 @@ use crate::{
     blobs::BlobStore,
     config::Config,
     config::EngineChoice,
-    domain::{Document, upload},
-    engines::{Inspection, OpenError, Sandbox, SandboxError},
+    domain::{
+        Document,
+        ocr::{OcrChoice, OcrMode, parse_languages},
+        upload,
+    },
+    engines::{Inspection, OpenError, Sandbox, SandboxError, ocr::OcrAvailability},
     storage::{self, NewDocument, Store},
 };
 
@@ -142,6 +146,9 @@ pub enum UploadError {
     /// The parser crashed or timed out on it.
     #[error("this file could not be read as a PDF: {0}")]
     ParserFailed(String),
+    /// The OCR mode or languages asked for cannot be used.
+    #[error("{0}")]
+    InvalidOcr(String),
     /// The request itself was malformed (bad multipart).
     #[error("the upload could not be read: {0}")]
     BadRequest(String),
@@ -161,6 +168,7 @@ impl UploadError {
             UploadError::TooManyPages { .. } => "too-many-pages",
             UploadError::TooManyFiles { .. } => "too-many-files",
             UploadError::EngineLimit(_) => "engine-limit",
+            UploadError::InvalidOcr(_) => "invalid-ocr-settings",
             UploadError::Refused(OpenError::PasswordRequired) => "password-required",
             UploadError::Refused(OpenError::WrongPassword) => "wrong-password",
             UploadError::Refused(OpenError::NoPages) => "no-pages",
@@ -179,6 +187,17 @@ impl From<storage::Error> for UploadError {
     }
 }
 
+/// Why a re-process was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReprocessError {
+    /// The OCR mode or languages asked for cannot be used.
+    #[error("{0}")]
+    InvalidOcr(String),
+    /// Storage failed (or there is no such document).
+    #[error(transparent)]
+    Storage(#[from] storage::Error),
+}
+
 /// "100 MiB", "512 KiB", "12 bytes".
 pub fn human_bytes(bytes: u64) -> String {
     const KIB: f64 = 1024.0;
@@ -191,6 +210,23 @@ pub fn human_bytes(bytes: u64) -> String {
         format!("{:.1} KiB", b / KIB)
     } else {
         format!("{bytes} bytes")
+    }
+}
+
+/// OCR choices a person made for one upload or re-process; what is not given comes from
+/// the configuration (upload) or stays as it was (re-process).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OcrRequest {
+    /// `auto`, `off` or `force`, as typed.
+    pub mode: Option<String>,
+    /// Tesseract languages joined by `+`, as typed.
+    pub languages: Option<String>,
+}
+
+impl OcrRequest {
+    /// True when nothing was asked for.
+    pub fn is_empty(&self) -> bool {
+        self.mode.is_none() && self.languages.is_none()
     }
 }
 
@@ -209,6 +245,7 @@ pub struct Documents {
     store: Arc<dyn Store>,
     blobs: BlobStore,
     sandbox: Sandbox,
+    ocr: OcrAvailability,
     config: Arc<Config>,
     work_available: Arc<Notify>,
 }
@@ -219,6 +256,7 @@ impl Documents {
         store: Arc<dyn Store>,
         blobs: BlobStore,
         sandbox: Sandbox,
+        ocr: OcrAvailability,
         config: Arc<Config>,
         work_available: Arc<Notify>,
     ) -> Self {
@@ -226,6 +264,7 @@ impl Documents {
             store,
             blobs,
             sandbox,
+            ocr,
             config,
             work_available,
         }
@@ -242,7 +281,11 @@ impl Documents {
         &self,
         file: IncomingFile,
         password: Option<String>,
+        ocr: &OcrRequest,
     ) -> Result<Uploaded, UploadError> {
+        let ocr = self
+            .ocr_choice(ocr, None)
+            .map_err(UploadError::InvalidOcr)?;
         if file.size == 0 {
             return Err(UploadError::Empty);
         }
@@ -292,6 +335,7 @@ impl Documents {
                 .filter(|_| inspection.encrypted)
                 .map(SecretString::from),
             max_attempts: self.config.job_max_attempts,
+            ocr,
         };
         let in_database = stored.is_none().then(|| file.temp.path());
         match self.store.create_document(&new, in_database).await {
@@ -324,14 +368,54 @@ impl Documents {
         }
     }
 
-    /// Clears the pages and extracts the document again.
+    /// The OCR choice for a document: what `request` asks for, the rest from `current` (a
+    /// re-process) or the configuration (an upload). The error is for the user.
+    pub fn ocr_choice(
+        &self,
+        request: &OcrRequest,
+        current: Option<&OcrChoice>,
+    ) -> Result<OcrChoice, String> {
+        let mode = match request.mode.as_deref().filter(|m| !m.trim().is_empty()) {
+            Some(raw) => OcrMode::parse(raw)
+                .ok_or_else(|| format!("OCR mode {raw:?} must be auto, off or force"))?,
+            None => current.map_or(self.config.ocr.mode, |c| c.mode),
+        };
+        let languages = match request
+            .languages
+            .as_deref()
+            .filter(|l| !l.trim().is_empty())
+        {
+            Some(raw) => parse_languages(raw, self.ocr.languages())?,
+            None => current.map_or_else(
+                || self.config.ocr.languages.clone(),
+                |c| c.languages.clone(),
+            ),
+        };
+        Ok(OcrChoice { mode, languages })
+    }
+
+    /// What this machine can OCR.
+    pub fn ocr_availability(&self) -> &OcrAvailability {
+        &self.ocr
+    }
+
+    /// Clears the pages and extracts the document again, with other OCR choices if asked.
     #[tracing::instrument(skip(self), err(level = "info"))]
-    pub async fn reprocess(&self, id: &str) -> storage::Result<Document> {
+    pub async fn reprocess(&self, id: &str, ocr: &OcrRequest) -> Result<Document, ReprocessError> {
+        let choice = if ocr.is_empty() {
+            None
+        } else {
+            let document = self.store.get_document(id).await?;
+            Some(
+                self.ocr_choice(ocr, Some(&document.ocr))
+                    .map_err(ReprocessError::InvalidOcr)?,
+            )
+        };
         self.store
-            .requeue_document(id, self.config.job_max_attempts)
+            .requeue_document(id, self.config.job_max_attempts, choice.as_ref())
             .await?;
         self.work_available.notify_one();
-        self.store.get_document(id).await
+        Ok(self.store.get_document(id).await?)
     }
 
     /// Stops a queued or running extraction. False when it had already finished.

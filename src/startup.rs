@@ -13,7 +13,8 @@ use crate::{
     blobs::{BlobStore, S3Originals},
     config::Config,
     documents::Documents,
-    engines::{Sandbox, textract::Textract},
+    domain::ocr::OcrMode,
+    engines::{Sandbox, ocr::OcrAvailability, textract::Textract},
     http::{self, AppState},
     jobs::{self, Engines},
     sessions::SessionBackend,
@@ -95,7 +96,31 @@ pub async fn engines(config: &Config) -> Engines {
         sandbox,
         textract,
         sqs,
+        ocr: OcrAvailability::detect(),
     }
+}
+
+/// Says whether OCR can run, and refuses to start when the configured OCR languages are not
+/// installed (rather than reading every scan as garbage).
+pub fn check_ocr(config: &Config, ocr: &OcrAvailability) -> anyhow::Result<()> {
+    if let Some(reason) = ocr.unavailable() {
+        tracing::warn!(
+            "{reason}: pages that need OCR will be marked so (Debian/Ubuntu: apt-get install \
+             tesseract-ocr tesseract-ocr-eng)"
+        );
+        return Ok(());
+    }
+    if config.ocr.mode != OcrMode::Off {
+        crate::domain::ocr::parse_languages(&config.ocr.languages, ocr.languages())
+            .map_err(|reason| anyhow::anyhow!("LECTOR_OCR_LANGUAGES: {reason}"))?;
+    }
+    tracing::info!(
+        mode = config.ocr.mode.as_str(),
+        languages = %config.ocr.languages,
+        installed = %ocr.languages().join(","),
+        "OCR ready"
+    );
+    Ok(())
 }
 
 /// Refuses to start when the bucket and the clients are in different regions.
@@ -117,6 +142,7 @@ pub async fn run(
     let connected = connect(&config).await?;
     let engines = engines(&config).await;
     check_aws(&engines).await?;
+    check_ocr(&config, &engines.ocr)?;
     let work_available = Arc::new(Notify::new());
     let stop = CancellationToken::new();
     spawn_notice_consumer(&config, &connected.store, &engines, &stop);
@@ -133,6 +159,7 @@ pub async fn run(
         connected.store.clone(),
         engines.blobs.clone(),
         engines.sandbox.clone(),
+        engines.ocr.clone(),
         config.clone(),
         work_available,
     );
@@ -165,6 +192,7 @@ pub async fn run_workers_only(
     let connected = connect(&config).await?;
     let engines = engines(&config).await;
     check_aws(&engines).await?;
+    check_ocr(&config, &engines.ocr)?;
     let stop = CancellationToken::new();
     spawn_notice_consumer(&config, &connected.store, &engines, &stop);
     // Workers-only processes ingest S3 events too; they wake their own workers.
@@ -172,6 +200,7 @@ pub async fn run_workers_only(
         connected.store.clone(),
         engines.blobs.clone(),
         engines.sandbox.clone(),
+        engines.ocr.clone(),
         config.clone(),
         Arc::new(Notify::new()),
     );

@@ -190,7 +190,7 @@ async fn textract_reads_every_page_following_next_token_and_is_started_once(
         "{html}"
     );
     assert!(
-        html.contains("textract 99 %") || html.contains("textract 98 %"),
+        html.contains(">Textract 99 %<") || html.contains(">Textract 98 %<"),
         "confidence badge"
     );
 }

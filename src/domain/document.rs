@@ -97,6 +97,8 @@ pub struct Document {
     pub engine: String,
     /// The S3 key of the original, when it is on S3 rather than in the database.
     pub blob_key: Option<String>,
+    /// When and in which languages its pages are OCR'd.
+    pub ocr: super::ocr::OcrChoice,
     /// When it was uploaded.
     pub created_at: DateTime<Utc>,
     /// When its current extraction started.
@@ -160,6 +162,35 @@ pub struct Page {
     pub error: Option<String>,
     /// The engine's mean confidence (0–100), when it reports one.
     pub confidence: Option<f64>,
+    /// The resolution an OCR'd page was read at.
+    pub dpi: Option<i32>,
+    /// Why the page went to OCR.
+    pub ocr_reason: Option<String>,
+}
+
+impl Page {
+    /// The badge shown beside the page: "OCR 93 %", or "text layer".
+    pub fn badge(&self) -> String {
+        match (self.source.as_str(), self.confidence) {
+            ("ocr", Some(confidence)) => format!("OCR {confidence:.0} %"),
+            ("ocr", None) => "OCR (blank)".into(),
+            ("textract", Some(confidence)) => format!("Textract {confidence:.0} %"),
+            (source, _) => source.replace('_', " "),
+        }
+    }
+
+    /// The details behind the badge: why OCR, at what resolution, how long.
+    pub fn badge_title(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(reason) = &self.ocr_reason {
+            parts.push(reason.clone());
+        }
+        if let Some(dpi) = self.dpi {
+            parts.push(format!("{dpi} dpi"));
+        }
+        parts.push(format!("{:.1} s", self.extraction_ms as f64 / 1000.0));
+        parts.join(", ")
+    }
 }
 
 #[cfg(test)]
@@ -179,6 +210,10 @@ mod tests {
             error: None,
             engine: "local".into(),
             blob_key: None,
+            ocr: crate::domain::ocr::OcrChoice {
+                mode: crate::domain::ocr::OcrMode::Auto,
+                languages: "eng".into(),
+            },
             created_at: Utc::now(),
             started_at: None,
             finished_at: None,
@@ -214,6 +249,30 @@ mod tests {
         assert_eq!(doc.status_label(), "failed: timed out");
         assert!(doc.status.is_finished());
         assert!(!doc.status.is_cancellable());
+    }
+
+    #[test]
+    fn page_badges_show_the_source_and_confidence() {
+        let mut page = Page {
+            number: 1,
+            text: "x".into(),
+            source: "ocr".into(),
+            char_count: 1,
+            extraction_ms: 1_650,
+            error: None,
+            confidence: Some(93.4),
+            dpi: Some(300),
+            ocr_reason: Some("no text layer".into()),
+        };
+        assert_eq!(page.badge(), "OCR 93 %");
+        assert_eq!(page.badge_title(), "no text layer, 300 dpi, 1.6 s");
+        page.confidence = None;
+        assert_eq!(page.badge(), "OCR (blank)");
+        page.source = "text_layer".into();
+        assert_eq!(page.badge(), "text layer");
+        page.source = "textract".into();
+        page.confidence = Some(99.0);
+        assert_eq!(page.badge(), "Textract 99 %");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod ocr;
 pub mod sandbox;
 pub mod text_layer;
 pub mod textract;
@@ -43,7 +44,7 @@ pub enum OpenError {
 }
 
 /// One page's result, as the sandbox reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PageText {
     /// 1-based page number.
     pub number: u32,
@@ -53,8 +54,17 @@ pub struct PageText {
     pub ms: u64,
     /// Why the page failed, if it did.
     pub error: Option<String>,
-    /// The engine that produced the text (`text_layer`, …).
+    /// The engine that produced the text (`text_layer`, `ocr`, …).
     pub source: String,
+    /// OCR's mean word confidence (0–100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+    /// The resolution an OCR'd page was read at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpi: Option<u32>,
+    /// Why the page went to OCR (set even when OCR then failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ocr_reason: Option<String>,
 }
 
 /// An extraction engine: opens a PDF (checking its password) for page-by-page extraction.
@@ -109,28 +119,78 @@ pub fn clean_text(mut text: String) -> String {
     text
 }
 
-/// Opens `bytes` with the local text-layer engine and extracts `pages`, calling `emit` for
-/// each page as soon as it is done. Shared by the sandbox child and `lector extract`.
+/// What page-by-page extraction reports as it goes.
+#[derive(Debug)]
+pub enum Progress {
+    /// OCR of this page is starting (the slow, risky part: the parent times it).
+    OcrStarted(u32),
+    /// A page is finished.
+    Page(PageText),
+}
+
+/// Extracts `pages` of `doc`, deciding page by page whether the text layer is enough or the
+/// page must be read by OCR, and calls `report` as soon as each step happens. Shared by the
+/// sandbox child and `lector extract`.
 pub fn extract_pages(
     doc: &dyn OpenDocument,
+    ocr: &mut ocr::OcrPipeline,
     pages: impl Iterator<Item = u32>,
-    mut emit: impl FnMut(PageText) -> std::io::Result<()>,
+    mut report: impl FnMut(Progress) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     for number in pages {
-        let started = std::time::Instant::now();
-        let (text, error) = match doc.page_text(number) {
-            Ok(text) => (clean_text(text), None),
-            Err(reason) => (String::new(), Some(reason)),
-        };
-        emit(PageText {
-            number,
-            text,
-            ms: started.elapsed().as_millis() as u64,
-            error,
-            source: doc.source().into(),
-        })?;
+        let page = extract_page(doc, ocr, number, &mut report)?;
+        report(Progress::Page(page))?;
     }
     Ok(())
+}
+
+fn extract_page(
+    doc: &dyn OpenDocument,
+    ocr: &mut ocr::OcrPipeline,
+    number: u32,
+    report: &mut impl FnMut(Progress) -> std::io::Result<()>,
+) -> std::io::Result<PageText> {
+    let started = std::time::Instant::now();
+    let layer = doc.page_text(number).map(clean_text);
+    let settings = ocr.settings();
+    let ocr_reason = match settings.mode {
+        ocr::OcrMode::Off => None,
+        ocr::OcrMode::Force => Some("OCR forced".to_string()),
+        ocr::OcrMode::Auto => match &layer {
+            Ok(text) => ocr::judge_text_layer(text, settings).reason(),
+            Err(reason) => Some(format!("text layer unreadable ({reason})")),
+        },
+    };
+    let page = |text: String, error: Option<String>| PageText {
+        number,
+        text,
+        ms: 0,
+        error,
+        source: doc.source().into(),
+        confidence: None,
+        dpi: None,
+        ocr_reason: ocr_reason.clone(),
+    };
+    let mut result = match (&ocr_reason, layer) {
+        (None, Ok(text)) => page(text, None),
+        (None, Err(reason)) => page(String::new(), Some(reason)),
+        (Some(_), layer) => {
+            report(Progress::OcrStarted(number))?;
+            match ocr.read_page(number) {
+                Ok(read) => PageText {
+                    text: clean_text(read.text),
+                    source: ocr::SOURCE.into(),
+                    confidence: read.confidence,
+                    dpi: Some(read.dpi),
+                    ..page(String::new(), None)
+                },
+                // Keep whatever the text layer had, and say why OCR did not happen.
+                Err(reason) => page(layer.unwrap_or_default(), Some(reason)),
+            }
+        }
+    };
+    result.ms = started.elapsed().as_millis() as u64;
+    Ok(result)
 }
 
 #[cfg(test)]

@@ -28,6 +28,8 @@ pub struct SandboxRequest {
     pub password: Option<String>,
     /// Pages already stored (a resumed job skips them).
     pub skip: Vec<u32>,
+    /// When and how to OCR pages.
+    pub ocr: super::ocr::OcrSettings,
 }
 
 /// One line the child writes on stdout.
@@ -38,6 +40,8 @@ pub enum SandboxMessage {
     Opened(Inspection),
     /// It could not be opened.
     Refused(OpenError),
+    /// OCR of this page is starting.
+    OcrStarted(u32),
     /// One page is done.
     Page(PageText),
 }
@@ -85,7 +89,7 @@ impl Sandbox {
     ) -> Result<Result<Inspection, OpenError>, SandboxError> {
         let request = SandboxRequest {
             password: password.map(str::to_owned),
-            skip: vec![],
+            ..SandboxRequest::default()
         };
         let mut run = self
             .start(
@@ -109,30 +113,24 @@ impl Sandbox {
         match outcome {
             Some(SandboxMessage::Opened(inspection)) => Ok(Ok(inspection)),
             Some(SandboxMessage::Refused(reason)) => Ok(Err(reason)),
-            Some(SandboxMessage::Page(_)) | None => {
+            Some(SandboxMessage::Page(_) | SandboxMessage::OcrStarted(_)) | None => {
                 Err(SandboxError::Crashed("gave no answer".into()))
             }
         }
     }
 
-    /// Starts extracting every page not in `skip` with `engine`; read the results from the
-    /// returned run.
+    /// Starts extracting every page not in `request.skip` with `engine`; read the results
+    /// from the returned run. The caller enforces the wall-clock deadline; `cpu_limit` is
+    /// the child's CPU-time backstop.
     pub async fn extract(
         &self,
         engine: &str,
         path: &Path,
-        password: Option<String>,
-        skip: Vec<u32>,
-        limit: Duration,
+        request: &SandboxRequest,
+        cpu_limit: Duration,
     ) -> Result<SandboxRun, SandboxError> {
-        self.start(
-            "extract",
-            engine,
-            path,
-            &SandboxRequest { password, skip },
-            limit,
-        )
-        .await
+        self.start("extract", engine, path, request, cpu_limit)
+            .await
     }
 
     async fn start(
@@ -286,8 +284,12 @@ pub fn run_child(
     if mode == "extract" {
         let skip: std::collections::HashSet<u32> = request.skip.into_iter().collect();
         let pages = (1..=doc.inspection().pages).filter(|n| !skip.contains(n));
-        super::extract_pages(doc.as_ref(), pages, |page| {
-            send(&SandboxMessage::Page(page))
+        let mut ocr = super::ocr::OcrPipeline::new(path, request.password, request.ocr);
+        super::extract_pages(doc.as_ref(), &mut ocr, pages, |progress| {
+            send(&match progress {
+                super::Progress::OcrStarted(number) => SandboxMessage::OcrStarted(number),
+                super::Progress::Page(page) => SandboxMessage::Page(page),
+            })
         })?;
     }
     Ok(())

@@ -9,7 +9,10 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::{documents::UploadError, storage};
+use crate::{
+    documents::{ReprocessError, UploadError},
+    storage,
+};
 
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,15 @@ impl From<storage::Error> for AppError {
                 AppError::Conflict("conflicts with an existing document".into())
             }
             storage::Error::Other(other) => AppError::Internal(other),
+        }
+    }
+}
+
+impl From<ReprocessError> for AppError {
+    fn from(err: ReprocessError) -> Self {
+        match err {
+            ReprocessError::InvalidOcr(reason) => AppError::Upload(UploadError::InvalidOcr(reason)),
+            ReprocessError::Storage(storage) => storage.into(),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use axum::extract::{Multipart, multipart::Field};
 
-use crate::documents::{IncomingFile, IncomingFileWriter, UploadError};
+use crate::documents::{IncomingFile, IncomingFileWriter, OcrRequest, UploadError};
 
 /// The fields of an upload: one or more files and an optional password.
 pub struct UploadForm {
@@ -11,6 +11,8 @@ pub struct UploadForm {
     pub files: Vec<IncomingFile>,
     /// The password for encrypted PDFs.
     pub password: Option<String>,
+    /// OCR choices (`ocr`, `ocr_languages`), when given.
+    pub ocr: OcrRequest,
 }
 
 /// Reads every field of `multipart`. Files are named `file` (or `files`).
@@ -21,6 +23,7 @@ pub async fn read_upload(
 ) -> Result<UploadForm, UploadError> {
     let mut files = Vec::new();
     let mut password = None;
+    let mut ocr = OcrRequest::default();
     while let Some(field) = multipart
         .next_field()
         .await
@@ -39,13 +42,20 @@ pub async fn read_upload(
                 files.push(file);
             }
             Some("password") => password = Some(read_text(field, 1024).await?),
+            Some("ocr") => ocr.mode = non_empty(read_text(field, 64).await?),
+            Some("ocr_languages") => ocr.languages = non_empty(read_text(field, 256).await?),
             _ => {}
         }
     }
     Ok(UploadForm {
         files,
         password: password.filter(|p| !p.is_empty()),
+        ocr,
     })
+}
+
+fn non_empty(text: String) -> Option<String> {
+    (!text.trim().is_empty()).then_some(text)
 }
 
 async fn read_file(mut field: Field<'_>, limit: u64) -> Result<IncomingFile, UploadError> {

@@ -1,12 +1,19 @@
 //! The extraction job: copy the original out of storage, run the sandboxed engine on the
 //! pages not yet stored, and store each page as it arrives.
 
+use std::time::Duration;
+
 use secrecy::ExposeSecret;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Worker;
 use crate::{
-    engines::{SandboxError, sandbox::SandboxMessage},
+    engines::{
+        SandboxError,
+        ocr::OcrSettings,
+        sandbox::{SandboxMessage, SandboxRequest},
+    },
     storage::{ClaimedJob, NewPage},
 };
 
@@ -86,63 +93,130 @@ async fn try_run(
         return Ok(Outcome::Lost);
     }
 
-    let limit = worker.config.extract_timeout(document.page_count as u32);
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut run = match worker
-        .engines
-        .sandbox
-        .extract(&document.engine, original.path(), password, skip, limit)
-        .await
-    {
-        Ok(run) => run,
-        Err(error) => return Ok(sandbox_outcome(error)),
+    let config = &worker.config;
+    let pages = document.page_count as u32;
+    let mut request = SandboxRequest {
+        password,
+        skip,
+        ocr: OcrSettings {
+            mode: document.ocr.mode,
+            languages: document.ocr.languages.clone(),
+            ..config.ocr.clone()
+        },
     };
-    let heartbeat_every = (worker.config.job_lease / 3).min(std::time::Duration::from_secs(5));
+    let cpu_limit = config.extract_cpu_limit(pages, document.ocr.mode);
+    // The document's limit covers reading text layers; time spent on OCR is added to it as
+    // it is spent, since each OCR'd page has a limit of its own.
+    let mut deadline = Instant::now() + config.extract_timeout(pages);
+    let heartbeat_every = (config.job_lease / 3).min(Duration::from_secs(5));
     let mut heartbeat = tokio::time::interval(heartbeat_every);
     heartbeat.tick().await;
-    let grace = worker.config.shutdown_grace;
+    let grace = config.shutdown_grace;
     let hand_back = async {
         shutdown.cancelled().await;
         tokio::time::sleep(grace).await;
     };
     tokio::pin!(hand_back);
+    // Each pass runs one child over the pages not yet stored. A page that crashes or hangs
+    // the OCR is stored as failed and a new child carries on after it.
     loop {
-        tokio::select! {
-            message = run.next_message() => match message {
-                Ok(Some(SandboxMessage::Page(page))) => {
-                    let page = NewPage {
-                        number: page.number as i32,
-                        text: page.text,
-                        source: page.source,
-                        extraction_ms: page.ms as i64,
-                        error: page.error,
-                        confidence: None,
-                    };
-                    if !store.insert_page(job, &worker.id, &page).await? {
+        let mut run = match worker
+            .engines
+            .sandbox
+            .extract(&document.engine, original.path(), &request, cpu_limit)
+            .await
+        {
+            Ok(run) => run,
+            Err(error) => return Ok(sandbox_outcome(error)),
+        };
+        let mut ocr_page: Option<(u32, Instant)> = None;
+        let failed_page = loop {
+            let wake_at = match ocr_page {
+                Some((_, started)) => started + config.ocr_page_timeout,
+                None => deadline,
+            };
+            tokio::select! {
+                message = run.next_message() => match message {
+                    Ok(Some(SandboxMessage::Page(page))) => {
+                        if let Some((_, started)) = ocr_page.take() {
+                            deadline += started.elapsed();
+                        }
+                        let page = NewPage {
+                            number: page.number as i32,
+                            text: page.text,
+                            source: page.source,
+                            extraction_ms: page.ms as i64,
+                            error: page.error,
+                            confidence: page.confidence,
+                            dpi: page.dpi.map(|d| d as i32),
+                            ocr_reason: page.ocr_reason,
+                        };
+                        if !store.insert_page(job, &worker.id, &page).await? {
+                            run.kill().await;
+                            return Ok(Outcome::Lost);
+                        }
+                    }
+                    Ok(Some(SandboxMessage::OcrStarted(number))) => {
+                        ocr_page = Some((number, Instant::now()));
+                    }
+                    Ok(Some(SandboxMessage::Opened(_))) => {}
+                    Ok(Some(SandboxMessage::Refused(reason))) => {
+                        return Ok(Outcome::Failed(reason.to_string()));
+                    }
+                    Ok(None) => return Ok(Outcome::Done),
+                    Err(error) => match ocr_page {
+                        Some((number, started)) if error.is_document_fault() => {
+                            let how = match error {
+                                SandboxError::Crashed(how) => format!("the OCR process {how}"),
+                                other => other.to_string(),
+                            };
+                            break (number, started, format!("OCR of this page failed: {how}"));
+                        }
+                        _ => return Ok(sandbox_outcome(error)),
+                    },
+                },
+                _ = heartbeat.tick() => {
+                    if !store.heartbeat(job, &worker.id, config.job_lease).await? {
                         run.kill().await;
                         return Ok(Outcome::Lost);
                     }
                 }
-                Ok(Some(SandboxMessage::Opened(_))) => {}
-                Ok(Some(SandboxMessage::Refused(reason))) => return Ok(Outcome::Failed(reason.to_string())),
-                Ok(None) => return Ok(Outcome::Done),
-                Err(error) => return Ok(sandbox_outcome(error)),
-            },
-            _ = heartbeat.tick() => {
-                if !store.heartbeat(job, &worker.id, worker.config.job_lease).await? {
+                _ = tokio::time::sleep_until(wake_at) => {
                     run.kill().await;
-                    return Ok(Outcome::Lost);
+                    match ocr_page {
+                        Some((number, started)) => break (number, started, format!(
+                            "OCR gave up after {}s (the time limit per page)",
+                            config.ocr_page_timeout.as_secs()
+                        )),
+                        None => {
+                            let limit = config.extract_timeout(pages);
+                            return Ok(Outcome::Failed(SandboxError::TimedOut(limit).to_string()));
+                        }
+                    }
+                }
+                _ = &mut hand_back => {
+                    run.kill().await;
+                    return Ok(Outcome::Released);
                 }
             }
-            _ = tokio::time::sleep_until(deadline) => {
-                run.kill().await;
-                return Ok(Outcome::Failed(SandboxError::TimedOut(limit).to_string()));
-            }
-            _ = &mut hand_back => {
-                run.kill().await;
-                return Ok(Outcome::Released);
-            }
+        };
+        let (number, started, reason) = failed_page;
+        tracing::warn!(page = number, %reason, "page failed in OCR; going on with the next");
+        deadline += started.elapsed();
+        let page = NewPage {
+            number: number as i32,
+            text: String::new(),
+            source: crate::engines::ocr::SOURCE.into(),
+            extraction_ms: started.elapsed().as_millis() as i64,
+            error: Some(reason),
+            confidence: None,
+            dpi: None,
+            ocr_reason: None,
+        };
+        if !store.insert_page(job, &worker.id, &page).await? {
+            return Ok(Outcome::Lost);
         }
+        request.skip.push(number);
     }
 }
 

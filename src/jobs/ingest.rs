@@ -86,7 +86,10 @@ async fn ingest(
         writer.write(&chunk).await.map_err(upload_error)?;
     }
     let file = writer.finish().await.map_err(upload_error)?;
-    let uploaded = documents.upload(file, None).await.map_err(upload_error)?;
+    let uploaded = documents
+        .upload(file, None, &Default::default())
+        .await
+        .map_err(upload_error)?;
     Ok(uploaded.document.id)
 }
 

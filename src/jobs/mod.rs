@@ -34,6 +34,8 @@ pub struct Engines {
     pub textract: Option<Textract>,
     /// SQS, when Textract's completion notices are configured.
     pub sqs: Option<aws_sdk_sqs::Client>,
+    /// The OCR languages this machine has.
+    pub ocr: crate::engines::ocr::OcrAvailability,
 }
 
 /// Runs extraction jobs. Cheap to clone; each worker task holds one.

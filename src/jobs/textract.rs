@@ -150,6 +150,8 @@ async fn drive(
             extraction_ms: per_page_ms,
             error: page.error,
             confidence: page.confidence,
+            dpi: None,
+            ocr_reason: None,
         };
         if !store.insert_page(job, &worker.id, &page).await? {
             return Ok(Outcome::Lost);

@@ -68,6 +68,8 @@ pub struct NewDocument {
     pub blob_key: Option<String>,
     /// Tries before giving up.
     pub max_attempts: i32,
+    /// When and in which languages to OCR.
+    pub ocr: crate::domain::ocr::OcrChoice,
 }
 
 /// A page about to be stored.
@@ -85,6 +87,10 @@ pub struct NewPage {
     pub error: Option<String>,
     /// The engine's mean confidence for the page (0–100), when it reports one.
     pub confidence: Option<f64>,
+    /// The resolution an OCR'd page was read at.
+    pub dpi: Option<i32>,
+    /// Why the page went to OCR.
+    pub ocr_reason: Option<String>,
 }
 
 /// A job a worker has claimed and now holds the lease of.
@@ -152,7 +158,12 @@ pub trait Store: Send + Sync + 'static {
     /// Removes a document with its original, pages and jobs.
     async fn delete_document(&self, id: &str) -> Result<()>;
     /// Clears the pages and queues the document again (re-process).
-    async fn requeue_document(&self, id: &str, max_attempts: i32) -> Result<()>;
+    async fn requeue_document(
+        &self,
+        id: &str,
+        max_attempts: i32,
+        ocr: Option<&crate::domain::ocr::OcrChoice>,
+    ) -> Result<()>;
     /// Cancels a queued or running document. False when it had already finished.
     async fn cancel_document(&self, id: &str) -> Result<bool>;
 
@@ -237,6 +248,8 @@ struct DocumentRow {
     error: Option<String>,
     engine: String,
     blob_key: Option<String>,
+    ocr_mode: String,
+    ocr_languages: String,
     created_at: chrono::DateTime<chrono::Utc>,
     started_at: Option<chrono::DateTime<chrono::Utc>>,
     finished_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -261,6 +274,12 @@ impl TryFrom<DocumentRow> for Document {
             error: row.error,
             engine: row.engine,
             blob_key: row.blob_key,
+            ocr: crate::domain::ocr::OcrChoice {
+                mode: crate::domain::ocr::OcrMode::parse(&row.ocr_mode).ok_or_else(|| {
+                    anyhow::anyhow!("unknown OCR mode {:?} in the database", row.ocr_mode)
+                })?,
+                languages: row.ocr_languages,
+            },
             created_at: row.created_at,
             started_at: row.started_at,
             finished_at: row.finished_at,
@@ -278,6 +297,8 @@ struct PageRow {
     extraction_ms: i64,
     error: Option<String>,
     confidence: Option<f64>,
+    dpi: Option<i32>,
+    ocr_reason: Option<String>,
 }
 
 impl From<PageRow> for Page {
@@ -290,12 +311,14 @@ impl From<PageRow> for Page {
             extraction_ms: row.extraction_ms,
             error: row.error,
             confidence: row.confidence,
+            dpi: row.dpi,
+            ocr_reason: row.ocr_reason,
         }
     }
 }
 
 /// The columns every document query selects, with page progress counted from `pages`.
 const DOCUMENT_COLUMNS: &str = "d.id, d.file_name, d.sha256, d.size_bytes, d.page_count, d.status, \
-     d.error, d.engine, d.blob_key, d.created_at, d.started_at, d.finished_at, \
+     d.error, d.engine, d.blob_key, d.ocr_mode, d.ocr_languages, d.created_at, d.started_at, d.finished_at, \
      (select count(*) from pages p where p.document_id = d.id) as pages_done, \
      (select count(*) from pages p where p.document_id = d.id and p.error is not null) as pages_failed";

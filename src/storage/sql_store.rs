@@ -42,7 +42,7 @@ pub(crate) struct Queries {
 /// Statements that are the same on both backends.
 pub(crate) mod common {
     pub const COUNT_DOCUMENTS: &str = "select count(*) from documents";
-    pub const PAGES: &str = "select page_number, text, source, char_count, extraction_ms, error, confidence \
+    pub const PAGES: &str = "select page_number, text, source, char_count, extraction_ms, error, confidence, dpi, ocr_reason \
          from pages where document_id = $1 order by page_number";
     pub const PAGE_NUMBERS: &str =
         "select page_number from pages where document_id = $1 order by page_number";
@@ -80,8 +80,9 @@ impl Queries {
         let ours = "exists (select 1 from jobs j where j.id = $1 and j.locked_by = $2 and j.status = 'running')";
         Queries {
             insert_document: "insert into documents \
-                 (id, file_name, sha256, size_bytes, page_count, status, engine, pdf_password, blob_key) \
-                 values ($1, $2, $3, $4, $5, 'queued', $6, $7, $8)"
+                 (id, file_name, sha256, size_bytes, page_count, status, engine, pdf_password, blob_key, \
+                 ocr_mode, ocr_languages) \
+                 values ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10)"
                 .into(),
             insert_blob_chunk: "insert into document_blobs (document_id, seq, data) values ($1, $2, $3)".into(),
             insert_job: "insert into jobs (kind, document_id, status, max_attempts) values ('extract', $1, 'queued', $2)"
@@ -93,7 +94,8 @@ impl Queries {
             documents_at: format!("select {cols} from documents d order by d.id desc limit $1 offset $2"),
             requeue_document: format!(
                 "update documents set status = 'queued', error = null, started_at = null, \
-                 finished_at = null, updated_at = {now} where id = $1"
+                 finished_at = null, ocr_mode = coalesce($2, ocr_mode), \
+                 ocr_languages = coalesce($3, ocr_languages), updated_at = {now} where id = $1"
             ),
             requeue_job: format!(
                 "insert into jobs (kind, document_id, status, max_attempts) values ('extract', $1, 'queued', $2) \
@@ -131,8 +133,8 @@ impl Queries {
                  where id = $3 and {ours}"
             ),
             insert_page: format!(
-                "insert into pages (document_id, page_number, text, source, char_count, extraction_ms, error, confidence) \
-                 select $3, $4, $5, $6, $7, $8, $9, $10 where {ours} \
+                "insert into pages (document_id, page_number, text, source, char_count, extraction_ms, error, confidence, dpi, ocr_reason) \
+                 select $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 where {ours} \
                  on conflict (document_id, page_number) do nothing"
             ),
             finish_job: format!(
@@ -221,6 +223,8 @@ macro_rules! store_impl {
                             .map(|p| p.expose_secret().to_owned()),
                     )
                     .bind(&doc.blob_key)
+                    .bind(doc.ocr.mode.as_str())
+                    .bind(&doc.ocr.languages)
                     .execute(&mut *tx)
                     .await?;
                 let mut seq: i64 = 0;
@@ -402,10 +406,13 @@ macro_rules! store_impl {
                 &self,
                 id: &str,
                 max_attempts: i32,
+                ocr: Option<&$crate::domain::ocr::OcrChoice>,
             ) -> $crate::storage::Result<()> {
                 let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(&self.sql.requeue_document)
                     .bind(id)
+                    .bind(ocr.map(|o| o.mode.as_str()))
+                    .bind(ocr.map(|o| o.languages.as_str()))
                     .execute(&mut *tx)
                     .await?;
                 if done.rows_affected() == 0 {
@@ -510,6 +517,8 @@ macro_rules! store_impl {
                     .bind(page.extraction_ms)
                     .bind(&page.error)
                     .bind(page.confidence)
+                    .bind(page.dpi)
+                    .bind(&page.ocr_reason)
                     .execute(&self.pool)
                     .await?;
                 if done.rows_affected() == 1 {

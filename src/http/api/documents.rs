@@ -30,7 +30,10 @@ pub async fn upload(
 ) -> Result<Response, AppError> {
     let form = read_upload(multipart, state.config.max_upload_bytes, 1).await?;
     let file = form.files.into_iter().next().ok_or(UploadError::NoFile)?;
-    let uploaded = state.documents.upload(file, form.password).await?;
+    let uploaded = state
+        .documents
+        .upload(file, form.password, &form.ocr)
+        .await?;
     let location = format!("/api/v1/documents/{}", uploaded.document.id);
     let status = if uploaded.duplicate {
         StatusCode::OK
@@ -114,14 +117,18 @@ pub async fn file(
     downloads::original_pdf(&state, &id).await
 }
 
-/// Clear the pages and extract again.
+/// Clear the pages and extract again, optionally with other OCR choices.
 #[utoipa::path(post, path = "/documents/{id}/reprocess", tag = "documents",
-    responses((status = 202, body = DocumentView), (status = 404, body = Problem)))]
+    request_body(content = Option<super::views::ReprocessBody>, content_type = "application/json"),
+    responses((status = 202, body = DocumentView), (status = 404, body = Problem),
+        (status = 422, description = "Unknown OCR mode or language not installed", body = Problem)))]
 pub async fn reprocess(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    body: Option<Json<super::views::ReprocessBody>>,
 ) -> Result<Response, AppError> {
-    let document = state.documents.reprocess(&id).await?;
+    let ocr = body.map(|Json(b)| b).unwrap_or_default().into();
+    let document = state.documents.reprocess(&id, &ocr).await?;
     Ok((StatusCode::ACCEPTED, Json(DocumentView::new(document))).into_response())
 }
 

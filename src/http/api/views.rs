@@ -46,6 +46,8 @@ pub struct DocumentView {
     pub sha256: String,
     /// Engine used.
     pub engine: String,
+    /// When and in which languages pages are OCR'd.
+    pub ocr: crate::domain::ocr::OcrChoice,
     /// Why it failed (or why the last attempt did).
     pub error: Option<String>,
     /// Upload time.
@@ -86,6 +88,7 @@ impl DocumentView {
             size_bytes: doc.size_bytes,
             sha256: doc.sha256,
             engine: doc.engine,
+            ocr: doc.ocr,
             error: doc.error,
             created_at: doc.created_at,
             started_at: doc.started_at,
@@ -133,4 +136,26 @@ pub struct UploadBody {
     pub file: Vec<u8>,
     /// The user password of an encrypted PDF.
     pub password: Option<String>,
+    /// When to OCR pages: `auto` (pages without usable text), `off` or `force` (every page).
+    pub ocr: Option<String>,
+    /// Tesseract languages joined by `+`, e.g. `eng+deu`.
+    pub ocr_languages: Option<String>,
+}
+
+/// Optional new OCR choices for a re-process (JSON; an empty body keeps the current ones).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct ReprocessBody {
+    /// `auto`, `off` or `force`.
+    pub ocr: Option<String>,
+    /// Tesseract languages joined by `+`.
+    pub ocr_languages: Option<String>,
+}
+
+impl From<ReprocessBody> for crate::documents::OcrRequest {
+    fn from(body: ReprocessBody) -> Self {
+        crate::documents::OcrRequest {
+            mode: body.ocr,
+            languages: body.ocr_languages,
+        }
+    }
 }

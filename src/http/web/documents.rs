@@ -11,7 +11,7 @@ use tower_sessions::Session;
 
 use super::views::{DocumentSummary, PageSection};
 use crate::{
-    documents::{UploadError, human_bytes},
+    documents::{OcrRequest, ReprocessError, UploadError, human_bytes},
     domain::upload::clean_file_name,
     http::{
         AppError, AppState, HtmlError, downloads, metrics::estimated_cost, upload::read_upload,
@@ -31,6 +31,9 @@ struct IndexPage {
     errors: Vec<String>,
     max_upload: String,
     max_pages: u32,
+    ocr_mode: &'static str,
+    ocr_languages: String,
+    installed_languages: String,
 }
 
 #[derive(Template)]
@@ -38,6 +41,8 @@ struct IndexPage {
 struct DocumentPage {
     flash: Option<String>,
     textract_note: Option<String>,
+    form_error: Option<String>,
+    ocr_languages: String,
     doc: DocumentSummary,
     error: Option<String>,
     pages: Vec<PageSection>,
@@ -105,6 +110,9 @@ async fn index_page(
         errors,
         max_upload: human_bytes(state.config.max_upload_bytes),
         max_pages: state.config.max_pages,
+        ocr_mode: state.config.ocr.mode.as_str(),
+        ocr_languages: state.config.ocr.languages.clone(),
+        installed_languages: state.documents.ocr_availability().languages().join(", "),
     })
 }
 
@@ -137,7 +145,11 @@ pub async fn upload(
     let (mut stored, mut errors) = (Vec::new(), Vec::new());
     for file in form.files {
         let name = clean_file_name(&file.file_name);
-        match state.documents.upload(file, form.password.clone()).await {
+        match state
+            .documents
+            .upload(file, form.password.clone(), &form.ocr)
+            .await
+        {
             Ok(uploaded) => stored.push(uploaded),
             Err(UploadError::Internal(e)) => return Err(AppError::Internal(e).into()),
             Err(e) => errors.push(format!("{name}: {e}")),
@@ -177,6 +189,16 @@ pub async fn show(
     session: Session,
     Path(id): Path<String>,
 ) -> Result<Html<String>, HtmlError> {
+    document_page(&state, &session, &id, None).await
+}
+
+async fn document_page(
+    state: &AppState,
+    session: &Session,
+    id: &str,
+    form_error: Option<String>,
+) -> Result<Html<String>, HtmlError> {
+    let id = id.to_owned();
     let document = state.store().get_document(&id).await?;
     let pages = state.store().list_pages(&id).await?;
     let by_source = state.store().document_pages_by_source(&id).await?;
@@ -189,7 +211,9 @@ pub async fn show(
             let cost = estimated_cost(textract_pages, state.config.textract_price_per_1000_pages);
             format!("{textract_pages} pages read by Textract · estimated cost ${cost:.4}")
         }),
-        flash: take_flash(&session).await,
+        flash: take_flash(session).await,
+        form_error,
+        ocr_languages: state.documents.ocr_availability().languages().join(", "),
         error: document.error.clone(),
         doc: DocumentSummary::from(&document),
         pages: pages.into_iter().map(PageSection::from).collect(),
@@ -240,19 +264,42 @@ pub async fn text(
     Ok(downloads::plain_text(&state, &id, true).await?)
 }
 
-/// Queue the document again.
+/// The re-process form's fields; empty ones keep the document's current choices.
+#[derive(Debug, Default, Deserialize)]
+pub struct ReprocessForm {
+    ocr: Option<String>,
+    ocr_languages: Option<String>,
+}
+
+/// Queue the document again, with the OCR choices of the form. A bad choice shows the
+/// document page again with the message.
 pub async fn reprocess(
     State(state): State<AppState>,
     session: Session,
     Path(id): Path<String>,
-) -> Result<Redirect, HtmlError> {
-    let document = state.documents.reprocess(&id).await?;
-    set_flash(
-        &session,
-        format!("{} was queued again.", document.file_name),
-    )
-    .await;
-    Ok(Redirect::to(&format!("/documents/{id}")))
+    body: axum::body::Bytes,
+) -> Result<Response, HtmlError> {
+    let form: ReprocessForm = serde_urlencoded::from_bytes(&body)
+        .map_err(|e| AppError::BadRequest(format!("the form could not be read: {e}")))?;
+    let ocr = OcrRequest {
+        mode: form.ocr,
+        languages: form.ocr_languages,
+    };
+    match state.documents.reprocess(&id, &ocr).await {
+        Ok(document) => {
+            set_flash(
+                &session,
+                format!("{} was queued again.", document.file_name),
+            )
+            .await;
+            Ok(Redirect::to(&format!("/documents/{id}")).into_response())
+        }
+        Err(ReprocessError::InvalidOcr(reason)) => {
+            let page = document_page(&state, &session, &id, Some(reason)).await?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(other) => Err(AppError::from(other).into()),
+    }
 }
 
 /// Stop the work on a document.

@@ -14,6 +14,8 @@ pub struct DocumentSummary {
     pub status: &'static str,
     pub status_label: String,
     pub engine: String,
+    pub ocr_mode: &'static str,
+    pub ocr_languages: String,
     pub uploaded_at: String,
     pub finished: bool,
     pub cancellable: bool,
@@ -32,6 +34,8 @@ impl From<&Document> for DocumentSummary {
             status: doc.status.as_str(),
             status_label: doc.status_label(),
             engine: doc.engine.clone(),
+            ocr_mode: doc.ocr.mode.as_str(),
+            ocr_languages: doc.ocr.languages.clone(),
             uploaded_at: doc.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
             finished: doc.status.is_finished(),
             cancellable: doc.status.is_cancellable(),
@@ -48,7 +52,8 @@ impl From<&Document> for DocumentSummary {
 /// One page's text on the document page.
 pub struct PageSection {
     pub number: i32,
-    pub confidence: String,
+    pub badge: String,
+    pub details: String,
     pub text: String,
     pub source: String,
     pub char_count: i32,
@@ -59,12 +64,10 @@ impl From<Page> for PageSection {
     fn from(page: Page) -> Self {
         PageSection {
             number: page.number,
-            confidence: page
-                .confidence
-                .map(|c| format!("{c:.0} %"))
-                .unwrap_or_default(),
+            badge: page.badge(),
+            details: page.badge_title(),
+            source: page.source.clone(),
             text: page.text,
-            source: page.source.replace('_', " "),
             char_count: page.char_count,
             error: page.error,
         }

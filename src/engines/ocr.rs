@@ -1,0 +1,551 @@
+//! OCR of pages whose text layer is missing or junk: the page is rasterised with `hayro`
+//! (pure Rust) and read by Tesseract through its C API (shared/ENGINES.md has the
+//! measurements behind each choice here).
+//!
+//! This runs only inside the sandbox child: Tesseract is C, and a page that crashes or
+//! exhausts it must take down only that child.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::domain::ocr::OcrMode;
+
+/// The name recorded as the source of pages read by OCR.
+pub const SOURCE: &str = "ocr";
+
+/// What the child needs to decide and run OCR, sent by the parent with each job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OcrSettings {
+    /// `auto`, `off` or `force`.
+    pub mode: OcrMode,
+    /// Tesseract language codes joined by `+` (`eng`, `eng+deu`).
+    pub languages: String,
+    /// Resolution pages are rasterised at.
+    pub dpi: u32,
+    /// Largest image (width × height) a page may be rasterised to; a larger page is rendered
+    /// at a lower resolution, and refused below [`MIN_DPI`].
+    pub max_pixels: u64,
+    /// A text layer with fewer non-blank characters than this is "too little text".
+    pub min_chars: usize,
+    /// A text layer with at least this share of junk characters is garbage.
+    pub max_junk_ratio: f64,
+}
+
+impl Default for OcrSettings {
+    fn default() -> Self {
+        OcrSettings {
+            mode: OcrMode::Auto,
+            languages: "eng".into(),
+            dpi: 300,
+            max_pixels: 50_000_000,
+            min_chars: 2,
+            max_junk_ratio: 0.10,
+        }
+    }
+}
+
+/// Below this resolution OCR is not worth running.
+pub const MIN_DPI: u32 = 50;
+
+/// How good a page's text layer is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TextLayerVerdict {
+    /// Enough real text: take it as is.
+    Good,
+    /// Nothing but white space.
+    Empty,
+    /// Fewer non-blank characters than the threshold.
+    TooLittle(usize),
+    /// Mostly replacement, private-use, control or `(cid:…)` characters.
+    Junk(f64),
+}
+
+impl TextLayerVerdict {
+    /// Why a page with this text layer goes to OCR, in words for a person.
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            TextLayerVerdict::Good => None,
+            TextLayerVerdict::Empty => Some("no text layer".into()),
+            TextLayerVerdict::TooLittle(n) => Some(format!("text layer has only {n} characters")),
+            TextLayerVerdict::Junk(ratio) => Some(format!(
+                "text layer is garbage ({:.0} % unreadable characters)",
+                ratio * 100.0
+            )),
+        }
+    }
+}
+
+/// Judges a page's text layer: is it enough real text to skip OCR?
+pub fn judge_text_layer(text: &str, settings: &OcrSettings) -> TextLayerVerdict {
+    let visible = text.chars().filter(|c| !c.is_whitespace()).count();
+    if visible == 0 {
+        return TextLayerVerdict::Empty;
+    }
+    let junk = junk_characters(text);
+    let ratio = junk as f64 / visible as f64;
+    if ratio >= settings.max_junk_ratio {
+        return TextLayerVerdict::Junk(ratio);
+    }
+    if visible - junk < settings.min_chars {
+        return TextLayerVerdict::TooLittle(visible - junk);
+    }
+    TextLayerVerdict::Good
+}
+
+/// Counts the non-blank characters that carry no text: U+FFFD, private-use glyphs, control
+/// characters, and `(cid:123)` placeholders that some extractors print for unmapped glyphs.
+fn junk_characters(text: &str) -> usize {
+    let mut junk = 0;
+    let mut rest = text;
+    while let Some(at) = rest.find("(cid:") {
+        let after = &rest[at + 5..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && after.as_bytes().get(digits) == Some(&b')') {
+            junk += 5 + digits + 1;
+            rest = &after[digits + 1..];
+        } else {
+            rest = after;
+        }
+    }
+    junk + text
+        .chars()
+        .filter(|&c| {
+            c == '\u{FFFD}'
+                || (c.is_control() && !c.is_whitespace())
+                || ('\u{E000}'..='\u{F8FF}').contains(&c)
+                || c >= '\u{F0000}'
+        })
+        .count()
+}
+
+/// A page read by OCR.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OcrPage {
+    /// The recognised text.
+    pub text: String,
+    /// Tesseract's mean word confidence (0–100); `None` for a blank page.
+    pub confidence: Option<f64>,
+    /// The resolution the page was read at.
+    pub dpi: u32,
+}
+
+/// A page rasterised to 8-bit grey, one byte per pixel, rows top to bottom.
+pub struct GreyImage {
+    /// Pixels.
+    pub pixels: Vec<u8>,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// The resolution it was rendered at.
+    pub dpi: u32,
+}
+
+impl GreyImage {
+    /// True when nothing is printed on the page (no pixel clearly darker than paper).
+    pub fn is_blank(&self) -> bool {
+        self.pixels.iter().all(|&p| p > 200)
+    }
+}
+
+/// Renders pages of one PDF. Opened lazily, only when a page needs OCR, so text PDFs never
+/// pay for a second parse.
+pub struct Rasteriser {
+    pdf: hayro::hayro_syntax::Pdf,
+}
+
+impl Rasteriser {
+    /// Opens the PDF at `path` (with the user password of an encrypted one).
+    pub fn open(path: &Path, password: Option<&str>) -> Result<Self, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("could not read the file: {e}"))?;
+        let pdf = hayro::hayro_syntax::Pdf::new_with_password(
+            std::sync::Arc::new(bytes),
+            password.unwrap_or(""),
+        )
+        .map_err(|e| format!("the page renderer could not open this PDF ({e:?})"))?;
+        Ok(Rasteriser { pdf })
+    }
+
+    /// Renders page `number` (1-based) at `dpi`, or lower if the page would exceed
+    /// `max_pixels` at that resolution.
+    pub fn render(&self, number: u32, dpi: u32, max_pixels: u64) -> Result<GreyImage, String> {
+        use hayro::{
+            PixmapSettings, RenderCache, RenderSettings, hayro_interpret::InterpreterSettings,
+            vello_cpu::color::palette::css::WHITE,
+        };
+        let pages = self.pdf.pages();
+        let page = pages
+            .get(number as usize - 1)
+            .ok_or_else(|| format!("the page renderer found no page {number}"))?;
+        let (width_pt, height_pt) = page.render_dimensions();
+        let dpi = fit_dpi(width_pt, height_pt, dpi, max_pixels).ok_or_else(|| {
+            format!(
+                "the page is too large to OCR ({width_pt:.0} × {height_pt:.0} pt; \
+                 limit {max_pixels} pixels)"
+            )
+        })?;
+        let scale = dpi as f32 / 72.0;
+        let cache = RenderCache::new();
+        let pixmap = hayro::render(
+            page,
+            &cache,
+            &InterpreterSettings::default(),
+            &RenderSettings::default(),
+            &PixmapSettings {
+                x_scale: scale,
+                y_scale: scale,
+                bg_color: WHITE,
+            },
+        );
+        let (width, height) = (u32::from(pixmap.width()), u32::from(pixmap.height()));
+        if width == 0 || height == 0 {
+            return Err("the page has no area to render".into());
+        }
+        // The background is opaque white, so premultiplied RGBA is plain RGBA here.
+        let pixels = pixmap
+            .data_as_u8_slice()
+            .chunks_exact(4)
+            .map(|p| {
+                ((u32::from(p[0]) * 299 + u32::from(p[1]) * 587 + u32::from(p[2]) * 114) / 1000)
+                    as u8
+            })
+            .collect();
+        Ok(GreyImage {
+            pixels,
+            width,
+            height,
+            dpi,
+        })
+    }
+}
+
+/// The resolution to render a `width_pt` × `height_pt` page at: `dpi`, lowered until the
+/// image fits in `max_pixels` (and under the renderer's 65,535-pixel side); `None` when that
+/// is below [`MIN_DPI`].
+pub fn fit_dpi(width_pt: f32, height_pt: f32, dpi: u32, max_pixels: u64) -> Option<u32> {
+    let (w_in, h_in) = (f64::from(width_pt) / 72.0, f64::from(height_pt) / 72.0);
+    if !(w_in > 0.0 && h_in > 0.0) {
+        return None;
+    }
+    let by_area = (max_pixels as f64 / (w_in * h_in)).sqrt();
+    let by_side = 65_535.0 / w_in.max(h_in);
+    let fitted = f64::from(dpi).min(by_area).min(by_side).floor() as u32;
+    (fitted >= MIN_DPI).then_some(fitted)
+}
+
+/// Where Tesseract's language files may be, in the order Tesseract itself looks.
+fn tessdata_dirs() -> Vec<PathBuf> {
+    if let Some(prefix) = std::env::var_os("TESSDATA_PREFIX") {
+        // Tesseract looks nowhere else when this is set.
+        let prefix = PathBuf::from(prefix);
+        return vec![prefix.join("tessdata"), prefix];
+    }
+    let mut dirs = Vec::new();
+    for dir in [
+        "/usr/share/tesseract-ocr/5/tessdata",
+        "/usr/share/tesseract-ocr/4.00/tessdata",
+        "/usr/share/tessdata",
+        "/usr/local/share/tessdata",
+        "/opt/homebrew/share/tessdata",
+    ] {
+        dirs.push(PathBuf::from(dir));
+    }
+    dirs
+}
+
+/// The OCR languages this machine can read, or why OCR is unavailable.
+pub fn installed_languages() -> Result<Vec<String>, String> {
+    if !cfg!(feature = "ocr") {
+        return Err(UNAVAILABLE_BUILD.into());
+    }
+    let mut languages: Vec<String> = tessdata_dirs()
+        .iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let code = name.strip_suffix(".traineddata")?;
+            (code != "osd").then(|| code.to_owned())
+        })
+        .collect();
+    languages.sort();
+    languages.dedup();
+    if languages.is_empty() {
+        return Err(UNAVAILABLE_MISSING.into());
+    }
+    Ok(languages)
+}
+
+/// What this machine can OCR, found once at startup.
+#[derive(Debug, Clone)]
+pub struct OcrAvailability(std::sync::Arc<Result<Vec<String>, String>>);
+
+impl OcrAvailability {
+    /// Looks for Tesseract's language files.
+    pub fn detect() -> Self {
+        OcrAvailability(std::sync::Arc::new(installed_languages()))
+    }
+
+    /// The installed languages (empty when OCR is unavailable).
+    pub fn languages(&self) -> &[String] {
+        match self.0.as_ref() {
+            Ok(languages) => languages,
+            Err(_) => &[],
+        }
+    }
+
+    /// Why OCR cannot run here, if it cannot.
+    pub fn unavailable(&self) -> Option<&str> {
+        self.0.as_ref().as_ref().err().map(String::as_str)
+    }
+}
+
+/// What a page that needs OCR says when this build has no OCR.
+pub const UNAVAILABLE_BUILD: &str =
+    "OCR unavailable: this build of Lector has no OCR (build with the `ocr` feature)";
+/// What a page that needs OCR says when Tesseract's language data is missing.
+pub const UNAVAILABLE_MISSING: &str = "OCR unavailable: install tesseract-ocr";
+
+/// Reads rasterised pages with Tesseract; one instance per child, reused for every page.
+pub struct Recogniser {
+    #[cfg(feature = "ocr")]
+    tesseract: Option<tesseract::Tesseract>,
+    languages: String,
+}
+
+impl Recogniser {
+    /// Loads Tesseract's models for `languages` (e.g. `eng+deu`).
+    pub fn new(languages: &str) -> Result<Self, String> {
+        #[cfg(feature = "ocr")]
+        {
+            let tesseract = load_tesseract(languages)?;
+            Ok(Recogniser {
+                tesseract: Some(tesseract),
+                languages: languages.to_owned(),
+            })
+        }
+        #[cfg(not(feature = "ocr"))]
+        {
+            let _ = languages;
+            Err(UNAVAILABLE_BUILD.into())
+        }
+    }
+
+    /// Reads `image`: its text and mean word confidence.
+    pub fn read(&mut self, image: &GreyImage) -> Result<OcrPage, String> {
+        #[cfg(feature = "ocr")]
+        {
+            let dpi = image.dpi;
+            // The binding's builder consumes the instance; a failure drops it, so reload.
+            let tesseract = match self.tesseract.take() {
+                Some(t) => t,
+                None => load_tesseract(&self.languages)?,
+            };
+            let width = i32::try_from(image.width).map_err(|_| "page too wide".to_string())?;
+            let height = i32::try_from(image.height).map_err(|_| "page too tall".to_string())?;
+            let mut done = tesseract
+                .set_frame(&image.pixels, width, height, 1, width)
+                .map_err(|e| format!("OCR could not take the page image: {e}"))?
+                .set_source_resolution(dpi as i32)
+                .recognize()
+                .map_err(|e| format!("OCR failed on this page: {e}"))?;
+            let text = done
+                .get_text()
+                .map_err(|e| format!("OCR gave no text: {e}"))?;
+            let confidence = f64::from(done.mean_text_conf().clamp(0, 100));
+            self.tesseract = Some(done);
+            Ok(OcrPage {
+                text,
+                confidence: Some(confidence),
+                dpi,
+            })
+        }
+        #[cfg(not(feature = "ocr"))]
+        {
+            let _ = (image, &self.languages);
+            Err(UNAVAILABLE_BUILD.into())
+        }
+    }
+}
+
+#[cfg(feature = "ocr")]
+fn load_tesseract(languages: &str) -> Result<tesseract::Tesseract, String> {
+    let mut tesseract =
+        tesseract::Tesseract::new(None, Some(languages)).map_err(
+            |_| match installed_languages() {
+                Ok(installed) => format!(
+                    "OCR unavailable: language {languages:?} is not installed (installed: {}; \
+                 on Debian/Ubuntu install tesseract-ocr-<code>)",
+                    installed.join(", ")
+                ),
+                Err(reason) => reason,
+            },
+        )?;
+    // Mode 3 (automatic layout): the library's default, one block, reads straight across
+    // two-column pages.
+    tesseract.set_page_seg_mode(tesseract::PageSegMode::PsmAuto);
+    Ok(tesseract)
+}
+
+/// Rasterises and reads pages of one document, opening the renderer and Tesseract on the
+/// first page that needs them.
+pub struct OcrPipeline {
+    path: PathBuf,
+    password: Option<String>,
+    settings: OcrSettings,
+    rasteriser: Option<Result<Rasteriser, String>>,
+    recogniser: Option<Result<Recogniser, String>>,
+}
+
+impl OcrPipeline {
+    /// A pipeline over the PDF at `path`.
+    pub fn new(path: &Path, password: Option<String>, settings: OcrSettings) -> Self {
+        OcrPipeline {
+            path: path.to_owned(),
+            password,
+            settings,
+            rasteriser: None,
+            recogniser: None,
+        }
+    }
+
+    /// The settings it runs with.
+    pub fn settings(&self) -> &OcrSettings {
+        &self.settings
+    }
+
+    fn rasteriser(&mut self) -> Result<&Rasteriser, String> {
+        self.rasteriser
+            .get_or_insert_with(|| Rasteriser::open(&self.path, self.password.as_deref()))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Rasterises page `number` and reads it. A blank page is not sent to Tesseract.
+    pub fn read_page(&mut self, number: u32) -> Result<OcrPage, String> {
+        let (dpi, max_pixels) = (self.settings.dpi, self.settings.max_pixels);
+        let image = self.rasteriser()?.render(number, dpi, max_pixels)?;
+        if image.is_blank() {
+            return Ok(OcrPage {
+                text: String::new(),
+                confidence: None,
+                dpi: image.dpi,
+            });
+        }
+        let languages = &self.settings.languages;
+        let recogniser = self
+            .recogniser
+            .get_or_insert_with(|| Recogniser::new(languages))
+            .as_mut()
+            .map_err(|e| e.clone())?;
+        recogniser.read(&image)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> OcrSettings {
+        OcrSettings::default()
+    }
+
+    #[test]
+    fn real_text_is_good() {
+        assert_eq!(
+            judge_text_layer("The quick brown fox jumps over the lazy dog.", &settings()),
+            TextLayerVerdict::Good
+        );
+    }
+
+    #[test]
+    fn blank_and_short_text_layers_go_to_ocr() {
+        assert_eq!(
+            judge_text_layer(" \n\t ", &settings()),
+            TextLayerVerdict::Empty
+        );
+        assert_eq!(
+            judge_text_layer(" 7 ", &settings()),
+            TextLayerVerdict::TooLittle(1)
+        );
+        // Short but real text (a CJK line, a slide number) is kept.
+        assert_eq!(
+            judge_text_layer("あいうえお", &settings()),
+            TextLayerVerdict::Good
+        );
+        assert_eq!(judge_text_layer("29", &settings()), TextLayerVerdict::Good);
+    }
+
+    #[test]
+    fn replacement_private_use_and_cid_junk_is_garbage() {
+        let replacement = "\u{FFFD}".repeat(30) + "abc";
+        assert!(matches!(
+            judge_text_layer(&replacement, &settings()),
+            TextLayerVerdict::Junk(r) if r > 0.9
+        ));
+        let private = "\u{E001}\u{E002}\u{E003} some words here and more";
+        assert!(matches!(
+            judge_text_layer(private, &settings()),
+            TextLayerVerdict::Junk(_)
+        ));
+        let cid = "(cid:12)(cid:40)(cid:7) (cid:99) header";
+        assert!(matches!(
+            judge_text_layer(cid, &settings()),
+            TextLayerVerdict::Junk(_)
+        ));
+        // A stray replacement character in a real page is not junk.
+        let mostly_fine = "A long paragraph of ordinary text with one \u{FFFD} glyph in it.";
+        assert_eq!(
+            judge_text_layer(mostly_fine, &settings()),
+            TextLayerVerdict::Good
+        );
+    }
+
+    #[test]
+    fn reasons_are_in_words() {
+        assert_eq!(TextLayerVerdict::Good.reason(), None);
+        assert_eq!(
+            TextLayerVerdict::Empty.reason().as_deref(),
+            Some("no text layer")
+        );
+        assert!(
+            TextLayerVerdict::Junk(0.5)
+                .reason()
+                .unwrap()
+                .contains("50 %")
+        );
+    }
+
+    #[test]
+    fn large_pages_are_rendered_at_a_lower_resolution() {
+        // A4 at 300 dpi is about 8.7 million pixels.
+        assert_eq!(fit_dpi(595.0, 842.0, 300, 50_000_000), Some(300));
+        let lowered = fit_dpi(595.0 * 4.0, 842.0 * 4.0, 300, 50_000_000).unwrap();
+        assert!((MIN_DPI..300).contains(&lowered), "{lowered}");
+        // A page of 200 × 200 inches cannot be read at any useful resolution.
+        assert_eq!(fit_dpi(14_400.0, 14_400.0, 300, 50_000_000), None);
+        assert_eq!(fit_dpi(0.0, 842.0, 300, 50_000_000), None);
+    }
+
+    #[test]
+    fn a_white_image_is_blank() {
+        let image = GreyImage {
+            pixels: vec![255; 100],
+            width: 10,
+            height: 10,
+            dpi: 300,
+        };
+        assert!(image.is_blank());
+        let mut inked = image.pixels.clone();
+        inked[5] = 0;
+        assert!(
+            !GreyImage {
+                pixels: inked,
+                ..image
+            }
+            .is_blank()
+        );
+    }
+}

@@ -1,0 +1,388 @@
+//! OCR of scanned pages through the real app, on SQLite and on Postgres: the per-page
+//! decision, languages, re-processing with other settings, and the guard rails.
+//!
+//! Needs Tesseract with English and German (`.ci/run` installs them).
+
+mod common;
+
+use common::{Backend, TestApp, collapse_whitespace, fixture};
+use reqwest::multipart::{Form, Part};
+use rstest::rstest;
+use serde_json::{Value, json};
+
+/// Uploads a fixture with extra multipart fields (OCR mode, languages).
+async fn upload_with(app: &TestApp, name: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+    let bytes = std::fs::read(fixture(name)).unwrap();
+    let mut form = Form::new().part("file", Part::bytes(bytes).file_name(name.to_owned()));
+    for (key, value) in fields {
+        form = form.text(key.to_string(), value.to_string());
+    }
+    app.client
+        .post(app.url("/api/v1/documents"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn pages_of(app: &TestApp, id: &str) -> Vec<Value> {
+    let (status, body) = app.get_json(&format!("/api/v1/documents/{id}/pages")).await;
+    assert_eq!(status, 200);
+    body["pages"].as_array().unwrap().clone()
+}
+
+fn sources(pages: &[Value]) -> Vec<&str> {
+    pages
+        .iter()
+        .map(|p| p["source"].as_str().unwrap())
+        .collect()
+}
+
+fn text(page: &Value) -> String {
+    collapse_whitespace(page["text"].as_str().unwrap())
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_scanned_pdf_is_read_by_ocr_page_by_page(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.upload_ok("scanned_two_pages.pdf").await;
+    let doc = app.document(&id).await;
+    assert_eq!(doc["ocr"], json!({"mode": "auto", "languages": "eng"}));
+    app.drain_jobs().await;
+
+    let doc = app.document(&id).await;
+    assert_eq!(doc["status"], "done", "{doc}");
+    assert_eq!(doc["pages_failed"], 0, "{doc}");
+    let pages = pages_of(&app, &id).await;
+    assert_eq!(sources(&pages), ["ocr", "ocr"]);
+    assert_eq!(
+        text(&pages[0]),
+        "Scanned fixture page one. The lighthouse keeper counted seventeen ships before dawn."
+    );
+    assert_eq!(
+        text(&pages[1]),
+        "Scanned fixture page two. Marmalade and porridge were served at half past seven."
+    );
+    for page in &pages {
+        assert_eq!(page["dpi"], 300, "{page}");
+        assert_eq!(page["ocr_reason"], "no text layer", "{page}");
+        assert!(page["confidence"].as_f64().unwrap() >= 80.0, "{page}");
+        assert!(page["extraction_ms"].as_i64().unwrap() > 0, "{page}");
+    }
+    // The text download and the document page carry the OCR'd text and its badge.
+    let all = app
+        .client
+        .get(app.url(&format!("/api/v1/documents/{id}/text")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(all.contains("lighthouse keeper") && all.contains("Marmalade"));
+    let html = app
+        .client
+        .get(app.url(&format!("/documents/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(">OCR 9"),
+        "the page shows an OCR badge: {html}"
+    );
+    assert!(html.contains("no text layer, 300 dpi"));
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_mixed_pdf_gets_text_layer_and_ocr_pages_in_order(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.upload_ok("mixed_text_and_scan.pdf").await;
+    app.drain_jobs().await;
+    let pages = pages_of(&app, &id).await;
+    assert_eq!(sources(&pages), ["text_layer", "ocr", "text_layer"]);
+    assert!(text(&pages[0]).starts_with("Mixed fixture page one has a text layer."));
+    assert_eq!(
+        text(&pages[1]),
+        "Scanned fixture page two. Marmalade and porridge were served at half past seven."
+    );
+    assert!(text(&pages[2]).starts_with("Mixed fixture page three has a text layer."));
+    assert!(pages[0]["confidence"].is_null() && pages[0]["dpi"].is_null());
+}
+
+#[tokio::test]
+async fn a_text_pdf_in_auto_mode_never_goes_through_ocr() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let id = app.upload_ok("twelve_pages.pdf").await;
+    app.drain_jobs().await;
+    let pages = pages_of(&app, &id).await;
+    assert_eq!(pages.len(), 12);
+    assert!(sources(&pages).iter().all(|s| *s == "text_layer"));
+    assert!(pages.iter().all(|p| p["ocr_reason"].is_null()));
+}
+
+#[tokio::test]
+async fn force_ocrs_every_page_and_off_never_does() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let forced = upload_with(&app, "three_pages.pdf", &[("ocr", "force")]).await;
+    assert_eq!(forced.status(), 202);
+    let forced: Value = forced.json().await.unwrap();
+    assert_eq!(forced["ocr"]["mode"], "force");
+    let off = upload_with(&app, "scanned_two_pages.pdf", &[("ocr", "off")]).await;
+    assert_eq!(off.status(), 202);
+    let off: Value = off.json().await.unwrap();
+    app.drain_jobs().await;
+
+    let pages = pages_of(&app, forced["id"].as_str().unwrap()).await;
+    assert_eq!(sources(&pages), ["ocr", "ocr", "ocr"]);
+    assert_eq!(pages[0]["ocr_reason"], "OCR forced");
+    // OCR of a clean rendering reads what the text layer says.
+    assert!(
+        text(&pages[0]).contains("the quick brown fox jumps over the lazy dog"),
+        "{}",
+        text(&pages[0])
+    );
+
+    let pages = pages_of(&app, off["id"].as_str().unwrap()).await;
+    assert_eq!(sources(&pages), ["text_layer", "text_layer"]);
+    assert!(
+        pages
+            .iter()
+            .all(|p| p["text"] == "" && p["error"].is_null())
+    );
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn the_ocr_language_is_chosen_per_upload_and_checked(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let refused = upload_with(&app, "scanned_german.pdf", &[("ocr_languages", "eng+xyz")]).await;
+    assert_eq!(refused.status(), 422);
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "invalid-ocr-settings");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("xyz is not installed"), "{detail}");
+    assert!(detail.contains("deu") && detail.contains("eng"), "{detail}");
+    let bad_mode = upload_with(&app, "scanned_german.pdf", &[("ocr", "always")]).await;
+    assert_eq!(bad_mode.status(), 422);
+    assert_eq!(
+        app.db.count("documents").await,
+        0,
+        "a refused upload leaves no row"
+    );
+
+    let german = upload_with(&app, "scanned_german.pdf", &[("ocr_languages", "deu")]).await;
+    assert_eq!(german.status(), 202);
+    let german: Value = german.json().await.unwrap();
+    assert_eq!(german["ocr"]["languages"], "deu");
+    app.drain_jobs().await;
+    let pages = pages_of(&app, german["id"].as_str().unwrap()).await;
+    let read = text(&pages[0]);
+    for word in ["Grüße", "Köln", "Straße", "Bäckerei", "früh", "Brötchen"] {
+        assert!(read.contains(word), "{word} in {read}");
+    }
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn reprocessing_with_other_ocr_settings_reads_the_pages_again(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.upload_ok("scanned_german.pdf").await;
+    app.drain_jobs().await;
+    let english = text(&pages_of(&app, &id).await[0]);
+    assert!(
+        !english.contains("Grüße"),
+        "English OCR has no ß: {english}"
+    );
+
+    let bad = app
+        .client
+        .post(app.url(&format!("/api/v1/documents/{id}/reprocess")))
+        .json(&json!({"ocr_languages": "klingon"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    let problem: Value = bad.json().await.unwrap();
+    assert_eq!(problem["code"], "invalid-ocr-settings");
+    assert_eq!(
+        app.document(&id).await["status"],
+        "done",
+        "nothing was re-queued"
+    );
+
+    let requeued = app
+        .client
+        .post(app.url(&format!("/api/v1/documents/{id}/reprocess")))
+        .json(&json!({"ocr_languages": "deu", "ocr": "force"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(requeued.status(), 202);
+    let doc: Value = requeued.json().await.unwrap();
+    assert_eq!(doc["ocr"], json!({"mode": "force", "languages": "deu"}));
+    app.drain_jobs().await;
+    let pages = pages_of(&app, &id).await;
+    assert_eq!(pages[0]["ocr_reason"], "OCR forced");
+    assert!(
+        text(&pages[0]).contains("Grüße aus Köln"),
+        "{}",
+        text(&pages[0])
+    );
+}
+
+#[tokio::test]
+async fn the_web_forms_take_ocr_settings_and_show_mistakes_in_place() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let index = app
+        .client
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(index.contains(r#"name="ocr""#) && index.contains(r#"name="ocr_languages""#));
+    assert!(index.contains("installed: deu, eng"), "{index}");
+
+    // A language that is not installed: the form again, with the reason, and no document.
+    let bytes = std::fs::read(fixture("scanned_two_pages.pdf")).unwrap();
+    let form = Form::new()
+        .part(
+            "file",
+            Part::bytes(bytes.clone()).file_name("scanned_two_pages.pdf"),
+        )
+        .text("ocr_languages", "xyz");
+    let refused = app
+        .client
+        .post(app.url("/documents"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+    let html = refused.text().await.unwrap();
+    assert!(html.contains("xyz is not installed"), "{html}");
+    assert_eq!(app.db.count("documents").await, 0);
+
+    let form = Form::new()
+        .part(
+            "file",
+            Part::bytes(bytes).file_name("scanned_two_pages.pdf"),
+        )
+        .text("ocr", "off");
+    let stored = app
+        .client
+        .post(app.url("/documents"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 303);
+    let location = stored.headers()["location"].to_str().unwrap().to_owned();
+    let id = location.trim_start_matches("/documents/").to_owned();
+    app.drain_jobs().await;
+    assert_eq!(
+        sources(&pages_of(&app, &id).await),
+        ["text_layer", "text_layer"]
+    );
+
+    // Re-process from the document page with OCR switched on.
+    let bad = app
+        .client
+        .post(app.url(&format!("/documents/{id}/reprocess")))
+        .form(&[("ocr", "sometimes"), ("ocr_languages", "eng")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    let html = bad.text().await.unwrap();
+    assert!(html.contains("must be auto, off or force"), "{html}");
+    assert!(html.contains(r#"id="reprocess-error""#));
+    let requeued = app
+        .client
+        .post(app.url(&format!("/documents/{id}/reprocess")))
+        .form(&[("ocr", "auto"), ("ocr_languages", "eng")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(requeued.status(), 303);
+    app.drain_jobs().await;
+    let pages = pages_of(&app, &id).await;
+    assert_eq!(sources(&pages), ["ocr", "ocr"]);
+    let html = app
+        .client
+        .get(app.url(&location))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("lighthouse keeper"));
+    assert!(html.contains("OCR auto (eng)"));
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_page_over_the_ocr_time_limit_fails_alone(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("LECTOR_OCR_PAGE_TIMEOUT_SECS", "0")]).await;
+    let id = app.upload_ok("mixed_text_and_scan.pdf").await;
+    app.drain_jobs().await;
+    let doc = app.document(&id).await;
+    assert_eq!(doc["status"], "done", "{doc}");
+    assert_eq!(doc["pages_failed"], 1, "{doc}");
+    let pages = pages_of(&app, &id).await;
+    assert_eq!(pages.len(), 3);
+    assert!(pages[0]["error"].is_null() && pages[2]["error"].is_null());
+    assert!(text(&pages[2]).starts_with("Mixed fixture page three"));
+    let reason = pages[1]["error"].as_str().unwrap();
+    assert!(reason.contains("time limit per page"), "{reason}");
+    let job_attempts = app
+        .db
+        .query_i64(&format!(
+            "select cast(attempts as bigint) from jobs where document_id = '{id}'"
+        ))
+        .await;
+    assert_eq!(
+        job_attempts, 1,
+        "a failed page does not cost the document an attempt"
+    );
+}
+
+#[tokio::test]
+async fn a_page_that_crashes_the_ocr_fails_alone_and_the_rest_completes() {
+    // Room to parse the PDF, not to load Tesseract's model: the OCR child dies on each
+    // scanned page, and a fresh child goes on with the pages after it.
+    let app = TestApp::spawn_with(Backend::Sqlite, &[("LECTOR_SANDBOX_MEMORY_MB", "160")]).await;
+    let id = app.upload_ok("mixed_text_and_scan.pdf").await;
+    app.drain_jobs().await;
+    let doc = app.document(&id).await;
+    assert_eq!(doc["status"], "done", "{doc}");
+    let pages = pages_of(&app, &id).await;
+    assert_eq!(pages.len(), 3);
+    assert!(text(&pages[0]).starts_with("Mixed fixture page one"));
+    assert!(text(&pages[2]).starts_with("Mixed fixture page three"));
+    let reason = pages[1]["error"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("OCR of this page failed"),
+        "page 2 says why: {}",
+        pages[1]
+    );
+    eprintln!("page 2: {reason}");
+}
