@@ -11,7 +11,7 @@ use crate::{
     domain::ocr::{OcrMode, parse_languages},
     engines::{
         self, Sandbox,
-        ocr::OcrAvailability,
+        ocr::{OcrAvailability, Rasteriser},
         sandbox::{self, SandboxMessage, SandboxRequest},
         text_layer,
     },
@@ -53,6 +53,21 @@ enum Command {
     },
     /// Check this machine: database, OCR languages, AWS settings.
     Doctor,
+    /// Write the image OCR reads for one page (8-bit grey PGM): to see what Tesseract saw,
+    /// or to time Tesseract alone on the same pixels.
+    Render {
+        /// The PDF.
+        file: PathBuf,
+        /// 1-based page number.
+        #[arg(long, default_value_t = 1)]
+        page: u32,
+        /// Resolution (default: LECTOR_OCR_DPI, else 300).
+        #[arg(long)]
+        dpi: Option<u32>,
+        /// The PGM file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Internal: the sandboxed parser process.
     #[command(hide = true)]
     Sandbox {
@@ -90,6 +105,12 @@ pub fn main() -> ExitCode {
             ocr,
             ocr_languages,
         } => extract(&file, json, password, ocr, ocr_languages),
+        Command::Render {
+            file,
+            page,
+            dpi,
+            out,
+        } => render(&file, page, dpi, &out),
         command => run_service(command),
     };
     match result {
@@ -196,6 +217,33 @@ fn extract(
         writeln!(out)?;
     }
     out.flush()?;
+    Ok(())
+}
+
+/// `lector render`: the page image OCR reads, as a PGM file.
+fn render(
+    file: &std::path::Path,
+    page: u32,
+    dpi: Option<u32>,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let password = std::env::var("LECTOR_PDF_PASSWORD").ok();
+    let rasteriser =
+        Rasteriser::open(file, password.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let image = rasteriser
+        .render(page, dpi.unwrap_or(config.ocr.dpi), config.ocr.max_pixels)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut pgm = format!("P5\n{} {}\n255\n", image.width, image.height).into_bytes();
+    pgm.extend_from_slice(&image.pixels);
+    std::fs::write(out, pgm).map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?;
+    println!(
+        "{}: {}x{} at {} dpi",
+        out.display(),
+        image.width,
+        image.height,
+        image.dpi
+    );
     Ok(())
 }
 

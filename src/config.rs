@@ -92,6 +92,9 @@ pub struct Config {
     /// `LECTOR_TEXTRACT_PRICE_PER_1000_PAGES`: USD per 1,000 pages, for the cost estimates
     /// shown on documents and in `/metrics` (default 1.50, text detection's list price).
     pub textract_price_per_1000_pages: f64,
+    /// `LECTOR_TEXTRACT_MONTHLY_PAGE_BUDGET`: pages sent to Textract per calendar month (UTC);
+    /// once spent, documents are read locally (text layer and OCR) and say so. Unset: no limit.
+    pub textract_monthly_page_budget: Option<u64>,
     /// OCR defaults for new documents: `LECTOR_OCR` (`auto`, `off`, `force`; default `auto`),
     /// `LECTOR_OCR_LANGUAGES` (Tesseract codes joined by `+`; default `eng`),
     /// `LECTOR_OCR_DPI` (default 300), `LECTOR_OCR_MAX_PIXELS` (largest page image, default
@@ -267,6 +270,14 @@ impl Config {
                 "LECTOR_TEXTRACT_PRICE_PER_1000_PAGES",
                 1.5,
             )?,
+            textract_monthly_page_budget: match get("LECTOR_TEXTRACT_MONTHLY_PAGE_BUDGET") {
+                None => None,
+                Some(raw) => Some(raw.trim().parse().map_err(|_| {
+                    anyhow::anyhow!(
+                        "LECTOR_TEXTRACT_MONTHLY_PAGE_BUDGET={raw:?} is not a number of pages"
+                    )
+                })?),
+            },
             ocr: OcrSettings {
                 mode: match get("LECTOR_OCR") {
                     None => OcrMode::Auto,

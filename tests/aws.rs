@@ -199,6 +199,112 @@ async fn textract_reads_every_page_following_next_token_and_is_started_once(
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
+async fn once_the_monthly_page_budget_is_spent_documents_are_read_locally_and_say_so(
+    #[case] backend: Backend,
+) {
+    let aws = Aws::start().await;
+    let app = TestApp::spawn_with(
+        backend,
+        &aws.vars(&[
+            ("LECTOR_ENGINE", "textract"),
+            ("LECTOR_TEXTRACT_MONTHLY_PAGE_BUDGET", "15"),
+        ]),
+    )
+    .await;
+    // 12 pages fit in the budget of 15; the next 12 do not, the 3-page file still does.
+    let first = app.upload_ok("twelve_pages.pdf").await;
+    app.drain_jobs().await;
+    let bytes = std::fs::read(fixture("twelve_pages.pdf")).unwrap();
+    let response = app
+        .upload_bytes(common::distinct_copy(&bytes, 1), "again.pdf", None)
+        .await;
+    assert_eq!(response.status(), 202);
+    let second = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.drain_jobs().await;
+    let third = app.upload_ok("three_pages.pdf").await;
+    app.drain_jobs().await;
+
+    assert_eq!(
+        aws.textract.started_jobs().len(),
+        2,
+        "the second file never went to Textract"
+    );
+    let first_pages = pages(&app, &first).await;
+    assert!(first_pages.iter().all(|p| p["source"] == "textract"));
+    assert!(app.document(&first).await["note"].is_null());
+
+    let doc = app.document(&second).await;
+    assert_eq!(doc["status"], "done", "{doc}");
+    assert_eq!(doc["engine"], "textract");
+    let note = doc["note"].as_str().unwrap();
+    assert!(
+        note.contains("monthly budget of 15 pages is spent"),
+        "{note}"
+    );
+    let second_pages = pages(&app, &second).await;
+    assert_eq!(second_pages.len(), 12);
+    assert!(second_pages.iter().all(|p| p["source"] == "text_layer"));
+    assert!(
+        second_pages[10]["text"]
+            .as_str()
+            .unwrap()
+            .contains("This is page 11 of twelve.")
+    );
+    let html = app
+        .client
+        .get(app.url(&format!("/documents/{second}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("monthly budget of 15 pages is spent"),
+        "{html}"
+    );
+    assert!(
+        pages(&app, &third)
+            .await
+            .iter()
+            .all(|p| p["source"] == "textract")
+    );
+
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("lector_textract_pages_this_month 15\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("lector_textract_monthly_page_budget 15\n"),
+        "{metrics}"
+    );
+    // Usage outlives the documents: the pages were paid for.
+    let deleted = app
+        .client
+        .delete(app.url(&format!("/api/v1/documents/{first}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(app.store.textract_pages_this_month().await.unwrap(), 15);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
 async fn a_job_handed_back_mid_poll_resumes_the_same_textract_job(#[case] backend: Backend) {
     let aws = Aws::start().await;
     aws.textract.in_progress_polls(1000);

@@ -601,6 +601,8 @@ fn edit_distance(a: &[char], b: &[char]) -> usize {
 /// Largest character error rate allowed on a scanned file (the bar; Tesseract
 /// measured about 0.7 % on these files).
 const MAX_CER: f64 = 0.015;
+/// Tesseract's Latin-script model (Debian: tesseract-ocr-script-latn).
+const OCR_LANGUAGES: &str = "Latin";
 /// The table is read cell by cell in another order: its words must be there.
 const MIN_TABLE_WORD_RECALL: f64 = 0.97;
 
@@ -616,7 +618,25 @@ async fn every_scanned_page_is_read_by_ocr_within_the_error_rate() {
     assert!(!files.is_empty(), "no PDFs in {}", dir.display());
     let mut uploaded = Vec::new();
     for path in &files {
-        let (status, body, _) = upload_file(&app, path, None).await;
+        // The documents mix European diacritics (ł, ø, ő, ñ …) that the English model does
+        // not know (measured: 2.9 % CER with `eng`): read them with Tesseract's Latin-script
+        // model, as a user with such documents would.
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(std::fs::read(path).unwrap())
+                    .file_name(file_name(path)),
+            )
+            .text("ocr_languages", OCR_LANGUAGES);
+        let response = app
+            .client
+            .post(app.url("/api/v1/documents"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
         assert_eq!(status, 202, "{}: {body}", file_name(path));
         uploaded.push((file_name(path), body["id"].as_str().unwrap().to_owned()));
     }

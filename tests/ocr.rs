@@ -256,7 +256,11 @@ async fn the_web_forms_take_ocr_settings_and_show_mistakes_in_place() {
         .await
         .unwrap();
     assert!(index.contains(r#"name="ocr""#) && index.contains(r#"name="ocr_languages""#));
-    assert!(index.contains("installed: deu, eng"), "{index}");
+    let installed = index.split("(installed: ").nth(1).unwrap_or_default();
+    assert!(
+        installed.contains("deu") && installed.contains("eng"),
+        "{index}"
+    );
 
     // A language that is not installed: the form again, with the reason, and no document.
     let bytes = std::fs::read(fixture("scanned_two_pages.pdf")).unwrap();
@@ -385,4 +389,130 @@ async fn a_page_that_crashes_the_ocr_fails_alone_and_the_rest_completes() {
         pages[1]
     );
     eprintln!("page 2: {reason}");
+}
+
+/// Runs the `lector` binary with `args` and extra environment; returns (success, stdout,
+/// stderr).
+fn lector(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let output = std::process::Command::new(common::lector_exe())
+        .args(args)
+        .env_remove("LECTOR_OCR")
+        .env_remove("LECTOR_OCR_LANGUAGES")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn lector_extract_ocrs_scanned_pages_on_the_command_line() {
+    let mixed = fixture("mixed_text_and_scan.pdf");
+    let (ok, out, err) = lector(&["extract", "--json", mixed.to_str().unwrap()], &[]);
+    assert!(ok, "{err}");
+    let json: Value = serde_json::from_str(&out).unwrap();
+    let pages = json["pages"].as_array().unwrap();
+    assert_eq!(sources(pages), ["text_layer", "ocr", "text_layer"]);
+    assert_eq!(pages[1]["dpi"], 300);
+
+    let scanned = fixture("scanned_two_pages.pdf");
+    let (ok, out, _) = lector(&["extract", scanned.to_str().unwrap()], &[]);
+    assert!(ok);
+    let pages: Vec<&str> = out.split('\x0c').collect();
+    assert_eq!(pages.len(), 2, "pages are separated by form feeds: {out:?}");
+    assert!(pages[0].contains("lighthouse keeper") && pages[1].contains("Marmalade"));
+
+    let (ok, out, _) = lector(&["extract", "--ocr", "off", scanned.to_str().unwrap()], &[]);
+    assert!(ok);
+    assert_eq!(out.trim(), "\x0c".trim(), "no text without OCR: {out:?}");
+
+    let (ok, _, err) = lector(
+        &[
+            "extract",
+            "--ocr-languages",
+            "xyz",
+            scanned.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!ok);
+    assert!(err.contains("xyz is not installed"), "{err}");
+    let (ok, _, err) = lector(
+        &["extract", "--ocr", "always", scanned.to_str().unwrap()],
+        &[],
+    );
+    assert!(!ok);
+    assert!(err.contains("must be auto, off or force"), "{err}");
+}
+
+#[test]
+fn lector_render_writes_the_image_ocr_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("page.pgm");
+    let scanned = fixture("scanned_two_pages.pdf");
+    let (ok, stdout, err) = lector(
+        &[
+            "render",
+            scanned.to_str().unwrap(),
+            "--page",
+            "2",
+            "--dpi",
+            "150",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert!(stdout.contains("at 150 dpi"), "{stdout}");
+    let bytes = std::fs::read(&out).unwrap();
+    // A5 (419.5 × 595.3 pt) at 150 dpi, one grey byte per pixel after the header.
+    let header = b"P5\n874 1240\n255\n";
+    assert!(bytes.starts_with(header), "{:?}", &bytes[..20]);
+    assert_eq!(bytes.len(), header.len() + 874 * 1240);
+    assert!(
+        bytes[header.len()..].iter().any(|&p| p < 100),
+        "the page has ink"
+    );
+
+    let (ok, _, err) = lector(
+        &[
+            "render",
+            scanned.to_str().unwrap(),
+            "--page",
+            "9",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!ok);
+    assert!(err.contains("no page 9"), "{err}");
+}
+
+#[test]
+fn lector_doctor_reports_the_ocr_languages_and_refuses_missing_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("doctor.db").display());
+    let (ok, out, err) = lector(&["doctor"], &[("DATABASE_URL", url.as_str())]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("database: ok (sqlite)"), "{out}");
+    assert!(
+        out.contains("ocr: installed languages") && out.contains("eng"),
+        "{out}"
+    );
+    assert!(out.contains("ocr: auto with eng (ok)"), "{out}");
+
+    let (ok, out, _) = lector(
+        &["doctor"],
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("LECTOR_OCR_LANGUAGES", "eng+xyz"),
+        ],
+    );
+    assert!(!ok);
+    assert!(out.contains("ocr: FAILED") && out.contains("xyz"), "{out}");
 }

@@ -99,6 +99,9 @@ pub struct Document {
     pub blob_key: Option<String>,
     /// When and in which languages its pages are OCR'd.
     pub ocr: super::ocr::OcrChoice,
+    /// Something the reader should know about how it was extracted (e.g. read locally
+    /// because the Textract budget was spent).
+    pub note: Option<String>,
     /// When it was uploaded.
     pub created_at: DateTime<Utc>,
     /// When its current extraction started.
@@ -214,6 +217,7 @@ mod tests {
                 mode: crate::domain::ocr::OcrMode::Auto,
                 languages: "eng".into(),
             },
+            note: None,
             created_at: Utc::now(),
             started_at: None,
             finished_at: None,

@@ -65,8 +65,10 @@ pub fn parse_languages(raw: &str, installed: &[String]) -> Result<String, String
     }
     let mut unknown = Vec::new();
     for code in &codes {
-        let well_formed = code.len() <= 32
-            && code
+        // `script/Latin` names a script model; nothing else may hold a slash.
+        let name = code.strip_prefix("script/").unwrap_or(code);
+        let well_formed = (1..=32).contains(&name.len())
+            && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !well_formed {
@@ -118,6 +120,12 @@ mod tests {
         assert!(err.contains("deu, eng"), "{err}");
         assert!(parse_languages("", &installed()).is_err());
         assert!(parse_languages("../etc", &installed()).is_err());
+        assert!(parse_languages("script/../x", &installed()).is_err());
+        let scripts = vec!["Latin".to_string(), "script/Cyrillic".to_string()];
+        assert_eq!(
+            parse_languages("Latin+script/Cyrillic", &scripts).unwrap(),
+            "Latin+script/Cyrillic"
+        );
         assert!(parse_languages("eng", &[]).unwrap_err().contains("none"));
     }
 }

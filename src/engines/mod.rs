@@ -182,6 +182,12 @@ fn extract_page(
                     source: ocr::SOURCE.into(),
                     confidence: read.confidence,
                     dpi: Some(read.dpi),
+                    ocr_reason: ocr_reason
+                        .as_ref()
+                        .map(|why| match read.tables_read_by_rows {
+                            true => format!("{why}; read as a table, row by row"),
+                            false => why.clone(),
+                        }),
                     ..page(String::new(), None)
                 },
                 // Keep whatever the text layer had, and say why OCR did not happen.

@@ -128,6 +128,8 @@ pub struct OcrPage {
     pub confidence: Option<f64>,
     /// The resolution the page was read at.
     pub dpi: u32,
+    /// True when the page looked like a table and was read row by row.
+    pub tables_read_by_rows: bool,
 }
 
 /// A page rasterised to 8-bit grey, one byte per pixel, rows top to bottom.
@@ -259,15 +261,18 @@ pub fn installed_languages() -> Result<Vec<String>, String> {
     if !cfg!(feature = "ocr") {
         return Err(UNAVAILABLE_BUILD.into());
     }
+    // Script models (`Latin`, `Cyrillic`, …) sit beside the languages on Debian and in a
+    // `script/` folder upstream, where Tesseract names them `script/Latin`.
     let mut languages: Vec<String> = tessdata_dirs()
         .iter()
-        .filter_map(|dir| std::fs::read_dir(dir).ok())
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            let code = name.strip_suffix(".traineddata")?;
-            (code != "osd").then(|| code.to_owned())
+        .flat_map(|dir| [(dir.clone(), ""), (dir.join("script"), "script/")])
+        .filter_map(|(dir, prefix)| Some((std::fs::read_dir(dir).ok()?, prefix)))
+        .flat_map(|(entries, prefix)| {
+            entries.flatten().filter_map(move |entry| {
+                let name = entry.file_name().into_string().ok()?;
+                let code = name.strip_suffix(".traineddata")?;
+                (code != "osd").then(|| format!("{prefix}{code}"))
+            })
         })
         .collect();
     languages.sort();
@@ -333,16 +338,34 @@ impl Recogniser {
         }
     }
 
-    /// Reads `image`: its text and mean word confidence.
+    /// Reads `image`: its text and mean word confidence. Pages are read with automatic
+    /// layout analysis; a page that comes out as columns of single words is a table read
+    /// column by column, and is read again row by row.
     pub fn read(&mut self, image: &GreyImage) -> Result<OcrPage, String> {
+        let first = self.read_with(image, Layout::Auto)?;
+        if !looks_like_a_table_read_by_columns(&first.text) {
+            return Ok(first);
+        }
+        let rows = self.read_with(image, Layout::SingleColumn)?;
+        Ok(OcrPage {
+            tables_read_by_rows: true,
+            ..rows
+        })
+    }
+
+    fn read_with(&mut self, image: &GreyImage, layout: Layout) -> Result<OcrPage, String> {
         #[cfg(feature = "ocr")]
         {
             let dpi = image.dpi;
             // The binding's builder consumes the instance; a failure drops it, so reload.
-            let tesseract = match self.tesseract.take() {
+            let mut tesseract = match self.tesseract.take() {
                 Some(t) => t,
                 None => load_tesseract(&self.languages)?,
             };
+            tesseract.set_page_seg_mode(match layout {
+                Layout::Auto => tesseract::PageSegMode::PsmAuto,
+                Layout::SingleColumn => tesseract::PageSegMode::PsmSingleColumn,
+            });
             let width = i32::try_from(image.width).map_err(|_| "page too wide".to_string())?;
             let height = i32::try_from(image.height).map_err(|_| "page too tall".to_string())?;
             let mut done = tesseract
@@ -360,19 +383,44 @@ impl Recogniser {
                 text,
                 confidence: Some(confidence),
                 dpi,
+                tables_read_by_rows: false,
             })
         }
         #[cfg(not(feature = "ocr"))]
         {
-            let _ = (image, &self.languages);
+            let _ = (image, layout, &self.languages);
             Err(UNAVAILABLE_BUILD.into())
         }
     }
 }
 
+/// How Tesseract finds the text on a page.
+#[derive(Debug, Clone, Copy)]
+enum Layout {
+    /// Mode 3, automatic layout analysis (columns, blocks). The library's default, mode 6
+    /// (one block), reads straight across two-column pages.
+    Auto,
+    /// Mode 4, one column of lines: reads a table row by row.
+    SingleColumn,
+}
+
+/// True when automatic layout analysis cut a page into columns of one or two words per line:
+/// what it makes of a table (measured on the corpus's scanned invoice table: word recall 0.67
+/// to 0.79 that way, 0.99 read row by row). Prose, headings and two-column text have longer
+/// lines.
+pub fn looks_like_a_table_read_by_columns(text: &str) -> bool {
+    let lines: Vec<usize> = text
+        .lines()
+        .map(|line| line.split_whitespace().count())
+        .filter(|&words| words > 0)
+        .collect();
+    let short = lines.iter().filter(|&&words| words <= 2).count();
+    lines.len() >= 15 && short * 10 >= lines.len() * 7
+}
+
 #[cfg(feature = "ocr")]
 fn load_tesseract(languages: &str) -> Result<tesseract::Tesseract, String> {
-    let mut tesseract =
+    let tesseract =
         tesseract::Tesseract::new(None, Some(languages)).map_err(
             |_| match installed_languages() {
                 Ok(installed) => format!(
@@ -383,9 +431,6 @@ fn load_tesseract(languages: &str) -> Result<tesseract::Tesseract, String> {
                 Err(reason) => reason,
             },
         )?;
-    // Mode 3 (automatic layout): the library's default, one block, reads straight across
-    // two-column pages.
-    tesseract.set_page_seg_mode(tesseract::PageSegMode::PsmAuto);
     Ok(tesseract)
 }
 
@@ -432,6 +477,7 @@ impl OcrPipeline {
                 text: String::new(),
                 confidence: None,
                 dpi: image.dpi,
+                tables_read_by_rows: false,
             });
         }
         let languages = &self.settings.languages;
@@ -527,6 +573,17 @@ mod tests {
         // A page of 200 × 200 inches cannot be read at any useful resolution.
         assert_eq!(fit_dpi(14_400.0, 14_400.0, 300, 50_000_000), None);
         assert_eq!(fit_dpi(0.0, 842.0, 300, 50_000_000), None);
+    }
+
+    #[test]
+    fn columns_of_single_words_look_like_a_table() {
+        let table_by_columns = "Invoice\n\nINV-1\nINV-2\nINV-3\nINV-4\nINV-5\nINV-6\n\nDate\n\n\
+            2024-01-01\n2024-01-02\n2024-01-03\n2024-01-04\n2024-01-05\n2024-01-06\n\nTotal\n1\n2";
+        assert!(looks_like_a_table_read_by_columns(table_by_columns));
+        let prose = "The quick brown fox jumps over the lazy dog and keeps running on\n".repeat(20);
+        assert!(!looks_like_a_table_read_by_columns(&prose));
+        // A short page is left alone.
+        assert!(!looks_like_a_table_read_by_columns("Title\n\n42"));
     }
 
     #[test]

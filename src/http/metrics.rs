@@ -19,6 +19,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         .find(|(source, _)| source == textract::SOURCE)
         .map_or(0, |(_, n)| *n);
     let cost = estimated_cost(textract_pages, state.config.textract_price_per_1000_pages);
+    let sent_this_month = store.textract_pages_this_month().await?;
 
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, rows: &[(String, i64)], label: &str| {
@@ -49,8 +50,17 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         "# HELP lector_textract_pages Pages read by Textract.\n# TYPE lector_textract_pages gauge\n\
          lector_textract_pages {textract_pages}\n\
          # HELP lector_textract_estimated_cost_usd Estimated Textract cost at LECTOR_TEXTRACT_PRICE_PER_1000_PAGES.\n\
-         # TYPE lector_textract_estimated_cost_usd gauge\nlector_textract_estimated_cost_usd {cost:.4}"
+         # TYPE lector_textract_estimated_cost_usd gauge\nlector_textract_estimated_cost_usd {cost:.4}\n\
+         # HELP lector_textract_pages_this_month Pages sent to Textract this calendar month (UTC).\n\
+         # TYPE lector_textract_pages_this_month gauge\nlector_textract_pages_this_month {sent_this_month}"
     );
+    if let Some(budget) = state.config.textract_monthly_page_budget {
+        let _ = writeln!(
+            out,
+            "# HELP lector_textract_monthly_page_budget LECTOR_TEXTRACT_MONTHLY_PAGE_BUDGET.\n\
+             # TYPE lector_textract_monthly_page_budget gauge\nlector_textract_monthly_page_budget {budget}"
+        );
+    }
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -13,6 +13,7 @@ use crate::{
         SandboxError,
         ocr::OcrSettings,
         sandbox::{SandboxMessage, SandboxRequest},
+        text_layer,
     },
     storage::{ClaimedJob, NewPage},
 };
@@ -65,8 +66,14 @@ async fn try_run(
     let store = &worker.store;
     let document = store.get_document(&job.document_id).await?;
     if document.engine == crate::engines::textract::SOURCE {
-        // Textract takes a slot first: a document waiting for one stays `queued`.
-        return super::textract::run(worker, job, &document, shutdown).await;
+        match super::textract::over_budget(worker, job, &document).await? {
+            // Textract takes a slot first: a document waiting for one stays `queued`.
+            None => return super::textract::run(worker, job, &document, shutdown).await,
+            Some(note) => {
+                tracing::info!(%note, "reading the document locally");
+                store.set_document_note(&document.id, Some(&note)).await?;
+            }
+        }
     }
     if !store.start_document(job, &worker.id).await? {
         return Ok(Outcome::Lost);
@@ -123,7 +130,12 @@ async fn try_run(
         let mut run = match worker
             .engines
             .sandbox
-            .extract(&document.engine, original.path(), &request, cpu_limit)
+            .extract(
+                text_layer::ENGINE_NAME,
+                original.path(),
+                &request,
+                cpu_limit,
+            )
             .await
         {
             Ok(run) => run,

@@ -15,6 +15,32 @@ use crate::{
     storage::{ClaimedJob, NewPage},
 };
 
+/// Counts the document's pages against the monthly page budget before its Textract job
+/// starts. Returns the note the document shows when the budget is spent and it must be read
+/// locally instead.
+pub(super) async fn over_budget(
+    worker: &Worker,
+    job: &ClaimedJob,
+    document: &Document,
+) -> anyhow::Result<Option<String>> {
+    if job.external_id.is_some() {
+        // Already started (and counted): a resumed attempt only collects the result.
+        return Ok(None);
+    }
+    let budget = worker.config.textract_monthly_page_budget;
+    let limit = budget.map_or(i64::MAX, |pages| i64::try_from(pages).unwrap_or(i64::MAX));
+    let reserved = worker
+        .store
+        .reserve_textract_pages(&document.sha256, &document.id, document.page_count, limit)
+        .await?;
+    Ok((!reserved).then(|| {
+        format!(
+            "Textract's monthly budget of {limit} pages is spent: this document was read \
+             locally (text layer, and OCR where pages need it)"
+        )
+    }))
+}
+
 /// Runs one attempt of a Textract document.
 pub(super) async fn run(
     worker: &Worker,

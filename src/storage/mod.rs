@@ -218,6 +218,20 @@ pub trait Store: Send + Sync + 'static {
     async fn pages_by_source(&self) -> Result<Vec<(String, i64)>>;
     /// Pages of one document per source engine (for its cost).
     async fn document_pages_by_source(&self, id: &str) -> Result<Vec<(String, i64)>>;
+    /// Counts `pages` of the content `sha256` against this month's Textract budget. False
+    /// when they would pass `budget`; true, without counting again, when this content was
+    /// already counted this month.
+    async fn reserve_textract_pages(
+        &self,
+        sha256: &str,
+        document_id: &str,
+        pages: i32,
+        budget: i64,
+    ) -> Result<bool>;
+    /// Pages sent to Textract since the start of this calendar month (UTC).
+    async fn textract_pages_this_month(&self) -> Result<i64>;
+    /// Sets (or clears) the note a document shows, such as why it was read locally.
+    async fn set_document_note(&self, id: &str, note: Option<&str>) -> Result<()>;
 }
 
 /// The store for `database_url`, connected and migrated.
@@ -250,6 +264,7 @@ struct DocumentRow {
     blob_key: Option<String>,
     ocr_mode: String,
     ocr_languages: String,
+    note: Option<String>,
     created_at: chrono::DateTime<chrono::Utc>,
     started_at: Option<chrono::DateTime<chrono::Utc>>,
     finished_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -280,6 +295,7 @@ impl TryFrom<DocumentRow> for Document {
                 })?,
                 languages: row.ocr_languages,
             },
+            note: row.note,
             created_at: row.created_at,
             started_at: row.started_at,
             finished_at: row.finished_at,
@@ -319,6 +335,6 @@ impl From<PageRow> for Page {
 
 /// The columns every document query selects, with page progress counted from `pages`.
 const DOCUMENT_COLUMNS: &str = "d.id, d.file_name, d.sha256, d.size_bytes, d.page_count, d.status, \
-     d.error, d.engine, d.blob_key, d.ocr_mode, d.ocr_languages, d.created_at, d.started_at, d.finished_at, \
+     d.error, d.engine, d.blob_key, d.ocr_mode, d.ocr_languages, d.note, d.created_at, d.started_at, d.finished_at, \
      (select count(*) from pages p where p.document_id = d.id) as pages_done, \
      (select count(*) from pages p where p.document_id = d.id and p.error is not null) as pages_failed";

@@ -14,6 +14,7 @@ const DIALECT: Dialect = Dialect {
     now: "now()",
     later: |secs| format!("now() + make_interval(secs => {secs})"),
     skip_locked: "for update skip locked",
+    month_start: "date_trunc('month', now())",
 };
 
 /// [`super::Store`] on Postgres.

@@ -9,6 +9,8 @@ pub(crate) struct Dialect {
     pub later: fn(&str) -> String,
     /// Row locking for queue claims (nothing on SQLite, where writers are serialised anyway).
     pub skip_locked: &'static str,
+    /// The first instant of the current calendar month (UTC).
+    pub month_start: &'static str,
 }
 
 /// Every statement the stores run, built once from a [`Dialect`].
@@ -37,6 +39,9 @@ pub(crate) struct Queries {
     pub set_external_id: String,
     pub claim_slot: String,
     pub requeue_document_status: String,
+    pub reserve_textract_pages: String,
+    pub textract_reserved: String,
+    pub textract_pages_this_month: String,
 }
 
 /// Statements that are the same on both backends.
@@ -68,6 +73,7 @@ pub(crate) mod common {
          on conflict (textract_job_id) do nothing";
     pub const COMPLETION: &str =
         "select status from textract_completions where textract_job_id = $1";
+    pub const SET_NOTE: &str = "update documents set note = $2 where id = $1";
     pub const QUEUE_COUNTS: &str = "select \
          coalesce(sum(case when status = 'queued' then 1 else 0 end), 0), \
          coalesce(sum(case when status = 'running' then 1 else 0 end), 0) from jobs";
@@ -94,7 +100,7 @@ impl Queries {
             documents_at: format!("select {cols} from documents d order by d.id desc limit $1 offset $2"),
             requeue_document: format!(
                 "update documents set status = 'queued', error = null, started_at = null, \
-                 finished_at = null, ocr_mode = coalesce($2, ocr_mode), \
+                 finished_at = null, note = null, ocr_mode = coalesce($2, ocr_mode), \
                  ocr_languages = coalesce($3, ocr_languages), updated_at = {now} where id = $1"
             ),
             requeue_job: format!(
@@ -168,6 +174,23 @@ impl Queries {
             ),
             requeue_document_status: format!(
                 "update documents set status = 'queued', error = $2, updated_at = {now} where id = $1"
+            ),
+            // Reserves a document's pages unless the month's budget would be passed; the same
+            // content is counted once a month. Concurrent reservations can pass the budget by
+            // at most the pages of the documents reserved at the same instant.
+            reserve_textract_pages: format!(
+                "insert into textract_usage (sha256, document_id, pages) select $1, $2, $3 \
+                 where not exists (select 1 from textract_usage where sha256 = $1 and created_at >= {month}) \
+                 and coalesce((select sum(pages) from textract_usage where created_at >= {month}), 0) + $3 <= $4",
+                month = d.month_start,
+            ),
+            textract_reserved: format!(
+                "select count(*) from textract_usage where sha256 = $1 and created_at >= {month}",
+                month = d.month_start,
+            ),
+            textract_pages_this_month: format!(
+                "select cast(coalesce(sum(pages), 0) as bigint) from textract_usage where created_at >= {month}",
+                month = d.month_start,
             ),
         }
     }
@@ -714,6 +737,49 @@ macro_rules! store_impl {
                         .fetch_all(&self.pool)
                         .await?,
                 )
+            }
+
+            async fn reserve_textract_pages(
+                &self,
+                sha256: &str,
+                document_id: &str,
+                pages: i32,
+                budget: i64,
+            ) -> $crate::storage::Result<bool> {
+                let inserted = sqlx::query(&self.sql.reserve_textract_pages)
+                    .bind(sha256)
+                    .bind(document_id)
+                    .bind(pages)
+                    .bind(budget)
+                    .execute(&self.pool)
+                    .await?;
+                if inserted.rows_affected() == 1 {
+                    return Ok(true);
+                }
+                let reserved: i64 = sqlx::query_scalar(&self.sql.textract_reserved)
+                    .bind(sha256)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(reserved > 0)
+            }
+
+            async fn textract_pages_this_month(&self) -> $crate::storage::Result<i64> {
+                Ok(sqlx::query_scalar(&self.sql.textract_pages_this_month)
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn set_document_note(
+                &self,
+                id: &str,
+                note: Option<&str>,
+            ) -> $crate::storage::Result<()> {
+                sqlx::query($crate::storage::sql_store::common::SET_NOTE)
+                    .bind(id)
+                    .bind(note)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
             }
         }
 

@@ -15,6 +15,7 @@ const DIALECT: Dialect = Dialect {
     now: "strftime('%Y-%m-%d %H:%M:%f', 'now')",
     later: |secs| format!("strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.3f seconds', {secs}))"),
     skip_locked: "",
+    month_start: "strftime('%Y-%m-01 00:00:00.000', 'now')",
 };
 
 /// [`super::Store`] on SQLite.

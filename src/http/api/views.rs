@@ -48,6 +48,9 @@ pub struct DocumentView {
     pub engine: String,
     /// When and in which languages pages are OCR'd.
     pub ocr: crate::domain::ocr::OcrChoice,
+    /// Something to know about how it was extracted (e.g. read locally because the Textract
+    /// budget was spent).
+    pub note: Option<String>,
     /// Why it failed (or why the last attempt did).
     pub error: Option<String>,
     /// Upload time.
@@ -89,6 +92,7 @@ impl DocumentView {
             sha256: doc.sha256,
             engine: doc.engine,
             ocr: doc.ocr,
+            note: doc.note,
             error: doc.error,
             created_at: doc.created_at,
             started_at: doc.started_at,

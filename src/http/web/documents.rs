@@ -43,6 +43,7 @@ struct DocumentPage {
     textract_note: Option<String>,
     form_error: Option<String>,
     ocr_languages: String,
+    note: Option<String>,
     doc: DocumentSummary,
     error: Option<String>,
     pages: Vec<PageSection>,
@@ -215,6 +216,7 @@ async fn document_page(
         form_error,
         ocr_languages: state.documents.ocr_availability().languages().join(", "),
         error: document.error.clone(),
+        note: document.note.clone(),
         doc: DocumentSummary::from(&document),
         pages: pages.into_iter().map(PageSection::from).collect(),
     })
