@@ -176,6 +176,7 @@ fn extract(
         password,
         skip: vec![],
         ocr: settings,
+        split: None,
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -191,7 +192,10 @@ fn extract(
         while let Some(message) = run.next_message().await? {
             match message {
                 SandboxMessage::Refused(reason) => anyhow::bail!("{reason}"),
-                SandboxMessage::Opened(_) | SandboxMessage::OcrStarted(_) => {}
+                SandboxMessage::Opened(_)
+                | SandboxMessage::OcrStarted(_)
+                | SandboxMessage::OcrDeferred { .. }
+                | SandboxMessage::Split(_) => {}
                 SandboxMessage::Page(page) if json => all.push(page),
                 SandboxMessage::Page(page) => {
                     if page.number > 1 {

@@ -126,6 +126,8 @@ pub enum EngineChoice {
     Local,
     /// AWS Textract.
     Textract,
+    /// The text layer locally; only pages that need OCR go to Textract.
+    Hybrid,
 }
 
 impl EngineChoice {
@@ -134,6 +136,7 @@ impl EngineChoice {
         match self {
             EngineChoice::Local => "local",
             EngineChoice::Textract => "textract",
+            EngineChoice::Hybrid => "hybrid",
         }
     }
 }
@@ -224,7 +227,8 @@ impl Config {
             engine: match get("LECTOR_ENGINE").as_deref() {
                 None | Some("local") => EngineChoice::Local,
                 Some("textract") => EngineChoice::Textract,
-                Some(other) => bail!("LECTOR_ENGINE={other:?} must be local or textract"),
+                Some("hybrid") => EngineChoice::Hybrid,
+                Some(other) => bail!("LECTOR_ENGINE={other:?} must be local, textract or hybrid"),
             },
             blob_store: match get("LECTOR_BLOB_STORE").as_deref() {
                 None | Some("database") => BlobStoreChoice::Database,
@@ -290,6 +294,7 @@ impl Config {
                 max_pixels: parse_or(&get, "LECTOR_OCR_MAX_PIXELS", 50_000_000)?,
                 min_chars: parse_or(&get, "LECTOR_OCR_MIN_CHARS", 2)?,
                 max_junk_ratio: parse_or(&get, "LECTOR_OCR_MAX_JUNK_RATIO", 0.10)?,
+                defer: false,
             },
             ocr_page_timeout: secs("LECTOR_OCR_PAGE_TIMEOUT_SECS", 120)?,
         };
@@ -303,11 +308,11 @@ impl Config {
             bail!("LECTOR_OCR_MAX_JUNK_RATIO must be between 0 and 1");
         }
         let needs_bucket = config.blob_store == BlobStoreChoice::S3
-            || config.engine == EngineChoice::Textract
+            || config.engine != EngineChoice::Local
             || config.ingest_sqs_queue_url.is_some();
         if needs_bucket && config.s3_bucket.is_none() {
             bail!(
-                "LECTOR_S3_BUCKET must be set when LECTOR_BLOB_STORE=s3, LECTOR_ENGINE=textract or LECTOR_INGEST_SQS_QUEUE_URL is set"
+                "LECTOR_S3_BUCKET must be set when LECTOR_BLOB_STORE=s3, LECTOR_ENGINE=textract or hybrid, or LECTOR_INGEST_SQS_QUEUE_URL is set"
             );
         }
         if config.textract_max_in_flight == 0 {
@@ -426,6 +431,12 @@ mod tests {
         assert_eq!(ok.engine.name(), "textract");
         assert_eq!(ok.s3_prefix, "originals/");
         assert!(config(&[("LECTOR_ENGINE", "magic")]).is_err());
+        let err = config(&[("LECTOR_ENGINE", "hybrid")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("LECTOR_S3_BUCKET"), "{err}");
+        let hybrid = config(&[("LECTOR_ENGINE", "hybrid"), ("LECTOR_S3_BUCKET", "b")]).unwrap();
+        assert_eq!(hybrid.engine.name(), "hybrid");
     }
 
     #[test]

@@ -305,6 +305,121 @@ async fn once_the_monthly_page_budget_is_spent_documents_are_read_locally_and_sa
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
+async fn hybrid_takes_good_text_layers_locally_and_sends_only_scanned_pages_to_textract(
+    #[case] backend: Backend,
+) {
+    let aws = Aws::start().await;
+    let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "hybrid")])).await;
+    let text_only = app.upload_ok("three_pages.pdf").await;
+    let mixed = app.upload_ok("mixed_text_and_scan.pdf").await;
+    assert_eq!(app.document(&mixed).await["engine"], "hybrid");
+    app.drain_jobs().await;
+
+    let pages_of_text = pages(&app, &text_only).await;
+    assert!(pages_of_text.iter().all(|p| p["source"] == "text_layer"));
+    let doc = app.document(&mixed).await;
+    assert_eq!(doc["status"], "done", "{doc}");
+    assert!(doc["note"].is_null(), "{doc}");
+    let mixed_pages = pages(&app, &mixed).await;
+    let sources: Vec<&str> = mixed_pages
+        .iter()
+        .map(|p| p["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["text_layer", "textract", "text_layer"]);
+    assert!(
+        mixed_pages[1]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Marmalade and porridge"),
+        "{}",
+        mixed_pages[1]
+    );
+    assert!(
+        mixed_pages[2]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Mixed fixture page three")
+    );
+
+    // Only one Textract job, for a one-page PDF of the scanned page, removed once read.
+    let jobs = aws.textract.started_jobs();
+    assert_eq!(
+        jobs.len(),
+        1,
+        "the text-only document never went to Textract"
+    );
+    let (token, tag, _, name) = &jobs[0];
+    assert_eq!(tag.as_deref(), Some(mixed.as_str()));
+    let mixed_sha = sha256_of("mixed_text_and_scan.pdf");
+    assert_ne!(
+        name,
+        &format!("originals/{mixed_sha}.pdf"),
+        "not the whole original"
+    );
+    assert_ne!(token.as_deref(), Some(mixed_sha.as_str()));
+    assert!(!aws.s3.object_exists(name), "the part is deleted after use");
+    assert_eq!(app.store.textract_pages_this_month().await.unwrap(), 1);
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("lector_textract_pages 1\n"), "{metrics}");
+    let html = app
+        .client
+        .get(app.url(&format!("/documents/{mixed}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("1 pages read by Textract"), "{html}");
+}
+
+#[tokio::test]
+async fn hybrid_reads_scanned_pages_with_local_ocr_once_the_budget_is_spent() {
+    let aws = Aws::start().await;
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &aws.vars(&[
+            ("LECTOR_ENGINE", "hybrid"),
+            ("LECTOR_TEXTRACT_MONTHLY_PAGE_BUDGET", "0"),
+        ]),
+    )
+    .await;
+    let id = app.upload_ok("mixed_text_and_scan.pdf").await;
+    app.drain_jobs().await;
+    assert!(aws.textract.started_jobs().is_empty());
+    let doc = app.document(&id).await;
+    assert_eq!(doc["status"], "done", "{doc}");
+    let note = doc["note"].as_str().unwrap();
+    assert!(
+        note.contains("monthly budget of 0 pages is spent"),
+        "{note}"
+    );
+    let pages = pages(&app, &id).await;
+    let sources: Vec<&str> = pages
+        .iter()
+        .map(|p| p["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["text_layer", "ocr", "text_layer"]);
+    assert!(
+        pages[1]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Marmalade and porridge")
+    );
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
 async fn a_job_handed_back_mid_poll_resumes_the_same_textract_job(#[case] backend: Backend) {
     let aws = Aws::start().await;
     aws.textract.in_progress_polls(1000);
@@ -691,4 +806,57 @@ async fn a_pdf_arriving_on_s3_becomes_one_document_even_when_its_event_comes_twi
             .contains("zebras")
     );
     app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_hybrid_job_handed_back_mid_poll_resumes_its_textract_job_with_the_page_map() {
+    let aws = Aws::start().await;
+    aws.textract.in_progress_polls(1000);
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &aws.vars(&[
+            ("LECTOR_ENGINE", "hybrid"),
+            ("LECTOR_SHUTDOWN_GRACE_SECS", "0"),
+        ]),
+    )
+    .await;
+    let id = app.upload_ok("mixed_text_and_scan.pdf").await;
+    let worker = app.worker().await;
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let running = tokio::spawn(async move { worker.run_next(&stop).await.unwrap() });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while aws.textract.get_calls() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "never polled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    running.await.unwrap();
+    assert_eq!(app.document(&id).await["status"], "queued");
+    let kept = app
+        .db
+        .query_text(&format!(
+            "select external_id from jobs where document_id = '{id}'"
+        ))
+        .await
+        .unwrap();
+    assert!(
+        kept.ends_with("@2"),
+        "the job row keeps the page map: {kept}"
+    );
+
+    aws.textract.finish_running_jobs();
+    app.drain_jobs().await;
+    assert_eq!(app.document(&id).await["status"], "done");
+    assert_eq!(
+        aws.textract.started_jobs().len(),
+        1,
+        "Textract was started once"
+    );
+    let sources: Vec<String> = pages(&app, &id)
+        .await
+        .iter()
+        .map(|p| p["source"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(sources, ["text_layer", "textract", "text_layer"]);
 }

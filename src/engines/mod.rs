@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod ocr;
 pub mod sandbox;
+pub mod split;
 pub mod text_layer;
 pub mod textract;
 
@@ -124,6 +125,8 @@ pub fn clean_text(mut text: String) -> String {
 pub enum Progress {
     /// OCR of this page is starting (the slow, risky part: the parent times it).
     OcrStarted(u32),
+    /// This page needs OCR, and OCR is left to someone else (the hybrid engine).
+    OcrDeferred(u32, String),
     /// A page is finished.
     Page(PageText),
 }
@@ -138,8 +141,9 @@ pub fn extract_pages(
     mut report: impl FnMut(Progress) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     for number in pages {
-        let page = extract_page(doc, ocr, number, &mut report)?;
-        report(Progress::Page(page))?;
+        if let Some(page) = extract_page(doc, ocr, number, &mut report)? {
+            report(Progress::Page(page))?;
+        }
     }
     Ok(())
 }
@@ -149,7 +153,7 @@ fn extract_page(
     ocr: &mut ocr::OcrPipeline,
     number: u32,
     report: &mut impl FnMut(Progress) -> std::io::Result<()>,
-) -> std::io::Result<PageText> {
+) -> std::io::Result<Option<PageText>> {
     let started = std::time::Instant::now();
     let layer = doc.page_text(number).map(clean_text);
     let settings = ocr.settings();
@@ -174,6 +178,10 @@ fn extract_page(
     let mut result = match (&ocr_reason, layer) {
         (None, Ok(text)) => page(text, None),
         (None, Err(reason)) => page(String::new(), Some(reason)),
+        (Some(reason), _) if settings.defer => {
+            report(Progress::OcrDeferred(number, reason.clone()))?;
+            return Ok(None);
+        }
         (Some(_), layer) => {
             report(Progress::OcrStarted(number))?;
             match ocr.read_page(number) {
@@ -196,7 +204,7 @@ fn extract_page(
         }
     };
     result.ms = started.elapsed().as_millis() as u64;
-    Ok(result)
+    Ok(Some(result))
 }
 
 #[cfg(test)]

@@ -30,6 +30,10 @@ pub struct OcrSettings {
     pub min_chars: usize,
     /// A text layer with at least this share of junk characters is garbage.
     pub max_junk_ratio: f64,
+    /// Report pages that need OCR instead of reading them (the hybrid engine sends them to
+    /// Textract).
+    #[serde(default)]
+    pub defer: bool,
 }
 
 impl Default for OcrSettings {
@@ -41,6 +45,7 @@ impl Default for OcrSettings {
             max_pixels: 50_000_000,
             min_chars: 2,
             max_junk_ratio: 0.10,
+            defer: false,
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct SandboxRequest {
     pub skip: Vec<u32>,
     /// When and how to OCR pages.
     pub ocr: super::ocr::OcrSettings,
+    /// `split`: the pages to copy, in order, and the file to write them to.
+    pub split: Option<(Vec<u32>, PathBuf)>,
 }
 
 /// One line the child writes on stdout.
@@ -42,6 +44,15 @@ pub enum SandboxMessage {
     Refused(OpenError),
     /// OCR of this page is starting.
     OcrStarted(u32),
+    /// This page needs OCR, left to the caller.
+    OcrDeferred {
+        /// 1-based page number.
+        page: u32,
+        /// Why it needs OCR.
+        reason: String,
+    },
+    /// `split` wrote this many pages.
+    Split(u32),
     /// One page is done.
     Page(PageText),
 }
@@ -113,9 +124,43 @@ impl Sandbox {
         match outcome {
             Some(SandboxMessage::Opened(inspection)) => Ok(Ok(inspection)),
             Some(SandboxMessage::Refused(reason)) => Ok(Err(reason)),
-            Some(SandboxMessage::Page(_) | SandboxMessage::OcrStarted(_)) | None => {
-                Err(SandboxError::Crashed("gave no answer".into()))
-            }
+            Some(_) | None => Err(SandboxError::Crashed("gave no answer".into())),
+        }
+    }
+
+    /// Copies `pages` of the PDF at `path` into a new PDF at `out`, in a child (the parse of
+    /// an untrusted file stays out of this process). The error is for the user.
+    pub async fn split(
+        &self,
+        path: &Path,
+        pages: Vec<u32>,
+        out: &Path,
+        limit: Duration,
+    ) -> Result<Result<u32, String>, SandboxError> {
+        let request = SandboxRequest {
+            split: Some((pages, out.to_owned())),
+            ..SandboxRequest::default()
+        };
+        let mut run = self
+            .start(
+                "split",
+                super::text_layer::ENGINE_NAME,
+                path,
+                &request,
+                limit,
+            )
+            .await?;
+        let answer = async {
+            let first = run.next_message().await?;
+            run.next_message().await?;
+            Ok::<_, SandboxError>(first)
+        };
+        match tokio::time::timeout(limit, answer).await {
+            Err(_) => Err(SandboxError::TimedOut(limit)),
+            Ok(Err(error)) => Err(error),
+            Ok(Ok(Some(SandboxMessage::Split(pages)))) => Ok(Ok(pages)),
+            Ok(Ok(Some(SandboxMessage::Refused(reason)))) => Ok(Err(reason.to_string())),
+            Ok(Ok(_)) => Err(SandboxError::Crashed("gave no answer".into())),
         }
     }
 
@@ -268,6 +313,16 @@ pub fn run_child(
     rlimit::setrlimit(rlimit::Resource::CORE, 0, 0)?;
     let request: SandboxRequest = serde_json::from_reader(std::io::stdin().lock())?;
     let bytes = std::fs::read(path)?;
+    if let (Some((pages, out)), "split") = (&request.split, mode) {
+        let message = match super::split::split(&bytes, pages, out) {
+            Ok(written) => SandboxMessage::Split(written),
+            Err(reason) => SandboxMessage::Refused(OpenError::Unreadable(reason)),
+        };
+        let mut stdout = std::io::stdout().lock();
+        serde_json::to_writer(&mut stdout, &message)?;
+        stdout.write_all(b"\n")?;
+        return Ok(stdout.flush()?);
+    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut send = |message: &SandboxMessage| -> std::io::Result<()> {
@@ -288,6 +343,9 @@ pub fn run_child(
         super::extract_pages(doc.as_ref(), &mut ocr, pages, |progress| {
             send(&match progress {
                 super::Progress::OcrStarted(number) => SandboxMessage::OcrStarted(number),
+                super::Progress::OcrDeferred(page, reason) => {
+                    SandboxMessage::OcrDeferred { page, reason }
+                }
                 super::Progress::Page(page) => SandboxMessage::Page(page),
             })
         })?;

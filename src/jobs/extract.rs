@@ -66,7 +66,7 @@ async fn try_run(
     let store = &worker.store;
     let document = store.get_document(&job.document_id).await?;
     if document.engine == crate::engines::textract::SOURCE {
-        match super::textract::over_budget(worker, job, &document).await? {
+        match super::textract::over_budget(worker, job, &document, document.page_count).await? {
             // Textract takes a slot first: a document waiting for one stays `queued`.
             None => return super::textract::run(worker, job, &document, shutdown).await,
             Some(note) => {
@@ -75,9 +75,27 @@ async fn try_run(
             }
         }
     }
+    if document.engine == super::hybrid::ENGINE {
+        return super::hybrid::run(worker, job, &document, shutdown).await;
+    }
     if !store.start_document(job, &worker.id).await? {
         return Ok(Outcome::Lost);
     }
+    let ocr = worker.ocr_settings(&document);
+    run_local(worker, job, &document, ocr, shutdown, &mut Vec::new()).await
+}
+
+/// Extracts the pages of `document` not yet stored with the local engine in the sandbox.
+/// Pages the child leaves to someone else (`ocr.defer`) are added to `deferred`.
+pub(super) async fn run_local(
+    worker: &Worker,
+    job: &ClaimedJob,
+    document: &crate::domain::Document,
+    ocr: OcrSettings,
+    shutdown: &CancellationToken,
+    deferred: &mut Vec<u32>,
+) -> anyhow::Result<Outcome> {
+    let store = &worker.store;
     let skip: Vec<u32> = store
         .stored_page_numbers(&job.document_id)
         .await?
@@ -91,7 +109,7 @@ async fn try_run(
         .document_password(&job.document_id)
         .await?
         .map(|p| p.expose_secret().to_owned());
-    let original = worker.original_file(&document).await?;
+    let original = worker.original_file(document).await?;
     // Copying a large original can take a while: renew the lease before the long part.
     if !store
         .heartbeat(job, &worker.id, worker.config.job_lease)
@@ -105,13 +123,10 @@ async fn try_run(
     let mut request = SandboxRequest {
         password,
         skip,
-        ocr: OcrSettings {
-            mode: document.ocr.mode,
-            languages: document.ocr.languages.clone(),
-            ..config.ocr.clone()
-        },
+        ocr,
+        split: None,
     };
-    let cpu_limit = config.extract_cpu_limit(pages, document.ocr.mode);
+    let cpu_limit = config.extract_cpu_limit(pages, request.ocr.mode);
     // The document's limit covers reading text layers; time spent on OCR is added to it as
     // it is spent, since each OCR'd page has a limit of its own.
     let mut deadline = Instant::now() + config.extract_timeout(pages);
@@ -171,7 +186,8 @@ async fn try_run(
                     Ok(Some(SandboxMessage::OcrStarted(number))) => {
                         ocr_page = Some((number, Instant::now()));
                     }
-                    Ok(Some(SandboxMessage::Opened(_))) => {}
+                    Ok(Some(SandboxMessage::OcrDeferred { page, .. })) => deferred.push(page),
+                    Ok(Some(SandboxMessage::Opened(_) | SandboxMessage::Split(_))) => {}
                     Ok(Some(SandboxMessage::Refused(reason))) => {
                         return Ok(Outcome::Failed(reason.to_string()));
                     }

@@ -15,6 +15,7 @@ use crate::{
 };
 
 mod extract;
+mod hybrid;
 pub mod ingest;
 pub mod notices;
 mod sqs;
@@ -126,6 +127,15 @@ impl Worker {
             .copy_to_file(self.store.as_ref(), document, file.path())
             .await?;
         Ok(file)
+    }
+
+    /// The OCR settings a document is extracted with: its own choices over the defaults.
+    fn ocr_settings(&self, document: &crate::domain::Document) -> crate::engines::ocr::OcrSettings {
+        crate::engines::ocr::OcrSettings {
+            mode: document.ocr.mode,
+            languages: document.ocr.languages.clone(),
+            ..self.config.ocr.clone()
+        }
     }
 
     /// How long to wait before the next try after `attempts` failed tries.

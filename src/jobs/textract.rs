@@ -22,6 +22,7 @@ pub(super) async fn over_budget(
     worker: &Worker,
     job: &ClaimedJob,
     document: &Document,
+    pages: i32,
 ) -> anyhow::Result<Option<String>> {
     if job.external_id.is_some() {
         // Already started (and counted): a resumed attempt only collects the result.
@@ -31,7 +32,7 @@ pub(super) async fn over_budget(
     let limit = budget.map_or(i64::MAX, |pages| i64::try_from(pages).unwrap_or(i64::MAX));
     let reserved = worker
         .store
-        .reserve_textract_pages(&document.sha256, &document.id, document.page_count, limit)
+        .reserve_textract_pages(&document.sha256, &document.id, pages, limit)
         .await?;
     Ok((!reserved).then(|| {
         format!(
@@ -108,7 +109,28 @@ async fn drive(
             Err(error) => return Ok(textract_outcome(error)),
         },
     };
+    wait_and_store(
+        worker, textract, job, document, &job_id, None, started, shutdown,
+    )
+    .await
+}
 
+/// Waits for Textract job `job_id` and stores its pages: page `n` of its result is page
+/// `page_map[n - 1]` of the document (or page `n` without a map).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn wait_and_store(
+    worker: &Worker,
+    textract: &Textract,
+    job: &ClaimedJob,
+    document: &Document,
+    job_id: &str,
+    page_map: Option<&[u32]>,
+    started: std::time::Instant,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Outcome> {
+    let store = &worker.store;
+    let job_id = job_id.to_owned();
+    let expected = page_map.map_or(document.page_count.max(0) as u32, |m| m.len() as u32);
     let deadline = tokio::time::Instant::now() + worker.config.textract_timeout;
     let mut wait = worker.config.textract_poll_initial;
     let mut checks: u32 = 0;
@@ -152,10 +174,7 @@ async fn drive(
         wait = (wait * 2).min(worker.config.textract_poll_max);
     }
 
-    let pages = match textract
-        .pages(&job_id, document.page_count.max(0) as u32)
-        .await
-    {
+    let pages = match textract.pages(&job_id, expected).await {
         Ok(pages) => pages,
         Err(error) => return Ok(textract_outcome(error)),
     };
@@ -164,13 +183,20 @@ async fn drive(
         .await?
         .into_iter()
         .collect();
-    let per_page_ms = started.elapsed().as_millis() as i64 / i64::from(document.page_count.max(1));
-    for page in pages
-        .into_iter()
-        .filter(|p| !stored.contains(&(p.number as i32)))
-    {
+    let per_page_ms = started.elapsed().as_millis() as i64 / i64::from(expected.max(1));
+    for page in pages {
+        let number = match page_map {
+            None => page.number,
+            Some(map) => match map.get(page.number as usize - 1) {
+                Some(&number) => number,
+                None => continue,
+            },
+        };
+        if stored.contains(&(number as i32)) {
+            continue;
+        }
         let page = NewPage {
-            number: page.number as i32,
+            number: number as i32,
             text: crate::engines::clean_text(page.text),
             source: SOURCE.into(),
             extraction_ms: per_page_ms,

@@ -580,13 +580,43 @@ async fn start(inner: &Inner, request: Value) -> Response {
     aws_ok(json!({ "JobId": id }))
 }
 
-/// The text of every page, with the local text-layer engine; `Err` if it cannot be opened.
+/// The `lector` binary: cargo's for tests; beside `target/*/examples/` for the demo example.
+fn lector_binary() -> PathBuf {
+    match option_env!("CARGO_BIN_EXE_lector") {
+        Some(path) => PathBuf::from(path),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.parent()?.join("lector")))
+            .unwrap_or_else(|| PathBuf::from("lector")),
+    }
+}
+
+/// The text of every page, read the way Textract would: the text layer, and OCR (Lector's
+/// own, through `lector extract`) for pages that are only an image. `Err` if the file cannot
+/// be opened.
 fn page_texts(bytes: Vec<u8>) -> Result<Vec<String>, String> {
     use lector::engines::OpenDocument;
-    let doc = lector::engines::text_layer::open(bytes, None).map_err(|e| e.to_string())?;
+    let doc = lector::engines::text_layer::open(bytes.clone(), None).map_err(|e| e.to_string())?;
     let pages = doc.inspection().pages;
-    Ok((1..=pages)
+    let texts: Vec<String> = (1..=pages)
         .map(|n| doc.page_text(n).unwrap_or_default())
+        .collect();
+    if texts.iter().all(|t| !t.trim().is_empty()) {
+        return Ok(texts);
+    }
+    let file = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+    std::fs::write(file.path(), &bytes).map_err(|e| e.to_string())?;
+    let output = std::process::Command::new(lector_binary())
+        .args(["extract", "--json", "--ocr", "auto"])
+        .arg(file.path())
+        .output()
+        .map_err(|e| e.to_string())?;
+    let json: Value = serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())?;
+    Ok(json["pages"]
+        .as_array()
+        .ok_or("no pages")?
+        .iter()
+        .map(|p| p["text"].as_str().unwrap_or_default().to_owned())
         .collect())
 }
 

@@ -1,0 +1,222 @@
+//! The hybrid engine: pages whose text layer is good are taken locally, for free; only the
+//! pages that need OCR are copied into a small PDF and sent to Textract. When Textract cannot
+//! take them (the monthly page budget is spent, the PDF has a password, the pages cannot be
+//! copied), they are read by local OCR and the document says why.
+
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use super::{Outcome, Worker, extract::run_local};
+use crate::{domain::Document, engines::textract::TextractError, storage::ClaimedJob};
+
+/// The engine's name, as recorded on documents.
+pub const ENGINE: &str = "hybrid";
+
+/// How long copying the pages may take.
+const SPLIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The Textract job of a hybrid document, as kept in `jobs.external_id`: the job id and the
+/// document pages its result pages stand for (`<job id>@3,5,9`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PagesJob {
+    /// Textract's job id.
+    pub job_id: String,
+    /// Result page `n` is document page `pages[n - 1]`.
+    pub pages: Vec<u32>,
+}
+
+impl PagesJob {
+    /// Reads the stored form back; `None` for anything else.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let (job_id, pages) = raw.split_once('@')?;
+        let pages = pages
+            .split(',')
+            .map(|p| p.parse().ok())
+            .collect::<Option<Vec<u32>>>()?;
+        (!job_id.is_empty() && !pages.is_empty()).then(|| PagesJob {
+            job_id: job_id.to_owned(),
+            pages,
+        })
+    }
+
+    /// The stored form.
+    pub fn encode(&self) -> String {
+        let pages: Vec<String> = self.pages.iter().map(u32::to_string).collect();
+        format!("{}@{}", self.job_id, pages.join(","))
+    }
+}
+
+/// Runs one attempt of a hybrid document.
+pub(super) async fn run(
+    worker: &Worker,
+    job: &ClaimedJob,
+    document: &Document,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Outcome> {
+    let store = &worker.store;
+    let (Some(textract), Some(s3)) = (&worker.engines.textract, worker.engines.blobs.s3()) else {
+        return Ok(Outcome::Retry(anyhow::anyhow!(
+            "this worker is not configured for Textract (set LECTOR_S3_BUCKET)"
+        )));
+    };
+    if !store.start_document(job, &worker.id).await? {
+        return Ok(Outcome::Lost);
+    }
+    let started = std::time::Instant::now();
+    // A Textract job already started for this document's OCR pages: collect its result.
+    if let Some(pages_job) = job.external_id.as_deref().and_then(PagesJob::parse) {
+        return collect(worker, job, document, &pages_job, started, shutdown).await;
+    }
+
+    // The text layer, locally; the pages that need OCR are only listed.
+    let mut ocr = worker.ocr_settings(document);
+    ocr.defer = true;
+    let mut deferred = Vec::new();
+    match run_local(worker, job, document, ocr, shutdown, &mut deferred).await? {
+        Outcome::Done => {}
+        other => return Ok(other),
+    }
+    if deferred.is_empty() {
+        return Ok(Outcome::Done);
+    }
+    deferred.sort_unstable();
+
+    let fallback = if store.document_password(&document.id).await?.is_some() {
+        Some("this PDF has a password, which Textract refuses: its scanned pages were read by local OCR".to_owned())
+    } else {
+        super::textract::over_budget(worker, job, document, deferred.len() as i32).await?
+    };
+    if let Some(note) = fallback {
+        return read_locally(worker, job, document, &note, shutdown).await;
+    }
+
+    // Copy the pages into a small PDF, in a sandbox child.
+    let original = worker.original_file(document).await?;
+    let part = tempfile::Builder::new()
+        .prefix("lector-pages-")
+        .suffix(".pdf")
+        .tempfile()?;
+    match worker
+        .engines
+        .sandbox
+        .split(original.path(), deferred.clone(), part.path(), SPLIT_LIMIT)
+        .await
+    {
+        Ok(Ok(_)) => {}
+        Ok(Err(reason)) => {
+            let note = format!("its scanned pages were read by local OCR ({reason})");
+            return read_locally(worker, job, document, &note, shutdown).await;
+        }
+        Err(error) => return Ok(Outcome::Retry(error.into())),
+    }
+    if !store
+        .claim_textract_slot(job, &worker.id, worker.config.textract_max_in_flight)
+        .await?
+    {
+        return Ok(Outcome::Deferred(worker.config.textract_poll_initial));
+    }
+    let outcome = async {
+        let bytes = tokio::fs::read(part.path()).await?;
+        let part_sha = hex::encode(Sha256::digest(&bytes));
+        let object = s3.ensure(&part_sha, part.path()).await?;
+        let job_id = match textract
+            .start(s3.bucket(), &object.key, &part_sha, &document.id)
+            .await
+        {
+            Ok(id) => id,
+            Err(TextractError::Document(reason)) => {
+                let _ = s3.delete(&object.key).await;
+                let note = format!("Textract refused its scanned pages ({reason}): they were read by local OCR");
+                return read_locally(worker, job, document, &note, shutdown).await;
+            }
+            Err(error @ TextractError::Service(_)) => return Ok(Outcome::Retry(error.into())),
+        };
+        let pages_job = PagesJob {
+            job_id,
+            pages: deferred,
+        };
+        if !store
+            .set_external_id(job, &worker.id, &pages_job.encode())
+            .await?
+        {
+            return Ok(Outcome::Lost);
+        }
+        tracing::info!(textract.job_id = %pages_job.job_id, pages = pages_job.pages.len(), "Textract job started for the pages that need OCR");
+        let outcome = collect(worker, job, document, &pages_job, started, shutdown).await?;
+        if matches!(outcome, Outcome::Done) {
+            // The part is not an original: nothing else refers to it.
+            let _ = s3.delete(&object.key).await;
+        }
+        Ok(outcome)
+    }
+    .await;
+    store.release_textract_slot(job).await?;
+    outcome
+}
+
+/// Waits for the Textract job and stores its pages under their document page numbers.
+async fn collect(
+    worker: &Worker,
+    job: &ClaimedJob,
+    document: &Document,
+    pages_job: &PagesJob,
+    started: std::time::Instant,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Outcome> {
+    let Some(textract) = &worker.engines.textract else {
+        return Ok(Outcome::Retry(anyhow::anyhow!(
+            "this worker is not configured for Textract (set LECTOR_S3_BUCKET)"
+        )));
+    };
+    super::textract::wait_and_store(
+        worker,
+        textract,
+        job,
+        document,
+        &pages_job.job_id,
+        Some(&pages_job.pages),
+        started,
+        shutdown,
+    )
+    .await
+}
+
+/// Reads the pages still missing with local OCR, noting why on the document.
+async fn read_locally(
+    worker: &Worker,
+    job: &ClaimedJob,
+    document: &Document,
+    note: &str,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Outcome> {
+    tracing::info!(%note, "reading the pages that need OCR locally");
+    worker
+        .store
+        .set_document_note(&document.id, Some(note))
+        .await?;
+    let ocr = worker.ocr_settings(document);
+    run_local(worker, job, document, ocr, shutdown, &mut Vec::new()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_map_round_trips_through_the_job_row() {
+        let job = PagesJob {
+            job_id: "a1b2".into(),
+            pages: vec![2, 5, 9],
+        };
+        assert_eq!(job.encode(), "a1b2@2,5,9");
+        assert_eq!(PagesJob::parse(&job.encode()), Some(job));
+        assert_eq!(
+            PagesJob::parse("a1b2"),
+            None,
+            "a whole-document Textract job id"
+        );
+        assert_eq!(PagesJob::parse("a1b2@"), None);
+        assert_eq!(PagesJob::parse("@1"), None);
+        assert_eq!(PagesJob::parse("a@1,x"), None);
+    }
+}
