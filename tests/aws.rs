@@ -154,15 +154,7 @@ async fn textract_reads_every_page_following_next_token_and_is_started_once(
         "polled, then read several result pages"
     );
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text("/metrics").await;
     assert!(metrics.contains("lector_textract_pages 12\n"), "{metrics}");
     assert!(
         metrics.contains("lector_textract_estimated_cost_usd 0.0180\n"),
@@ -176,15 +168,7 @@ async fn textract_reads_every_page_following_next_token_and_is_started_once(
         metrics.contains("lector_documents{status=\"done\"} 1\n"),
         "{metrics}"
     );
-    let html = app
-        .client
-        .get(app.url(&format!("/documents/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.get_text(&format!("/documents/{id}")).await;
     assert!(
         html.contains("12 pages read by Textract · estimated cost $0.0180"),
         "{html}"
@@ -253,15 +237,7 @@ async fn once_the_monthly_page_budget_is_spent_documents_are_read_locally_and_sa
             .unwrap()
             .contains("This is page 11 of twelve.")
     );
-    let html = app
-        .client
-        .get(app.url(&format!("/documents/{second}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.get_text(&format!("/documents/{second}")).await;
     assert!(
         html.contains("monthly budget of 15 pages is spent"),
         "{html}"
@@ -273,15 +249,7 @@ async fn once_the_monthly_page_budget_is_spent_documents_are_read_locally_and_sa
             .all(|p| p["source"] == "textract")
     );
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text("/metrics").await;
     assert!(
         metrics.contains("lector_textract_pages_this_month 15\n"),
         "{metrics}"
@@ -359,25 +327,9 @@ async fn hybrid_takes_good_text_layers_locally_and_sends_only_scanned_pages_to_t
     assert_ne!(token.as_deref(), Some(mixed_sha.as_str()));
     assert!(!aws.s3.object_exists(name), "the part is deleted after use");
     assert_eq!(app.store.textract_pages_this_month().await.unwrap(), 1);
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text("/metrics").await;
     assert!(metrics.contains("lector_textract_pages 1\n"), "{metrics}");
-    let html = app
-        .client
-        .get(app.url(&format!("/documents/{mixed}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.get_text(&format!("/documents/{mixed}")).await;
     assert!(html.contains("1 pages read by Textract"), "{html}");
 }
 

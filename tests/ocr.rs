@@ -73,25 +73,9 @@ async fn a_scanned_pdf_is_read_by_ocr_page_by_page(#[case] backend: Backend) {
         assert!(page["extraction_ms"].as_i64().unwrap() > 0, "{page}");
     }
     // The text download and the document page carry the OCR'd text and its badge.
-    let all = app
-        .client
-        .get(app.url(&format!("/api/v1/documents/{id}/text")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let all = app.get_text(&format!("/api/v1/documents/{id}/text")).await;
     assert!(all.contains("lighthouse keeper") && all.contains("Marmalade"));
-    let html = app
-        .client
-        .get(app.url(&format!("/documents/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.get_text(&format!("/documents/{id}")).await;
     assert!(
         html.contains(">OCR 9"),
         "the page shows an OCR badge: {html}"
@@ -246,15 +230,7 @@ async fn reprocessing_with_other_ocr_settings_reads_the_pages_again(#[case] back
 #[tokio::test]
 async fn the_web_forms_take_ocr_settings_and_show_mistakes_in_place() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let index = app
-        .client
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let index = app.get_text("/").await;
     assert!(index.contains(r#"name="ocr""#) && index.contains(r#"name="ocr_languages""#));
     let installed = index.split("(installed: ").nth(1).unwrap_or_default();
     assert!(
@@ -327,15 +303,7 @@ async fn the_web_forms_take_ocr_settings_and_show_mistakes_in_place() {
     app.drain_jobs().await;
     let pages = pages_of(&app, &id).await;
     assert_eq!(sources(&pages), ["ocr", "ocr"]);
-    let html = app
-        .client
-        .get(app.url(&location))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.get_text(&location).await;
     assert!(html.contains("lighthouse keeper"));
     assert!(html.contains("OCR auto (eng)"));
 }
@@ -515,4 +483,32 @@ fn lector_doctor_reports_the_ocr_languages_and_refuses_missing_ones() {
     );
     assert!(!ok);
     assert!(out.contains("ocr: FAILED") && out.contains("xyz"), "{out}");
+}
+
+#[test]
+fn without_tesseract_data_pages_that_need_ocr_say_so() {
+    let empty = tempfile::tempdir().unwrap();
+    let no_data = [("TESSDATA_PREFIX", empty.path().to_str().unwrap())];
+    let mixed = fixture("mixed_text_and_scan.pdf");
+    let (ok, out, err) = lector(&["extract", "--json", mixed.to_str().unwrap()], &no_data);
+    assert!(ok, "{err}");
+    let json: Value = serde_json::from_str(&out).unwrap();
+    let pages = json["pages"].as_array().unwrap();
+    assert!(
+        text(&pages[0]).starts_with("Mixed fixture page one"),
+        "text pages still read"
+    );
+    assert_eq!(pages[1]["error"], "OCR unavailable: install tesseract-ocr");
+    assert_eq!(pages[1]["ocr_reason"], "no text layer");
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("doctor.db").display());
+    let mut env = no_data.to_vec();
+    env.push(("DATABASE_URL", url.as_str()));
+    let (ok, out, _) = lector(&["doctor"], &env);
+    assert!(!ok, "doctor reports the problem");
+    assert!(
+        out.contains("OCR unavailable: install tesseract-ocr"),
+        "{out}"
+    );
 }

@@ -102,26 +102,7 @@ impl Sandbox {
             password: password.map(str::to_owned),
             ..SandboxRequest::default()
         };
-        let mut run = self
-            .start(
-                "inspect",
-                super::text_layer::ENGINE_NAME,
-                path,
-                &request,
-                limit,
-            )
-            .await?;
-        let answer = async {
-            let first = run.next_message().await?;
-            // The child exits right after answering; let it, rather than killing it mid-exit.
-            run.next_message().await?;
-            Ok::<_, SandboxError>(first)
-        };
-        let outcome = match tokio::time::timeout(limit, answer).await {
-            Err(_) => return Err(SandboxError::TimedOut(limit)),
-            Ok(message) => message?,
-        };
-        match outcome {
+        match self.one_answer("inspect", path, &request, limit).await? {
             Some(SandboxMessage::Opened(inspection)) => Ok(Ok(inspection)),
             Some(SandboxMessage::Refused(reason)) => Ok(Err(reason)),
             Some(_) | None => Err(SandboxError::Crashed("gave no answer".into())),
@@ -141,26 +122,33 @@ impl Sandbox {
             split: Some((pages, out.to_owned())),
             ..SandboxRequest::default()
         };
+        match self.one_answer("split", path, &request, limit).await? {
+            Some(SandboxMessage::Split(pages)) => Ok(Ok(pages)),
+            Some(SandboxMessage::Refused(reason)) => Ok(Err(reason.to_string())),
+            _ => Err(SandboxError::Crashed("gave no answer".into())),
+        }
+    }
+
+    /// Runs a child that answers once (`inspect`, `split`) and returns its answer.
+    async fn one_answer(
+        &self,
+        mode: &str,
+        path: &Path,
+        request: &SandboxRequest,
+        limit: Duration,
+    ) -> Result<Option<SandboxMessage>, SandboxError> {
         let mut run = self
-            .start(
-                "split",
-                super::text_layer::ENGINE_NAME,
-                path,
-                &request,
-                limit,
-            )
+            .start(mode, super::text_layer::ENGINE_NAME, path, request, limit)
             .await?;
         let answer = async {
             let first = run.next_message().await?;
+            // The child exits right after answering; let it, rather than killing it mid-exit.
             run.next_message().await?;
             Ok::<_, SandboxError>(first)
         };
         match tokio::time::timeout(limit, answer).await {
             Err(_) => Err(SandboxError::TimedOut(limit)),
-            Ok(Err(error)) => Err(error),
-            Ok(Ok(Some(SandboxMessage::Split(pages)))) => Ok(Ok(pages)),
-            Ok(Ok(Some(SandboxMessage::Refused(reason)))) => Ok(Err(reason.to_string())),
-            Ok(Ok(_)) => Err(SandboxError::Crashed("gave no answer".into())),
+            Ok(answer) => answer,
         }
     }
 

@@ -54,10 +54,9 @@ pub(super) async fn run(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Outcome> {
     let store = &worker.store;
-    let (Some(textract), Some(s3)) = (&worker.engines.textract, worker.engines.blobs.s3()) else {
-        return Ok(Outcome::Retry(anyhow::anyhow!(
-            "this worker is not configured for Textract (set LECTOR_S3_BUCKET)"
-        )));
+    let (textract, s3) = match super::textract::clients(worker) {
+        Ok(clients) => clients,
+        Err(outcome) => return Ok(outcome),
     };
     if !store.start_document(job, &worker.id).await? {
         return Ok(Outcome::Lost);
@@ -163,10 +162,9 @@ async fn collect(
     started: std::time::Instant,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Outcome> {
-    let Some(textract) = &worker.engines.textract else {
-        return Ok(Outcome::Retry(anyhow::anyhow!(
-            "this worker is not configured for Textract (set LECTOR_S3_BUCKET)"
-        )));
+    let (textract, _) = match super::textract::clients(worker) {
+        Ok(clients) => clients,
+        Err(outcome) => return Ok(outcome),
     };
     super::textract::wait_and_store(
         worker,

@@ -42,6 +42,16 @@ pub(super) async fn over_budget(
     }))
 }
 
+/// This worker's Textract and S3 clients, or the retry that says they are missing.
+pub(super) fn clients(worker: &Worker) -> Result<(&Textract, &S3Originals), Outcome> {
+    match (&worker.engines.textract, worker.engines.blobs.s3()) {
+        (Some(textract), Some(s3)) => Ok((textract, s3)),
+        _ => Err(Outcome::Retry(anyhow::anyhow!(
+            "this worker is not configured for Textract (set LECTOR_S3_BUCKET)"
+        ))),
+    }
+}
+
 /// Runs one attempt of a Textract document.
 pub(super) async fn run(
     worker: &Worker,
@@ -49,10 +59,9 @@ pub(super) async fn run(
     document: &Document,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Outcome> {
-    let (Some(textract), Some(s3)) = (&worker.engines.textract, worker.engines.blobs.s3()) else {
-        return Ok(Outcome::Retry(anyhow::anyhow!(
-            "this worker is not configured for Textract (set LECTOR_S3_BUCKET)"
-        )));
+    let (textract, s3) = match clients(worker) {
+        Ok(clients) => clients,
+        Err(outcome) => return Ok(outcome),
     };
     let store = &worker.store;
     if !store

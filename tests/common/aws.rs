@@ -927,7 +927,8 @@ impl MotoSqs {
             child,
         };
         let client = moto.client().await;
-        for _ in 0..300 {
+        // Up to a minute: a loaded machine (coverage runs) starts Python slowly.
+        for _ in 0..1200 {
             if let Ok(created) = client
                 .create_queue()
                 .queue_name("lector-textract-notices")

@@ -265,6 +265,12 @@ impl TestApp {
         body["id"].as_str().unwrap().to_owned()
     }
 
+    /// The body of `GET path` as text (an HTML page, `/metrics`, a text download).
+    pub async fn get_text(&self, path: &str) -> String {
+        let response = self.client.get(self.url(path)).send().await.unwrap();
+        response.text().await.unwrap()
+    }
+
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
         let response = self.client.get(self.url(path)).send().await.unwrap();
         let status = response.status().as_u16();
