@@ -512,3 +512,16 @@ fn without_tesseract_data_pages_that_need_ocr_say_so() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn the_server_refuses_to_start_with_an_ocr_language_that_is_not_installed() {
+    let db = common::TestDatabase::new(Backend::Sqlite).await;
+    let config = common::test_config(&db.url, &[("LECTOR_OCR_LANGUAGES", "eng+xyz")]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let error = lector::startup::run(config, listener, std::future::pending())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("LECTOR_OCR_LANGUAGES"), "{error}");
+    assert!(error.contains("xyz is not installed"), "{error}");
+}
