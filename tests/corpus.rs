@@ -399,7 +399,12 @@ async fn every_hostile_file_is_refused_or_fails_cleanly_and_the_server_stays_up(
         return;
     };
     let started = Instant::now();
-    let app = TestApp::spawn_with(backend, &[("LECTOR_WORKERS", "2")]).await;
+    // Scanned mutants go through OCR too; 150 dpi keeps that path exercised at half the cost.
+    let app = TestApp::spawn_with(
+        backend,
+        &[("LECTOR_WORKERS", "2"), ("LECTOR_OCR_DPI", "150")],
+    )
+    .await;
     let hostile_dir = corpus.join("hostile");
     let files = pdfs_in(&hostile_dir);
     assert!(!files.is_empty(), "no PDFs in {}", hostile_dir.display());
