@@ -81,16 +81,28 @@ async fn try_run(
     if !store.start_document(job, &worker.id).await? {
         return Ok(Outcome::Lost);
     }
+    let original = worker.original_file(&document).await?;
     let ocr = worker.ocr_settings(&document);
-    run_local(worker, job, &document, ocr, shutdown, &mut Vec::new()).await
+    run_local(
+        worker,
+        job,
+        &document,
+        original.path(),
+        ocr,
+        shutdown,
+        &mut Vec::new(),
+    )
+    .await
 }
 
-/// Extracts the pages of `document` not yet stored with the local engine in the sandbox.
-/// Pages the child leaves to someone else (`ocr.defer`) are added to `deferred`.
+/// Extracts the pages of `document` (its original at `original`) not yet stored with the
+/// local engine in the sandbox. Pages the child leaves to someone else (`ocr.defer`) are
+/// added to `deferred`.
 pub(super) async fn run_local(
     worker: &Worker,
     job: &ClaimedJob,
     document: &crate::domain::Document,
+    original: &std::path::Path,
     ocr: OcrSettings,
     shutdown: &CancellationToken,
     deferred: &mut Vec<u32>,
@@ -109,7 +121,6 @@ pub(super) async fn run_local(
         .document_password(&job.document_id)
         .await?
         .map(|p| p.expose_secret().to_owned());
-    let original = worker.original_file(document).await?;
     // Copying a large original can take a while: renew the lease before the long part.
     if !store
         .heartbeat(job, &worker.id, worker.config.job_lease)
@@ -145,12 +156,7 @@ pub(super) async fn run_local(
         let mut run = match worker
             .engines
             .sandbox
-            .extract(
-                text_layer::ENGINE_NAME,
-                original.path(),
-                &request,
-                cpu_limit,
-            )
+            .extract(text_layer::ENGINE_NAME, original, &request, cpu_limit)
             .await
         {
             Ok(run) => run,

@@ -67,11 +67,24 @@ pub(super) async fn run(
         return collect(worker, job, document, &pages_job, started, shutdown).await;
     }
 
+    // Copied out of storage once for every step below.
+    let original = worker.original_file(document).await?;
+    let original = original.path();
     // The text layer, locally; the pages that need OCR are only listed.
     let mut ocr = worker.ocr_settings(document);
     ocr.defer = true;
     let mut deferred = Vec::new();
-    match run_local(worker, job, document, ocr, shutdown, &mut deferred).await? {
+    match run_local(
+        worker,
+        job,
+        document,
+        original,
+        ocr,
+        shutdown,
+        &mut deferred,
+    )
+    .await?
+    {
         Outcome::Done => {}
         other => return Ok(other),
     }
@@ -86,11 +99,10 @@ pub(super) async fn run(
         super::textract::over_budget(worker, job, document, deferred.len() as i32).await?
     };
     if let Some(note) = fallback {
-        return read_locally(worker, job, document, &note, shutdown).await;
+        return read_locally(worker, job, document, original, &note, shutdown).await;
     }
 
     // Copy the pages into a small PDF, in a sandbox child.
-    let original = worker.original_file(document).await?;
     let part = tempfile::Builder::new()
         .prefix("lector-pages-")
         .suffix(".pdf")
@@ -98,13 +110,13 @@ pub(super) async fn run(
     match worker
         .engines
         .sandbox
-        .split(original.path(), deferred.clone(), part.path(), SPLIT_LIMIT)
+        .split(original, deferred.clone(), part.path(), SPLIT_LIMIT)
         .await
     {
         Ok(Ok(_)) => {}
         Ok(Err(reason)) => {
             let note = format!("its scanned pages were read by local OCR ({reason})");
-            return read_locally(worker, job, document, &note, shutdown).await;
+            return read_locally(worker, job, document, original, &note, shutdown).await;
         }
         Err(error) => return Ok(Outcome::Retry(error.into())),
     }
@@ -126,7 +138,7 @@ pub(super) async fn run(
             Err(TextractError::Document(reason)) => {
                 let _ = s3.delete(&object.key).await;
                 let note = format!("Textract refused its scanned pages ({reason}): they were read by local OCR");
-                return read_locally(worker, job, document, &note, shutdown).await;
+                return read_locally(worker, job, document, original, &note, shutdown).await;
             }
             Err(error @ TextractError::Service(_)) => return Ok(Outcome::Retry(error.into())),
         };
@@ -184,6 +196,7 @@ async fn read_locally(
     worker: &Worker,
     job: &ClaimedJob,
     document: &Document,
+    original: &std::path::Path,
     note: &str,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Outcome> {
@@ -193,7 +206,16 @@ async fn read_locally(
         .set_document_note(&document.id, Some(note))
         .await?;
     let ocr = worker.ocr_settings(document);
-    run_local(worker, job, document, ocr, shutdown, &mut Vec::new()).await
+    run_local(
+        worker,
+        job,
+        document,
+        original,
+        ocr,
+        shutdown,
+        &mut Vec::new(),
+    )
+    .await
 }
 
 #[cfg(test)]
