@@ -395,7 +395,7 @@ fn lector_extract_ocrs_scanned_pages_on_the_command_line() {
 
     let (ok, out, _) = lector(&["extract", "--ocr", "off", scanned.to_str().unwrap()], &[]);
     assert!(ok);
-    assert_eq!(out.trim(), "\x0c".trim(), "no text without OCR: {out:?}");
+    assert!(out.trim().is_empty(), "no text without OCR: {out:?}");
 
     let (ok, _, err) = lector(
         &[
