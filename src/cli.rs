@@ -53,6 +53,16 @@ enum Command {
     },
     /// Check this machine: database, OCR languages, AWS settings.
     Doctor,
+    /// Accounts: `lector user add EMAIL`.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// API tokens: `lector token create EMAIL --name NAME` prints a new token.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Write the image OCR reads for one page (8-bit grey PGM): to see what Tesseract saw,
     /// or to time Tesseract alone on the same pixels.
     Render {
@@ -84,6 +94,31 @@ enum Command {
         /// CPU-time limit.
         #[arg(long)]
         cpu_secs: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserAction {
+    /// Adds an account whatever `LECTOR_SIGNUP` says. Asks for the password on a terminal,
+    /// reads it from standard input with `--password-stdin`, or else generates one and prints it.
+    Add {
+        /// The e-mail address to log in with.
+        email: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Creates an API token for an account and prints it (the only time it is shown).
+    Create {
+        /// The account's e-mail.
+        email: String,
+        /// What the token is for.
+        #[arg(long, default_value = "command line")]
+        name: String,
     },
 }
 
@@ -135,12 +170,73 @@ fn run_service(command: Command) -> anyhow::Result<()> {
             }
             Command::Worker => startup::run_workers_only(config, startup::shutdown_signal()).await,
             Command::Doctor => doctor(&config).await,
+            Command::User {
+                action:
+                    UserAction::Add {
+                        email,
+                        password_stdin,
+                    },
+            } => add_user(&config, &email, password_stdin).await,
+            Command::Token {
+                action: TokenAction::Create { email, name },
+            } => create_token(&config, &email, &name).await,
             _ => {
                 let listener = tokio::net::TcpListener::bind(config.bind).await?;
                 startup::run(config, listener, startup::shutdown_signal()).await
             }
         }
     })
+}
+
+async fn accounts(config: &Config) -> anyhow::Result<crate::accounts::Accounts> {
+    let connected = startup::connect(config).await?;
+    Ok(crate::accounts::Accounts::new(
+        connected.store,
+        std::sync::Arc::new(config.clone()),
+    ))
+}
+
+/// `lector user add`: the administrator's way to add accounts when sign-up is not open.
+async fn add_user(config: &Config, email: &str, password_stdin: bool) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let (password, generated) = if password_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        (line.trim_end_matches(['\r', '\n']).to_owned(), false)
+    } else if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("Password for {email}: "))?;
+        let again = rpassword::prompt_password("Password again: ")?;
+        anyhow::ensure!(first == again, "the two passwords do not match");
+        (first, false)
+    } else {
+        (crate::accounts::generate_password(), true)
+    };
+    let user = accounts(config)
+        .await?
+        .add_user(email, &password)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("added {}", user.email);
+    if generated {
+        println!("password: {password}");
+    }
+    Ok(())
+}
+
+/// `lector token create`: a token for scripts, without the browser.
+async fn create_token(config: &Config, email: &str, name: &str) -> anyhow::Result<()> {
+    let accounts = accounts(config).await?;
+    let email = email.trim().to_lowercase();
+    let user = accounts
+        .user_by_email(&email)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no account has the e-mail {email}"))?;
+    let (_, token) = accounts
+        .create_token(&user, name)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{token}");
+    Ok(())
 }
 
 #[derive(Serialize)]

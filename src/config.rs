@@ -106,6 +106,48 @@ pub struct Config {
     /// `LECTOR_OCR_PAGE_TIMEOUT_SECS`: time limit for OCR of one page (default 120); a page
     /// over it fails on its own and the rest of the document goes on.
     pub ocr_page_timeout: Duration,
+    /// `LECTOR_PUBLIC_URL`: the address people reach Lector at (e.g.
+    /// `https://lector.example.com`). When it is https, cookies are `Secure` and responses
+    /// carry `Strict-Transport-Security`.
+    pub public_url: Option<String>,
+    /// `LECTOR_SIGNUP`: who may create an account in the browser: `open`, `first-only`
+    /// (default: the first account only; later ones with `lector user add`) or `closed`.
+    pub signup: SignupPolicy,
+    /// `LECTOR_PASSWORD_MIN_LENGTH`: the shortest password accepted (default 10).
+    pub password_min_length: usize,
+    /// Abuse limits, per minute (0 turns one off): `LECTOR_RATE_LOGIN_PER_IP` (default 20),
+    /// `LECTOR_RATE_LOGIN_PER_ACCOUNT` (default 10), `LECTOR_RATE_UPLOADS_PER_USER`
+    /// (upload requests, default 120).
+    pub rate_limits: RateLimitSettings,
+    /// `LECTOR_TRUSTED_PROXY_HOPS`: reverse proxies in front of Lector that append to
+    /// `X-Forwarded-For` (default 0: the peer address is the client; 1 behind nginx alone,
+    /// 2 behind a load balancer and nginx as on Elastic Beanstalk).
+    pub trusted_proxy_hops: usize,
+    /// `LECTOR_INGEST_OWNER`: the e-mail of the account that owns documents ingested from S3
+    /// (default: the first account).
+    pub ingest_owner: Option<String>,
+}
+
+/// Who may create an account from the sign-up page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignupPolicy {
+    /// Anyone.
+    Open,
+    /// Only the first account; the rest are added with `lector user add`.
+    FirstOnly,
+    /// Nobody: every account is added with `lector user add`.
+    Closed,
+}
+
+/// Requests allowed per minute; 0 means no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    /// Log-in attempts from one client address.
+    pub login_per_ip: u32,
+    /// Log-in attempts for one e-mail address, from anywhere.
+    pub login_per_account: u32,
+    /// Upload requests by one user (browser or API).
+    pub uploads_per_user: u32,
 }
 
 /// Where Textract announces finished jobs.
@@ -297,6 +339,21 @@ impl Config {
                 defer: false,
             },
             ocr_page_timeout: secs("LECTOR_OCR_PAGE_TIMEOUT_SECS", 120)?,
+            public_url: get("LECTOR_PUBLIC_URL").map(|url| url.trim_end_matches('/').to_owned()),
+            signup: match get("LECTOR_SIGNUP").as_deref() {
+                Some("open") => SignupPolicy::Open,
+                None | Some("first-only") => SignupPolicy::FirstOnly,
+                Some("closed") => SignupPolicy::Closed,
+                Some(other) => bail!("LECTOR_SIGNUP={other:?} must be open, first-only or closed"),
+            },
+            password_min_length: parse_or(&get, "LECTOR_PASSWORD_MIN_LENGTH", 10)?,
+            rate_limits: RateLimitSettings {
+                login_per_ip: parse_or(&get, "LECTOR_RATE_LOGIN_PER_IP", 20)?,
+                login_per_account: parse_or(&get, "LECTOR_RATE_LOGIN_PER_ACCOUNT", 10)?,
+                uploads_per_user: parse_or(&get, "LECTOR_RATE_UPLOADS_PER_USER", 120)?,
+            },
+            trusted_proxy_hops: parse_or(&get, "LECTOR_TRUSTED_PROXY_HOPS", 0)?,
+            ingest_owner: get("LECTOR_INGEST_OWNER"),
         };
         if !(crate::engines::ocr::MIN_DPI..=1200).contains(&config.ocr.dpi) {
             bail!(
@@ -324,10 +381,25 @@ impl Config {
         if config.job_lease < Duration::from_secs(1) {
             bail!("LECTOR_JOB_LEASE_SECS must be at least 1");
         }
+        if let Some(url) = &config.public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            bail!("LECTOR_PUBLIC_URL={url:?} must start with https:// or http://");
+        }
+        if config.password_min_length < 8 {
+            bail!("LECTOR_PASSWORD_MIN_LENGTH must be at least 8");
+        }
         if config.max_pages == 0 || config.max_upload_bytes == 0 {
             bail!("LECTOR_MAX_PAGES and LECTOR_MAX_UPLOAD_BYTES must be above 0");
         }
         Ok(config)
+    }
+
+    /// True when Lector is served over https (cookies are then `Secure`).
+    pub fn is_https(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|url| url.starts_with("https://"))
     }
 
     /// True when the database is Postgres.

@@ -12,7 +12,7 @@ use crate::{
     config::Config,
     config::EngineChoice,
     domain::{
-        Document,
+        Document, User,
         ocr::{OcrChoice, OcrMode, parse_languages},
         upload,
     },
@@ -270,6 +270,16 @@ impl Documents {
         }
     }
 
+    /// `user`'s document `id`. Someone else's document is `NotFound`, exactly like one that
+    /// does not exist, so that ids cannot be probed.
+    pub async fn get_owned(&self, user: &User, id: &str) -> storage::Result<Document> {
+        let document = self.store.get_document(id).await?;
+        if document.owner_id.as_deref() != Some(user.id.as_str()) {
+            return Err(storage::Error::NotFound);
+        }
+        Ok(document)
+    }
+
     /// The store, for reads that need no rules.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -279,6 +289,7 @@ impl Documents {
     #[tracing::instrument(skip_all, fields(file.size = file.size), err(level = "info"))]
     pub async fn upload(
         &self,
+        owner: Option<&User>,
         file: IncomingFile,
         password: Option<String>,
         ocr: &OcrRequest,
@@ -293,7 +304,12 @@ impl Documents {
             return Err(UploadError::NotPdf);
         }
         let sha256 = hex::encode(file.sha256);
-        if let Some(document) = self.store.find_document_by_sha256(&sha256).await? {
+        let owner_id = owner.map(|user| user.id.as_str());
+        if let Some(document) = self
+            .store
+            .find_document_by_sha256(owner_id, &sha256)
+            .await?
+        {
             return Ok(Uploaded {
                 document,
                 duplicate: true,
@@ -336,6 +352,7 @@ impl Documents {
                 .map(SecretString::from),
             max_attempts: self.config.job_max_attempts,
             ocr,
+            owner_id: owner_id.map(str::to_owned),
         };
         let in_database = stored.is_none().then(|| file.temp.path());
         match self.store.create_document(&new, in_database).await {
@@ -348,7 +365,11 @@ impl Documents {
             }
             // The same bytes arrived twice at once: the other request stored them.
             Err(storage::Error::Conflict) => {
-                match self.store.find_document_by_sha256(&sha256).await? {
+                match self
+                    .store
+                    .find_document_by_sha256(owner_id, &sha256)
+                    .await?
+                {
                     Some(document) => Ok(Uploaded {
                         document,
                         duplicate: true,

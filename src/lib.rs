@@ -4,6 +4,7 @@
 //! [`jobs`] workers. Uploads go through [`documents`] (the use cases) into [`storage`] (all
 //! SQL); workers run the [`engines`] in a sandboxed child process and write pages back.
 
+pub mod accounts;
 pub mod aws;
 pub mod blobs;
 pub mod cli;

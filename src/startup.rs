@@ -9,6 +9,7 @@ use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    accounts::Accounts,
     aws,
     blobs::{BlobStore, S3Originals},
     config::Config,
@@ -163,12 +164,12 @@ pub async fn run(
         config.clone(),
         work_available,
     );
-    spawn_ingest_consumer(&config, &documents, &engines, &stop);
-    let state = AppState {
-        documents,
-        config: config.clone(),
-    };
-    let app = http::router(state, connected.sessions);
+    let accounts = Accounts::new(connected.store.clone(), config.clone());
+    spawn_ingest_consumer(&config, &documents, &accounts, &engines, &stop);
+    let state = AppState::new(documents, accounts, config.clone());
+    spawn_rate_limit_cleanup(state.limits.clone(), stop.clone());
+    let app = http::router(state, connected.sessions)
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     tracing::info!(address = %listener.local_addr()?, database = connected.store.backend(), workers = config.workers, "lector is listening");
     let stop_on_signal = stop.clone();
     axum::serve(listener, app)
@@ -204,7 +205,8 @@ pub async fn run_workers_only(
         config.clone(),
         Arc::new(Notify::new()),
     );
-    spawn_ingest_consumer(&config, &documents, &engines, &stop);
+    let accounts = Accounts::new(connected.store.clone(), config.clone());
+    spawn_ingest_consumer(&config, &documents, &accounts, &engines, &stop);
     let workers = jobs::spawn_workers(
         config.workers,
         connected.store,
@@ -242,6 +244,7 @@ fn spawn_notice_consumer(
 fn spawn_ingest_consumer(
     config: &Config,
     documents: &Documents,
+    accounts: &Accounts,
     engines: &Engines,
     stop: &CancellationToken,
 ) {
@@ -252,6 +255,7 @@ fn spawn_ingest_consumer(
     ) {
         tokio::spawn(jobs::ingest::consume(
             documents.clone(),
+            accounts.clone(),
             s3.client().clone(),
             sqs.clone(),
             queue_url.clone(),
@@ -260,6 +264,20 @@ fn spawn_ingest_consumer(
             stop.clone(),
         ));
     }
+}
+
+/// Forgets rate-limit state of clients that have been quiet (it would otherwise grow with
+/// every address ever seen).
+fn spawn_rate_limit_cleanup(limits: Arc<http::RateLimits>, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = every_minute.tick() => limits.forget_quiet_clients(),
+            }
+        }
+    });
 }
 
 fn spawn_session_cleanup(sessions: SessionBackend, stop: CancellationToken) {

@@ -247,8 +247,7 @@ async fn the_web_forms_take_ocr_settings_and_show_mistakes_in_place() {
         )
         .text("ocr_languages", "xyz");
     let refused = app
-        .client
-        .post(app.url("/documents"))
+        .web_post("/documents")
         .multipart(form)
         .send()
         .await
@@ -265,8 +264,7 @@ async fn the_web_forms_take_ocr_settings_and_show_mistakes_in_place() {
         )
         .text("ocr", "off");
     let stored = app
-        .client
-        .post(app.url("/documents"))
+        .web_post("/documents")
         .multipart(form)
         .send()
         .await
@@ -282,8 +280,7 @@ async fn the_web_forms_take_ocr_settings_and_show_mistakes_in_place() {
 
     // Re-process from the document page with OCR switched on.
     let bad = app
-        .client
-        .post(app.url(&format!("/documents/{id}/reprocess")))
+        .web_post(&format!("/documents/{id}/reprocess"))
         .form(&[("ocr", "sometimes"), ("ocr_languages", "eng")])
         .send()
         .await
@@ -293,8 +290,7 @@ async fn the_web_forms_take_ocr_settings_and_show_mistakes_in_place() {
     assert!(html.contains("must be auto, off or force"), "{html}");
     assert!(html.contains(r#"id="reprocess-error""#));
     let requeued = app
-        .client
-        .post(app.url(&format!("/documents/{id}/reprocess")))
+        .web_post(&format!("/documents/{id}/reprocess"))
         .form(&[("ocr", "auto"), ("ocr_languages", "eng")])
         .send()
         .await

@@ -11,7 +11,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Backend, TestDatabase, corpus_dir, distinct_copy, fixture, lector_exe};
+use common::{
+    Backend, TestDatabase, cli_token, client_with_token, corpus_dir, distinct_copy, fixture,
+    lector_exe,
+};
 use reqwest::multipart::{Form, Part};
 use rstest::rstest;
 use serde_json::Value;
@@ -141,6 +144,7 @@ impl Server {
             if let Ok(response) = server.client.get(server.url("/healthz")).send().await
                 && response.status().is_success()
             {
+                server.client = client_with_token(&cli_token(&db.url));
                 return server;
             }
             if let Some(status) = server.process.child.try_wait().unwrap() {

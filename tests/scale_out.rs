@@ -220,7 +220,6 @@ async fn three_workers_and_two_servers_on_one_postgres_extract_100_uploads_exact
 
     // The two servers migrate the fresh database; the workers start once it is migrated (so
     // that this test is about the queue, not about concurrent migrations).
-    let client = reqwest::Client::new();
     let mut servers: Vec<Server> = (0..2)
         .map(|_| {
             let bind = format!("127.0.0.1:{}", free_port());
@@ -236,9 +235,11 @@ async fn three_workers_and_two_servers_on_one_postgres_extract_100_uploads_exact
             }
         })
         .collect();
+    let anonymous = reqwest::Client::new();
     for server in &mut servers {
-        server.wait_until_healthy(&client).await;
+        server.wait_until_healthy(&anonymous).await;
     }
+    let client = common::client_with_token(&common::cli_token(&db.url));
     let mut workers: Vec<Lector> = (0..3)
         .map(|_| {
             start(

@@ -6,22 +6,14 @@ use common::{Backend, TestApp, fixture};
 use reqwest::multipart::{Form, Part};
 use rstest::rstest;
 
-/// A browser-like client: keeps cookies (for flash messages), does not follow redirects.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
 /// GETs `url` and returns the page's HTML.
 async fn html_of(client: &reqwest::Client, url: String) -> String {
     client.get(url).send().await.unwrap().text().await.unwrap()
 }
 
-fn form_with(files: &[&str]) -> Form {
-    let mut form = Form::new();
+/// An upload form as the page sends it: the CSRF token first, then the files.
+fn form_with(app: &TestApp, files: &[&str]) -> Form {
+    let mut form = Form::new().text("csrf_token", app.user.csrf.clone());
     for name in files {
         form = form.part(
             "file",
@@ -37,7 +29,7 @@ fn form_with(files: &[&str]) -> Form {
 #[tokio::test]
 async fn the_index_offers_an_upload_form_that_works_without_javascript(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let page = browser().get(app.url("/")).send().await.unwrap();
+    let page = app.client.clone().get(app.url("/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(
@@ -46,7 +38,9 @@ async fn the_index_offers_an_upload_form_that_works_without_javascript(#[case] b
     assert!(html.contains(r#"name="file" type="file""#) && html.contains("multiple"));
     assert!(html.contains(r#"<label for="file">"#));
     assert!(html.contains("Nothing uploaded yet."));
-    let htmx = browser()
+    let htmx = app
+        .client
+        .clone()
         .get(app.url("/static/htmx.min.js"))
         .send()
         .await
@@ -68,10 +62,10 @@ async fn uploading_one_pdf_redirects_to_its_page_which_shows_progress_then_every
     #[case] backend: Backend,
 ) {
     let app = TestApp::spawn(backend).await;
-    let browser = browser();
+    let browser = app.client.clone();
     let response = browser
         .post(app.url("/documents"))
-        .multipart(form_with(&["three_pages.pdf"]))
+        .multipart(form_with(&app, &["three_pages.pdf"]))
         .send()
         .await
         .unwrap();
@@ -119,7 +113,6 @@ async fn uploading_one_pdf_redirects_to_its_page_which_shows_progress_then_every
     assert!(html.contains("zebras and quartz watches"));
     assert!(html.contains(&format!(r#"href="/documents/{id}/original.pdf""#)));
     assert!(html.contains(&format!(r#"href="/documents/{id}/text.txt""#)));
-    assert!(html.contains(&format!(r#"href="/api/v1/documents/{id}/pages""#)));
     assert!(html.contains(&format!(r#"action="/documents/{id}/reprocess""#)));
 
     let text = browser
@@ -140,10 +133,10 @@ async fn uploading_one_pdf_redirects_to_its_page_which_shows_progress_then_every
 #[tokio::test]
 async fn uploading_several_pdfs_redirects_to_the_index_which_lists_them(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let browser = browser();
+    let browser = app.client.clone();
     let response = browser
         .post(app.url("/documents"))
-        .multipart(form_with(&["one_page.pdf", "twelve_pages.pdf"]))
+        .multipart(form_with(&app, &["one_page.pdf", "twelve_pages.pdf"]))
         .send()
         .await
         .unwrap();
@@ -175,9 +168,11 @@ async fn uploading_several_pdfs_redirects_to_the_index_which_lists_them(#[case] 
 #[tokio::test]
 async fn a_bad_file_shows_the_form_again_with_the_message_and_status_422(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let response = browser()
+    let response = app
+        .client
+        .clone()
         .post(app.url("/documents"))
-        .multipart(form_with(&["not_a_pdf.pdf"]))
+        .multipart(form_with(&app, &["not_a_pdf.pdf"]))
         .send()
         .await
         .unwrap();
@@ -190,9 +185,11 @@ async fn a_bad_file_shows_the_form_again_with_the_message_and_status_422(#[case]
     );
     assert!(html.contains(r#"aria-invalid="true""#));
 
-    let response = browser()
+    let response = app
+        .client
+        .clone()
         .post(app.url("/documents"))
-        .multipart(form_with(&["user_password.pdf"]))
+        .multipart(form_with(&app, &["user_password.pdf"]))
         .send()
         .await
         .unwrap();
@@ -205,9 +202,15 @@ async fn a_bad_file_shows_the_form_again_with_the_message_and_status_422(#[case]
             .contains("this PDF is password-protected")
     );
 
-    let response = browser()
+    let response = app
+        .client
+        .clone()
         .post(app.url("/documents"))
-        .multipart(Form::new().text("password", ""))
+        .multipart(
+            Form::new()
+                .text("csrf_token", app.user.csrf.clone())
+                .text("password", ""),
+        )
         .send()
         .await
         .unwrap();
@@ -229,13 +232,16 @@ async fn a_bad_file_shows_the_form_again_with_the_message_and_status_422(#[case]
 async fn a_password_given_in_the_form_opens_an_encrypted_pdf(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let form = Form::new()
+        .text("csrf_token", app.user.csrf.clone())
         .part(
             "file",
             Part::bytes(std::fs::read(fixture("user_password.pdf")).unwrap())
                 .file_name("secret.pdf"),
         )
         .text("password", "open-sesame");
-    let response = browser()
+    let response = app
+        .client
+        .clone()
         .post(app.url("/documents"))
         .multipart(form)
         .send()
@@ -244,7 +250,7 @@ async fn a_password_given_in_the_form_opens_an_encrypted_pdf(#[case] backend: Ba
     assert_eq!(response.status(), 303);
     app.drain_jobs().await;
     let location = response.headers()["location"].to_str().unwrap();
-    let html = html_of(&browser(), app.url(location)).await;
+    let html = html_of(&app.client.clone(), app.url(location)).await;
     assert!(html.contains("the quick brown fox"));
 }
 
@@ -254,12 +260,14 @@ async fn a_password_given_in_the_form_opens_an_encrypted_pdf(#[case] backend: Ba
 #[tokio::test]
 async fn text_from_a_pdf_and_file_names_are_shown_escaped(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let form = Form::new().part(
+    let form = Form::new().text("csrf_token", app.user.csrf.clone()).part(
         "file",
         Part::bytes(std::fs::read(fixture("script_text.pdf")).unwrap())
             .file_name("<img src=x onerror=alert(2)>.pdf"),
     );
-    let response = browser()
+    let response = app
+        .client
+        .clone()
         .post(app.url("/documents"))
         .multipart(form)
         .send()
@@ -268,7 +276,7 @@ async fn text_from_a_pdf_and_file_names_are_shown_escaped(#[case] backend: Backe
     assert_eq!(response.status(), 303);
     app.drain_jobs().await;
     let location = response.headers()["location"].to_str().unwrap();
-    let html = html_of(&browser(), app.url(location)).await;
+    let html = html_of(&app.client.clone(), app.url(location)).await;
     assert!(
         html.contains("&#60;script&#62;alert(1)&#60;/script&#62;")
             || html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
@@ -276,7 +284,7 @@ async fn text_from_a_pdf_and_file_names_are_shown_escaped(#[case] backend: Backe
     );
     assert!(!html.contains("<script>alert(1)"));
     assert!(!html.contains("<img src=x"));
-    let index = html_of(&browser(), app.url("/")).await;
+    let index = html_of(&app.client.clone(), app.url("/")).await;
     assert!(!index.contains("<img src=x"));
 }
 
@@ -287,7 +295,7 @@ async fn text_from_a_pdf_and_file_names_are_shown_escaped(#[case] backend: Backe
 async fn deleting_asks_for_confirmation_then_removes_the_document(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let id = app.upload_ok("one_page.pdf").await;
-    let browser = browser();
+    let browser = app.client.clone();
     let confirm = browser
         .get(app.url(&format!("/documents/{id}/delete")))
         .send()
@@ -301,6 +309,7 @@ async fn deleting_asks_for_confirmation_then_removes_the_document(#[case] backen
     )));
     let deleted = browser
         .post(app.url(&format!("/documents/{id}/delete")))
+        .form(&[("csrf_token", app.user.csrf.as_str())])
         .send()
         .await
         .unwrap();
@@ -330,9 +339,10 @@ async fn deleting_asks_for_confirmation_then_removes_the_document(#[case] backen
 async fn reprocess_and_cancel_buttons_redirect_back_with_a_message(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let id = app.upload_ok("three_pages.pdf").await;
-    let browser = browser();
+    let browser = app.client.clone();
     let cancelled = browser
         .post(app.url(&format!("/documents/{id}/cancel")))
+        .form(&[("csrf_token", app.user.csrf.as_str())])
         .send()
         .await
         .unwrap();
@@ -342,6 +352,7 @@ async fn reprocess_and_cancel_buttons_redirect_back_with_a_message(#[case] backe
     assert!(html.contains(">cancelled<"));
     let requeued = browser
         .post(app.url(&format!("/documents/{id}/reprocess")))
+        .form(&[("csrf_token", app.user.csrf.as_str())])
         .send()
         .await
         .unwrap();
@@ -369,9 +380,9 @@ async fn the_index_is_paginated_fifty_a_page(#[case] backend: Backend) {
             .await;
         assert_eq!(response.status(), 202);
     }
-    let first = html_of(&browser(), app.url("/")).await;
+    let first = html_of(&app.client.clone(), app.url("/")).await;
     assert!(first.contains("Page 1 of 2"));
     assert!(first.contains("doc-50.pdf") && !first.contains("doc-00.pdf"));
-    let second = html_of(&browser(), app.url("/?page=2")).await;
+    let second = html_of(&app.client.clone(), app.url("/?page=2")).await;
     assert!(second.contains("doc-00.pdf") && !second.contains("doc-50.pdf"));
 }

@@ -97,6 +97,8 @@ pub struct Document {
     pub engine: String,
     /// The S3 key of the original, when it is on S3 rather than in the database.
     pub blob_key: Option<String>,
+    /// The account it belongs to.
+    pub owner_id: Option<String>,
     /// When and in which languages its pages are OCR'd.
     pub ocr: super::ocr::OcrChoice,
     /// Something the reader should know about how it was extracted (e.g. read locally
@@ -213,6 +215,7 @@ mod tests {
             error: None,
             engine: "local".into(),
             blob_key: None,
+            owner_id: None,
             ocr: crate::domain::ocr::OcrChoice {
                 mode: crate::domain::ocr::OcrMode::Auto,
                 languages: "eng".into(),

@@ -1,7 +1,10 @@
-//! Pure types and rules of Lector: documents, their status, pages and upload checks. No I/O.
+//! Pure types and rules of Lector: accounts, documents, their status, pages and upload
+//! checks. No I/O.
 
+pub mod account;
 pub mod document;
 pub mod ocr;
 pub mod upload;
 
+pub use account::{ApiToken, Credentials, User};
 pub use document::{Document, DocumentStatus, Page, PageSource};

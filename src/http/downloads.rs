@@ -7,7 +7,7 @@ use axum::{
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::{AppError, AppState};
-use crate::domain::upload::ascii_file_name;
+use crate::domain::{Document, upload::ascii_file_name};
 
 /// `attachment; filename="…"; filename*=UTF-8''…` from an already cleaned file name.
 pub fn attachment(file_name: &str) -> HeaderValue {
@@ -20,8 +20,7 @@ pub fn attachment(file_name: &str) -> HeaderValue {
 }
 
 /// The original PDF, streamed from storage chunk by chunk.
-pub async fn original_pdf(state: &AppState, id: &str) -> Result<Response, AppError> {
-    let document = state.store().get_document(id).await?;
+pub async fn original_pdf(state: &AppState, document: Document) -> Result<Response, AppError> {
     let body = state.documents.original(&document).await?;
     Ok((
         [
@@ -47,11 +46,10 @@ pub async fn original_pdf(state: &AppState, id: &str) -> Result<Response, AppErr
 /// Every page's text, pages separated by a form feed.
 pub async fn plain_text(
     state: &AppState,
-    id: &str,
+    document: Document,
     as_attachment: bool,
 ) -> Result<Response, AppError> {
-    let document = state.store().get_document(id).await?;
-    let pages = state.store().list_pages(id).await?;
+    let pages = state.store().list_pages(&document.id).await?;
     let text = pages
         .iter()
         .map(|p| p.text.as_str())

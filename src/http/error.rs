@@ -29,6 +29,21 @@ pub enum AppError {
     /// The request conflicts with the document's state.
     #[error("{0}")]
     Conflict(String),
+    /// No valid API token (`invalid` when one was sent but is wrong or revoked).
+    #[error("{}", if *invalid { "the API token is invalid or has been revoked" } else { "an API token is required: send Authorization: Bearer <token>" })]
+    Unauthorized {
+        /// A token was sent but is not valid.
+        invalid: bool,
+    },
+    /// Refused for the reason given (a forged or expired form).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Over a rate limit.
+    #[error("too many requests: try again in {retry_after} s")]
+    TooManyRequests {
+        /// Seconds until a retry may succeed.
+        retry_after: u64,
+    },
     /// Our fault. The client sees no detail.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -78,6 +93,9 @@ impl AppError {
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             AppError::Upload(upload) => match upload {
                 UploadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -96,6 +114,9 @@ impl AppError {
             AppError::NotFound => "not-found",
             AppError::BadRequest(_) => "bad-request",
             AppError::Conflict(_) => "conflict",
+            AppError::Unauthorized { .. } => "unauthorized",
+            AppError::Forbidden(_) => "forbidden",
+            AppError::TooManyRequests { .. } => "rate-limited",
             AppError::Internal(_) => "internal",
             AppError::Upload(upload) => upload.code(),
         }
@@ -121,6 +142,28 @@ impl AppError {
         }
     }
 
+    /// `WWW-Authenticate` on 401 (RFC 6750) and `Retry-After` on 429.
+    fn add_headers(&self, response: &mut Response) {
+        let headers = response.headers_mut();
+        match self {
+            AppError::Unauthorized { invalid } => {
+                let challenge = if *invalid {
+                    r#"Bearer realm="lector", error="invalid_token""#
+                } else {
+                    r#"Bearer realm="lector""#
+                };
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static(challenge),
+                );
+            }
+            AppError::TooManyRequests { retry_after } => {
+                headers.insert(header::RETRY_AFTER, header::HeaderValue::from(*retry_after));
+            }
+            _ => {}
+        }
+    }
+
     /// The problem document for this error.
     pub fn problem(&self) -> Problem {
         let status = self.status();
@@ -138,12 +181,14 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         self.log();
         let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
-        (
+        let mut response = (
             self.status(),
             [(header::CONTENT_TYPE, "application/problem+json")],
             body,
         )
-            .into_response()
+            .into_response();
+        self.add_headers(&mut response);
+        response
     }
 }
 
@@ -160,6 +205,7 @@ impl<E: Into<AppError>> From<E> for HtmlError {
 #[derive(Template)]
 #[template(path = "pages/error.html")]
 struct ErrorPage {
+    nav: super::web::Nav,
     status: u16,
     title: String,
     message: String,
@@ -170,13 +216,16 @@ impl IntoResponse for HtmlError {
         self.0.log();
         let status = self.0.status();
         let page = ErrorPage {
+            nav: super::web::Nav::default(),
             status: status.as_u16(),
             title: status.canonical_reason().unwrap_or("Error").into(),
             message: self.0.public_message(),
         };
-        match page.render() {
+        let mut response = match page.render() {
             Ok(html) => (status, Html(html)).into_response(),
             Err(_) => (status, self.0.public_message()).into_response(),
-        }
+        };
+        self.0.add_headers(&mut response);
+        response
     }
 }

@@ -13,30 +13,49 @@ use axum::{
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    set_header::SetResponseHeaderLayer,
     trace::{DefaultOnResponse, TraceLayer},
 };
 
-use crate::{config::Config, documents::Documents, storage::Store};
+use crate::{accounts::Accounts, config::Config, documents::Documents, storage::Store};
 
 pub mod api;
+pub mod auth;
+pub mod csrf;
 mod downloads;
 mod error;
+mod limits;
 mod metrics;
 mod upload;
 pub mod web;
 
 pub use error::{AppError, HtmlError};
+pub use limits::RateLimits;
 
 /// Everything a handler can reach. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     /// The document use cases.
     pub documents: Documents,
+    /// The account use cases.
+    pub accounts: Accounts,
+    /// Log-in and upload rate limits.
+    pub limits: Arc<RateLimits>,
     /// Configuration.
     pub config: Arc<Config>,
 }
 
 impl AppState {
+    /// The state over these use cases, with fresh rate limiters.
+    pub fn new(documents: Documents, accounts: Accounts, config: Arc<Config>) -> Self {
+        AppState {
+            documents,
+            accounts,
+            limits: Arc::new(RateLimits::new(&config.rate_limits)),
+            config,
+        }
+    }
+
     /// The store, for plain reads.
     pub fn store(&self) -> &Arc<dyn Store> {
         self.documents.store()
@@ -45,10 +64,17 @@ impl AppState {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// No script but our own files, no inline script or style, no framing, no plugins; forms
+/// only post back here.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; \
+     frame-ancestors 'none'";
+
 /// The whole application's routes and middleware.
 pub fn router(state: AppState, sessions: crate::sessions::SessionBackend) -> Router {
-    Router::new()
-        .merge(web::routes(sessions))
+    let https = state.config.is_https();
+    let router = Router::new()
+        .merge(web::routes(state.clone(), sessions))
         .nest("/api/v1", api::routes())
         .route("/healthz", get(health))
         .route("/metrics", get(metrics::metrics))
@@ -76,7 +102,31 @@ pub fn router(state: AppState, sessions: crate::sessions::SessionBackend) -> Rou
             .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .with_state(state)
+        .layer(header_layer(
+            header::CONTENT_SECURITY_POLICY,
+            CONTENT_SECURITY_POLICY,
+        ))
+        .layer(header_layer(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(header_layer(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(header_layer(header::REFERRER_POLICY, "same-origin"))
+        .layer(header_layer(
+            HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ));
+    let router = if https {
+        router.layer(header_layer(
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        ))
+    } else {
+        router
+    };
+    router.with_state(state)
+}
+
+/// Sets `name` on every response that does not set it itself (errors and panics included).
+fn header_layer(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
 }
 
 /// Liveness and readiness: the database answers.

@@ -1,13 +1,17 @@
 //! S3-triggered ingestion: with `LECTOR_INGEST_SQS_QUEUE_URL`, S3 `ObjectCreated` event
 //! notifications arrive on SQS and every new `.pdf` under `LECTOR_INGEST_S3_PREFIX` becomes a
 //! document, through the same checks as an upload. A message delivered twice creates one
-//! document: the second finds the same SHA-256 already stored.
+//! document: the second finds the same SHA-256 already stored. Ingested documents belong to
+//! `LECTOR_INGEST_OWNER` (default: the first account).
 
 use anyhow::Context;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::documents::{Documents, IncomingFileWriter, UploadError};
+use crate::{
+    accounts::Accounts,
+    documents::{Documents, IncomingFileWriter, UploadError},
+};
 
 /// One object named by an S3 event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,8 +23,10 @@ pub struct CreatedObject {
 }
 
 /// Receives S3 events from `queue_url` until `stop`, turning new PDFs into documents.
+#[allow(clippy::too_many_arguments)]
 pub async fn consume(
     documents: Documents,
+    accounts: Accounts,
     s3: aws_sdk_s3::Client,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
@@ -33,7 +39,7 @@ pub async fn consume(
             let objects = parse_event(message.body().unwrap_or_default());
             let mut handled = true;
             for object in objects.iter().filter(|o| wanted(&o.key, &prefix)) {
-                match ingest(&documents, &s3, object, max_bytes).await {
+                match ingest(&documents, &accounts, &s3, object, max_bytes).await {
                     Ok(id) => {
                         tracing::info!(bucket = %object.bucket, key = %object.key, document.id = %id, "ingested from S3")
                     }
@@ -61,6 +67,7 @@ enum IngestError {
 
 async fn ingest(
     documents: &Documents,
+    accounts: &Accounts,
     s3: &aws_sdk_s3::Client,
     object: &CreatedObject,
     max_bytes: u64,
@@ -86,8 +93,9 @@ async fn ingest(
         writer.write(&chunk).await.map_err(upload_error)?;
     }
     let file = writer.finish().await.map_err(upload_error)?;
+    let owner = accounts.ingest_owner().await.map_err(retry)?;
     let uploaded = documents
-        .upload(file, None, &Default::default())
+        .upload(owner.as_ref(), file, None, &Default::default())
         .await
         .map_err(upload_error)?;
     Ok(uploaded.document.id)

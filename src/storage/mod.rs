@@ -13,6 +13,8 @@ use crate::domain::{Document, Page};
 
 #[macro_use]
 mod sql_store;
+#[macro_use]
+pub mod accounts;
 pub mod postgres;
 pub mod sqlite;
 
@@ -70,6 +72,8 @@ pub struct NewDocument {
     pub max_attempts: i32,
     /// When and in which languages to OCR.
     pub ocr: crate::domain::ocr::OcrChoice,
+    /// The account it belongs to (none only for documents ingested before any account exists).
+    pub owner_id: Option<String>,
 }
 
 /// A page about to be stored.
@@ -119,9 +123,11 @@ pub struct QueueCounts {
     pub running: i64,
 }
 
+pub use accounts::{AccountStore, NewApiToken, NewUser};
+
 /// Everything Lector stores. One implementation per database backend.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: AccountStore + Send + Sync + 'static {
     /// `postgres` or `sqlite`.
     fn backend(&self) -> &'static str;
     /// Applies the migrations of this backend.
@@ -135,16 +141,31 @@ pub trait Store: Send + Sync + 'static {
     -> Result<Document>;
     /// How many documents keep their original under this S3 key.
     async fn count_documents_with_blob_key(&self, key: &str) -> Result<i64>;
-    /// The document whose original has this SHA-256, if any.
-    async fn find_document_by_sha256(&self, sha256: &str) -> Result<Option<Document>>;
-    /// One document.
+    /// The document of `owner_id` whose original has this SHA-256, if any.
+    async fn find_document_by_sha256(
+        &self,
+        owner_id: Option<&str>,
+        sha256: &str,
+    ) -> Result<Option<Document>>;
+    /// One document, whoever owns it (the HTTP layer checks ownership).
     async fn get_document(&self, id: &str) -> Result<Document>;
-    /// Newest first, strictly older than the document `before` (cursor pagination).
-    async fn list_documents(&self, before: Option<&str>, limit: i64) -> Result<Vec<Document>>;
-    /// Newest first, by offset (numbered pages in the web UI).
-    async fn list_documents_at(&self, offset: i64, limit: i64) -> Result<Vec<Document>>;
-    /// How many documents there are.
-    async fn count_documents(&self) -> Result<i64>;
+    /// `owner_id`'s documents, newest first, strictly older than the document `before`
+    /// (cursor pagination).
+    async fn list_documents(
+        &self,
+        owner_id: &str,
+        before: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Document>>;
+    /// `owner_id`'s documents, newest first, by offset (numbered pages in the web UI).
+    async fn list_documents_at(
+        &self,
+        owner_id: &str,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<Document>>;
+    /// How many documents `owner_id` has.
+    async fn count_documents(&self, owner_id: &str) -> Result<i64>;
     /// Every extracted page of a document, in page order.
     async fn list_pages(&self, id: &str) -> Result<Vec<Page>>;
     /// Numbers of the pages already stored (a resumed job skips them).
@@ -262,6 +283,7 @@ struct DocumentRow {
     error: Option<String>,
     engine: String,
     blob_key: Option<String>,
+    owner_id: Option<String>,
     ocr_mode: String,
     ocr_languages: String,
     note: Option<String>,
@@ -289,6 +311,7 @@ impl TryFrom<DocumentRow> for Document {
             error: row.error,
             engine: row.engine,
             blob_key: row.blob_key,
+            owner_id: row.owner_id,
             ocr: crate::domain::ocr::OcrChoice {
                 mode: crate::domain::ocr::OcrMode::parse(&row.ocr_mode).ok_or_else(|| {
                     anyhow::anyhow!("unknown OCR mode {:?} in the database", row.ocr_mode)
@@ -335,6 +358,6 @@ impl From<PageRow> for Page {
 
 /// The columns every document query selects, with page progress counted from `pages`.
 const DOCUMENT_COLUMNS: &str = "d.id, d.file_name, d.sha256, d.size_bytes, d.page_count, d.status, \
-     d.error, d.engine, d.blob_key, d.ocr_mode, d.ocr_languages, d.note, d.created_at, d.started_at, d.finished_at, \
+     d.error, d.engine, d.blob_key, d.owner_id, d.ocr_mode, d.ocr_languages, d.note, d.created_at, d.started_at, d.finished_at, \
      (select count(*) from pages p where p.document_id = d.id) as pages_done, \
      (select count(*) from pages p where p.document_id = d.id and p.error is not null) as pages_failed";

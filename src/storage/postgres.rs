@@ -15,6 +15,7 @@ const DIALECT: Dialect = Dialect {
     later: |secs| format!("now() + make_interval(secs => {secs})"),
     skip_locked: "for update skip locked",
     month_start: "date_trunc('month', now())",
+    lock_users: "lock table users in share row exclusive mode",
 };
 
 /// [`super::Store`] on Postgres.
@@ -51,6 +52,7 @@ impl PostgresStore {
     }
 }
 
+account_store_impl!(PostgresStore);
 store_impl!(
     PostgresStore,
     "postgres",

@@ -11,6 +11,8 @@ pub(crate) struct Dialect {
     pub skip_locked: &'static str,
     /// The first instant of the current calendar month (UTC).
     pub month_start: &'static str,
+    /// Serialises account creation (empty where writers are serialised anyway).
+    pub lock_users: &'static str,
 }
 
 /// Every statement the stores run, built once from a [`Dialect`].
@@ -42,11 +44,13 @@ pub(crate) struct Queries {
     pub reserve_textract_pages: String,
     pub textract_reserved: String,
     pub textract_pages_this_month: String,
+    pub touch_token: String,
+    pub lock_users: String,
 }
 
 /// Statements that are the same on both backends.
 pub(crate) mod common {
-    pub const COUNT_DOCUMENTS: &str = "select count(*) from documents";
+    pub const COUNT_DOCUMENTS: &str = "select count(*) from documents where owner_id = $1";
     pub const PAGES: &str = "select page_number, text, source, char_count, extraction_ms, error, confidence, dpi, ocr_reason \
          from pages where document_id = $1 order by page_number";
     pub const PAGE_NUMBERS: &str =
@@ -87,17 +91,25 @@ impl Queries {
         Queries {
             insert_document: "insert into documents \
                  (id, file_name, sha256, size_bytes, page_count, status, engine, pdf_password, blob_key, \
-                 ocr_mode, ocr_languages) \
-                 values ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10)"
+                 ocr_mode, ocr_languages, owner_id) \
+                 values ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, $11)"
                 .into(),
             insert_blob_chunk: "insert into document_blobs (document_id, seq, data) values ($1, $2, $3)".into(),
             insert_job: "insert into jobs (kind, document_id, status, max_attempts) values ('extract', $1, 'queued', $2)"
                 .into(),
             document_by_id: format!("select {cols} from documents d where d.id = $1"),
-            document_by_sha256: format!("select {cols} from documents d where d.sha256 = $1"),
-            documents_newest: format!("select {cols} from documents d order by d.id desc limit $1"),
-            documents_before: format!("select {cols} from documents d where d.id < $1 order by d.id desc limit $2"),
-            documents_at: format!("select {cols} from documents d order by d.id desc limit $1 offset $2"),
+            document_by_sha256: format!(
+                "select {cols} from documents d where d.sha256 = $1 and coalesce(d.owner_id, '') = coalesce($2, '')"
+            ),
+            documents_newest: format!(
+                "select {cols} from documents d where d.owner_id = $2 order by d.id desc limit $1"
+            ),
+            documents_before: format!(
+                "select {cols} from documents d where d.owner_id = $3 and d.id < $1 order by d.id desc limit $2"
+            ),
+            documents_at: format!(
+                "select {cols} from documents d where d.owner_id = $3 order by d.id desc limit $1 offset $2"
+            ),
             requeue_document: format!(
                 "update documents set status = 'queued', error = null, started_at = null, \
                  finished_at = null, note = null, ocr_mode = coalesce($2, ocr_mode), \
@@ -188,6 +200,8 @@ impl Queries {
                 "select count(*) from textract_usage where sha256 = $1 and created_at >= {month}",
                 month = d.month_start,
             ),
+            touch_token: crate::storage::accounts::sql::touch_token(d),
+            lock_users: d.lock_users.into(),
             textract_pages_this_month: format!(
                 "select cast(coalesce(sum(pages), 0) as bigint) from textract_usage where created_at >= {month}",
                 month = d.month_start,
@@ -248,6 +262,7 @@ macro_rules! store_impl {
                     .bind(&doc.blob_key)
                     .bind(doc.ocr.mode.as_str())
                     .bind(&doc.ocr.languages)
+                    .bind(&doc.owner_id)
                     .execute(&mut *tx)
                     .await?;
                 let mut seq: i64 = 0;
@@ -291,11 +306,13 @@ macro_rules! store_impl {
 
             async fn find_document_by_sha256(
                 &self,
+                owner_id: Option<&str>,
                 sha256: &str,
             ) -> $crate::storage::Result<Option<$crate::domain::Document>> {
                 let row =
                     sqlx::query_as::<_, $crate::storage::DocumentRow>(&self.sql.document_by_sha256)
                         .bind(sha256)
+                        .bind(owner_id)
                         .fetch_optional(&self.pool)
                         .await?;
                 row.map(TryInto::try_into).transpose()
@@ -314,6 +331,7 @@ macro_rules! store_impl {
 
             async fn list_documents(
                 &self,
+                owner_id: &str,
                 before: Option<&str>,
                 limit: i64,
             ) -> $crate::storage::Result<Vec<$crate::domain::Document>> {
@@ -324,6 +342,7 @@ macro_rules! store_impl {
                         )
                         .bind(cursor)
                         .bind(limit)
+                        .bind(owner_id)
                         .fetch_all(&self.pool)
                         .await?
                     }
@@ -332,6 +351,7 @@ macro_rules! store_impl {
                             &self.sql.documents_newest,
                         )
                         .bind(limit)
+                        .bind(owner_id)
                         .fetch_all(&self.pool)
                         .await?
                     }
@@ -341,6 +361,7 @@ macro_rules! store_impl {
 
             async fn list_documents_at(
                 &self,
+                owner_id: &str,
                 offset: i64,
                 limit: i64,
             ) -> $crate::storage::Result<Vec<$crate::domain::Document>> {
@@ -348,14 +369,16 @@ macro_rules! store_impl {
                     sqlx::query_as::<_, $crate::storage::DocumentRow>(&self.sql.documents_at)
                         .bind(limit)
                         .bind(offset)
+                        .bind(owner_id)
                         .fetch_all(&self.pool)
                         .await?;
                 rows.into_iter().map(TryInto::try_into).collect()
             }
 
-            async fn count_documents(&self) -> $crate::storage::Result<i64> {
+            async fn count_documents(&self, owner_id: &str) -> $crate::storage::Result<i64> {
                 Ok(
                     sqlx::query_scalar($crate::storage::sql_store::common::COUNT_DOCUMENTS)
+                        .bind(owner_id)
                         .fetch_one(&self.pool)
                         .await?,
                 )

@@ -16,6 +16,7 @@ const DIALECT: Dialect = Dialect {
     later: |secs| format!("strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.3f seconds', {secs}))"),
     skip_locked: "",
     month_start: "strftime('%Y-%m-01 00:00:00.000', 'now')",
+    lock_users: "",
 };
 
 /// [`super::Store`] on SQLite.
@@ -59,4 +60,5 @@ impl SqliteStore {
     }
 }
 
+account_store_impl!(SqliteStore);
 store_impl!(SqliteStore, "sqlite", sqlx::migrate!("migrations/sqlite"));

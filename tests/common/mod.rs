@@ -182,10 +182,82 @@ pub async fn wait_until_healthy(client: &reqwest::Client, address: &str) {
     panic!("the app at {address} did not become healthy");
 }
 
+/// The password of every test account.
+pub const TEST_PASSWORD: &str = "a long test password";
+
+/// An account on a running app, and a client signed in as it: the API with its bearer token
+/// (a default header) and the UI with its session cookie.
+pub struct TestUser {
+    pub email: String,
+    pub token: String,
+    pub client: reqwest::Client,
+    /// The session's CSRF token, for the UI's forms.
+    pub csrf: String,
+}
+
+/// Adds an account straight through the library (like `lector user add`) and an API token.
+pub async fn create_account(config: &Config, email: &str) -> (lector::domain::User, String) {
+    let store = lector::startup::connect(config).await.unwrap().store;
+    let accounts = lector::accounts::Accounts::new(store, Arc::new(config.clone()));
+    let user = accounts.add_user(email, TEST_PASSWORD).await.unwrap();
+    let (_, token) = accounts.create_token(&user, "tests").await.unwrap();
+    (user, token)
+}
+
+/// A client that sends `token` on every request and keeps cookies.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// The value of the first `csrf_token` hidden field of an HTML page.
+pub fn csrf_from(html: &str) -> Option<String> {
+    let start = html.find(r#"name="csrf_token" value=""#)? + r#"name="csrf_token" value=""#.len();
+    let end = html[start..].find('"')?;
+    Some(html[start..start + end].to_owned())
+}
+
+/// Logs `client` in through the log-in form; returns the signed-in session's CSRF token.
+pub async fn log_in(
+    client: &reqwest::Client,
+    address: &str,
+    email: &str,
+    password: &str,
+) -> String {
+    let page = client.get(format!("{address}/login")).send().await.unwrap();
+    let csrf = csrf_from(&page.text().await.unwrap()).expect("the log-in form has a CSRF token");
+    let response = client
+        .post(format!("{address}/login"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("email", email),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303, "log-in as {email}");
+    let index = client.get(format!("{address}/")).send().await.unwrap();
+    assert_eq!(index.status(), 200);
+    csrf_from(&index.text().await.unwrap()).expect("the index has a CSRF token")
+}
+
 /// The real application, started on a random port.
 pub struct TestApp {
     pub address: String,
+    /// Signed in as [`TestApp::user`], in the API (bearer token) and the UI (session).
     pub client: reqwest::Client,
+    /// The account the app was started with.
+    pub user: TestUser,
     pub db: TestDatabase,
     pub config: Config,
     pub store: Arc<dyn Store>,
@@ -199,8 +271,17 @@ impl TestApp {
         Self::spawn_with(backend, &[]).await
     }
 
-    /// Starts the app on `backend` with extra `LECTOR_*` variables.
+    /// Starts the app on `backend` with extra `LECTOR_*` variables, and an account signed in.
     pub async fn spawn_with(backend: Backend, vars: &[(&str, &str)]) -> Self {
+        Self::start(backend, vars, true).await
+    }
+
+    /// Starts the app with no account yet; `client` is anonymous (it keeps cookies).
+    pub async fn spawn_without_accounts(backend: Backend, vars: &[(&str, &str)]) -> Self {
+        Self::start(backend, vars, false).await
+    }
+
+    async fn start(backend: Backend, vars: &[(&str, &str)], with_account: bool) -> Self {
         let db = TestDatabase::new(backend).await;
         let config = test_config(&db.url, vars);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -209,17 +290,29 @@ impl TestApp {
         let server = tokio::spawn(lector::startup::run(config.clone(), listener, async move {
             let _ = stopped.await;
         }));
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        wait_until_healthy(&client, &address).await;
+        let anonymous = reqwest::Client::new();
+        wait_until_healthy(&anonymous, &address).await;
         // The store used by the test itself: same database, its own pool (opened after the
         // app has migrated, so two migrators never race on SQLite).
         let store = lector::startup::connect(&config).await.unwrap().store;
+        let user = if with_account {
+            TestUser::new(&config, &address, "owner@example.com").await
+        } else {
+            TestUser {
+                email: String::new(),
+                token: String::new(),
+                client: reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .cookie_store(true)
+                    .build()
+                    .unwrap(),
+                csrf: String::new(),
+            }
+        };
         TestApp {
             address,
-            client,
+            client: user.client.clone(),
+            user,
             db,
             config,
             store,
@@ -230,6 +323,18 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
+    }
+
+    /// Another account on this app, signed in with its own client.
+    pub async fn another_user(&self, email: &str) -> TestUser {
+        TestUser::new(&self.config, &self.address, email).await
+    }
+
+    /// A POST from one of the UI's pages (htmx's way: the CSRF token in a header).
+    pub fn web_post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(self.url(path))
+            .header("x-csrf-token", &self.user.csrf)
     }
 
     /// Posts `bytes` as `file_name` to the API, with an optional password.
@@ -355,6 +460,21 @@ impl Drop for TestApp {
     }
 }
 
+impl TestUser {
+    /// Creates the account and signs a new client in as it.
+    pub async fn new(config: &Config, address: &str, email: &str) -> Self {
+        let (user, token) = create_account(config, email).await;
+        let client = client_with_token(&token);
+        let csrf = log_in(&client, address, &user.email, TEST_PASSWORD).await;
+        TestUser {
+            email: user.email,
+            token,
+            client,
+            csrf,
+        }
+    }
+}
+
 /// The same PDF with different bytes (a trailing comment), so it is not a duplicate.
 pub fn distinct_copy(bytes: &[u8], nonce: usize) -> Vec<u8> {
     let mut copy = bytes.to_vec();
@@ -403,4 +523,40 @@ impl TestDatabase {
             }
         }
     }
+}
+
+/// An API token for a database, made the administrator's way: `lector user add` (the account
+/// is kept if it exists) and `lector token create`, run as separate processes.
+pub fn cli_token(database_url: &str) -> String {
+    use std::{io::Write, process::Stdio};
+    let mut add = std::process::Command::new(lector_exe())
+        .args(["user", "add", "owner@example.com", "--password-stdin"])
+        .env("DATABASE_URL", database_url)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(add.stdin.take().unwrap(), "{TEST_PASSWORD}").unwrap();
+    let added = add.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&added.stderr);
+    assert!(
+        added.status.success() || stderr.contains("already exists"),
+        "lector user add: {stderr}"
+    );
+    let created = std::process::Command::new(lector_exe())
+        .args(["token", "create", "owner@example.com", "--name", "tests"])
+        .env("DATABASE_URL", database_url)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "lector token create: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let token = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("lector_"), "{token}");
+    token
 }

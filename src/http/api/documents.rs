@@ -11,7 +11,7 @@ use validator::Validate;
 use super::views::{DocumentList, DocumentView, ListQuery, PageList};
 use crate::{
     documents::UploadError,
-    http::{AppError, AppState, downloads, error::Problem, upload::read_upload},
+    http::{AppError, AppState, auth::ApiUser, downloads, error::Problem, upload::read_upload},
 };
 
 /// Upload a PDF (multipart field `file`, optional `password`).
@@ -23,16 +23,19 @@ use crate::{
         (status = 413, description = "Too large", body = Problem),
         (status = 415, description = "Not a PDF", body = Problem),
         (status = 422, description = "Empty, unreadable, password-protected or too many pages", body = Problem),
+        (status = 429, description = "Too many uploads; see Retry-After", body = Problem),
     ))]
 pub async fn upload(
     State(state): State<AppState>,
+    ApiUser(user): ApiUser,
     multipart: Multipart,
 ) -> Result<Response, AppError> {
-    let form = read_upload(multipart, state.config.max_upload_bytes, 1).await?;
+    state.limits.check_upload(&user.id)?;
+    let form = read_upload(multipart, state.config.max_upload_bytes, 1, None).await?;
     let file = form.files.into_iter().next().ok_or(UploadError::NoFile)?;
     let uploaded = state
         .documents
-        .upload(file, form.password, &form.ocr)
+        .upload(Some(&user), file, form.password, &form.ocr)
         .await?;
     let location = format!("/api/v1/documents/{}", uploaded.document.id);
     let status = if uploaded.duplicate {
@@ -50,6 +53,7 @@ pub async fn upload(
     responses((status = 200, body = DocumentList), (status = 400, body = Problem)))]
 pub async fn list(
     State(state): State<AppState>,
+    ApiUser(user): ApiUser,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<DocumentList>, AppError> {
     query
@@ -58,7 +62,7 @@ pub async fn list(
     let limit = query.limit.unwrap_or(50);
     let mut documents = state
         .store()
-        .list_documents(query.cursor.as_deref(), limit + 1)
+        .list_documents(&user.id, query.cursor.as_deref(), limit + 1)
         .await?;
     let next_cursor = (documents.len() as i64 > limit).then(|| {
         documents.truncate(limit as usize);
@@ -75,10 +79,11 @@ pub async fn list(
     responses((status = 200, body = DocumentView), (status = 404, body = Problem)))]
 pub async fn show(
     State(state): State<AppState>,
+    ApiUser(user): ApiUser,
     Path(id): Path<String>,
 ) -> Result<Json<DocumentView>, AppError> {
     Ok(Json(DocumentView::new(
-        state.store().get_document(&id).await?,
+        state.documents.get_owned(&user, &id).await?,
     )))
 }
 
@@ -87,9 +92,10 @@ pub async fn show(
     responses((status = 200, body = PageList), (status = 404, body = Problem)))]
 pub async fn pages(
     State(state): State<AppState>,
+    ApiUser(user): ApiUser,
     Path(id): Path<String>,
 ) -> Result<Json<PageList>, AppError> {
-    let document = state.store().get_document(&id).await?;
+    let document = state.documents.get_owned(&user, &id).await?;
     let pages = state.store().list_pages(&document.id).await?;
     Ok(Json(PageList {
         document_id: document.id,
@@ -102,9 +108,11 @@ pub async fn pages(
     responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = Problem)))]
 pub async fn text(
     State(state): State<AppState>,
+    ApiUser(user): ApiUser,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    downloads::plain_text(&state, &id, false).await
+    let document = state.documents.get_owned(&user, &id).await?;
+    downloads::plain_text(&state, document, false).await
 }
 
 /// The original PDF.
@@ -112,9 +120,11 @@ pub async fn text(
     responses((status = 200, content_type = "application/pdf", body = Vec<u8>), (status = 404, body = Problem)))]
 pub async fn file(
     State(state): State<AppState>,
+    ApiUser(user): ApiUser,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
-    downloads::original_pdf(&state, &id).await
+    let document = state.documents.get_owned(&user, &id).await?;
+    downloads::original_pdf(&state, document).await
 }
 
 /// Clear the pages and extract again, optionally with other OCR choices.
@@ -124,9 +134,11 @@ pub async fn file(
         (status = 422, description = "Unknown OCR mode or language not installed", body = Problem)))]
 pub async fn reprocess(
     State(state): State<AppState>,
+    ApiUser(user): ApiUser,
     Path(id): Path<String>,
     body: Option<Json<super::views::ReprocessBody>>,
 ) -> Result<Response, AppError> {
+    state.documents.get_owned(&user, &id).await?;
     let ocr = body.map(|Json(b)| b).unwrap_or_default().into();
     let document = state.documents.reprocess(&id, &ocr).await?;
     Ok((StatusCode::ACCEPTED, Json(DocumentView::new(document))).into_response())
@@ -137,15 +149,17 @@ pub async fn reprocess(
     responses((status = 200, body = DocumentView), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn cancel(
     State(state): State<AppState>,
+    ApiUser(user): ApiUser,
     Path(id): Path<String>,
 ) -> Result<Json<DocumentView>, AppError> {
+    state.documents.get_owned(&user, &id).await?;
     if !state.documents.cancel(&id).await? {
         return Err(AppError::Conflict(
             "the document has already finished; nothing to cancel".into(),
         ));
     }
     Ok(Json(DocumentView::new(
-        state.store().get_document(&id).await?,
+        state.documents.get_owned(&user, &id).await?,
     )))
 }
 
@@ -154,8 +168,10 @@ pub async fn cancel(
     responses((status = 204), (status = 404, body = Problem)))]
 pub async fn delete(
     State(state): State<AppState>,
+    ApiUser(user): ApiUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
+    state.documents.get_owned(&user, &id).await?;
     state.documents.delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,7 +4,10 @@ use axum::{
     Json, Router,
     routing::{get, post},
 };
-use utoipa::OpenApi;
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
+};
 
 use super::AppState;
 
@@ -14,7 +17,11 @@ mod views;
 /// The OpenAPI document, generated from the handlers' annotations.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Lector", description = "Multi-page PDFs to searchable text."),
+    info(title = "Lector", description = "Multi-page PDFs to searchable text. Every call needs \
+        `Authorization: Bearer <token>` (create tokens on the API tokens page); without a valid \
+        one the answer is 401 with `WWW-Authenticate`. Documents of other accounts are 404."),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
     servers((url = "/api/v1")),
     paths(
         documents::upload,
@@ -30,6 +37,19 @@ mod views;
     components(schemas(views::UploadBody, crate::http::error::Problem))
 )]
 pub struct ApiDoc;
+
+/// Declares the bearer-token scheme the API uses.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
 
 /// The API's one route table.
 pub fn routes() -> Router<AppState> {

@@ -2,6 +2,7 @@
 
 use askama::Template;
 use axum::{
+    Extension,
     extract::{Multipart, Path, Query, State},
     http::{HeaderMap, StatusCode},
     response::{Html, IntoResponse, Redirect, Response},
@@ -9,12 +10,16 @@ use axum::{
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::views::{DocumentSummary, PageSection};
+use super::{
+    render,
+    views::{DocumentSummary, Nav, PageSection},
+};
 use crate::{
     documents::{OcrRequest, ReprocessError, UploadError, human_bytes},
-    domain::upload::clean_file_name,
+    domain::{User, upload::clean_file_name},
     http::{
-        AppError, AppState, HtmlError, downloads, metrics::estimated_cost, upload::read_upload,
+        AppError, AppState, HtmlError, auth::CurrentUser, csrf::ExpectedToken, downloads,
+        metrics::estimated_cost, upload::read_upload,
     },
     sessions::{set_flash, take_flash},
 };
@@ -24,6 +29,7 @@ const PER_PAGE: i64 = 50;
 #[derive(Template)]
 #[template(path = "pages/index.html")]
 struct IndexPage {
+    nav: Nav,
     flash: Option<String>,
     documents: Vec<DocumentSummary>,
     page: i64,
@@ -39,6 +45,7 @@ struct IndexPage {
 #[derive(Template)]
 #[template(path = "pages/document.html")]
 struct DocumentPage {
+    nav: Nav,
     flash: Option<String>,
     textract_note: Option<String>,
     form_error: Option<String>,
@@ -64,14 +71,8 @@ struct RowFragment {
 #[derive(Template)]
 #[template(path = "pages/confirm_delete.html")]
 struct ConfirmDeletePage {
+    nav: Nav,
     doc: DocumentSummary,
-}
-
-fn render(template: &impl Template) -> Result<Html<String>, HtmlError> {
-    template
-        .render()
-        .map(Html)
-        .map_err(|e| HtmlError(AppError::Internal(e.into())))
 }
 
 /// `?page=N` of the index.
@@ -80,31 +81,34 @@ pub struct IndexQuery {
     page: Option<i64>,
 }
 
-/// The index: upload form and documents, newest first.
+/// The index: upload form and the user's documents, newest first.
 pub async fn index(
     State(state): State<AppState>,
     session: Session,
+    CurrentUser(user): CurrentUser,
     Query(query): Query<IndexQuery>,
 ) -> Result<Html<String>, HtmlError> {
-    let flash = take_flash(&session).await;
-    render(&index_page(&state, query.page.unwrap_or(1), flash, vec![]).await?)
+    let page = query.page.unwrap_or(1);
+    render(&index_page(&state, &session, &user, page, vec![]).await?)
 }
 
 async fn index_page(
     state: &AppState,
+    session: &Session,
+    user: &User,
     page: i64,
-    flash: Option<String>,
     errors: Vec<String>,
 ) -> Result<IndexPage, HtmlError> {
-    let total = state.store().count_documents().await?;
+    let total = state.store().count_documents(&user.id).await?;
     let total_pages = ((total + PER_PAGE - 1) / PER_PAGE).max(1);
     let page = page.clamp(1, total_pages);
     let documents = state
         .store()
-        .list_documents_at((page - 1) * PER_PAGE, PER_PAGE)
+        .list_documents_at(&user.id, (page - 1) * PER_PAGE, PER_PAGE)
         .await?;
     Ok(IndexPage {
-        flash,
+        nav: Nav::new(session, Some(user)).await?,
+        flash: take_flash(session).await,
         documents: documents.iter().map(DocumentSummary::from).collect(),
         page,
         total_pages,
@@ -117,38 +121,54 @@ async fn index_page(
     })
 }
 
-/// The upload form's target: one or several PDFs.
+/// The upload form's target: one or several PDFs (rate-limited per user).
 pub async fn upload(
     State(state): State<AppState>,
     session: Session,
+    CurrentUser(user): CurrentUser,
+    // Absent when the token came in the `X-CSRF-Token` header (already checked).
+    csrf_token: Option<Extension<ExpectedToken>>,
     multipart: Multipart,
 ) -> Result<Response, HtmlError> {
+    state.limits.check_upload(&user.id)?;
     let config = &state.config;
     let form = match read_upload(
         multipart,
         config.max_upload_bytes,
         config.max_files_per_upload,
+        csrf_token
+            .as_ref()
+            .map(|Extension(ExpectedToken(t))| t.as_str()),
     )
     .await
     {
         Ok(form) if form.files.is_empty() => {
+            let errors = vec![UploadError::NoFile.to_string()];
             return form_error(
                 &state,
-                vec![UploadError::NoFile.to_string()],
+                &session,
+                &user,
+                errors,
                 StatusCode::UNPROCESSABLE_ENTITY,
             )
             .await;
         }
         Ok(form) => form,
-        Err(UploadError::Internal(e)) => return Err(AppError::Internal(e).into()),
-        Err(e) => return form_error(&state, vec![e.to_string()], AppError::from(e).status()).await,
+        Err(e @ (AppError::Forbidden(_) | AppError::Internal(_))) => return Err(e.into()),
+        Err(AppError::Upload(UploadError::Internal(e))) => {
+            return Err(AppError::Internal(e).into());
+        }
+        Err(e) => {
+            let status = e.status();
+            return form_error(&state, &session, &user, vec![e.public_message()], status).await;
+        }
     };
     let (mut stored, mut errors) = (Vec::new(), Vec::new());
     for file in form.files {
         let name = clean_file_name(&file.file_name);
         match state
             .documents
-            .upload(file, form.password.clone(), &form.ocr)
+            .upload(Some(&user), file, form.password.clone(), &form.ocr)
             .await
         {
             Ok(uploaded) => stored.push(uploaded),
@@ -160,7 +180,14 @@ pub async fn upload(
         if !stored.is_empty() {
             errors.push(format!("The other {} file(s) were uploaded.", stored.len()));
         }
-        return form_error(&state, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
+        return form_error(
+            &state,
+            &session,
+            &user,
+            errors,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
     }
     if let [only] = stored.as_slice() {
         let verb = if only.duplicate {
@@ -177,10 +204,12 @@ pub async fn upload(
 
 async fn form_error(
     state: &AppState,
+    session: &Session,
+    user: &User,
     errors: Vec<String>,
     status: StatusCode,
 ) -> Result<Response, HtmlError> {
-    let page = index_page(state, 1, None, errors).await?;
+    let page = index_page(state, session, user, 1, errors).await?;
     Ok((status, render(&page)?).into_response())
 }
 
@@ -188,19 +217,21 @@ async fn form_error(
 pub async fn show(
     State(state): State<AppState>,
     session: Session,
+    CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Html<String>, HtmlError> {
-    document_page(&state, &session, &id, None).await
+    document_page(&state, &session, &user, &id, None).await
 }
 
 async fn document_page(
     state: &AppState,
     session: &Session,
+    user: &User,
     id: &str,
     form_error: Option<String>,
 ) -> Result<Html<String>, HtmlError> {
     let id = id.to_owned();
-    let document = state.store().get_document(&id).await?;
+    let document = state.documents.get_owned(user, &id).await?;
     let pages = state.store().list_pages(&id).await?;
     let by_source = state.store().document_pages_by_source(&id).await?;
     let textract_pages = by_source
@@ -208,6 +239,7 @@ async fn document_page(
         .find(|(s, _)| s == "textract")
         .map_or(0, |(_, n)| *n);
     render(&DocumentPage {
+        nav: Nav::new(session, Some(user)).await?,
         textract_note: (textract_pages > 0).then(|| {
             let cost = estimated_cost(textract_pages, state.config.textract_price_per_1000_pages);
             format!("{textract_pages} pages read by Textract · estimated cost ${cost:.4}")
@@ -226,10 +258,11 @@ async fn document_page(
 /// the text appears.
 pub async fn progress(
     State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, HtmlError> {
-    let document = state.store().get_document(&id).await?;
+    let document = state.documents.get_owned(&user, &id).await?;
     let html = render(&ProgressFragment {
         doc: DocumentSummary::from(&document),
     })?;
@@ -242,9 +275,10 @@ pub async fn progress(
 /// One row of the index, for htmx to refresh.
 pub async fn row(
     State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Html<String>, HtmlError> {
-    let document = state.store().get_document(&id).await?;
+    let document = state.documents.get_owned(&user, &id).await?;
     render(&RowFragment {
         doc: DocumentSummary::from(&document),
     })
@@ -253,17 +287,21 @@ pub async fn row(
 /// The original, as a download.
 pub async fn original(
     State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Response, HtmlError> {
-    Ok(downloads::original_pdf(&state, &id).await?)
+    let document = state.documents.get_owned(&user, &id).await?;
+    Ok(downloads::original_pdf(&state, document).await?)
 }
 
 /// The text, as a `.txt` download.
 pub async fn text(
     State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Response, HtmlError> {
-    Ok(downloads::plain_text(&state, &id, true).await?)
+    let document = state.documents.get_owned(&user, &id).await?;
+    Ok(downloads::plain_text(&state, document, true).await?)
 }
 
 /// The re-process form's fields; empty ones keep the document's current choices.
@@ -278,9 +316,11 @@ pub struct ReprocessForm {
 pub async fn reprocess(
     State(state): State<AppState>,
     session: Session,
+    CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, HtmlError> {
+    state.documents.get_owned(&user, &id).await?;
     let form: ReprocessForm = serde_urlencoded::from_bytes(&body)
         .map_err(|e| AppError::BadRequest(format!("the form could not be read: {e}")))?;
     let ocr = OcrRequest {
@@ -297,7 +337,7 @@ pub async fn reprocess(
             Ok(Redirect::to(&format!("/documents/{id}")).into_response())
         }
         Err(ReprocessError::InvalidOcr(reason)) => {
-            let page = document_page(&state, &session, &id, Some(reason)).await?;
+            let page = document_page(&state, &session, &user, &id, Some(reason)).await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
         Err(other) => Err(AppError::from(other).into()),
@@ -308,8 +348,10 @@ pub async fn reprocess(
 pub async fn cancel(
     State(state): State<AppState>,
     session: Session,
+    CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Redirect, HtmlError> {
+    state.documents.get_owned(&user, &id).await?;
     let message = if state.documents.cancel(&id).await? {
         "Cancelled."
     } else {
@@ -322,10 +364,13 @@ pub async fn cancel(
 /// "Delete this document?"
 pub async fn confirm_delete(
     State(state): State<AppState>,
+    session: Session,
+    CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Html<String>, HtmlError> {
-    let document = state.store().get_document(&id).await?;
+    let document = state.documents.get_owned(&user, &id).await?;
     render(&ConfirmDeletePage {
+        nav: Nav::new(&session, Some(&user)).await?,
         doc: DocumentSummary::from(&document),
     })
 }
@@ -334,9 +379,10 @@ pub async fn confirm_delete(
 pub async fn delete(
     State(state): State<AppState>,
     session: Session,
+    CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Redirect, HtmlError> {
-    let document = state.store().get_document(&id).await?;
+    let document = state.documents.get_owned(&user, &id).await?;
     state.documents.delete(&id).await?;
     set_flash(&session, format!("{} was deleted.", document.file_name)).await;
     Ok(Redirect::to("/"))

@@ -1,29 +1,42 @@
 //! The browser UI: server-rendered pages (askama) with htmx fragments for live progress.
-//! Every form works without JavaScript.
+//! Every form works without JavaScript. Every page but log-in and sign-up needs a signed-in
+//! user, and every state-changing form carries the session's CSRF token.
 
+use askama::Template;
 use axum::{
-    Router,
+    Router, middleware,
+    response::Html,
     routing::{get, post},
 };
 use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
 
-use super::AppState;
+use super::{AppError, AppState, HtmlError, csrf};
 use crate::sessions::SessionBackend;
 
+mod accounts;
 mod documents;
+mod tokens;
 mod views;
 
-/// The UI's one route table.
-pub fn routes(sessions: SessionBackend) -> Router<AppState> {
+pub use views::Nav;
+
+/// The UI's one route table. `secure_cookies` when served over https.
+pub fn routes(state: AppState, sessions: SessionBackend) -> Router<AppState> {
     let session_layer = SessionManagerLayer::new(sessions)
+        .with_name("lector_session")
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
-        .with_secure(false)
+        .with_secure(state.config.is_https())
         .with_expiry(Expiry::OnInactivity(
             tower_sessions::cookie::time::Duration::days(7),
         ));
     Router::new()
         .route("/", get(documents::index))
+        .route("/login", get(accounts::login_page).post(accounts::login))
+        .route("/signup", get(accounts::signup_page).post(accounts::signup))
+        .route("/logout", post(accounts::logout))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{id}/revoke", post(tokens::revoke))
         .route("/documents", post(documents::upload))
         .route("/documents/{id}", get(documents::show))
         .route("/documents/{id}/progress", get(documents::progress))
@@ -36,5 +49,14 @@ pub fn routes(sessions: SessionBackend) -> Router<AppState> {
             "/documents/{id}/delete",
             get(documents::confirm_delete).post(documents::delete),
         )
+        // Inside the session layer: the check reads the token from the session.
+        .layer(middleware::from_fn_with_state(state, csrf::protect))
         .layer(session_layer)
+}
+
+fn render(template: &impl Template) -> Result<Html<String>, HtmlError> {
+    template
+        .render()
+        .map(Html)
+        .map_err(|e| HtmlError(AppError::Internal(e.into())))
 }

@@ -1,8 +1,11 @@
 //! What the templates show, prepared from domain types (formatting lives here, not in HTML).
 
+use tower_sessions::Session;
+
 use crate::{
     documents::human_bytes,
-    domain::{Document, Page},
+    domain::{ApiToken, Document, Page, User},
+    http::{AppError, csrf},
 };
 
 /// A document as a row of the index, or the header of its page.
@@ -70,6 +73,48 @@ impl From<Page> for PageSection {
             text: page.text,
             char_count: page.char_count,
             error: page.error,
+        }
+    }
+}
+
+/// What the header of every page needs: who is signed in, and the session's CSRF token for
+/// the forms (and htmx) on the page.
+#[derive(Debug, Default)]
+pub struct Nav {
+    pub user_email: Option<String>,
+    pub csrf_token: String,
+}
+
+impl Nav {
+    /// The header for `session`, signed in as `user` if given.
+    pub async fn new(session: &Session, user: Option<&User>) -> Result<Nav, AppError> {
+        Ok(Nav {
+            user_email: user.map(|u| u.email.clone()),
+            csrf_token: csrf::token(session).await?,
+        })
+    }
+}
+
+/// One row of the API tokens page.
+pub struct TokenRow {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: String,
+    pub last_used_at: String,
+}
+
+impl From<ApiToken> for TokenRow {
+    fn from(token: ApiToken) -> Self {
+        TokenRow {
+            id: token.id,
+            name: token.name,
+            prefix: token.prefix,
+            created_at: token.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+            last_used_at: token.last_used_at.map_or_else(
+                || "never".into(),
+                |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
+            ),
         }
     }
 }

@@ -1,0 +1,168 @@
+//! Who is asking: the signed-in user of a browser session, the owner of an API bearer token,
+//! and the client's address (for rate limits).
+
+use std::net::SocketAddr;
+
+use axum::{
+    extract::{ConnectInfo, FromRequestParts},
+    http::{HeaderMap, request::Parts},
+    response::{IntoResponse, Redirect, Response},
+};
+use tower_sessions::Session;
+
+use super::{AppError, AppState, HtmlError, csrf};
+use crate::domain::User;
+
+const USER_KEY: &str = "user_id";
+
+/// The signed-in user of a browser session. Without one, pages redirect to the log-in page
+/// (htmx requests get `HX-Redirect` so the whole page goes there).
+pub struct CurrentUser(pub User);
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let session = Session::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        match session_user(&session, state).await {
+            Ok(Some(user)) => Ok(CurrentUser(user)),
+            Ok(None) if parts.headers.contains_key("hx-request") => {
+                Err(([("hx-redirect", "/login")], "log in again").into_response())
+            }
+            Ok(None) => Err(Redirect::to("/login").into_response()),
+            Err(error) => Err(HtmlError(error).into_response()),
+        }
+    }
+}
+
+/// The user the session belongs to, if someone is signed in (and the account still exists).
+pub async fn session_user(session: &Session, state: &AppState) -> Result<Option<User>, AppError> {
+    let Some(id) = session
+        .get::<String>(USER_KEY)
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("reading the session: {e}")))?
+    else {
+        return Ok(None);
+    };
+    Ok(state.accounts.user(&id).await?)
+}
+
+/// Signs `user` in: a new session id (so one planted before log-in is worthless) and a new
+/// CSRF token.
+pub async fn start_session(session: &Session, user: &User) -> Result<(), AppError> {
+    session
+        .cycle_id()
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("renewing the session: {e}")))?;
+    session
+        .insert(USER_KEY, user.id.clone())
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("writing the session: {e}")))?;
+    csrf::renew(session).await?;
+    Ok(())
+}
+
+/// Signs out: the session and everything in it is deleted.
+pub async fn end_session(session: &Session) -> Result<(), AppError> {
+    session
+        .flush()
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("deleting the session: {e}")))
+}
+
+/// The owner of the request's `Authorization: Bearer` token. Without a valid one: 401 with
+/// `WWW-Authenticate`.
+pub struct ApiUser(pub User);
+
+impl FromRequestParts<AppState> for ApiUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+            return Err(AppError::Unauthorized { invalid: false });
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or(AppError::Unauthorized { invalid: true })?;
+        match state.accounts.authenticate(token).await? {
+            Some(user) => Ok(ApiUser(user)),
+            None => Err(AppError::Unauthorized { invalid: true }),
+        }
+    }
+}
+
+/// The client's address: the peer, or (behind `LECTOR_TRUSTED_PROXY_HOPS` proxies) the entry
+/// of `X-Forwarded-For` the nearest trusted proxy saw. Entries further left can be forged by
+/// the client, so they are not used.
+pub struct ClientIp(pub String);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string());
+        Ok(ClientIp(client_ip(
+            &parts.headers,
+            peer,
+            state.config.trusted_proxy_hops,
+        )))
+    }
+}
+
+fn client_ip(headers: &HeaderMap, peer: Option<String>, hops: usize) -> String {
+    let peer = peer.unwrap_or_else(|| "unknown".into());
+    if hops == 0 {
+        return peer;
+    }
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    match forwarded.len().checked_sub(hops) {
+        Some(index) => forwarded[index].to_owned(),
+        None => forwarded.first().map_or(peer, |first| (*first).to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_address_comes_from_trusted_hops_only() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            "6.6.6.6, 203.0.113.7, 10.0.0.2".parse().unwrap(),
+        );
+        let peer = Some("127.0.0.1".to_owned());
+        assert_eq!(client_ip(&headers, peer.clone(), 0), "127.0.0.1");
+        assert_eq!(client_ip(&headers, peer.clone(), 1), "10.0.0.2");
+        assert_eq!(client_ip(&headers, peer.clone(), 2), "203.0.113.7");
+        assert_eq!(client_ip(&HeaderMap::new(), peer, 1), "127.0.0.1");
+    }
+}

@@ -1,0 +1,206 @@
+//! Sign up, log in, log out.
+
+use askama::Template;
+use axum::{
+    Form,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Redirect, Response},
+};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::{render, views::Nav};
+use crate::{
+    accounts::SignUpError,
+    http::{
+        AppError, AppState, HtmlError,
+        auth::{ClientIp, end_session, session_user, start_session},
+    },
+    sessions::{set_flash, take_flash},
+};
+
+#[derive(Template)]
+#[template(path = "pages/login.html")]
+struct LoginPage {
+    nav: Nav,
+    flash: Option<String>,
+    error: Option<String>,
+    email: String,
+    signup_open: bool,
+}
+
+#[derive(Template)]
+#[template(path = "pages/signup.html")]
+struct SignupPage {
+    nav: Nav,
+    error: Option<String>,
+    email: String,
+    min_length: usize,
+    first: bool,
+}
+
+/// The log-in form's fields.
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// The sign-up form's fields.
+#[derive(Deserialize)]
+pub struct SignupForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// The log-in page; someone already signed in goes to their documents, and the very first
+/// visitor (no account yet, sign-up allowed) to the sign-up page.
+pub async fn login_page(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Response, HtmlError> {
+    if session_user(&session, &state).await?.is_some() {
+        return Ok(Redirect::to("/").into_response());
+    }
+    let signup_open = state.accounts.signup_open().await?;
+    if signup_open && state.store().count_users().await? == 0 {
+        return Ok(Redirect::to("/signup").into_response());
+    }
+    let page = LoginPage {
+        nav: Nav::new(&session, None).await?,
+        flash: take_flash(&session).await,
+        error: None,
+        email: String::new(),
+        signup_open,
+    };
+    Ok(render(&page)?.into_response())
+}
+
+/// Checks the credentials (rate-limited per client address and per account).
+pub async fn login(
+    State(state): State<AppState>,
+    session: Session,
+    ClientIp(ip): ClientIp,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, HtmlError> {
+    if let Err(limited) = state.limits.check_login(&ip, &form.email) {
+        tracing::warn!(client.ip = %ip, "log-in attempts over the limit");
+        let retry_after = match limited {
+            AppError::TooManyRequests { retry_after } => Some(retry_after),
+            _ => None,
+        };
+        let message = format!(
+            "Too many log-in attempts: wait {} seconds and try again.",
+            retry_after.unwrap_or(60)
+        );
+        return login_error(&state, &session, form.email, message, retry_after).await;
+    }
+    match state.accounts.log_in(&form.email, &form.password).await? {
+        Some(user) => {
+            start_session(&session, &user).await?;
+            tracing::info!(user.id = %user.id, "logged in");
+            Ok(Redirect::to("/").into_response())
+        }
+        None => {
+            tracing::info!(client.ip = %ip, "log-in refused");
+            let message = "The e-mail or the password is wrong.".to_owned();
+            login_error(&state, &session, form.email, message, None).await
+        }
+    }
+}
+
+/// The log-in page again with `message`: 422, or 429 with `Retry-After` when rate-limited.
+async fn login_error(
+    state: &AppState,
+    session: &Session,
+    email: String,
+    message: String,
+    retry_after: Option<u64>,
+) -> Result<Response, HtmlError> {
+    let page = LoginPage {
+        nav: Nav::new(session, None).await?,
+        flash: None,
+        error: Some(message),
+        email,
+        signup_open: state.accounts.signup_open().await?,
+    };
+    let Some(retry_after) = retry_after else {
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response());
+    };
+    Ok((
+        StatusCode::TOO_MANY_REQUESTS,
+        [(axum::http::header::RETRY_AFTER, retry_after)],
+        render(&page)?,
+    )
+        .into_response())
+}
+
+/// The sign-up page, when the policy allows one now.
+pub async fn signup_page(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Response, HtmlError> {
+    if !state.accounts.signup_open().await? {
+        set_flash(&session, SignUpError::Closed.to_string()).await;
+        return Ok(Redirect::to("/login").into_response());
+    }
+    let page = signup_form(&state, &session, None, String::new()).await?;
+    Ok(render(&page)?.into_response())
+}
+
+async fn signup_form(
+    state: &AppState,
+    session: &Session,
+    error: Option<String>,
+    email: String,
+) -> Result<SignupPage, HtmlError> {
+    Ok(SignupPage {
+        nav: Nav::new(session, None).await?,
+        error,
+        email,
+        min_length: state.config.password_min_length,
+        first: state.store().count_users().await? == 0,
+    })
+}
+
+/// Creates the account and signs it in; a bad field shows the form again with the reason.
+pub async fn signup(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<SignupForm>,
+) -> Result<Response, HtmlError> {
+    match state
+        .accounts
+        .sign_up(&form.email, &form.password, &form.confirm)
+        .await
+    {
+        Ok(user) => {
+            start_session(&session, &user).await?;
+            set_flash(&session, "Welcome! Upload a PDF to begin.").await;
+            Ok(Redirect::to("/").into_response())
+        }
+        Err(SignUpError::Internal(error)) => Err(AppError::Internal(error).into()),
+        Err(refused) => {
+            let status = match refused {
+                SignUpError::Closed => StatusCode::FORBIDDEN,
+                SignUpError::Taken => StatusCode::CONFLICT,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            let page = signup_form(&state, &session, Some(refused.to_string()), form.email).await?;
+            Ok((status, render(&page)?).into_response())
+        }
+    }
+}
+
+/// Signs out and deletes the session.
+pub async fn logout(session: Session) -> Result<Redirect, HtmlError> {
+    end_session(&session).await?;
+    Ok(Redirect::to("/login"))
+}

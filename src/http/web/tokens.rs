@@ -1,0 +1,121 @@
+//! The API tokens page: create (shown once), list with last use, revoke.
+
+use askama::Template;
+use axum::{
+    Form,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Redirect, Response},
+};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::{
+    render,
+    views::{Nav, TokenRow},
+};
+use crate::{
+    accounts::TokenError,
+    domain::User,
+    http::{AppError, AppState, HtmlError, auth::CurrentUser},
+    sessions::{set_flash, take_flash},
+};
+
+/// A token just created: its secret is on this one page and nowhere else.
+pub struct NewToken {
+    pub name: String,
+    pub secret: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/tokens.html")]
+struct TokensPage {
+    nav: Nav,
+    flash: Option<String>,
+    error: Option<String>,
+    new_token: Option<NewToken>,
+    tokens: Vec<TokenRow>,
+    api_base: String,
+}
+
+/// The create form's field.
+#[derive(Deserialize)]
+pub struct CreateTokenForm {
+    #[serde(default)]
+    name: String,
+}
+
+async fn page(
+    state: &AppState,
+    session: &Session,
+    user: &User,
+    error: Option<String>,
+    new_token: Option<NewToken>,
+) -> Result<TokensPage, HtmlError> {
+    let tokens = state.accounts.tokens(user).await?;
+    Ok(TokensPage {
+        nav: Nav::new(session, Some(user)).await?,
+        flash: take_flash(session).await,
+        error,
+        new_token,
+        tokens: tokens.into_iter().map(TokenRow::from).collect(),
+        api_base: state
+            .config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://localhost:{}", state.config.bind.port())),
+    })
+}
+
+/// The list and the create form.
+pub async fn list(
+    State(state): State<AppState>,
+    session: Session,
+    CurrentUser(user): CurrentUser,
+) -> Result<Response, HtmlError> {
+    Ok(render(&page(&state, &session, &user, None, None).await?)?.into_response())
+}
+
+/// Creates a token and shows it once. The page is not cached anywhere.
+pub async fn create(
+    State(state): State<AppState>,
+    session: Session,
+    CurrentUser(user): CurrentUser,
+    Form(form): Form<CreateTokenForm>,
+) -> Result<Response, HtmlError> {
+    match state.accounts.create_token(&user, &form.name).await {
+        Ok((record, secret)) => {
+            let new_token = NewToken {
+                name: record.name,
+                secret,
+            };
+            let html = render(&page(&state, &session, &user, None, Some(new_token)).await?)?;
+            Ok((
+                StatusCode::CREATED,
+                [(axum::http::header::CACHE_CONTROL, "no-store")],
+                html,
+            )
+                .into_response())
+        }
+        Err(TokenError::InvalidName) => {
+            let message = TokenError::InvalidName.to_string();
+            let html = render(&page(&state, &session, &user, Some(message), None).await?)?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response())
+        }
+        Err(TokenError::Storage(error)) => Err(AppError::from(error).into()),
+    }
+}
+
+/// Revokes one of the user's tokens (someone else's is not found).
+pub async fn revoke(
+    State(state): State<AppState>,
+    session: Session,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Redirect, HtmlError> {
+    if !state.accounts.revoke_token(&user, &id).await? {
+        return Err(AppError::NotFound.into());
+    }
+    set_flash(&session, "The token was revoked: it no longer works.").await;
+    Ok(Redirect::to("/tokens"))
+}

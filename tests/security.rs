@@ -1,0 +1,752 @@
+//! Safe to put on the internet: accounts and sign-up policy, private documents, API tokens,
+//! CSRF, security headers and rate limits, against the real app on SQLite and Postgres.
+
+mod common;
+
+use common::{Backend, TEST_PASSWORD, TestApp, csrf_from, fixture, lector_exe};
+use reqwest::{
+    StatusCode,
+    multipart::{Form, Part},
+};
+use rstest::rstest;
+use serde_json::Value;
+
+fn pdf_part(name: &str) -> Part {
+    Part::bytes(std::fs::read(fixture(name)).unwrap()).file_name(name.to_owned())
+}
+
+/// GET `path` with `client` and return (status, body).
+async fn get(client: &reqwest::Client, app: &TestApp, path: &str) -> (StatusCode, String) {
+    let response = client.get(app.url(path)).send().await.unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+async fn sign_up(
+    app: &TestApp,
+    client: &reqwest::Client,
+    email: &str,
+    password: &str,
+    confirm: &str,
+) -> reqwest::Response {
+    let (_, page) = get(client, app, "/signup").await;
+    // When sign-up is closed the page redirects: take the session's token from log-in.
+    let csrf = match csrf_from(&page) {
+        Some(token) => token,
+        None => csrf_from(&get(client, app, "/login").await.1).unwrap(),
+    };
+    client
+        .post(app.url("/signup"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("email", email),
+            ("password", password),
+            ("confirm", confirm),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn the_first_visitor_signs_up_takes_over_older_documents_and_then_sign_up_closes(
+    #[case] backend: Backend,
+) {
+    let app = TestApp::spawn_without_accounts(backend, &[]).await;
+    // A document from before accounts existed: no owner.
+    app.db
+        .execute(
+            "insert into documents (id, file_name, sha256, size_bytes, page_count, status, engine) \
+             values ('0190-old', 'before-accounts.pdf', 'abc', 10, 1, 'done', 'local')",
+        )
+        .await;
+    let client = &app.client;
+    let home = client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(home.status(), 303);
+    assert_eq!(home.headers()["location"], "/login");
+    let login = client.get(app.url("/login")).send().await.unwrap();
+    assert_eq!(login.headers()["location"], "/signup", "no account yet");
+    let signup = client.get(app.url("/signup")).send().await.unwrap();
+    let cookie = signup.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Secure"), "plain http: {cookie}");
+
+    let mismatch = sign_up(
+        &app,
+        client,
+        "ada@example.com",
+        "correct horse battery",
+        "other",
+    )
+    .await;
+    assert_eq!(mismatch.status(), 422);
+    assert!(
+        mismatch
+            .text()
+            .await
+            .unwrap()
+            .contains("The two passwords do not match.")
+    );
+    let short = sign_up(&app, client, "ada@example.com", "short", "short").await;
+    assert_eq!(short.status(), 422);
+    assert!(
+        short
+            .text()
+            .await
+            .unwrap()
+            .contains("at least 10 characters")
+    );
+    let weak = sign_up(
+        &app,
+        client,
+        "ada@example.com",
+        "password123",
+        "password123",
+    )
+    .await;
+    assert!(weak.text().await.unwrap().contains("too easy to guess"));
+    let bad_email = sign_up(&app, client, "not-an-email", TEST_PASSWORD, TEST_PASSWORD).await;
+    assert!(
+        bad_email
+            .text()
+            .await
+            .unwrap()
+            .contains("Enter an e-mail address")
+    );
+    assert_eq!(app.db.count("users").await, 0);
+
+    let ok = sign_up(
+        &app,
+        client,
+        "Ada@Example.com",
+        TEST_PASSWORD,
+        TEST_PASSWORD,
+    )
+    .await;
+    assert_eq!(ok.status(), 303);
+    let (status, index) = get(client, &app, "/").await;
+    assert_eq!(status, 200);
+    assert!(index.contains("ada@example.com"), "signed in");
+    assert!(
+        index.contains("before-accounts.pdf"),
+        "the first account owns older documents"
+    );
+
+    // first-only: nobody else may sign up from the browser.
+    let stranger = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = stranger.get(app.url("/signup")).send().await.unwrap();
+    assert_eq!(page.headers()["location"], "/login");
+    let refused = sign_up(
+        &app,
+        &stranger,
+        "eve@example.com",
+        TEST_PASSWORD,
+        TEST_PASSWORD,
+    )
+    .await;
+    assert_eq!(refused.status(), 403);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("Sign-up is closed here")
+    );
+    assert_eq!(app.db.count("users").await, 1);
+}
+
+#[tokio::test]
+async fn open_sign_up_refuses_a_taken_email_and_https_cookies_are_secure() {
+    let app = TestApp::spawn_without_accounts(
+        Backend::Sqlite,
+        &[
+            ("LECTOR_SIGNUP", "open"),
+            ("LECTOR_PUBLIC_URL", "https://lector.example"),
+        ],
+    )
+    .await;
+    let first = sign_up(
+        &app,
+        &app.client,
+        "a@example.com",
+        TEST_PASSWORD,
+        TEST_PASSWORD,
+    )
+    .await;
+    let cookie = first.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("Secure"), "{cookie}");
+    let hsts = app.client.get(app.url("/login")).send().await.unwrap();
+    assert!(
+        hsts.headers()["strict-transport-security"]
+            .to_str()
+            .unwrap()
+            .contains("max-age")
+    );
+    let open_signup =
+        TestApp::spawn_without_accounts(Backend::Sqlite, &[("LECTOR_SIGNUP", "open")]).await;
+    sign_up(
+        &open_signup,
+        &open_signup.client,
+        "a@example.com",
+        TEST_PASSWORD,
+        TEST_PASSWORD,
+    )
+    .await;
+    let again = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let taken = sign_up(
+        &open_signup,
+        &again,
+        "A@example.com",
+        TEST_PASSWORD,
+        TEST_PASSWORD,
+    )
+    .await;
+    assert_eq!(taken.status(), 409);
+    assert!(taken.text().await.unwrap().contains("already exists"));
+    let other = sign_up(
+        &open_signup,
+        &again,
+        "b@example.com",
+        TEST_PASSWORD,
+        TEST_PASSWORD,
+    )
+    .await;
+    assert_eq!(other.status(), 303, "open sign-up takes more accounts");
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn log_in_checks_the_password_and_log_out_ends_the_session(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (_, page) = get(&client, &app, "/login").await;
+    let csrf = csrf_from(&page).unwrap();
+    let wrong = client
+        .post(app.url("/login"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("email", "owner@example.com"),
+            ("password", "not the password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 422);
+    assert!(
+        wrong
+            .text()
+            .await
+            .unwrap()
+            .contains("The e-mail or the password is wrong.")
+    );
+    let unknown = client
+        .post(app.url("/login"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("email", "nobody@example.com"),
+            ("password", TEST_PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        unknown
+            .text()
+            .await
+            .unwrap()
+            .contains("The e-mail or the password is wrong.")
+    );
+    let csrf = common::log_in(&client, &app.address, "OWNER@example.com", TEST_PASSWORD).await;
+
+    let forged = client.post(app.url("/logout")).send().await.unwrap();
+    assert_eq!(forged.status(), 403, "log-out needs the CSRF token too");
+    let out = client
+        .post(app.url("/logout"))
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    let home = client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(home.headers()["location"], "/login");
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn another_users_documents_are_not_found_anywhere(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.upload_ok("three_pages.pdf").await;
+    app.drain_jobs().await;
+    let eve = app.another_user("eve@example.com").await;
+
+    for path in ["", "/pages", "/text", "/file"] {
+        let response = eve
+            .client
+            .get(app.url(&format!("/api/v1/documents/{id}{path}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "GET {path}");
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["code"], "not-found");
+    }
+    for path in ["reprocess", "cancel"] {
+        let response = eve
+            .client
+            .post(app.url(&format!("/api/v1/documents/{id}/{path}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "POST {path}");
+    }
+    let delete = eve
+        .client
+        .delete(app.url(&format!("/api/v1/documents/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status(), 404);
+    let list: Value = eve
+        .client
+        .get(app.url("/api/v1/documents"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["documents"].as_array().unwrap().len(), 0);
+
+    for path in [
+        "",
+        "/text.txt",
+        "/original.pdf",
+        "/progress",
+        "/row",
+        "/delete",
+    ] {
+        let (status, _) = get(&eve.client, &app, &format!("/documents/{id}{path}")).await;
+        assert_eq!(status, 404, "web GET {path}");
+    }
+    let web_delete = eve
+        .client
+        .post(app.url(&format!("/documents/{id}/delete")))
+        .form(&[("csrf_token", eve.csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(web_delete.status(), 404);
+    let (_, index) = get(&eve.client, &app, "/").await;
+    assert!(!index.contains("three_pages.pdf"));
+
+    // Still there for its owner; the same bytes are a new document for someone else.
+    assert_eq!(app.document(&id).await["status"], "done");
+    let again = app.upload_fixture("three_pages.pdf", None).await;
+    assert_eq!(again.status(), 200, "a duplicate for its owner");
+    let form = Form::new().part("file", pdf_part("three_pages.pdf"));
+    let theirs = eve
+        .client
+        .post(app.url("/api/v1/documents"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(theirs.status(), 202, "dedup is per user");
+    let body: Value = theirs.json().await.unwrap();
+    assert_ne!(body["id"], id.as_str());
+    assert_eq!(app.db.count("documents").await, 2);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn api_tokens_are_created_once_listed_used_and_revoked(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let anonymous = reqwest::Client::new();
+    let missing = anonymous
+        .get(app.url("/api/v1/documents"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 401);
+    assert_eq!(
+        missing.headers()["www-authenticate"],
+        r#"Bearer realm="lector""#
+    );
+    assert_eq!(
+        missing.headers()["content-type"],
+        "application/problem+json"
+    );
+    let bad = anonymous
+        .get(app.url("/api/v1/documents"))
+        .bearer_auth("lector_0000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+    assert!(
+        bad.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains(r#"error="invalid_token""#)
+    );
+
+    let created = app
+        .client
+        .post(app.url("/tokens"))
+        .form(&[
+            ("csrf_token", app.user.csrf.as_str()),
+            ("name", "backup <script>"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(created.headers()["cache-control"], "no-store");
+    let html = created.text().await.unwrap();
+    assert!(html.contains("backup &#60;script&#62;") || html.contains("backup &lt;script&gt;"));
+    let start = html.find(r#"<code id="new-token">"#).unwrap() + r#"<code id="new-token">"#.len();
+    let token = html[start..start + 71].to_owned();
+    assert!(token.starts_with("lector_"), "{token}");
+    assert!(
+        !app.db
+            .query_text("select token_hash from api_tokens limit 1")
+            .await
+            .unwrap()
+            .contains(&token)
+    );
+
+    let used = anonymous
+        .get(app.url("/api/v1/documents"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(used.status(), 200);
+    let (_, listing) = get(&app.client, &app, "/tokens").await;
+    assert!(!listing.contains(&token), "shown once only");
+    assert!(listing.contains(&token[..13]), "listed by its prefix");
+    assert_eq!(
+        listing.matches(">never<").count(),
+        1,
+        "the used token has a last-used time"
+    );
+
+    let empty_name = app
+        .client
+        .post(app.url("/tokens"))
+        .form(&[("csrf_token", app.user.csrf.as_str()), ("name", " ")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(empty_name.status(), 422);
+
+    let token_id = app
+        .db
+        .query_text("select id from api_tokens where name = 'backup <script>'")
+        .await
+        .unwrap();
+    let eve = app.another_user("eve@example.com").await;
+    let not_hers = eve
+        .client
+        .post(app.url(&format!("/tokens/{token_id}/revoke")))
+        .form(&[("csrf_token", eve.csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_hers.status(), 404);
+    let revoked = app
+        .client
+        .post(app.url(&format!("/tokens/{token_id}/revoke")))
+        .form(&[("csrf_token", app.user.csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 303);
+    let after = anonymous
+        .get(app.url("/api/v1/documents"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 401);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn forged_and_cross_site_posts_are_refused_and_change_nothing(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.upload_ok("one_page.pdf").await;
+    let delete = app.url(&format!("/documents/{id}/delete"));
+    let no_token = app.client.post(&delete).send().await.unwrap();
+    assert_eq!(no_token.status(), 403);
+    let wrong = app
+        .client
+        .post(&delete)
+        .form(&[("csrf_token", "0".repeat(64).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 403);
+    assert!(wrong.text().await.unwrap().contains("security token"));
+    let cross_site = app
+        .client
+        .post(&delete)
+        .header("origin", "https://evil.example")
+        .form(&[("csrf_token", app.user.csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), 403, "right token, wrong origin");
+    let fetch_meta = app
+        .client
+        .post(&delete)
+        .header("sec-fetch-site", "cross-site")
+        .header("x-csrf-token", &app.user.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fetch_meta.status(), 403);
+    // Another session's token is not this session's.
+    let eve = app.another_user("eve@example.com").await;
+    let other_session = app
+        .client
+        .post(&delete)
+        .form(&[("csrf_token", eve.csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other_session.status(), 403);
+    assert_eq!(app.db.count("documents").await, 1);
+
+    // Uploads: the token must come before the file.
+    let forged_upload = app
+        .client
+        .post(app.url("/documents"))
+        .multipart(Form::new().part("file", pdf_part("three_pages.pdf")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged_upload.status(), 403);
+    let late_token = app
+        .client
+        .post(app.url("/documents"))
+        .multipart(
+            Form::new()
+                .part("file", pdf_part("three_pages.pdf"))
+                .text("csrf_token", app.user.csrf.clone()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(late_token.status(), 403);
+    assert_eq!(app.db.count("documents").await, 1, "nothing stored");
+
+    let same_origin = app
+        .client
+        .post(&delete)
+        .header("origin", app.address.clone())
+        .form(&[("csrf_token", app.user.csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same_origin.status(), 303);
+    assert_eq!(app.db.count("documents").await, 0);
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers_and_pages_have_no_inline_script() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let id = app.upload_ok("script_text.pdf").await;
+    app.drain_jobs().await;
+    let anonymous = reqwest::Client::new();
+    for (client, path) in [
+        (&app.client, "/".to_owned()),
+        (&app.client, format!("/documents/{id}")),
+        (&app.client, "/tokens".to_owned()),
+        (&anonymous, "/login".to_owned()),
+        (&anonymous, "/api/v1/documents".to_owned()),
+        (&app.client, "/api/v1/documents".to_owned()),
+        (&anonymous, "/static/htmx.min.js".to_owned()),
+        (&app.client, "/no/such/page".to_owned()),
+    ] {
+        let response = client.get(app.url(&path)).send().await.unwrap();
+        let headers = response.headers().clone();
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+            "{path}: {csp}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["referrer-policy"], "same-origin", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        let body = response.text().await.unwrap();
+        if body.contains("<html") {
+            for tag in body.split("<script").skip(1) {
+                assert!(
+                    tag.trim_start().starts_with("src="),
+                    "{path}: inline script {tag}"
+                );
+            }
+            assert!(
+                !body.contains(" style=") && !body.contains("<style"),
+                "{path}: inline style"
+            );
+            assert!(
+                !body.contains(" hx-on") && !body.contains(" onclick"),
+                "{path}"
+            );
+        }
+    }
+    let (_, page) = get(&app.client, &app, &format!("/documents/{id}")).await;
+    assert!(
+        page.contains("&#60;script&#62;alert(1)&#60;/script&#62;")
+            || page.contains("&lt;script&gt;alert(1)&lt;/script&gt;")
+    );
+    assert!(!page.contains("<script>alert(1)"));
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn too_many_log_ins_or_uploads_get_429_with_retry_after(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("LECTOR_RATE_LOGIN_PER_ACCOUNT", "3"),
+            ("LECTOR_RATE_LOGIN_PER_IP", "5"),
+            ("LECTOR_RATE_UPLOADS_PER_USER", "2"),
+        ],
+    )
+    .await;
+    // The test set-up logged in once: two attempts left for this account.
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (_, page) = get(&client, &app, "/login").await;
+    let csrf = csrf_from(&page).unwrap();
+    let attempt = |email: &'static str, password: &'static str| {
+        client
+            .post(app.url("/login"))
+            .form(&[
+                ("csrf_token", csrf.as_str()),
+                ("email", email),
+                ("password", password),
+            ])
+            .send()
+    };
+    assert_eq!(
+        attempt("owner@example.com", "wrong password")
+            .await
+            .unwrap()
+            .status(),
+        422
+    );
+    assert_eq!(
+        attempt("owner@example.com", "wrong password")
+            .await
+            .unwrap()
+            .status(),
+        422
+    );
+    let limited = attempt("owner@example.com", TEST_PASSWORD).await.unwrap();
+    assert_eq!(limited.status(), 429, "even the right password waits");
+    let retry: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert!(
+        limited
+            .text()
+            .await
+            .unwrap()
+            .contains("Too many log-in attempts")
+    );
+    // Per address: 5 attempts in all from 127.0.0.1 (1 at set-up, 3 above).
+    assert_eq!(
+        attempt("other@example.com", "x").await.unwrap().status(),
+        422
+    );
+    assert_eq!(
+        attempt("third@example.com", "x").await.unwrap().status(),
+        429
+    );
+
+    let upload = || app.upload_fixture("one_page.pdf", None);
+    assert_eq!(upload().await.status(), 202);
+    assert_eq!(upload().await.status(), 200);
+    let over = upload().await;
+    assert_eq!(over.status(), 429);
+    assert!(over.headers().contains_key("retry-after"));
+    let problem: Value = over.json().await.unwrap();
+    assert_eq!(problem["code"], "rate-limited");
+}
+
+#[tokio::test]
+async fn lector_user_add_generates_a_password_that_logs_in() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let output = std::process::Command::new(lector_exe())
+        .args(["user", "add", "Grace@Example.com"])
+        .env("DATABASE_URL", &app.db.url)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("added grace@example.com"), "{stdout}");
+    let password = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .unwrap()
+        .to_owned();
+    assert_eq!(password.len(), 20);
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let csrf = common::log_in(&client, &app.address, "grace@example.com", &password).await;
+    assert_eq!(csrf.len(), 64);
+    let again = std::process::Command::new(lector_exe())
+        .args(["user", "add", "grace@example.com"])
+        .env("DATABASE_URL", &app.db.url)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+}
