@@ -224,3 +224,18 @@ mod tests {
         assert!(cut.chars().all(|c| c == 'é'));
     }
 }
+
+/// The upload check and the text-layer extraction, in this process, as one function over
+/// bytes: the target of `fuzz/` (`scripts/fuzz`). The service runs the same steps in the
+/// sandboxed child; here nothing contains a hang, a crash or a blown memory budget, which is
+/// what the fuzzer is looking for. Returns the text of each page, or why the file was refused.
+pub fn validate_and_extract(bytes: &[u8], max_pages: u32) -> Result<Vec<String>, OpenError> {
+    if !crate::domain::upload::has_pdf_signature(bytes) {
+        return Err(OpenError::Unreadable("not a PDF".into()));
+    }
+    let doc = text_layer::open(bytes.to_vec(), None)?;
+    let pages = doc.inspection().pages.min(max_pages);
+    Ok((1..=pages)
+        .map(|number| doc.page_text(number).map(clean_text).unwrap_or_default())
+        .collect())
+}

@@ -1,0 +1,285 @@
+//! End to end in a real browser: Debian's headless Chromium, driven through chromedriver
+//! (WebDriver) with fantoccini, against the real app with a real worker. Sign up, upload a
+//! multi-page PDF, watch htmx poll the progress until the text appears (under the strict
+//! Content-Security-Policy), read page 2, download the text, create and use an API token, log
+//! out, and check that a second account cannot see the first one's document.
+//!
+//! Needs `chromium` and `chromium-driver` (`.ci/run` installs them); says plainly that it was
+//! skipped when they are missing. With `LECTOR_SCREENSHOTS=1` it saves the screenshots shown
+//! in the README under `docs/screenshots/`.
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use common::{Backend, TEST_PASSWORD, TestApp, create_account, fixture};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// chromedriver on a free port; killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_driver() -> Driver {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let url = format!("http://127.0.0.1:{port}");
+    let probe = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(response) = probe.get(format!("{url}/status")).send().await
+            && response.status().is_success()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Driver {
+        child,
+        url,
+        _profile: tempfile::tempdir().unwrap(),
+    }
+}
+
+/// A headless Chromium session. The flags keep it off this machine's closed network.
+async fn browser(driver: &Driver) -> Client {
+    // ring and aws-lc-rs are both linked (reqwest, the AWS SDK): rustls needs to be told.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let profile = driver._profile.path().display().to_string();
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+                format!("--user-data-dir={profile}"),
+            ],
+        }),
+    );
+    ClientBuilder::rustls()
+        .unwrap()
+        .capabilities(capabilities)
+        .connect(&driver.url)
+        .await
+        .expect("chromedriver opens a Chromium session")
+}
+
+async fn fill(client: &Client, css: &str, text: &str) {
+    let field = client.find(Locator::Css(css)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+async fn click(client: &Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn text_of(client: &Client, css: &str) -> String {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let png = client.screenshot().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    if std::env::var_os("LECTOR_SCREENSHOTS").is_some() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), png).unwrap();
+    }
+}
+
+fn tools_present() -> bool {
+    Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists()
+}
+
+#[tokio::test]
+async fn a_person_signs_up_uploads_reads_downloads_uses_a_token_and_stays_private() {
+    if !tools_present() {
+        eprintln!(
+            "SKIPPED: {CHROMIUM} or {CHROMEDRIVER} is missing (apt-get install chromium chromium-driver)"
+        );
+        return;
+    }
+    let app = TestApp::spawn_without_accounts(
+        Backend::Sqlite,
+        &[("LECTOR_WORKERS", "1"), ("LECTOR_POLL_INTERVAL_MS", "100")],
+    )
+    .await;
+    let driver = start_driver().await;
+    let client = browser(&driver).await;
+    let outcome = run_journey(&app, &client).await;
+    client.close().await.unwrap();
+    outcome.unwrap();
+}
+
+async fn run_journey(app: &TestApp, client: &Client) -> Result<(), String> {
+    // Sign up: the first visitor is sent to the sign-up page.
+    client.goto(&app.url("/")).await.unwrap();
+    assert_eq!(client.current_url().await.unwrap().path(), "/signup");
+    fill(client, "#email", "ada@example.com").await;
+    fill(client, "#password", TEST_PASSWORD).await;
+    fill(client, "#confirm", "not the same").await;
+    click(client, "form[action='/signup'] button[type=submit]").await;
+    assert!(
+        text_of(client, "#signup-error")
+            .await
+            .contains("do not match")
+    );
+    fill(client, "#password", TEST_PASSWORD).await;
+    fill(client, "#confirm", TEST_PASSWORD).await;
+    click(client, "form[action='/signup'] button[type=submit]").await;
+    assert_eq!(text_of(client, "#signed-in-as").await, "ada@example.com");
+
+    // Upload a multi-page PDF; the page polls (htmx) and reloads itself when it is done.
+    let pdf: PathBuf = fixture("three_pages.pdf");
+    client
+        .find(Locator::Css("#file"))
+        .await
+        .unwrap()
+        .send_keys(&pdf.display().to_string())
+        .await
+        .unwrap();
+    click(client, "form[action='/documents'] button[type=submit]").await;
+    client
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("#progress"))
+        .await
+        .map_err(|e| format!("the document page did not open: {e}"))?;
+    let url = client.current_url().await.unwrap();
+    assert!(url.path().starts_with("/documents/"), "{url}");
+    let id = url.path().trim_start_matches("/documents/").to_owned();
+    let page_two = client
+        .wait()
+        .at_most(Duration::from_secs(60))
+        .for_element(Locator::Css("#page-2 .page-text"))
+        .await
+        .map_err(|e| format!("the text never appeared: {e}"))?;
+    let text = page_two.text().await.unwrap();
+    assert!(
+        text.contains("Page two talks about zebras and quartz watches."),
+        "{text}"
+    );
+    assert!(text_of(client, "#progress").await.contains("3 of 3 pages"));
+    screenshot(client, "document.png").await;
+
+    // Download the text, as the link does (same session, same origin).
+    let href = client
+        .find(Locator::Css("a[href$='/text.txt']"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    let downloaded = client
+        .execute_async(
+            "const [url, done] = arguments; \
+             fetch(url).then(r => r.text().then(t => done([r.status, r.headers.get('content-disposition'), t])));",
+            vec![json!(href)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(downloaded[0], 200);
+    assert!(downloaded[1].as_str().unwrap().contains("three_pages.txt"));
+    let pages: Vec<&str> = downloaded[2].as_str().unwrap().split('\x0c').collect();
+    assert_eq!(pages.len(), 3);
+    assert!(pages[1].contains("zebras and quartz"));
+
+    client.goto(&app.url("/")).await.unwrap();
+    assert!(
+        text_of(client, "table.documents")
+            .await
+            .contains("three_pages.pdf")
+    );
+    screenshot(client, "index.png").await;
+
+    // An API token, created in the UI and used by a script.
+    click(client, "a[href='/tokens']").await;
+    fill(client, "#token-name", "backup script").await;
+    click(client, "form[action='/tokens'] button[type=submit]").await;
+    let token = text_of(client, "#new-token").await;
+    assert!(token.starts_with("lector_"), "{token}");
+    let listed: Value = reqwest::Client::new()
+        .get(app.url("/api/v1/documents"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["documents"][0]["id"], id.as_str());
+    client.goto(&app.url("/tokens")).await.unwrap();
+    assert!(
+        !client.source().await.unwrap().contains(&token),
+        "shown once"
+    );
+    assert!(text_of(client, "#tokens").await.contains("backup script"));
+
+    // Log out, then a second account sees nothing of the first one's.
+    click(client, "#log-out").await;
+    assert_eq!(client.current_url().await.unwrap().path(), "/login");
+    client.goto(&app.url("/")).await.unwrap();
+    assert_eq!(client.current_url().await.unwrap().path(), "/login");
+    create_account(&app.config, "eve@example.com").await;
+    fill(client, "#email", "eve@example.com").await;
+    fill(client, "#password", TEST_PASSWORD).await;
+    click(client, "form[action='/login'] button[type=submit]").await;
+    assert_eq!(text_of(client, "#signed-in-as").await, "eve@example.com");
+    assert!(
+        client
+            .source()
+            .await
+            .unwrap()
+            .contains("Nothing uploaded yet.")
+    );
+    client
+        .goto(&app.url(&format!("/documents/{id}")))
+        .await
+        .unwrap();
+    let heading = text_of(client, "h1").await;
+    assert!(heading.contains("404"), "{heading}");
+    assert!(!client.source().await.unwrap().contains("zebras"));
+    Ok(())
+}
