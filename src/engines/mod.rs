@@ -207,6 +207,21 @@ fn extract_page(
     Ok(Some(result))
 }
 
+/// The upload check and the text-layer extraction, in this process, as one function over
+/// bytes: the target of `fuzz/` (`scripts/fuzz`). The service runs the same steps in the
+/// sandboxed child; here nothing contains a hang, a crash or a blown memory budget, which is
+/// what the fuzzer is looking for. Returns the text of each page, or why the file was refused.
+pub fn validate_and_extract(bytes: &[u8], max_pages: u32) -> Result<Vec<String>, OpenError> {
+    if !crate::domain::upload::has_pdf_signature(bytes) {
+        return Err(OpenError::Unreadable("not a PDF".into()));
+    }
+    let doc = text_layer::open(bytes.to_vec(), None)?;
+    let pages = doc.inspection().pages.min(max_pages);
+    Ok((1..=pages)
+        .map(|number| doc.page_text(number).map(clean_text).unwrap_or_default())
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,19 +238,23 @@ mod tests {
         assert!(cut.len() <= MAX_PAGE_TEXT_BYTES);
         assert!(cut.chars().all(|c| c == 'é'));
     }
-}
 
-/// The upload check and the text-layer extraction, in this process, as one function over
-/// bytes: the target of `fuzz/` (`scripts/fuzz`). The service runs the same steps in the
-/// sandboxed child; here nothing contains a hang, a crash or a blown memory budget, which is
-/// what the fuzzer is looking for. Returns the text of each page, or why the file was refused.
-pub fn validate_and_extract(bytes: &[u8], max_pages: u32) -> Result<Vec<String>, OpenError> {
-    if !crate::domain::upload::has_pdf_signature(bytes) {
-        return Err(OpenError::Unreadable("not a PDF".into()));
+    #[test]
+    fn validate_and_extract_reads_a_good_pdf_and_refuses_junk() {
+        let fixture = |name: &str| {
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/").to_owned() + name)
+                .unwrap()
+        };
+        let pages = validate_and_extract(&fixture("three_pages.pdf"), 50).unwrap();
+        assert_eq!(pages.len(), 3);
+        assert!(pages[1].contains("zebras and quartz"));
+        assert_eq!(
+            validate_and_extract(&fixture("three_pages.pdf"), 2)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(validate_and_extract(b"hello", 50).is_err());
+        assert!(validate_and_extract(&fixture("corrupt.pdf"), 50).is_err());
     }
-    let doc = text_layer::open(bytes.to_vec(), None)?;
-    let pages = doc.inspection().pages.min(max_pages);
-    Ok((1..=pages)
-        .map(|number| doc.page_text(number).map(clean_text).unwrap_or_default())
-        .collect())
 }
