@@ -159,7 +159,8 @@ pub fn main() -> ExitCode {
 
 fn run_service(command: Command) -> anyhow::Result<()> {
     let config = Config::from_env()?;
-    telemetry::init(config.log_format);
+    let answers_on_stdout = matches!(command, Command::User { .. } | Command::Token { .. });
+    telemetry::init(config.log_format, answers_on_stdout);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         match command {

@@ -385,6 +385,18 @@ async fn another_users_documents_are_not_found_anywhere(#[case] backend: Backend
 async fn api_tokens_are_created_once_listed_used_and_revoked(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let anonymous = reqwest::Client::new();
+    let spec: Value = anonymous
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        spec["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
     let missing = anonymous
         .get(app.url("/api/v1/documents"))
         .send()

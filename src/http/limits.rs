@@ -56,6 +56,12 @@ impl RateLimits {
         check(&self.login_per_account, &email.trim().to_lowercase())
     }
 
+    /// Counts a sign-up attempt from `ip` (against the same per-address budget as log-ins, so
+    /// open sign-up cannot be used to create accounts in bulk).
+    pub fn check_signup(&self, ip: &str) -> Result<(), AppError> {
+        check(&self.login_per_ip, ip)
+    }
+
     /// Counts an upload request by `user_id`.
     pub fn check_upload(&self, user_id: &str) -> Result<(), AppError> {
         check(&self.uploads_per_user, user_id)
@@ -97,6 +103,10 @@ mod tests {
             other => panic!("expected 429, got {other:?}"),
         }
         assert!(limits.check_login("10.0.0.2", "a@example.com").is_ok());
+        assert!(
+            limits.check_signup("10.0.0.1").is_err(),
+            "the same budget as log-ins"
+        );
         assert!(limits.check_upload("u1").is_ok());
         assert!(limits.check_upload("u1").is_err());
         assert!(limits.check_upload("u2").is_ok());

@@ -174,8 +174,10 @@ async fn signup_form(
 pub async fn signup(
     State(state): State<AppState>,
     session: Session,
+    ClientIp(ip): ClientIp,
     Form(form): Form<SignupForm>,
 ) -> Result<Response, HtmlError> {
+    state.limits.check_signup(&ip)?;
     match state
         .accounts
         .sign_up(&form.email, &form.password, &form.confirm)
