@@ -108,14 +108,32 @@ async fn click(client: &Client, css: &str) {
         .unwrap();
 }
 
+/// The text of the element `css`, waiting for it to appear (a click that navigates returns
+/// before the next page has loaded).
 async fn text_of(client: &Client, css: &str) -> String {
     client
-        .find(Locator::Css(css))
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css(css))
         .await
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{css} never appeared: {e}"))
         .text()
         .await
         .unwrap()
+}
+
+/// Waits until the browser is at `path` (after a click or a redirect).
+async fn wait_for_path(client: &Client, path: &str) {
+    for _ in 0..300 {
+        if client.current_url().await.unwrap().path() == path {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the browser stayed at {} instead of {path}",
+        client.current_url().await.unwrap()
+    );
 }
 
 async fn screenshot(client: &Client, name: &str) {
@@ -155,7 +173,7 @@ async fn a_person_signs_up_uploads_reads_downloads_uses_a_token_and_stays_privat
 async fn run_journey(app: &TestApp, client: &Client) -> Result<(), String> {
     // Sign up: the first visitor is sent to the sign-up page.
     client.goto(&app.url("/")).await.unwrap();
-    assert_eq!(client.current_url().await.unwrap().path(), "/signup");
+    wait_for_path(client, "/signup").await;
     fill(client, "#email", "ada@example.com").await;
     fill(client, "#password", TEST_PASSWORD).await;
     fill(client, "#confirm", "not the same").await;
@@ -236,6 +254,7 @@ async fn run_journey(app: &TestApp, client: &Client) -> Result<(), String> {
 
     // An API token, created in the UI and used by a script.
     click(client, "a[href='/tokens']").await;
+    text_of(client, "#token-name").await;
     fill(client, "#token-name", "backup script").await;
     click(client, "form[action='/tokens'] button[type=submit]").await;
     let token = text_of(client, "#new-token").await;
@@ -259,9 +278,9 @@ async fn run_journey(app: &TestApp, client: &Client) -> Result<(), String> {
 
     // Log out, then a second account sees nothing of the first one's.
     click(client, "#log-out").await;
-    assert_eq!(client.current_url().await.unwrap().path(), "/login");
+    wait_for_path(client, "/login").await;
     client.goto(&app.url("/")).await.unwrap();
-    assert_eq!(client.current_url().await.unwrap().path(), "/login");
+    wait_for_path(client, "/login").await;
     create_account(&app.config, "eve@example.com").await;
     fill(client, "#email", "eve@example.com").await;
     fill(client, "#password", TEST_PASSWORD).await;
