@@ -55,10 +55,6 @@ pub async fn connect(config: &Config) -> anyhow::Result<Connected> {
     };
     connected.store.migrate().await?;
     connected
-        .store
-        .ensure_textract_slots(config.textract_max_in_flight)
-        .await?;
-    connected
         .sessions
         .migrate()
         .await
@@ -141,6 +137,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let connected = connect(&config).await?;
+    // Only the processes that run jobs size the Textract slots (not `lector user add`).
+    connected
+        .store
+        .ensure_textract_slots(config.textract_max_in_flight)
+        .await?;
     let engines = engines(&config).await;
     check_aws(&engines).await?;
     check_ocr(&config, &engines.ocr)?;
@@ -191,6 +192,11 @@ pub async fn run_workers_only(
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let connected = connect(&config).await?;
+    // Only the processes that run jobs size the Textract slots (not `lector user add`).
+    connected
+        .store
+        .ensure_textract_slots(config.textract_max_in_flight)
+        .await?;
     let engines = engines(&config).await;
     check_aws(&engines).await?;
     check_ocr(&config, &engines.ocr)?;
