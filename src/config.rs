@@ -535,6 +535,34 @@ mod tests {
     }
 
     #[test]
+    fn account_and_rate_limit_settings_are_read_and_checked() {
+        let defaults = config(&[]).unwrap();
+        assert_eq!(defaults.signup, SignupPolicy::FirstOnly);
+        assert!(!defaults.is_https());
+        assert_eq!(defaults.rate_limits.login_per_ip, 20);
+        let set = config(&[
+            ("LECTOR_SIGNUP", "closed"),
+            ("LECTOR_PUBLIC_URL", "https://lector.example/"),
+            ("LECTOR_RATE_UPLOADS_PER_USER", "0"),
+            ("LECTOR_TRUSTED_PROXY_HOPS", "2"),
+        ])
+        .unwrap();
+        assert_eq!(set.signup, SignupPolicy::Closed);
+        assert!(set.is_https());
+        assert_eq!(set.public_url.as_deref(), Some("https://lector.example"));
+        assert_eq!(set.rate_limits.uploads_per_user, 0);
+        assert_eq!(set.trusted_proxy_hops, 2);
+        for (name, value) in [
+            ("LECTOR_SIGNUP", "maybe"),
+            ("LECTOR_PUBLIC_URL", "lector.example"),
+            ("LECTOR_PASSWORD_MIN_LENGTH", "4"),
+        ] {
+            let err = config(&[(name, value)]).unwrap_err().to_string();
+            assert!(err.contains(name), "{err}");
+        }
+    }
+
+    #[test]
     fn the_time_limit_grows_with_the_page_count() {
         let config = config(&[]).unwrap();
         assert!(config.extract_timeout(100) > config.extract_timeout(1));
