@@ -12,7 +12,9 @@ use crate::{domain::ocr::OcrMode, engines::ocr::OcrSettings};
 pub struct Config {
     /// `PORT` / `LECTOR_BIND`: where the web server listens (default `0.0.0.0:8080`).
     pub bind: SocketAddr,
-    /// `DATABASE_URL`: `postgres://…` for Postgres, `sqlite://…` for SQLite.
+    /// `DATABASE_URL`: `postgres://…` for Postgres, `sqlite://…` for SQLite. Without it, Elastic
+    /// Beanstalk's `RDS_HOSTNAME`, `RDS_PORT`, `RDS_DB_NAME`, `RDS_USERNAME` and `RDS_PASSWORD`
+    /// make a Postgres URL with `sslmode=require` (`LECTOR_DATABASE_SSLMODE` for another mode).
     /// Default: SQLite at `./data/lector.db`. A secret: it may hold a password.
     pub database_url: SecretString,
     /// `LECTOR_DATABASE_MAX_CONNECTIONS`: pool size (default: workers + 8).
@@ -223,7 +225,11 @@ impl Config {
             }
             (None, None) => SocketAddr::from(([0, 0, 0, 0], 8080)),
         };
-        let database_url = get("DATABASE_URL").unwrap_or_else(|| "sqlite://data/lector.db".into());
+        let database_url = match (get("DATABASE_URL"), get("RDS_HOSTNAME")) {
+            (Some(url), _) => url,
+            (None, Some(host)) => rds_url(&get, &host)?,
+            (None, None) => "sqlite://data/lector.db".into(),
+        };
         if !(database_url.starts_with("postgres://")
             || database_url.starts_with("postgresql://")
             || database_url.starts_with("sqlite:"))
@@ -422,6 +428,31 @@ impl Config {
     }
 }
 
+/// A Postgres URL from Elastic Beanstalk's `RDS_*` variables, user and password
+/// percent-encoded, TLS required unless `LECTOR_DATABASE_SSLMODE` says otherwise.
+fn rds_url(get: &impl Fn(&str) -> Option<String>, host: &str) -> anyhow::Result<String> {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    let need = |name: &str| {
+        get(name).ok_or_else(|| anyhow::anyhow!("RDS_HOSTNAME is set, so {name} must be too"))
+    };
+    let user = need("RDS_USERNAME")?;
+    let password = need("RDS_PASSWORD")?;
+    let database = need("RDS_DB_NAME")?;
+    let port: u16 = parse_or(get, "RDS_PORT", 5432)?;
+    let sslmode = get("LECTOR_DATABASE_SSLMODE").unwrap_or_else(|| "require".into());
+    if !["disable", "prefer", "require", "verify-ca", "verify-full"].contains(&sslmode.as_str()) {
+        bail!(
+            "LECTOR_DATABASE_SSLMODE={sslmode:?} must be disable, prefer, require, verify-ca or verify-full"
+        );
+    }
+    Ok(format!(
+        "postgres://{}:{}@{host}:{port}/{}?sslmode={sslmode}",
+        utf8_percent_encode(&user, NON_ALPHANUMERIC),
+        utf8_percent_encode(&password, NON_ALPHANUMERIC),
+        utf8_percent_encode(&database, NON_ALPHANUMERIC),
+    ))
+}
+
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
@@ -487,6 +518,35 @@ mod tests {
         let config = config(&[("DATABASE_URL", "postgres://u:hunter2@db/lector")]).unwrap();
         assert!(config.is_postgres());
         assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn elastic_beanstalk_rds_variables_make_a_tls_postgres_url() {
+        let rds = [
+            (
+                "RDS_HOSTNAME",
+                "lector.cluster-abc.eu-west-1.rds.amazonaws.com",
+            ),
+            ("RDS_PORT", "5432"),
+            ("RDS_DB_NAME", "lector"),
+            ("RDS_USERNAME", "lector"),
+            ("RDS_PASSWORD", "p@ss/w:rd"),
+        ];
+        let parsed = config(&rds).unwrap();
+        assert!(parsed.is_postgres());
+        assert_eq!(
+            parsed.database_url.expose_secret(),
+            "postgres://lector:p%40ss%2Fw%3Ard@lector.cluster-abc.eu-west-1.rds.amazonaws.com:5432/lector?sslmode=require"
+        );
+        assert!(!format!("{parsed:?}").contains("p@ss"));
+        let err = config(&rds[..2]).unwrap_err().to_string();
+        assert!(err.contains("RDS_USERNAME"), "{err}");
+        let mut explicit = rds.to_vec();
+        explicit.push(("DATABASE_URL", "postgres://other/db"));
+        assert_eq!(
+            config(&explicit).unwrap().database_url.expose_secret(),
+            "postgres://other/db"
+        );
     }
 
     #[test]
