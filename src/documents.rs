@@ -415,6 +415,11 @@ impl Documents {
         Ok(OcrChoice { mode, languages })
     }
 
+    /// Where originals are kept.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
     /// What this machine can OCR.
     pub fn ocr_availability(&self) -> &OcrAvailability {
         &self.ocr

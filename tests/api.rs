@@ -471,14 +471,33 @@ async fn the_openapi_document_describes_every_route_and_health_answers(#[case] b
     let (status, health) = app.get_json("/healthz").await;
     assert_eq!(status, 200);
     assert_eq!(health["status"], "ok");
+    let (status, ready) = app.get_json("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["status"], "ready");
     assert_eq!(
-        health["database"],
+        ready["checks"]["database"]["detail"],
         if backend == Backend::Sqlite {
             "sqlite"
         } else {
             "postgres"
         }
     );
+    assert_eq!(ready["checks"]["migrations"]["ok"], true);
+    assert_eq!(ready["checks"]["blob_store"]["detail"], "database");
+    assert_eq!(ready["checks"]["ocr"]["ok"], true);
+    // A database behind this build's migrations is not ready, and says why.
+    app.db
+        .execute("delete from _sqlx_migrations where version = (select max(version) from _sqlx_migrations)")
+        .await;
+    let (status, ready) = app.get_json("/readyz").await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["status"], "not ready");
+    assert_eq!(
+        ready["checks"]["migrations"]["detail"],
+        "1 not applied: run `lector migrate`"
+    );
+    let (status, _) = app.get_json("/healthz").await;
+    assert_eq!(status, 200, "liveness does no I/O");
     let (status, problem) = app.get_json("/api/v1/no-such-route").await;
     assert_eq!(status, 404);
     assert_eq!(problem["code"], "not-found");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, Request, State},
+    extract::{DefaultBodyLimit, Request},
     http::{HeaderName, HeaderValue, header},
     response::IntoResponse,
     routing::get,
@@ -24,6 +24,7 @@ pub mod auth;
 pub mod csrf;
 mod downloads;
 mod error;
+mod health;
 mod limits;
 mod metrics;
 mod upload;
@@ -76,7 +77,8 @@ pub fn router(state: AppState, sessions: crate::sessions::SessionBackend) -> Rou
     let router = Router::new()
         .merge(web::routes(state.clone(), sessions))
         .nest("/api/v1", api::routes())
-        .route("/healthz", get(health))
+        .route("/healthz", get(health::live))
+        .route("/readyz", get(health::ready))
         .route("/metrics", get(metrics::metrics))
         .route("/static/htmx.min.js", get(htmx))
         .route("/static/app.css", get(css))
@@ -127,18 +129,6 @@ pub fn router(state: AppState, sessions: crate::sessions::SessionBackend) -> Rou
 /// Sets `name` on every response that does not set it itself (errors and panics included).
 fn header_layer(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
     SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
-}
-
-/// Liveness and readiness: the database answers.
-async fn health(State(state): State<AppState>) -> Result<impl IntoResponse, AppError> {
-    state.store().ping().await?;
-    let queue = state.store().queue_counts().await?;
-    Ok(axum::Json(serde_json::json!({
-        "status": "ok",
-        "database": state.store().backend(),
-        "jobs_queued": queue.queued,
-        "jobs_running": queue.running,
-    })))
 }
 
 fn static_asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {

@@ -134,6 +134,8 @@ pub trait Store: AccountStore + Send + Sync + 'static {
     async fn migrate(&self) -> Result<()>;
     /// Answers a trivial query (health checks).
     async fn ping(&self) -> Result<()>;
+    /// How many of this build's migrations the database has not applied (readiness).
+    async fn pending_migrations(&self) -> Result<usize>;
 
     /// Stores a document, its original bytes (read from `original`, unless they live on S3)
     /// and its extraction job in one transaction: either all of it is stored or nothing is.

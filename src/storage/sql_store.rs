@@ -232,6 +232,17 @@ macro_rules! store_impl {
                 Ok(())
             }
 
+            async fn pending_migrations(&self) -> $crate::storage::Result<usize> {
+                let applied: Vec<i64> =
+                    sqlx::query_scalar("select version from _sqlx_migrations where success")
+                        .fetch_all(&self.pool)
+                        .await?;
+                Ok($migrator
+                    .iter()
+                    .filter(|m| !applied.contains(&m.version))
+                    .count())
+            }
+
             async fn create_document(
                 &self,
                 doc: &$crate::storage::NewDocument,
