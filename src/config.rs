@@ -125,6 +125,9 @@ pub struct Config {
     /// `X-Forwarded-For` (default 0: the peer address is the client; 1 behind nginx alone,
     /// 2 behind a load balancer and nginx as on Elastic Beanstalk).
     pub trusted_proxy_hops: usize,
+    /// `LECTOR_METRICS_TOKEN`: when set, `/metrics` answers only requests that send it as
+    /// `Authorization: Bearer …`.
+    pub metrics_token: Option<SecretString>,
     /// `LECTOR_INGEST_OWNER`: the e-mail of the account that owns documents ingested from S3
     /// (default: the first account).
     pub ingest_owner: Option<String>,
@@ -360,6 +363,7 @@ impl Config {
             },
             trusted_proxy_hops: parse_or(&get, "LECTOR_TRUSTED_PROXY_HOPS", 0)?,
             ingest_owner: get("LECTOR_INGEST_OWNER"),
+            metrics_token: get("LECTOR_METRICS_TOKEN").map(SecretString::from),
         };
         if !(crate::engines::ocr::MIN_DPI..=1200).contains(&config.ocr.dpi) {
             bail!(

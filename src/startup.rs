@@ -136,6 +136,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    crate::telemetry::prometheus();
     let connected = connect(&config).await?;
     // Only the processes that run jobs size the Textract slots (not `lector user add`).
     connected

@@ -225,11 +225,15 @@ impl Textract {
     {
         let mut attempt = 0;
         loop {
+            metrics::counter!("lector_textract_calls_total").increment(1);
             match call().await {
                 Ok(output) => return Ok(output),
                 Err(error) => {
                     let code = error.code().unwrap_or_default().to_owned();
                     attempt += 1;
+                    if is_throttling(&code) {
+                        metrics::counter!("lector_textract_throttles_total").increment(1);
+                    }
                     if is_throttling(&code) && attempt < THROTTLE_TRIES {
                         let ceiling = self.backoff_base.saturating_mul(1 << attempt.min(10));
                         let wait = rand::rng().random_range(Duration::ZERO..=ceiling);

@@ -30,13 +30,23 @@ impl FromRequestParts<AppState> for CurrentUser {
             .await
             .map_err(IntoResponse::into_response)?;
         match session_user(&session, state).await {
-            Ok(Some(user)) => Ok(CurrentUser(user)),
+            Ok(Some(user)) => {
+                note_user(parts, &user);
+                Ok(CurrentUser(user))
+            }
             Ok(None) if parts.headers.contains_key("hx-request") => {
                 Err(([("hx-redirect", "/login")], "log in again").into_response())
             }
             Ok(None) => Err(Redirect::to("/login").into_response()),
             Err(error) => Err(HtmlError(error).into_response()),
         }
+    }
+}
+
+/// Tells the request log who this request was for.
+fn note_user(parts: &Parts, user: &User) {
+    if let Some(slot) = parts.extensions.get::<super::observe::RequestUser>() {
+        slot.set(&user.id);
     }
 }
 
@@ -99,7 +109,10 @@ impl FromRequestParts<AppState> for ApiUser {
             .map(str::trim)
             .ok_or(AppError::Unauthorized { invalid: true })?;
         match state.accounts.authenticate(token).await? {
-            Some(user) => Ok(ApiUser(user)),
+            Some(user) => {
+                note_user(parts, &user);
+                Ok(ApiUser(user))
+            }
             None => Err(AppError::Unauthorized { invalid: true }),
         }
     }

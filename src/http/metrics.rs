@@ -1,15 +1,38 @@
-//! `/metrics` in the Prometheus text format: documents by status, pages by engine, the queue,
-//! and what Textract has cost so far (an estimate from the configured price).
+//! `/metrics` in the Prometheus text format. From the database (the same on every instance):
+//! documents by status, stored pages by engine, jobs by state, the queue's age, and what
+//! Textract has cost so far. From this process (the `metrics` recorder): requests and their
+//! latency by route and status, pages extracted by engine, extraction seconds, Textract calls
+//! and throttles, documents failed. With `LECTOR_METRICS_TOKEN` it needs that bearer token.
 
 use std::fmt::Write;
 
-use axum::{extract::State, http::header, response::IntoResponse};
+use axum::{
+    extract::State,
+    http::{HeaderMap, header},
+    response::IntoResponse,
+};
+use secrecy::ExposeSecret;
 
 use super::{AppError, AppState};
 use crate::engines::textract;
 
 /// Renders the current figures, read from the database (so every instance reports the same).
-pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, AppError> {
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, AppError> {
+    if let Some(expected) = &state.config.metrics_token {
+        let sent = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !sent.is_some_and(|sent| super::csrf::matches(sent.as_bytes(), expected.expose_secret()))
+        {
+            return Err(AppError::Unauthorized {
+                invalid: sent.is_some(),
+            });
+        }
+    }
     let store = state.store();
     let documents = store.documents_by_status().await?;
     let pages = store.pages_by_source().await?;
@@ -20,6 +43,9 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         .map_or(0, |(_, n)| *n);
     let cost = estimated_cost(textract_pages, state.config.textract_price_per_1000_pages);
     let sent_this_month = store.textract_pages_this_month().await?;
+    let queue_age = store.oldest_due_job().await?.map_or(0.0, |due| {
+        (chrono::Utc::now() - due).as_seconds_f64().max(0.0)
+    });
 
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, rows: &[(String, i64)], label: &str| {
@@ -47,6 +73,11 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
     gauge("lector_jobs", "Extraction jobs by state.", &jobs, "state");
     let _ = writeln!(
         out,
+        "# HELP lector_queue_age_seconds How long the longest-waiting due job has waited.\n\
+         # TYPE lector_queue_age_seconds gauge\nlector_queue_age_seconds {queue_age:.3}"
+    );
+    let _ = writeln!(
+        out,
         "# HELP lector_textract_pages Pages read by Textract.\n# TYPE lector_textract_pages gauge\n\
          lector_textract_pages {textract_pages}\n\
          # HELP lector_textract_estimated_cost_usd Estimated Textract cost at LECTOR_TEXTRACT_PRICE_PER_1000_PAGES.\n\
@@ -61,6 +92,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
              # TYPE lector_textract_monthly_page_budget gauge\nlector_textract_monthly_page_budget {budget}"
         );
     }
+    out.push_str(&crate::telemetry::prometheus().render());
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -27,6 +27,7 @@ mod error;
 mod health;
 mod limits;
 mod metrics;
+mod observe;
 mod upload;
 pub mod web;
 
@@ -85,6 +86,8 @@ pub fn router(state: AppState, sessions: crate::sessions::SessionBackend) -> Rou
         // Upload size is enforced per file while streaming (413 as soon as it is passed).
         .layer(DefaultBodyLimit::disable())
         .layer(CatchPanicLayer::new())
+        // Outside the panic catcher, so a request that panicked is counted as the 500 it became.
+        .layer(axum::middleware::from_fn(observe::observe))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -101,7 +104,8 @@ pub fn router(state: AppState, sessions: crate::sessions::SessionBackend) -> Rou
                     .to_owned();
                 tracing::info_span!("request", method = %request.method(), path = %matched, request_id)
             })
-            .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+            // The request line itself is logged by `observe`, with the user and the route.
+            .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG)),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(header_layer(

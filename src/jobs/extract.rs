@@ -36,6 +36,25 @@ pub enum Outcome {
     Deferred(std::time::Duration),
 }
 
+impl Outcome {
+    /// The `outcome` label of the extraction-time histogram.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::Failed(_) => "failed",
+            Outcome::Retry(_) => "retry",
+            Outcome::Lost => "lost",
+            Outcome::Released => "released",
+            Outcome::Deferred(_) => "deferred",
+        }
+    }
+}
+
+/// Counts a stored page by the engine that produced it.
+pub(super) fn count_page(source: &str) {
+    metrics::counter!("lector_pages_extracted_total", "source" => source.to_owned()).increment(1);
+}
+
 /// Runs one attempt of `job`.
 pub(super) async fn run(
     worker: &Worker,
@@ -188,6 +207,7 @@ pub(super) async fn run_local(
                             run.kill().await;
                             return Ok(Outcome::Lost);
                         }
+                        count_page(&page.source);
                     }
                     Ok(Some(SandboxMessage::OcrStarted(number))) => {
                         ocr_page = Some((number, Instant::now()));
@@ -250,6 +270,7 @@ pub(super) async fn run_local(
         if !store.insert_page(job, &worker.id, &page).await? {
             return Ok(Outcome::Lost);
         }
+        count_page(&page.source);
         request.skip.push(number);
     }
 }
@@ -278,6 +299,7 @@ pub(super) async fn record(
             }
         }
         Outcome::Failed(reason) => {
+            metrics::counter!("lector_documents_failed_total").increment(1);
             tracing::info!(%reason, "document failed");
             store.fail_job(job, &worker.id, &reason).await?;
         }
@@ -289,6 +311,7 @@ pub(super) async fn record(
                 .await?;
         }
         Outcome::Retry(error) => {
+            metrics::counter!("lector_documents_failed_total").increment(1);
             let reason = format!("gave up after {} attempts: {error:#}", job.attempts);
             tracing::warn!(%reason, "document failed");
             store.fail_job(job, &worker.id, &reason).await?;

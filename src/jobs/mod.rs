@@ -77,6 +77,7 @@ impl Worker {
             return Ok(false);
         };
         let span = tracing::info_span!("job", job.id = job.id, document.id = %job.document_id, job.attempt = job.attempts);
+        let started = std::time::Instant::now();
         let run = extract::run(self, &job, shutdown);
         // A panic in our own code fails the attempt (and is retried), never the worker.
         let outcome =
@@ -90,6 +91,10 @@ impl Worker {
                 }
             };
         let _entered = span.enter();
+        let seconds = started.elapsed().as_secs_f64();
+        let result = outcome.metric_label();
+        metrics::histogram!("lector_extraction_seconds", "outcome" => result).record(seconds);
+        tracing::info!(outcome = result, seconds, "job attempt ended");
         extract::record(self, &job, outcome).await?;
         Ok(true)
     }

@@ -217,6 +217,7 @@ pub(super) async fn wait_and_store(
         if !store.insert_page(job, &worker.id, &page).await? {
             return Ok(Outcome::Lost);
         }
+        super::extract::count_page(&page.source);
     }
     Ok(Outcome::Done)
 }

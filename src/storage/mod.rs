@@ -230,6 +230,8 @@ pub trait Store: AccountStore + Send + Sync + 'static {
     async fn release_textract_slot(&self, job: &ClaimedJob) -> Result<()>;
     /// Jobs waiting and running.
     async fn queue_counts(&self) -> Result<QueueCounts>;
+    /// When the job that has waited longest became due (queue age, for `/metrics`).
+    async fn oldest_due_job(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>>;
     /// Records Textract's completion notice for job `textract_job_id` (`SUCCEEDED`,
     /// `PARTIAL_SUCCESS`, `FAILED`…). A notice delivered twice is recorded once.
     async fn record_textract_completion(&self, textract_job_id: &str, status: &str) -> Result<()>;

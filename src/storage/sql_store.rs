@@ -45,6 +45,7 @@ pub(crate) struct Queries {
     pub textract_reserved: String,
     pub textract_pages_this_month: String,
     pub touch_token: String,
+    pub oldest_due_job: String,
     pub lock_users: String,
 }
 
@@ -201,6 +202,9 @@ impl Queries {
                 month = d.month_start,
             ),
             touch_token: crate::storage::accounts::sql::touch_token(d),
+            oldest_due_job: format!(
+                "select min(run_at) from jobs where status = 'queued' and run_at <= {now}"
+            ),
             lock_users: d.lock_users.into(),
             textract_pages_this_month: format!(
                 "select cast(coalesce(sum(pages), 0) as bigint) from textract_usage where created_at >= {month}",
@@ -710,6 +714,14 @@ macro_rules! store_impl {
                     .execute(&self.pool)
                     .await?;
                 Ok(())
+            }
+
+            async fn oldest_due_job(
+                &self,
+            ) -> $crate::storage::Result<Option<chrono::DateTime<chrono::Utc>>> {
+                Ok(sqlx::query_scalar(&self.sql.oldest_due_job)
+                    .fetch_one(&self.pool)
+                    .await?)
             }
 
             async fn queue_counts(&self) -> $crate::storage::Result<$crate::storage::QueueCounts> {
