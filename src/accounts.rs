@@ -59,6 +59,15 @@ pub enum TokenError {
     Storage(#[from] storage::Error),
 }
 
+/// What the log-in and sign-up pages need to know about sign-up, from one count of accounts.
+#[derive(Debug, Clone, Copy)]
+pub struct SignupState {
+    /// The sign-up page may create an account now.
+    pub open: bool,
+    /// No account exists yet.
+    pub first: bool,
+}
+
 /// Account use cases over one store.
 #[derive(Clone)]
 pub struct Accounts {
@@ -72,13 +81,15 @@ impl Accounts {
         Accounts { store, config }
     }
 
-    /// True when the sign-up page may create an account now.
-    pub async fn signup_open(&self) -> storage::Result<bool> {
-        Ok(match self.config.signup {
+    /// Whether the sign-up page may create an account now, and whether it would be the first.
+    pub async fn signup_state(&self) -> storage::Result<SignupState> {
+        let first = self.store.count_users().await? == 0;
+        let open = match self.config.signup {
             SignupPolicy::Open => true,
-            SignupPolicy::FirstOnly => self.store.count_users().await? == 0,
+            SignupPolicy::FirstOnly => first,
             SignupPolicy::Closed => false,
-        })
+        };
+        Ok(SignupState { open, first })
     }
 
     /// Sign-up from the browser, under `LECTOR_SIGNUP`.

@@ -451,11 +451,10 @@ impl Documents {
     }
 
     /// Removes the document, its original and its pages.
-    #[tracing::instrument(skip(self), err(level = "info"))]
-    pub async fn delete(&self, id: &str) -> storage::Result<()> {
-        let document = self.store.get_document(id).await?;
-        self.store.delete_document(id).await?;
-        self.blobs.forget(self.store.as_ref(), &document).await
+    #[tracing::instrument(skip_all, fields(document.id = %document.id), err(level = "info"))]
+    pub async fn delete(&self, document: &Document) -> storage::Result<()> {
+        self.store.delete_document(&document.id).await?;
+        self.blobs.forget(self.store.as_ref(), document).await
     }
 
     /// The original of a document as a streamed body.

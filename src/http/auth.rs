@@ -96,18 +96,7 @@ impl FromRequestParts<AppState> for ApiUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
-            return Err(AppError::Unauthorized { invalid: false });
-        };
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or(AppError::Unauthorized { invalid: true })?;
+        let token = bearer_token(&parts.headers)?;
         match state.accounts.authenticate(token).await? {
             Some(user) => {
                 note_user(parts, &user);
@@ -116,6 +105,23 @@ impl FromRequestParts<AppState> for ApiUser {
             None => Err(AppError::Unauthorized { invalid: true }),
         }
     }
+}
+
+/// The token of `Authorization: Bearer …`. No header: 401; another scheme or junk: 401 that
+/// says the token is invalid.
+pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AppError> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or(AppError::Unauthorized { invalid: false })?;
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .ok_or(AppError::Unauthorized { invalid: true })
 }
 
 /// The client's address: the peer, or (behind `LECTOR_TRUSTED_PROXY_HOPS` proxies) the entry

@@ -22,15 +22,9 @@ pub async fn metrics(
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, AppError> {
     if let Some(expected) = &state.config.metrics_token {
-        let sent = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !sent.is_some_and(|sent| super::csrf::matches(sent.as_bytes(), expected.expose_secret()))
-        {
-            return Err(AppError::Unauthorized {
-                invalid: sent.is_some(),
-            });
+        let sent = super::auth::bearer_token(&headers)?;
+        if !super::csrf::matches(sent.as_bytes(), expected.expose_secret()) {
+            return Err(AppError::Unauthorized { invalid: true });
         }
     }
     let store = state.store();

@@ -122,10 +122,12 @@ pub(crate) mod sql {
     pub const TOKENS_OF: &str = "select id, name, prefix, created_at, last_used_at from api_tokens \
          where user_id = $1 order by created_at desc, id desc";
     pub const DELETE_TOKEN: &str = "delete from api_tokens where id = $1 and user_id = $2";
-    pub const USER_BY_TOKEN: &str = "select u.id, u.email, u.password_hash, u.created_at, t.id as token_id \
-         from api_tokens t join users u on u.id = t.user_id where t.token_hash = $1";
+    pub const USER_BY_TOKEN: &str = "select u.id, u.email, u.created_at, t.id as token_id, \
+         t.last_used_at from api_tokens t join users u on u.id = t.user_id where t.token_hash = $1";
 
-    /// Notes a token's use, at most once a minute (a write per request would be wasteful).
+    /// Notes a token's use. Run only when the last note is over a minute old (a write per API
+    /// request would take SQLite's one write lock every time); the condition keeps concurrent
+    /// requests from writing twice.
     pub fn touch_token(dialect: &crate::storage::sql_store::Dialect) -> String {
         format!(
             "update api_tokens set last_used_at = {now} where id = $1 \
@@ -283,10 +285,16 @@ macro_rules! account_store_impl {
                     return Ok(None);
                 };
                 let token_id: String = row.try_get("token_id")?;
-                sqlx::query(&self.sql.touch_token)
-                    .bind(&token_id)
-                    .execute(&self.pool)
-                    .await?;
+                let last_used: Option<chrono::DateTime<chrono::Utc>> =
+                    row.try_get("last_used_at")?;
+                let stale = last_used
+                    .is_none_or(|at| chrono::Utc::now() - at > chrono::TimeDelta::seconds(60));
+                if stale {
+                    sqlx::query(&self.sql.touch_token)
+                        .bind(&token_id)
+                        .execute(&self.pool)
+                        .await?;
+                }
                 Ok(Some($crate::domain::User {
                     id: row.try_get("id")?,
                     email: row.try_get("email")?,

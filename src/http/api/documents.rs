@@ -171,7 +171,7 @@ pub async fn delete(
     ApiUser(user): ApiUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    state.documents.get_owned(&user, &id).await?;
-    state.documents.delete(&id).await?;
+    let document = state.documents.get_owned(&user, &id).await?;
+    state.documents.delete(&document).await?;
     Ok(StatusCode::NO_CONTENT)
 }

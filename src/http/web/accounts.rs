@@ -69,8 +69,8 @@ pub async fn login_page(
     if session_user(&session, &state).await?.is_some() {
         return Ok(Redirect::to("/").into_response());
     }
-    let signup_open = state.accounts.signup_open().await?;
-    if signup_open && state.store().count_users().await? == 0 {
+    let signup = state.accounts.signup_state().await?;
+    if signup.open && signup.first {
         return Ok(Redirect::to("/signup").into_response());
     }
     let page = LoginPage {
@@ -78,7 +78,7 @@ pub async fn login_page(
         flash: take_flash(&session).await,
         error: None,
         email: String::new(),
-        signup_open,
+        signup_open: signup.open,
     };
     Ok(render(&page)?.into_response())
 }
@@ -129,7 +129,7 @@ async fn login_error(
         flash: None,
         error: Some(message),
         email,
-        signup_open: state.accounts.signup_open().await?,
+        signup_open: state.accounts.signup_state().await?.open,
     };
     let Some(retry_after) = retry_after else {
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response());
@@ -147,17 +147,19 @@ pub async fn signup_page(
     State(state): State<AppState>,
     session: Session,
 ) -> Result<Response, HtmlError> {
-    if !state.accounts.signup_open().await? {
+    let signup = state.accounts.signup_state().await?;
+    if !signup.open {
         set_flash(&session, SignUpError::Closed.to_string()).await;
         return Ok(Redirect::to("/login").into_response());
     }
-    let page = signup_form(&state, &session, None, String::new()).await?;
+    let page = signup_form(&state, &session, signup.first, None, String::new()).await?;
     Ok(render(&page)?.into_response())
 }
 
 async fn signup_form(
     state: &AppState,
     session: &Session,
+    first: bool,
     error: Option<String>,
     email: String,
 ) -> Result<SignupPage, HtmlError> {
@@ -166,7 +168,7 @@ async fn signup_form(
         error,
         email,
         min_length: state.config.password_min_length,
-        first: state.store().count_users().await? == 0,
+        first,
     })
 }
 
@@ -195,7 +197,15 @@ pub async fn signup(
                 SignUpError::Taken => StatusCode::CONFLICT,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
-            let page = signup_form(&state, &session, Some(refused.to_string()), form.email).await?;
+            let first = state.accounts.signup_state().await?.first;
+            let page = signup_form(
+                &state,
+                &session,
+                first,
+                Some(refused.to_string()),
+                form.email,
+            )
+            .await?;
             Ok((status, render(&page)?).into_response())
         }
     }

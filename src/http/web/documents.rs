@@ -383,7 +383,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Redirect, HtmlError> {
     let document = state.documents.get_owned(&user, &id).await?;
-    state.documents.delete(&id).await?;
+    state.documents.delete(&document).await?;
     set_flash(&session, format!("{} was deleted.", document.file_name)).await;
     Ok(Redirect::to("/"))
 }
