@@ -138,11 +138,7 @@ async fn the_first_visitor_signs_up_takes_over_older_documents_and_then_sign_up_
     );
 
     // first-only: nobody else may sign up from the browser.
-    let stranger = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let stranger = common::browser_client();
     let page = stranger.get(app.url("/signup")).send().await.unwrap();
     assert_eq!(page.headers()["location"], "/login");
     let refused = sign_up(
@@ -201,11 +197,7 @@ async fn open_sign_up_refuses_a_taken_email_and_https_cookies_are_secure() {
         TEST_PASSWORD,
     )
     .await;
-    let again = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let again = common::browser_client();
     let taken = sign_up(
         &open_signup,
         &again,
@@ -233,11 +225,7 @@ async fn open_sign_up_refuses_a_taken_email_and_https_cookies_are_secure() {
 #[tokio::test]
 async fn log_in_checks_the_password_and_log_out_ends_the_session(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let client = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let client = common::browser_client();
     let (_, page) = get(&client, &app, "/login").await;
     let csrf = csrf_from(&page).unwrap();
     let wrong = client
@@ -457,6 +445,19 @@ async fn api_tokens_are_created_once_listed_used_and_revoked(#[case] backend: Ba
         .await
         .unwrap();
     assert_eq!(used.status(), 200);
+    // Its use is noted once a minute at most, not written on every request.
+    let last_used =
+        "select cast(last_used_at as text) from api_tokens where name = 'backup <script>'";
+    let first_use = app.db.query_text(last_used).await;
+    assert!(first_use.is_some(), "the first use is noted");
+    let again = anonymous
+        .get(app.url("/api/v1/documents"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(app.db.query_text(last_used).await, first_use);
     let (_, listing) = get(&app.client, &app, "/tokens").await;
     assert!(!listing.contains(&token), "shown once only");
     assert!(listing.contains(&token[..13]), "listed by its prefix");
@@ -658,11 +659,7 @@ async fn too_many_log_ins_or_uploads_get_429_with_retry_after(#[case] backend: B
     )
     .await;
     // The test set-up logged in once: two attempts left for this account.
-    let client = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let client = common::browser_client();
     let (_, page) = get(&client, &app, "/login").await;
     let csrf = csrf_from(&page).unwrap();
     let attempt = |email: &'static str, password: &'static str| {
@@ -746,11 +743,7 @@ async fn lector_user_add_generates_a_password_that_logs_in() {
         .unwrap()
         .to_owned();
     assert_eq!(password.len(), 20);
-    let client = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let client = common::browser_client();
     let csrf = common::log_in(&client, &app.address, "grace@example.com", &password).await;
     assert_eq!(csrf.len(), 64);
     let again = std::process::Command::new(lector_exe())

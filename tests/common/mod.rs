@@ -204,6 +204,15 @@ pub async fn create_account(config: &Config, email: &str) -> (lector::domain::Us
     (user, token)
 }
 
+/// A client like a browser's: keeps cookies, does not follow redirects (tests look at them).
+pub fn browser_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
 /// A client that sends `token` on every request and keeps cookies.
 pub fn client_with_token(token: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
@@ -301,11 +310,7 @@ impl TestApp {
             TestUser {
                 email: String::new(),
                 token: String::new(),
-                client: reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .cookie_store(true)
-                    .build()
-                    .unwrap(),
+                client: browser_client(),
                 csrf: String::new(),
             }
         };
