@@ -51,8 +51,15 @@ enum Command {
         #[arg(long)]
         ocr_languages: Option<String>,
     },
-    /// Check this machine: database, OCR languages, AWS settings.
-    Doctor,
+    /// Check the deployment's wiring and say what is wrong: database reachable, migrated and
+    /// encrypted; S3 bucket, Textract, notices and queues; OCR; time limits; and the Elastic
+    /// Beanstalk bundle's nginx limits against Lector's. Changes nothing.
+    Doctor {
+        /// The Elastic Beanstalk bundle to check (zip or directory; default: the current
+        /// directory when it holds one, as on an instance).
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+    },
     /// Accounts: `lector user add EMAIL`.
     User {
         #[command(subcommand)]
@@ -170,7 +177,7 @@ fn run_service(command: Command) -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Worker => startup::run_workers_only(config, startup::shutdown_signal()).await,
-            Command::Doctor => doctor(&config).await,
+            Command::Doctor { bundle } => doctor(&config, bundle).await,
             Command::User {
                 action:
                     UserAction::Add {
@@ -348,43 +355,18 @@ fn render(
     Ok(())
 }
 
-/// `lector doctor`: what this machine can do, for someone setting Lector up.
-async fn doctor(config: &Config) -> anyhow::Result<()> {
-    let mut problems = 0;
-    match startup::connect(config).await {
-        Ok(connected) => println!("database: ok ({})", connected.store.backend()),
-        Err(error) => {
-            problems += 1;
-            println!("database: FAILED: {error:#}");
-        }
+/// `lector doctor`: the report on stdout; fails when it found a problem.
+async fn doctor(config: &Config, bundle: Option<PathBuf>) -> anyhow::Result<()> {
+    let bundle = bundle.or_else(|| {
+        std::path::Path::new(".platform")
+            .is_dir()
+            .then(|| PathBuf::from("."))
+    });
+    let report = crate::doctor::examine(config, bundle.as_deref()).await;
+    print!("{report}");
+    match report.problems() {
+        0 => Ok(()),
+        1 => anyhow::bail!("1 problem found"),
+        n => anyhow::bail!("{n} problems found"),
     }
-    let ocr = OcrAvailability::detect();
-    match ocr.unavailable() {
-        Some(reason) => {
-            problems += 1;
-            println!(
-                "ocr: {reason} (Debian/Ubuntu: apt-get install tesseract-ocr tesseract-ocr-eng; \
-                 macOS: brew install tesseract)"
-            );
-        }
-        None => {
-            println!("ocr: installed languages {}", ocr.languages().join(", "));
-            match startup::check_ocr(config, &ocr) {
-                Ok(()) => println!(
-                    "ocr: {} with {} (ok)",
-                    config.ocr.mode.as_str(),
-                    config.ocr.languages
-                ),
-                Err(error) => {
-                    problems += 1;
-                    println!("ocr: FAILED: {error:#}");
-                }
-            }
-        }
-    }
-    println!("engine: {}", config.engine.name());
-    if problems > 0 {
-        anyhow::bail!("{problems} problem(s) found");
-    }
-    Ok(())
 }

@@ -417,6 +417,12 @@ impl Config {
         self.database_url.expose_secret().starts_with("postgres")
     }
 
+    /// How often a worker renews the lease on the job it runs: often enough that two missed
+    /// renewals still leave it the job.
+    pub fn heartbeat_interval(&self) -> Duration {
+        (self.job_lease / 3).min(Duration::from_secs(5))
+    }
+
     /// The time limit for extracting a document of `pages` pages.
     pub fn extract_timeout(&self, pages: u32) -> Duration {
         self.extract_timeout_base + self.extract_timeout_per_page * pages

@@ -22,7 +22,7 @@ use crate::{
     storage::{Store, postgres::PostgresStore, sqlite::SqliteStore},
 };
 
-/// A connected, migrated database.
+/// A connected database.
 pub struct Connected {
     /// Lector's own tables.
     pub store: Arc<dyn Store>,
@@ -32,6 +32,18 @@ pub struct Connected {
 
 /// Connects to `DATABASE_URL` and applies the migrations (Lector's and the sessions').
 pub async fn connect(config: &Config) -> anyhow::Result<Connected> {
+    let connected = open(config).await?;
+    connected.store.migrate().await?;
+    connected
+        .sessions
+        .migrate()
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the session table: {e}"))?;
+    Ok(connected)
+}
+
+/// Connects to `DATABASE_URL` without changing it (`lector doctor` only looks).
+pub async fn open(config: &Config) -> anyhow::Result<Connected> {
     let url = config.database_url.expose_secret();
     let max = config.database_max_connections;
     let connected = if config.is_postgres() {
@@ -53,12 +65,6 @@ pub async fn connect(config: &Config) -> anyhow::Result<Connected> {
             sessions,
         }
     };
-    connected.store.migrate().await?;
-    connected
-        .sessions
-        .migrate()
-        .await
-        .map_err(|e| anyhow::anyhow!("creating the session table: {e}"))?;
     Ok(connected)
 }
 
@@ -168,7 +174,8 @@ pub async fn run(
     );
     let accounts = Accounts::new(connected.store.clone(), config.clone());
     spawn_ingest_consumer(&config, &documents, &accounts, &engines, &stop);
-    let state = AppState::new(documents, accounts, config.clone());
+    let state =
+        AppState::new(documents, accounts, config.clone()).with_textract(engines.textract.clone());
     spawn_rate_limit_cleanup(state.limits.clone(), stop.clone());
     let app = http::router(state, connected.sessions)
         .into_make_service_with_connect_info::<std::net::SocketAddr>();

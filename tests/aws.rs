@@ -812,3 +812,41 @@ async fn a_hybrid_job_handed_back_mid_poll_resumes_its_textract_job_with_the_pag
         .collect();
     assert_eq!(sources, ["text_layer", "textract", "text_layer"]);
 }
+
+#[tokio::test]
+async fn readiness_asks_textract_once_a_minute_and_says_when_it_does_not_answer() {
+    let aws = Aws::start().await;
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &aws.vars(&[("LECTOR_ENGINE", "textract"), ("LECTOR_BLOB_STORE", "s3")]),
+    )
+    .await;
+    for _ in 0..3 {
+        let (status, ready) = app.get_json("/readyz").await;
+        assert_eq!(status, 200, "{ready}");
+        assert_eq!(ready["checks"]["textract"]["ok"], true, "{ready}");
+        assert_eq!(ready["checks"]["blob_store"]["detail"], "s3://lector-test");
+    }
+    assert_eq!(
+        aws.textract.get_calls(),
+        1,
+        "the answer stands for a minute: readiness polls do not spend the jobs' Get quota"
+    );
+    assert_eq!(aws.textract.start_calls(), 0);
+
+    // Nothing listens on the port Textract is said to be at.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut vars = aws.vars(&[("LECTOR_ENGINE", "hybrid"), ("LECTOR_BLOB_STORE", "s3")]);
+    vars.retain(|(name, _)| *name != "AWS_ENDPOINT_URL_TEXTRACT");
+    vars.push(("AWS_ENDPOINT_URL_TEXTRACT", closed_endpoint.as_str()));
+    let unreachable = TestApp::spawn_with(Backend::Sqlite, &vars).await;
+    let (status, ready) = unreachable.get_json("/readyz").await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["status"], "not ready");
+    assert_eq!(ready["checks"]["textract"]["ok"], false);
+    let detail = ready["checks"]["textract"]["detail"].as_str().unwrap();
+    assert!(detail.starts_with("Textract: "), "{detail}");
+    assert!(detail.contains("Connection refused"), "{detail}");
+}

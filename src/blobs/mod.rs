@@ -55,38 +55,61 @@ impl S3Originals {
     /// Checks that the bucket is in the region the clients call (Textract reads only from a
     /// bucket in its own region). Unknown answers (no permission to ask) are only logged.
     pub async fn check_region(&self) -> anyhow::Result<()> {
-        let Some(region) = self.client.config().region().map(|r| r.to_string()) else {
+        let Some(region) = self.client_region() else {
             anyhow::bail!("no AWS region is configured: set AWS_REGION");
         };
-        match self
+        match self.bucket_region().await {
+            Ok(bucket_region) if bucket_region != region => anyhow::bail!(
+                "LECTOR_S3_BUCKET {} is in {bucket_region} but Lector calls AWS in {region}: \
+                 S3 and Textract must be in the same region (set AWS_REGION={bucket_region})",
+                self.bucket
+            ),
+            Ok(_) => Ok(()),
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), bucket = %self.bucket, "could not check the bucket's region");
+                Ok(())
+            }
+        }
+    }
+
+    /// The region the clients call, if one is configured.
+    pub fn client_region(&self) -> Option<String> {
+        self.client.config().region().map(|r| r.to_string())
+    }
+
+    /// The bucket's region, as S3 reports it.
+    pub async fn bucket_region(&self) -> anyhow::Result<String> {
+        let location = self
             .client
             .get_bucket_location()
             .bucket(&self.bucket)
             .send()
             .await
-        {
-            Ok(location) => {
-                // S3 answers with no constraint for us-east-1.
-                let bucket_region = location
-                    .location_constraint()
-                    .map(|c| c.as_str().to_owned())
-                    .filter(|c| !c.is_empty())
-                    .unwrap_or_else(|| "us-east-1".into());
-                if bucket_region != region {
-                    anyhow::bail!(
-                        "LECTOR_S3_BUCKET {} is in {bucket_region} but Lector calls AWS in {region}: \
-                         S3 and Textract must be in the same region (set AWS_REGION={bucket_region})",
-                        self.bucket
-                    );
-                }
-                Ok(())
-            }
-            Err(error) => {
-                let error = anyhow::Error::new(error);
-                tracing::warn!(error = %format!("{error:#}"), bucket = %self.bucket, "could not check the bucket's region");
-                Ok(())
-            }
-        }
+            .map_err(|e| anyhow::anyhow!(sdk_error_message(&e)))?;
+        // S3 answers with no constraint for us-east-1.
+        Ok(location
+            .location_constraint()
+            .map(|c| c.as_str().to_owned())
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| "us-east-1".into()))
+    }
+
+    /// Checks that the bucket exists and these credentials may list it (`HeadBucket`).
+    pub async fn check_access(&self) -> anyhow::Result<()> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|e| match e.raw_response().map(|r| r.status().as_u16()) {
+                Some(404) => anyhow::anyhow!("the bucket {} does not exist", self.bucket),
+                Some(403) => anyhow::anyhow!(
+                    "access to the bucket {} is denied (the role needs s3:ListBucket on it)",
+                    self.bucket
+                ),
+                _ => anyhow::anyhow!(sdk_error_message(&e)),
+            })?;
+        Ok(())
     }
 
     /// The key of the original whose SHA-256 is `sha256`: the same bytes, the same key.
@@ -258,5 +281,25 @@ impl BlobStore {
             self.s3_for(key)?.delete(key).await?;
         }
         Ok(())
+    }
+}
+
+/// An SDK error in words: its code and message when the service answered, else the innermost
+/// cause (the outer layers say only "service error" or "dispatch failure").
+fn sdk_error_message<E>(error: &aws_sdk_s3::error::SdkError<E>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    match (error.code(), error.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_owned(),
+        _ => {
+            let mut current: &(dyn std::error::Error + 'static) = error;
+            while let Some(source) = current.source() {
+                current = source;
+            }
+            current.to_string()
+        }
     }
 }

@@ -6,7 +6,12 @@
 //! (1,000 blocks per call); `PARTIAL_SUCCESS` is a finished job whose `Warnings` name the
 //! pages that failed; throttling is retried with exponential backoff and jitter.
 
-use std::{collections::BTreeMap, future::Future, time::Duration};
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use aws_sdk_textract::{
     error::ProvideErrorMetadata,
@@ -21,6 +26,11 @@ pub const SOURCE: &str = "textract";
 const BLOCKS_PER_CALL: i32 = 1000;
 /// Tries of one call while Textract says it is throttling.
 const THROTTLE_TRIES: u32 = 8;
+/// A job id no job has (Textract's are 64 hex digits): asking about it costs nothing.
+const PROBE_JOB_ID: &str = "lector-reachability-probe";
+
+/// When Textract was last probed, and what it said.
+type ProbeAnswer = (Instant, Result<(), String>);
 
 /// Why a Textract call did not give a result.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +74,9 @@ pub struct Textract {
     backoff_base: Duration,
     /// SNS topic and publishing role for completion notices, when configured.
     notify: Option<(String, String)>,
+    /// The last probe's answer, so a readiness endpoint polled every few seconds does not
+    /// spend the account's Get quota, which the jobs share.
+    last_probe: Arc<Mutex<Option<ProbeAnswer>>>,
 }
 
 impl Textract {
@@ -73,6 +86,7 @@ impl Textract {
             client,
             backoff_base,
             notify: None,
+            last_probe: Arc::default(),
         }
     }
 
@@ -85,6 +99,39 @@ impl Textract {
     /// True when finished jobs are announced (so polling Get can be rare).
     pub fn announces_completion(&self) -> bool {
         self.notify.is_some()
+    }
+
+    /// Checks that Textract answers with these credentials and region by asking about a job
+    /// that does not exist: `InvalidJobIdException` is the healthy answer. Access denied,
+    /// an unknown region or no route says what is wrong.
+    pub async fn probe(&self) -> Result<(), String> {
+        let answer = self
+            .client
+            .get_document_text_detection()
+            .job_id(PROBE_JOB_ID)
+            .max_results(1)
+            .send()
+            .await;
+        let result = match answer {
+            Ok(_) => Ok(()),
+            Err(error) => match error.code() {
+                Some("InvalidJobIdException") => Ok(()),
+                Some(code) => Err(format!("{code}: {}", error_message(&error))),
+                None => Err(error_message(&error)),
+            },
+        };
+        *self.last_probe.lock().expect("probe cache") = Some((Instant::now(), result.clone()));
+        result
+    }
+
+    /// [`Textract::probe`], answered from the last probe when it is younger than `max_age`.
+    pub async fn probe_cached(&self, max_age: Duration) -> Result<(), String> {
+        if let Some((at, result)) = self.last_probe.lock().expect("probe cache").as_ref()
+            && at.elapsed() < max_age
+        {
+            return result.clone();
+        }
+        self.probe().await
     }
 
     /// Starts text detection of `s3://bucket/key`. The same `sha256` always gives the same

@@ -17,6 +17,9 @@ use crate::{config::EngineChoice, domain::ocr::OcrMode};
 
 /// A readiness check that has not answered by then counts as failed.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one answer from Textract stands for the next ones (its Get quota is shared with
+/// the jobs).
+const TEXTRACT_PROBE_MAX_AGE: Duration = Duration::from_secs(60);
 
 /// One line of the readiness report.
 #[derive(Debug, Serialize)]
@@ -60,7 +63,8 @@ pub async fn live() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `/readyz`: database reachable and migrated, blob store reachable, engines available.
+/// `/readyz`: database reachable and migrated, blob store reachable, engines available
+/// (Tesseract for the local engine, Textract answering for the others).
 pub async fn ready(State(state): State<AppState>) -> Response {
     let store = state.store();
     let mut checks = BTreeMap::new();
@@ -89,6 +93,20 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             },
         },
     );
+    if state.config.engine != EngineChoice::Local {
+        checks.insert(
+            "textract",
+            match &state.textract {
+                None => Check::failed("no LECTOR_S3_BUCKET: Textract reads originals from S3"),
+                Some(textract) => {
+                    match within("Textract", textract.probe_cached(TEXTRACT_PROBE_MAX_AGE)).await {
+                        Ok(()) => Check::ok("answers"),
+                        Err(reason) => Check::failed(reason),
+                    }
+                }
+            },
+        );
+    }
     let ocr = state.documents.ocr_availability();
     // Only the local engine depends on Tesseract for scanned pages; Textract and hybrid
     // send them to AWS.

@@ -45,6 +45,8 @@ pub struct AppState {
     pub limits: Arc<RateLimits>,
     /// Configuration.
     pub config: Arc<Config>,
+    /// Textract, when configured: `/readyz` checks that it answers.
+    pub textract: Option<crate::engines::textract::Textract>,
 }
 
 impl AppState {
@@ -55,7 +57,14 @@ impl AppState {
             accounts,
             limits: Arc::new(RateLimits::new(&config.rate_limits)),
             config,
+            textract: None,
         }
+    }
+
+    /// Lets `/readyz` check `textract`.
+    pub fn with_textract(mut self, textract: Option<crate::engines::textract::Textract>) -> Self {
+        self.textract = textract;
+        self
     }
 
     /// The store, for plain reads.

@@ -1,8 +1,6 @@
 //! The extraction job: copy the original out of storage, run the sandboxed engine on the
 //! pages not yet stored, and store each page as it arrives.
 
-use std::time::Duration;
-
 use secrecy::ExposeSecret;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -160,7 +158,7 @@ pub(super) async fn run_local(
     // The document's limit covers reading text layers; time spent on OCR is added to it as
     // it is spent, since each OCR'd page has a limit of its own.
     let mut deadline = Instant::now() + config.extract_timeout(pages);
-    let heartbeat_every = (config.job_lease / 3).min(Duration::from_secs(5));
+    let heartbeat_every = config.heartbeat_interval();
     let mut heartbeat = tokio::time::interval(heartbeat_every);
     heartbeat.tick().await;
     let grace = config.shutdown_grace;
