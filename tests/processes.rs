@@ -1,6 +1,7 @@
 //! The real `lector` binary as separate processes: killed with SIGKILL mid-batch and
 //! restarted, two worker processes sharing one Postgres database, and SIGTERM handing a
-//! running job back. Every child is killed when its guard is dropped.
+//! running job back, and what a production process logs (JSON lines, no secrets). Every
+//! child is killed when its guard is dropped.
 
 mod common;
 
@@ -523,4 +524,89 @@ async fn sigterm_hands_running_jobs_back_and_stops_cleanly(#[case] backend: Back
         "{backend:?}: SIGTERM test took {:.1}s",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// The JSON lines of a log whose `message` is `message`.
+fn json_lines<'a>(lines: &'a [Value], message: &str) -> Vec<&'a Value> {
+    lines.iter().filter(|l| l["message"] == message).collect()
+}
+
+#[tokio::test]
+async fn json_logs_have_a_line_per_request_and_per_job_step_and_no_secret() {
+    let db = TestDatabase::new(Backend::Postgres).await;
+    let server = Server::start(
+        &db,
+        &[("LECTOR_LOG_FORMAT", "json"), ("LECTOR_WORKERS", "1")],
+    )
+    .await;
+    let token = cli_token(&db.url);
+    let client = client_with_token(&token);
+    let form = Form::new()
+        .part(
+            "file",
+            Part::bytes(std::fs::read(fixture("user_password.pdf")).unwrap())
+                .file_name("user_password.pdf"),
+        )
+        .text("password", "open-sesame");
+    let response = client
+        .post(server.url("/api/v1/documents"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let documents = server.wait_until_all_done(Duration::from_secs(60)).await;
+    assert_eq!(documents[&id]["status"], "done", "{:?}", documents[&id]);
+
+    // The job's last line is written just after the row says done.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.process.log().contains("document extracted") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = server.process.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+
+    let uploads: Vec<_> = json_lines(&lines, "request")
+        .into_iter()
+        .filter(|l| l["route"] == "/api/v1/documents" && l["method"] == "POST")
+        .collect();
+    assert_eq!(uploads.len(), 1, "one line for the one upload:\n{log}");
+    let upload = uploads[0];
+    assert_eq!(upload["status"], 202);
+    assert!(upload["latency_ms"].as_f64().unwrap() > 0.0, "{upload}");
+    assert!(
+        !upload["request_id"].as_str().unwrap().is_empty(),
+        "{upload}"
+    );
+    let user_id = upload["user_id"].as_str().unwrap();
+    assert!(!user_id.is_empty(), "the token's owner is named: {upload}");
+    assert_eq!(upload["level"], "INFO");
+
+    // The job's steps carry the document id (from the job's span) and how long they took.
+    let ended: Vec<_> = json_lines(&lines, "job attempt ended")
+        .into_iter()
+        .filter(|l| l["span"]["document.id"] == id.as_str())
+        .collect();
+    assert_eq!(ended.len(), 1, "{log}");
+    assert_eq!(ended[0]["outcome"], "done");
+    assert!(ended[0]["seconds"].as_f64().unwrap() > 0.0);
+    assert!(
+        json_lines(&lines, "document extracted")
+            .iter()
+            .any(|l| l["span"]["document.id"] == id.as_str()),
+        "{log}"
+    );
+
+    // No secret reaches the log: not the API token, the PDF's password or the account's.
+    for secret in [token.as_str(), "open-sesame", common::TEST_PASSWORD] {
+        assert!(!log.contains(secret), "{secret:?} is in the log:\n{log}");
+    }
 }
