@@ -30,6 +30,9 @@ pub struct Connected {
     pub sessions: SessionBackend,
 }
 
+/// How often each process logs the queue's state.
+const QUEUE_REPORT_EVERY: Duration = Duration::from_secs(60);
+
 /// Connects to `DATABASE_URL` and applies the migrations (Lector's and the sessions').
 pub async fn connect(config: &Config) -> anyhow::Result<Connected> {
     let connected = open(config).await?;
@@ -164,6 +167,7 @@ pub async fn run(
         work_available.clone(),
     );
     spawn_session_cleanup(connected.sessions.clone(), stop.clone());
+    spawn_queue_report(connected.store.clone(), stop.clone());
     let documents = Documents::new(
         connected.store.clone(),
         engines.blobs.clone(),
@@ -210,6 +214,7 @@ pub async fn run_workers_only(
     check_ocr(&config, &engines.ocr)?;
     let stop = CancellationToken::new();
     spawn_notice_consumer(&config, &connected.store, &engines, &stop);
+    spawn_queue_report(connected.store.clone(), stop.clone());
     // Workers-only processes ingest S3 events too; they wake their own workers.
     let documents = Documents::new(
         connected.store.clone(),
@@ -303,6 +308,32 @@ fn spawn_session_cleanup(sessions: SessionBackend, stop: CancellationToken) {
                 _ = every_hour.tick() => {
                     if let Err(error) = sessions.delete_expired().await {
                         tracing::warn!(%error, "could not delete expired sessions");
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Logs the queue's state once a minute (and at start): a CloudWatch metric filter turns
+/// `queue_age_seconds` into the metric the queue-age alarm watches (infra/lector.yaml).
+fn spawn_queue_report(store: Arc<dyn Store>, stop: CancellationToken) {
+    tokio::spawn(async move {
+        let mut every_minute = tokio::time::interval(QUEUE_REPORT_EVERY);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = every_minute.tick() => {
+                    match (store.queue_age_seconds().await, store.queue_counts().await) {
+                        (Ok(age), Ok(counts)) => tracing::info!(
+                            queue_age_seconds = age.round(),
+                            jobs_queued = counts.queued,
+                            jobs_running = counts.running,
+                            "queue"
+                        ),
+                        (Err(error), _) | (_, Err(error)) => {
+                            tracing::warn!(%error, "could not read the queue's state");
+                        }
                     }
                 }
             }

@@ -605,6 +605,16 @@ async fn json_logs_have_a_line_per_request_and_per_job_step_and_no_secret() {
         "{log}"
     );
 
+    // The queue's state, once a minute and at start, for the CloudWatch queue-age alarm.
+    let queue = json_lines(&lines, "queue");
+    assert!(!queue.is_empty(), "{log}");
+    assert!(
+        queue[0]["queue_age_seconds"].as_f64().is_some(),
+        "{}",
+        queue[0]
+    );
+    assert!(queue[0]["jobs_queued"].as_i64().is_some(), "{}", queue[0]);
+
     // No secret reaches the log: not the API token, the PDF's password or the account's.
     for secret in [token.as_str(), "open-sesame", common::TEST_PASSWORD] {
         assert!(!log.contains(secret), "{secret:?} is in the log:\n{log}");

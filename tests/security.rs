@@ -755,3 +755,54 @@ async fn lector_user_add_generates_a_password_that_logs_in() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 }
+
+#[tokio::test]
+async fn behind_a_proxy_plain_http_is_redirected_to_the_https_address() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[
+            ("LECTOR_PUBLIC_URL", "https://lector.example"),
+            ("LECTOR_TRUSTED_PROXY_HOPS", "1"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let plain = client
+        .post(app.url("/login?next=%2Fdocuments"))
+        .header("x-forwarded-proto", "http")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 308);
+    assert_eq!(
+        plain.headers()["location"],
+        "https://lector.example/login?next=%2Fdocuments"
+    );
+    let secure = client
+        .get(app.url("/login"))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(secure.status(), 200);
+    // The load balancer's health check comes straight to the instance, without the header.
+    let health = client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    // Without a proxy in front (or without https) nothing is redirected.
+    let direct = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[("LECTOR_PUBLIC_URL", "https://lector.example")],
+    )
+    .await;
+    let response = client
+        .get(direct.url("/login"))
+        .header("x-forwarded-proto", "http")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}

@@ -37,9 +37,7 @@ pub async fn metrics(
         .map_or(0, |(_, n)| *n);
     let cost = estimated_cost(textract_pages, state.config.textract_price_per_1000_pages);
     let sent_this_month = store.textract_pages_this_month().await?;
-    let queue_age = store.oldest_due_job().await?.map_or(0.0, |due| {
-        (chrono::Utc::now() - due).as_seconds_f64().max(0.0)
-    });
+    let queue_age = store.queue_age_seconds().await?;
 
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, rows: &[(String, i64)], label: &str| {

@@ -7,7 +7,7 @@ use axum::{
     Router,
     extract::{DefaultBodyLimit, Request},
     http::{HeaderName, HeaderValue, header},
-    response::IntoResponse,
+    response::{IntoResponse, Redirect, Response},
     routing::get,
 };
 use tower_http::{
@@ -136,7 +136,36 @@ pub fn router(state: AppState, sessions: crate::sessions::SessionBackend) -> Rou
     } else {
         router
     };
+    // Behind a load balancer that also listens on port 80, plain-http visitors are sent to
+    // the https address before anything (a log-in form, a cookie) crosses the wire in clear.
+    let router = match (&state.config.public_url, state.config.trusted_proxy_hops) {
+        (Some(public_url), hops) if https && hops > 0 => {
+            let public_url: Arc<str> = public_url.as_str().into();
+            router.layer(axum::middleware::from_fn(
+                move |request: Request, next: axum::middleware::Next| {
+                    let public_url = public_url.clone();
+                    async move { to_https(&public_url, request, next).await }
+                },
+            ))
+        }
+        _ => router,
+    };
     router.with_state(state)
+}
+
+/// A request the proxy received over plain http (`X-Forwarded-Proto: http`) is redirected to
+/// the same path at `public_url` (308 keeps the method).
+async fn to_https(public_url: &str, request: Request, next: axum::middleware::Next) -> Response {
+    let plain = request
+        .headers()
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|proto| proto.eq_ignore_ascii_case("http"));
+    if !plain {
+        return next.run(request).await;
+    }
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    Redirect::permanent(&format!("{public_url}{path}")).into_response()
 }
 
 /// Sets `name` on every response that does not set it itself (errors and panics included).

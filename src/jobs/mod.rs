@@ -90,12 +90,16 @@ impl Worker {
                     Outcome::Retry(anyhow::anyhow!("internal error (panic) while extracting"))
                 }
             };
-        let _entered = span.enter();
         let seconds = started.elapsed().as_secs_f64();
         let result = outcome.metric_label();
         metrics::histogram!("lector_extraction_seconds", "outcome" => result).record(seconds);
-        tracing::info!(outcome = result, seconds, "job attempt ended");
-        extract::record(self, &job, outcome).await?;
+        // Instrumented, not entered: a span guard held across an await is lost when the task
+        // resumes on another thread, and the lines below would lose their document id.
+        let record = async {
+            tracing::info!(outcome = result, seconds, "job attempt ended");
+            extract::record(self, &job, outcome).await
+        };
+        tracing::Instrument::instrument(record, span).await?;
         Ok(true)
     }
 

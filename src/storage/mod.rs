@@ -232,6 +232,12 @@ pub trait Store: AccountStore + Send + Sync + 'static {
     async fn queue_counts(&self) -> Result<QueueCounts>;
     /// When the job that has waited longest became due (queue age, for `/metrics`).
     async fn oldest_due_job(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>>;
+    /// How long the job that has waited longest has waited, in seconds (0 when none waits).
+    async fn queue_age_seconds(&self) -> Result<f64> {
+        Ok(self.oldest_due_job().await?.map_or(0.0, |due| {
+            (chrono::Utc::now() - due).as_seconds_f64().max(0.0)
+        }))
+    }
     /// Records Textract's completion notice for job `textract_job_id` (`SUCCEEDED`,
     /// `PARTIAL_SUCCESS`, `FAILED`…). A notice delivered twice is recorded once.
     async fn record_textract_completion(&self, textract_job_id: &str, status: &str) -> Result<()>;
