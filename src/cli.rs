@@ -166,7 +166,10 @@ pub fn main() -> ExitCode {
 
 fn run_service(command: Command) -> anyhow::Result<()> {
     let config = Config::from_env()?;
-    let answers_on_stdout = matches!(command, Command::User { .. } | Command::Token { .. });
+    let answers_on_stdout = matches!(
+        command,
+        Command::User { .. } | Command::Token { .. } | Command::Doctor { .. }
+    );
     telemetry::init(config.log_format, answers_on_stdout);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
@@ -357,10 +360,11 @@ fn render(
 
 /// `lector doctor`: the report on stdout; fails when it found a problem.
 async fn doctor(config: &Config, bundle: Option<PathBuf>) -> anyhow::Result<()> {
+    // On an instance the current directory is the unpacked bundle; a source checkout (no
+    // binary at its top) is not.
     let bundle = bundle.or_else(|| {
-        std::path::Path::new(".platform")
-            .is_dir()
-            .then(|| PathBuf::from("."))
+        let here = std::path::Path::new(".");
+        (here.join(".platform").is_dir() && here.join("lector").is_file()).then(|| here.to_owned())
     });
     let report = crate::doctor::examine(config, bundle.as_deref()).await;
     print!("{report}");

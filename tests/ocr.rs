@@ -461,16 +461,24 @@ fn lector_render_writes_the_image_ocr_reads() {
 fn lector_doctor_reports_the_ocr_languages_and_refuses_missing_ones() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("doctor.db").display());
+    let (ok, _, err) = lector(&["migrate"], &[("DATABASE_URL", url.as_str())]);
+    assert!(ok, "{err}");
     let (ok, out, err) = lector(&["doctor"], &[("DATABASE_URL", url.as_str())]);
     assert!(ok, "{out}{err}");
-    assert!(out.contains("database: ok (sqlite)"), "{out}");
     assert!(
-        out.contains("ocr: installed languages") && out.contains("eng"),
+        out.contains("ok       database      sqlite answers"),
         "{out}"
     );
-    assert!(out.contains("ocr: auto with eng (ok)"), "{out}");
+    assert!(
+        out.contains("ok       ocr           auto with eng (installed: ") && out.contains("eng"),
+        "{out}"
+    );
+    assert!(
+        out.lines().all(|l| !l.contains("OCR ready")),
+        "log lines go to stderr, the report alone to stdout: {out}"
+    );
 
-    let (ok, out, _) = lector(
+    let (ok, out, err) = lector(
         &["doctor"],
         &[
             ("DATABASE_URL", url.as_str()),
@@ -478,7 +486,8 @@ fn lector_doctor_reports_the_ocr_languages_and_refuses_missing_ones() {
         ],
     );
     assert!(!ok);
-    assert!(out.contains("ocr: FAILED") && out.contains("xyz"), "{out}");
+    assert!(out.contains("PROBLEM  ocr") && out.contains("xyz"), "{out}");
+    assert!(err.contains("1 problem found"), "{err}");
 }
 
 #[test]
