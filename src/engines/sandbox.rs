@@ -234,6 +234,11 @@ pub struct SandboxRun {
 
 impl SandboxRun {
     /// The next message, or `None` when the child finished cleanly.
+    /// True when a whole message has arrived and waits to be read (reading it will not wait).
+    pub fn has_buffered_message(&mut self) -> bool {
+        self.lines.get_mut().buffer().contains(&b'\n')
+    }
+
     pub async fn next_message(&mut self) -> Result<Option<SandboxMessage>, SandboxError> {
         if let Some(line) = self.lines.next_line().await? {
             return serde_json::from_str(&line)

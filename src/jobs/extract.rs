@@ -53,6 +53,29 @@ pub(super) fn count_page(source: &str) {
     metrics::counter!("lector_pages_extracted_total", "source" => source.to_owned()).increment(1);
 }
 
+/// Most pages stored in one transaction.
+const PAGE_BATCH: usize = 64;
+
+/// Stores `pages` (then empties it) in one transaction, unless the job is no longer this
+/// worker's (then false).
+pub(super) async fn store_pages(
+    worker: &Worker,
+    job: &ClaimedJob,
+    pages: &mut Vec<NewPage>,
+) -> anyhow::Result<bool> {
+    if pages.is_empty() {
+        return Ok(true);
+    }
+    let ours = worker.store.insert_pages(job, &worker.id, pages).await?;
+    if ours {
+        for page in pages.iter() {
+            count_page(&page.source);
+        }
+    }
+    pages.clear();
+    Ok(ours)
+}
+
 /// Runs one attempt of `job`.
 pub(super) async fn run(
     worker: &Worker,
@@ -180,61 +203,79 @@ pub(super) async fn run_local(
             Err(error) => return Ok(sandbox_outcome(error)),
         };
         let mut ocr_page: Option<(u32, Instant)> = None;
+        let mut pending: Vec<NewPage> = Vec::new();
         let failed_page = loop {
             let wake_at = match ocr_page {
                 Some((_, started)) => started + config.ocr_page_timeout,
                 None => deadline,
             };
             tokio::select! {
-                message = run.next_message() => match message {
-                    Ok(Some(SandboxMessage::Page(page))) => {
-                        if let Some((_, started)) = ocr_page.take() {
-                            deadline += started.elapsed();
-                        }
-                        let page = NewPage {
-                            number: page.number as i32,
-                            text: page.text,
-                            source: page.source,
-                            extraction_ms: page.ms as i64,
-                            error: page.error,
-                            confidence: page.confidence,
-                            dpi: page.dpi.map(|d| d as i32),
-                            ocr_reason: page.ocr_reason,
-                        };
-                        if !store.insert_page(job, &worker.id, &page).await? {
-                            run.kill().await;
-                            return Ok(Outcome::Lost);
-                        }
-                        count_page(&page.source);
+                message = run.next_message() => {
+                    // Anything but a page: first store the pages received before it.
+                    if !matches!(message, Ok(Some(SandboxMessage::Page(_))))
+                        && !store_pages(worker, job, &mut pending).await?
+                    {
+                        run.kill().await;
+                        return Ok(Outcome::Lost);
                     }
-                    Ok(Some(SandboxMessage::OcrStarted(number))) => {
-                        ocr_page = Some((number, Instant::now()));
-                    }
-                    Ok(Some(SandboxMessage::OcrDeferred { page, .. })) => deferred.push(page),
-                    Ok(Some(SandboxMessage::Opened(_) | SandboxMessage::Split(_))) => {}
-                    Ok(Some(SandboxMessage::Refused(reason))) => {
-                        return Ok(Outcome::Failed(reason.to_string()));
-                    }
-                    Ok(None) => return Ok(Outcome::Done),
-                    Err(error) => match ocr_page {
-                        Some((number, started)) if error.is_document_fault() => {
-                            let how = match error {
-                                SandboxError::Crashed(how) => format!("the OCR process {how}"),
-                                other => other.to_string(),
-                            };
-                            break (number, started, format!("OCR of this page failed: {how}"));
+                    match message {
+                        Ok(Some(SandboxMessage::Page(page))) => {
+                            if let Some((_, started)) = ocr_page.take() {
+                                deadline += started.elapsed();
+                            }
+                            pending.push(NewPage {
+                                number: page.number as i32,
+                                text: page.text,
+                                source: page.source,
+                                extraction_ms: page.ms as i64,
+                                error: page.error,
+                                confidence: page.confidence,
+                                dpi: page.dpi.map(|d| d as i32),
+                                ocr_reason: page.ocr_reason,
+                            });
+                            // Pages the child has already sent are stored together, in one
+                            // transaction: one commit per batch instead of one per page.
+                            if (pending.len() >= PAGE_BATCH || !run.has_buffered_message())
+                                && !store_pages(worker, job, &mut pending).await?
+                            {
+                                run.kill().await;
+                                return Ok(Outcome::Lost);
+                            }
                         }
-                        _ => return Ok(sandbox_outcome(error)),
-                    },
+                        Ok(Some(SandboxMessage::OcrStarted(number))) => {
+                            ocr_page = Some((number, Instant::now()));
+                        }
+                        Ok(Some(SandboxMessage::OcrDeferred { page, .. })) => deferred.push(page),
+                        Ok(Some(SandboxMessage::Opened(_) | SandboxMessage::Split(_))) => {}
+                        Ok(Some(SandboxMessage::Refused(reason))) => {
+                            return Ok(Outcome::Failed(reason.to_string()));
+                        }
+                        Ok(None) => return Ok(Outcome::Done),
+                        Err(error) => match ocr_page {
+                            Some((number, started)) if error.is_document_fault() => {
+                                let how = match error {
+                                    SandboxError::Crashed(how) => format!("the OCR process {how}"),
+                                    other => other.to_string(),
+                                };
+                                break (number, started, format!("OCR of this page failed: {how}"));
+                            }
+                            _ => return Ok(sandbox_outcome(error)),
+                        },
+                    }
                 },
                 _ = heartbeat.tick() => {
-                    if !store.heartbeat(job, &worker.id, config.job_lease).await? {
+                    if !store_pages(worker, job, &mut pending).await?
+                        || !store.heartbeat(job, &worker.id, config.job_lease).await?
+                    {
                         run.kill().await;
                         return Ok(Outcome::Lost);
                     }
                 }
                 _ = tokio::time::sleep_until(wake_at) => {
                     run.kill().await;
+                    if !store_pages(worker, job, &mut pending).await? {
+                        return Ok(Outcome::Lost);
+                    }
                     match ocr_page {
                         Some((number, started)) => break (number, started, format!(
                             "OCR gave up after {}s (the time limit per page)",
@@ -248,6 +289,9 @@ pub(super) async fn run_local(
                 }
                 _ = &mut hand_back => {
                     run.kill().await;
+                    if !store_pages(worker, job, &mut pending).await? {
+                        return Ok(Outcome::Lost);
+                    }
                     return Ok(Outcome::Released);
                 }
             }
@@ -265,10 +309,9 @@ pub(super) async fn run_local(
             dpi: None,
             ocr_reason: None,
         };
-        if !store.insert_page(job, &worker.id, &page).await? {
+        if !store_pages(worker, job, &mut vec![page]).await? {
             return Ok(Outcome::Lost);
         }
-        count_page(&page.source);
         request.skip.push(number);
     }
 }

@@ -193,6 +193,7 @@ pub(super) async fn wait_and_store(
         .into_iter()
         .collect();
     let per_page_ms = started.elapsed().as_millis() as i64 / i64::from(expected.max(1));
+    let mut batch = Vec::new();
     for page in pages {
         let number = match page_map {
             None => page.number,
@@ -214,10 +215,13 @@ pub(super) async fn wait_and_store(
             dpi: None,
             ocr_reason: None,
         };
-        if !store.insert_page(job, &worker.id, &page).await? {
+        batch.push(page);
+        if batch.len() >= 64 && !super::extract::store_pages(worker, job, &mut batch).await? {
             return Ok(Outcome::Lost);
         }
-        super::extract::count_page(&page.source);
+    }
+    if !super::extract::store_pages(worker, job, &mut batch).await? {
+        return Ok(Outcome::Lost);
     }
     Ok(Outcome::Done)
 }

@@ -561,38 +561,46 @@ macro_rules! store_impl {
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn insert_page(
+            async fn insert_pages(
                 &self,
                 job: &$crate::storage::ClaimedJob,
                 worker: &str,
-                page: &$crate::storage::NewPage,
+                pages: &[$crate::storage::NewPage],
             ) -> $crate::storage::Result<bool> {
-                let done = sqlx::query(&self.sql.insert_page)
-                    .bind(job.id)
-                    .bind(worker)
-                    .bind(&job.document_id)
-                    .bind(page.number)
-                    .bind(&page.text)
-                    .bind(&page.source)
-                    .bind(page.text.chars().count() as i32)
-                    .bind(page.extraction_ms)
-                    .bind(&page.error)
-                    .bind(page.confidence)
-                    .bind(page.dpi)
-                    .bind(&page.ocr_reason)
-                    .execute(&self.pool)
-                    .await?;
-                if done.rows_affected() == 1 {
-                    return Ok(true);
+                let mut tx = self.pool.begin().await?;
+                for page in pages {
+                    let done = sqlx::query(&self.sql.insert_page)
+                        .bind(job.id)
+                        .bind(worker)
+                        .bind(&job.document_id)
+                        .bind(page.number)
+                        .bind(&page.text)
+                        .bind(&page.source)
+                        .bind(page.text.chars().count() as i32)
+                        .bind(page.extraction_ms)
+                        .bind(&page.error)
+                        .bind(page.confidence)
+                        .bind(page.dpi)
+                        .bind(&page.ocr_reason)
+                        .execute(&mut *tx)
+                        .await?;
+                    if done.rows_affected() == 1 {
+                        continue;
+                    }
+                    // Nothing inserted: either the page was already there (a resumed job) or
+                    // the job is no longer ours. Only the second should stop the worker (and
+                    // the rollback on drop stores none of these pages).
+                    let ours: i64 = sqlx::query_scalar(&self.sql.job_is_ours)
+                        .bind(job.id)
+                        .bind(worker)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if ours != 1 {
+                        return Ok(false);
+                    }
                 }
-                // Nothing inserted: either the page was already there (a resumed job) or the
-                // job is no longer ours. Only the second should stop the worker.
-                let ours: i64 = sqlx::query_scalar(&self.sql.job_is_ours)
-                    .bind(job.id)
-                    .bind(worker)
-                    .fetch_one(&self.pool)
-                    .await?;
-                Ok(ours == 1)
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn complete_job(
