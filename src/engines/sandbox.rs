@@ -187,6 +187,10 @@ impl Sandbox {
             .arg("--cpu-secs")
             .arg(cpu_secs.to_string())
             .env("OMP_THREAD_LIMIT", "1")
+            // mimalloc reserves a 1 GiB arena at start-up, before the child lowers its
+            // address-space limit, and would then grow inside it unchecked: small arenas make
+            // every growth a new mapping that the limit can refuse.
+            .env("MIMALLOC_ARENA_RESERVE", "4MiB")
             .env_remove("DATABASE_URL")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
