@@ -3,7 +3,7 @@
     python scripts/bench_service.py LECTOR_BINARY CORPUS_DIR
 
 2. Every real-world file of the corpus is uploaded over HTTP to a fresh `lector serve`
-   (SQLite, workers on every core) and the clock stops when every document is done or
+   (SQLite, or Postgres with BACKEND=postgres; workers on every core) and the clock stops when every document is done or
    failed: pages/s end to end. In the same run, `lector extract` on the same files with as
    many parallel processes as cores gives the engine's own pages/s; the ratio is printed.
 4. The 500-page corpus file is cut to 100 and doubled to 1,000 pages (with pypdfium2); each is
@@ -65,7 +65,15 @@ class Server:
     def __init__(self, lector, workers=None):
         self.dir = tempfile.TemporaryDirectory()
         env = dict(os.environ)
-        env["DATABASE_URL"] = f"sqlite://{self.dir.name}/lector.db"
+        self.pg_database = None
+        if os.environ.get("BACKEND") == "postgres":
+            # A fresh database on the local server (trust auth), dropped in stop().
+            self.pg_database = f"lector_bench_{uuid.uuid4().hex[:12]}"
+            subprocess.run(["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "test",
+                            "-c", f"create database {self.pg_database}"], check=True)
+            env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{self.pg_database}"
+        else:
+            env["DATABASE_URL"] = f"sqlite://{self.dir.name}/lector.db"
         env["LECTOR_RATE_UPLOADS_PER_USER"] = "0"
         env["LECTOR_POLL_INTERVAL_MS"] = "100"
         if workers is not None:
@@ -135,6 +143,9 @@ class Server:
         self.process.terminate()
         self.process.wait()
         self.dir.cleanup()
+        if self.pg_database:
+            subprocess.run(["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-c",
+                            f"drop database if exists {self.pg_database} with (force)"], check=False)
 
 
 def extract_all(lector, files, workers):
@@ -169,7 +180,8 @@ def main():
     service = pages / (time.perf_counter() - start)
     peak = server.peak_kib / 1024
     server.stop()
-    print(f"through the service: {len(files)} files, {pages} pages, uploaded one after another "
+    backend = os.environ.get("BACKEND", "sqlite")
+    print(f"through the service ({backend}): {len(files)} files, {pages} pages, uploaded one after another "
           f"in {uploaded:.2f} s, {len(files) - len(ids)} refused")
     print(f"  end to end {service:.1f} pages/s; lector extract on {cores} cores {engine:.1f} "
           f"pages/s; service / engine = {service / engine:.2f}; peak RSS (server + children) "
