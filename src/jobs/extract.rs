@@ -54,7 +54,7 @@ pub(super) fn count_page(source: &str) {
 }
 
 /// Most pages stored in one transaction.
-const PAGE_BATCH: usize = 64;
+pub(super) const PAGE_BATCH: usize = 64;
 
 /// Stores `pages` (then empties it) in one transaction, unless the job is no longer this
 /// worker's (then false).

@@ -216,7 +216,9 @@ pub(super) async fn wait_and_store(
             ocr_reason: None,
         };
         batch.push(page);
-        if batch.len() >= 64 && !super::extract::store_pages(worker, job, &mut batch).await? {
+        if batch.len() >= super::extract::PAGE_BATCH
+            && !super::extract::store_pages(worker, job, &mut batch).await?
+        {
             return Ok(Outcome::Lost);
         }
     }

@@ -196,12 +196,6 @@ pub trait Store: AccountStore + Send + Sync + 'static {
     async fn heartbeat(&self, job: &ClaimedJob, worker: &str, lease: Duration) -> Result<bool>;
     /// Marks the document as being processed.
     async fn start_document(&self, job: &ClaimedJob, worker: &str) -> Result<bool>;
-    /// Stores one page, unless the job is no longer this worker's (then returns false).
-    /// Storing a page twice keeps the first copy.
-    async fn insert_page(&self, job: &ClaimedJob, worker: &str, page: &NewPage) -> Result<bool> {
-        self.insert_pages(job, worker, std::slice::from_ref(page))
-            .await
-    }
     /// Stores `pages` in one transaction, unless the job is no longer this worker's (then
     /// stores none and returns false). A page already stored keeps its first copy.
     async fn insert_pages(&self, job: &ClaimedJob, worker: &str, pages: &[NewPage])
