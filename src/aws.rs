@@ -58,3 +58,25 @@ pub fn textract_client(sdk: &SdkConfig, config: &Config) -> aws_sdk_textract::Cl
     }
     aws_sdk_textract::Client::from_conf(conf.build())
 }
+
+/// An SDK error in words: the service's code and message when it answered, else the innermost
+/// cause (the outer layers say only "service error" or "dispatch failure"). One `SdkError`
+/// type serves every AWS client, so this takes S3, SQS and Textract errors alike.
+pub fn error_in_words<E, R>(error: &aws_sdk_s3::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    match (error.code(), error.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_owned(),
+        _ => {
+            let mut current: &(dyn std::error::Error + 'static) = error;
+            while let Some(source) = current.source() {
+                current = source;
+            }
+            current.to_string()
+        }
+    }
+}

@@ -85,7 +85,7 @@ impl S3Originals {
             .bucket(&self.bucket)
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!(sdk_error_message(&e)))?;
+            .map_err(|e| anyhow::anyhow!(crate::aws::error_in_words(&e)))?;
         // S3 answers with no constraint for us-east-1.
         Ok(location
             .location_constraint()
@@ -107,7 +107,7 @@ impl S3Originals {
                     "access to the bucket {} is denied (the role needs s3:ListBucket on it)",
                     self.bucket
                 ),
-                _ => anyhow::anyhow!(sdk_error_message(&e)),
+                _ => anyhow::anyhow!(crate::aws::error_in_words(&e)),
             })?;
         Ok(())
     }
@@ -281,25 +281,5 @@ impl BlobStore {
             self.s3_for(key)?.delete(key).await?;
         }
         Ok(())
-    }
-}
-
-/// An SDK error in words: its code and message when the service answered, else the innermost
-/// cause (the outer layers say only "service error" or "dispatch failure").
-fn sdk_error_message<E>(error: &aws_sdk_s3::error::SdkError<E>) -> String
-where
-    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
-{
-    use aws_sdk_s3::error::ProvideErrorMetadata;
-    match (error.code(), error.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => {
-            let mut current: &(dyn std::error::Error + 'static) = error;
-            while let Some(source) = current.source() {
-                current = source;
-            }
-            current.to_string()
-        }
     }
 }

@@ -136,15 +136,9 @@ impl Bundle {
     }
 }
 
-#[cfg(unix)]
 fn is_executable(meta: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::PermissionsExt;
     meta.is_file() && meta.permissions().mode() & 0o111 != 0
-}
-
-#[cfg(not(unix))]
-fn is_executable(meta: &std::fs::Metadata) -> bool {
-    meta.is_file()
 }
 
 /// The nginx directives that decide whether uploads get through. `None`: not set, so

@@ -15,6 +15,7 @@ use crate::{
     config::{BlobStoreChoice, Config, EngineChoice},
     domain::ocr::OcrMode,
     engines::ocr::OcrAvailability,
+    jobs::Engines,
     startup,
 };
 use bundle::{Bundle, NGINX_DEFAULT_TIMEOUT};
@@ -120,8 +121,9 @@ async fn within<T, E: fmt::Display>(
 pub async fn examine(config: &Config, bundle: Option<&Path>) -> Report {
     let mut report = Report::default();
     database(config, &mut report).await;
-    aws(config, &mut report).await;
-    ocr(config, &mut report);
+    let engines = startup::engines(config).await;
+    aws(config, &engines, &mut report).await;
+    ocr(config, &engines.ocr, &mut report);
     time_limits(config, &mut report);
     match bundle {
         None => report.skipped(
@@ -200,7 +202,7 @@ fn database_tls(config: &Config, report: &mut Report) {
     }
 }
 
-async fn aws(config: &Config, report: &mut Report) {
+async fn aws(config: &Config, engines: &Engines, report: &mut Report) {
     let uses_textract = config.engine != EngineChoice::Local;
     let uses_s3 = config.blob_store == BlobStoreChoice::S3 || uses_textract;
     if !uses_s3 && config.ingest_sqs_queue_url.is_none() {
@@ -210,7 +212,6 @@ async fn aws(config: &Config, report: &mut Report) {
         );
         return;
     }
-    let engines = startup::engines(config).await;
     match engines.blobs.s3() {
         None => report.problem("s3", "no LECTOR_S3_BUCKET, which this configuration needs"),
         Some(s3) => {
@@ -286,20 +287,15 @@ async fn aws(config: &Config, report: &mut Report) {
                     ),
                 );
             }
-            queue(&engines, "notices-queue", &notices.sqs_queue_url, report).await;
+            queue(engines, "notices-queue", &notices.sqs_queue_url, report).await;
         }
     }
     if let Some(url) = &config.ingest_sqs_queue_url {
-        queue(&engines, "ingest-queue", url, report).await;
+        queue(engines, "ingest-queue", url, report).await;
     }
 }
 
-async fn queue(
-    engines: &crate::jobs::Engines,
-    check: &'static str,
-    url: &str,
-    report: &mut Report,
-) {
+async fn queue(engines: &Engines, check: &'static str, url: &str, report: &mut Report) {
     let Some(sqs) = &engines.sqs else {
         report.problem(check, "no SQS client (needs LECTOR_S3_BUCKET)");
         return;
@@ -310,13 +306,7 @@ async fn queue(
             .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
             .send()
             .await
-            .map_err(|e| {
-                use aws_sdk_sqs::error::ProvideErrorMetadata;
-                match (e.code(), e.message()) {
-                    (Some(code), Some(message)) => format!("{code}: {message}"),
-                    _ => format!("{}", aws_sdk_sqs::error::DisplayErrorContext(&e)),
-                }
-            })
+            .map_err(|e| crate::aws::error_in_words(&e))
     })
     .await;
     match answer {
@@ -325,9 +315,8 @@ async fn queue(
     }
 }
 
-fn ocr(config: &Config, report: &mut Report) {
+fn ocr(config: &Config, ocr: &OcrAvailability, report: &mut Report) {
     let needed = config.engine == EngineChoice::Local && config.ocr.mode != OcrMode::Off;
-    let ocr = OcrAvailability::detect();
     match ocr.unavailable() {
         Some(reason) if needed => report.problem(
             "ocr",
@@ -337,7 +326,7 @@ fn ocr(config: &Config, report: &mut Report) {
             ),
         ),
         Some(reason) => report.skipped("ocr", format!("not needed by this engine ({reason})")),
-        None => match startup::check_ocr(config, &ocr) {
+        None => match startup::check_ocr(config, ocr) {
             Ok(()) => report.ok(
                 "ocr",
                 format!(

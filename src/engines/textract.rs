@@ -114,11 +114,8 @@ impl Textract {
             .await;
         let result = match answer {
             Ok(_) => Ok(()),
-            Err(error) => match error.code() {
-                Some("InvalidJobIdException") => Ok(()),
-                Some(code) => Err(format!("{code}: {}", error_message(&error))),
-                None => Err(error_message(&error)),
-            },
+            Err(error) if error.code() == Some("InvalidJobIdException") => Ok(()),
+            Err(error) => Err(crate::aws::error_in_words(&error)),
         };
         *self.last_probe.lock().expect("probe cache") = Some((Instant::now(), result.clone()));
         result
