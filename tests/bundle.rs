@@ -13,42 +13,12 @@ fn read(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-/// `client_max_body_size 110m;` in bytes.
-fn nginx_body_limit(conf: &str) -> u64 {
-    let value = conf
-        .lines()
-        .map(str::trim)
-        .find_map(|l| l.strip_prefix("client_max_body_size "))
-        .expect("client_max_body_size is set")
-        .trim_end_matches(';')
-        .to_ascii_lowercase();
-    let (number, unit) = value.split_at(value.len() - 1);
-    match unit {
-        "m" => number.parse::<u64>().unwrap() * 1024 * 1024,
-        "g" => number.parse::<u64>().unwrap() * 1024 * 1024 * 1024,
-        _ => value.parse().unwrap(),
-    }
-}
-
 #[test]
 fn the_bundle_has_the_binary_procfile_and_platform_settings_elastic_beanstalk_needs() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let work = tempfile::tempdir().unwrap();
     let zip = work.path().join("lector-eb.zip");
-    let built = Command::new(root.join("scripts/build-eb-bundle"))
-        .arg("--binary")
-        .arg(lector_exe())
-        .arg("--out")
-        .arg(&zip)
-        // The debug binary is large; compressing it would only slow the test.
-        .env("BUNDLE_COMPRESSLEVEL", "0")
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    // The debug binary is large; compressing it would only slow the test.
+    common::build_bundle(&lector_exe(), &zip);
     let unpacked = work.path().join("bundle");
     let unzip = Command::new("unzip")
         .arg("-q")
@@ -84,18 +54,24 @@ fn the_bundle_has_the_binary_procfile_and_platform_settings_elastic_beanstalk_ne
             "{expected} missing from .ebextensions"
         );
     }
-    let upload_limit: u64 = eb
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("LECTOR_MAX_UPLOAD_BYTES: "))
+    // Read as `lector doctor` reads a bundle: nginx lets the largest upload through.
+    let bundle = lector::doctor::bundle::Bundle::open(&unpacked).unwrap();
+    let upload_limit: u64 = bundle
+        .environment_property("LECTOR_MAX_UPLOAD_BYTES")
         .unwrap()
-        .trim_matches('"')
         .parse()
         .unwrap();
-    let nginx = read(&unpacked, ".platform/nginx/conf.d/lector.conf");
+    let nginx = bundle.nginx();
     assert!(
-        nginx_body_limit(&nginx) > upload_limit,
+        nginx.body_limit() > upload_limit,
         "nginx must let the largest upload (and its multipart framing) through"
     );
-    assert!(nginx.contains("proxy_read_timeout 300s"));
-    assert!(nginx.contains("proxy_request_buffering off"));
+    assert_eq!(
+        nginx.proxy_read_timeout,
+        Some(std::time::Duration::from_secs(300))
+    );
+    assert!(
+        read(&unpacked, ".platform/nginx/conf.d/lector.conf")
+            .contains("proxy_request_buffering off")
+    );
 }

@@ -47,18 +47,7 @@ fn bundle_zip(dir: &Path) -> PathBuf {
     std::fs::write(&binary, "#!/bin/sh\necho lector\n").unwrap();
     std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
     let zip = dir.join("lector-eb.zip");
-    let built = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-eb-bundle"))
-        .arg("--binary")
-        .arg(&binary)
-        .arg("--out")
-        .arg(&zip)
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    common::build_bundle(&binary, &zip);
     zip
 }
 

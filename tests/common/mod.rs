@@ -137,6 +137,25 @@ pub fn lector_exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_lector"))
 }
 
+/// `scripts/build-eb-bundle --binary BINARY --out OUT`, uncompressed (fast), which must succeed.
+pub fn build_bundle(binary: &Path, out: &Path) {
+    let built = std::process::Command::new(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-eb-bundle"),
+    )
+    .arg("--binary")
+    .arg(binary)
+    .arg("--out")
+    .arg(out)
+    .env("BUNDLE_COMPRESSLEVEL", "0")
+    .output()
+    .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+}
+
 /// A project fixture under `tests/fixtures/`.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
