@@ -10,7 +10,7 @@ use crate::{
     config::Config,
     domain::ocr::{OcrMode, parse_languages},
     engines::{
-        self, Sandbox,
+        self, Sandbox, inspector,
         ocr::{OcrAvailability, Rasteriser},
         sandbox::{self, SandboxMessage, SandboxRequest},
         text_layer,
@@ -88,13 +88,14 @@ enum Command {
     /// Internal: the sandboxed parser process.
     #[command(hide = true)]
     Sandbox {
-        /// `inspect` or `extract`.
+        /// `inspect`, `extract` or `split` one file, or `inspector`: check the files named
+        /// on stdin, one JSON line each, until it closes.
         mode: String,
         /// The engine's name.
         #[arg(long, default_value = text_layer::ENGINE_NAME)]
         engine: String,
-        /// The PDF.
-        file: PathBuf,
+        /// The PDF (not for `inspector`).
+        file: Option<PathBuf>,
         /// Address-space limit.
         #[arg(long)]
         memory_mb: u64,
@@ -139,7 +140,11 @@ pub fn main() -> ExitCode {
             file,
             memory_mb,
             cpu_secs,
-        } => sandbox::run_child(&mode, &engine, &file, memory_mb, cpu_secs),
+        } => match (mode.as_str(), file) {
+            ("inspector", _) => inspector::serve(memory_mb, cpu_secs),
+            (_, Some(file)) => sandbox::run_child(&mode, &engine, &file, memory_mb, cpu_secs),
+            (_, None) => Err(anyhow::anyhow!("sandbox {mode} needs a FILE")),
+        },
         Command::Extract {
             file,
             json,

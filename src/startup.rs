@@ -168,6 +168,14 @@ pub async fn run(
     );
     spawn_session_cleanup(connected.sessions.clone(), stop.clone());
     spawn_queue_report(connected.store.clone(), stop.clone());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Err(error) = engines
+        .sandbox
+        .inspectors()
+        .warm(cores, config.inspect_timeout)
+    {
+        tracing::warn!(%error, "could not start the upload checkers ahead of time");
+    }
     let documents = Documents::new(
         connected.store.clone(),
         engines.blobs.clone(),

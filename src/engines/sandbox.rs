@@ -1,6 +1,6 @@
 //! Runs engines in a child process with resource limits (Apache Tika's forked-parser model).
 //!
-//! The parent starts `lector sandbox inspect|extract FILE` with the password and the pages to
+//! The parent starts `lector sandbox extract|split FILE` with the password and the pages to
 //! skip on stdin; the child lowers its own memory and CPU limits, opens the PDF and writes
 //! one JSON line per result on stdout. A crash, a hang (killed at the deadline) or an
 //! allocation failure ends only the child, and the parent turns it into a readable reason.
@@ -9,16 +9,17 @@ use std::{
     io::Write,
     path::{Path, PathBuf},
     process::{ExitStatus, Stdio},
+    sync::Arc,
     time::Duration,
 };
 
 use serde::{Deserialize, Serialize};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines},
-    process::{Child, ChildStdout, Command},
+    process::{Child, ChildStderr, ChildStdout, Command},
 };
 
-use super::{Inspection, OpenError, PageText};
+use super::{Inspection, OpenError, PageText, inspector::Inspectors};
 
 /// What the parent sends on the child's stdin.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -83,30 +84,35 @@ impl SandboxError {
 pub struct Sandbox {
     exe: PathBuf,
     memory_mb: u64,
+    inspectors: Arc<Inspectors>,
 }
 
 impl Sandbox {
     /// A sandbox that runs `exe sandbox …` with an address-space limit of `memory_mb`.
     pub fn new(exe: PathBuf, memory_mb: u64) -> Self {
-        Sandbox { exe, memory_mb }
+        // Enough idle checkers for every core to be checking an upload while as many more
+        // uploads arrive; beyond that a burst starts (and then retires) extra children.
+        let max_idle = std::thread::available_parallelism().map_or(2, |n| 2 * n.get());
+        Sandbox {
+            inspectors: Arc::new(Inspectors::new(exe.clone(), memory_mb, max_idle)),
+            exe,
+            memory_mb,
+        }
     }
 
-    /// Opens the PDF at `path` in a child and reports what it is.
+    /// Opens the PDF at `path` in a long-lived child ([`Inspectors`]) and reports what it is.
     pub async fn inspect(
         &self,
         path: &Path,
         password: Option<&str>,
         limit: Duration,
     ) -> Result<Result<Inspection, OpenError>, SandboxError> {
-        let request = SandboxRequest {
-            password: password.map(str::to_owned),
-            ..SandboxRequest::default()
-        };
-        match self.one_answer("inspect", path, &request, limit).await? {
-            Some(SandboxMessage::Opened(inspection)) => Ok(Ok(inspection)),
-            Some(SandboxMessage::Refused(reason)) => Ok(Err(reason)),
-            Some(_) | None => Err(SandboxError::Crashed("gave no answer".into())),
-        }
+        self.inspectors.inspect(path, password, limit).await
+    }
+
+    /// The checking children kept for the next uploads.
+    pub fn inspectors(&self) -> &Inspectors {
+        &self.inspectors
     }
 
     /// Copies `pages` of the PDF at `path` into a new PDF at `out`, in a child (the parse of
@@ -129,7 +135,7 @@ impl Sandbox {
         }
     }
 
-    /// Runs a child that answers once (`inspect`, `split`) and returns its answer.
+    /// Runs a child that answers once (`split`) and returns its answer.
     async fn one_answer(
         &self,
         mode: &str,
@@ -203,22 +209,8 @@ impl Sandbox {
             .await?;
         drop(stdin);
         let stdout = child.stdout.take().expect("stdout is piped");
-        let mut stderr = child.stderr.take().expect("stderr is piped");
-        // Keep the end of stderr: it holds the panic or allocation message of a crash.
-        let stderr_tail = tokio::spawn(async move {
-            let mut all = Vec::new();
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                all.extend_from_slice(&buf[..n]);
-                if all.len() > 16 * 1024 {
-                    all.drain(..all.len() - 8 * 1024);
-                }
-            }
-            String::from_utf8_lossy(&all).into_owned()
-        });
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let stderr_tail = keep_stderr_tail(stderr);
         Ok(SandboxRun {
             child,
             lines: BufReader::new(stdout).lines(),
@@ -226,6 +218,24 @@ impl Sandbox {
             limit,
         })
     }
+}
+
+/// Keeps the end of a child's stderr: it holds the panic or allocation message of a crash.
+pub(super) fn keep_stderr_tail(mut stderr: ChildStderr) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+            if all.len() > 16 * 1024 {
+                all.drain(..all.len() - 8 * 1024);
+            }
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    })
 }
 
 /// A running sandboxed extraction. Dropping it kills the child.
@@ -269,7 +279,7 @@ impl SandboxRun {
 }
 
 /// A child's death in words for a person.
-fn describe_exit(status: ExitStatus, stderr: &str, limit: Duration) -> String {
+pub(super) fn describe_exit(status: ExitStatus, stderr: &str, limit: Duration) -> String {
     use std::os::unix::process::ExitStatusExt;
     if stderr.contains("memory allocation of") || stderr.contains("out of memory") {
         return "ran out of memory on this file".into();
@@ -294,6 +304,15 @@ fn describe_exit(status: ExitStatus, stderr: &str, limit: Duration) -> String {
     }
 }
 
+/// Limits this (child) process to `memory_mb` of address space and `cpu_secs` of CPU time,
+/// with no core dumps.
+pub(super) fn lower_limits(memory_mb: u64, cpu_secs: u64) -> std::io::Result<()> {
+    let bytes_limit = memory_mb.saturating_mul(1024 * 1024);
+    rlimit::setrlimit(rlimit::Resource::AS, bytes_limit, bytes_limit)?;
+    rlimit::setrlimit(rlimit::Resource::CPU, cpu_secs, cpu_secs + 1)?;
+    rlimit::setrlimit(rlimit::Resource::CORE, 0, 0)
+}
+
 /// The child side: `lector sandbox MODE FILE`. Lowers its own limits, then answers on stdout.
 pub fn run_child(
     mode: &str,
@@ -304,10 +323,7 @@ pub fn run_child(
 ) -> anyhow::Result<()> {
     let engine =
         super::engine_named(engine).ok_or_else(|| anyhow::anyhow!("unknown engine {engine:?}"))?;
-    let bytes_limit = memory_mb.saturating_mul(1024 * 1024);
-    rlimit::setrlimit(rlimit::Resource::AS, bytes_limit, bytes_limit)?;
-    rlimit::setrlimit(rlimit::Resource::CPU, cpu_secs, cpu_secs + 1)?;
-    rlimit::setrlimit(rlimit::Resource::CORE, 0, 0)?;
+    lower_limits(memory_mb, cpu_secs)?;
     let request: SandboxRequest = serde_json::from_reader(std::io::stdin().lock())?;
     let bytes = std::fs::read(path)?;
     if let (Some((pages, out)), "split") = (&request.split, mode) {
