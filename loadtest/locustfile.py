@@ -3,15 +3,23 @@ back. Each body is made unique (a comment line after `%%EOF`, which PDF readers 
 Lector's de-duplication cannot answer from an earlier upload: every 202 is a new document.
 
 Run by scripts/loadtest; needs LECTOR_TOKEN (an API token) and LECTOR_LOAD_PDF (the file).
+LECTOR_LOAD_RATE, when set, is each client's pace in uploads per second: it waits a random,
+exponentially distributed time (mean 1/rate) between uploads, so arrivals are spread like
+independent users' rather than in step, and latency is measured at a rate the server keeps up
+with. Unset, each client posts again as soon as it has its answer (a closed loop: latency is
+then the number of clients over the throughput).
 """
 
 import os
+import random
+import time
 import uuid
 
 from locust import FastHttpUser, constant, task
 
 PDF = open(os.environ["LECTOR_LOAD_PDF"], "rb").read()
 TOKEN = os.environ["LECTOR_TOKEN"]
+RATE = float(os.environ.get("LECTOR_LOAD_RATE") or 0)
 
 
 def multipart(pdf: bytes) -> tuple[bytes, str]:
@@ -26,7 +34,17 @@ def multipart(pdf: bytes) -> tuple[bytes, str]:
 
 
 class Uploader(FastHttpUser):
-    wait_time = constant(0)
+    if RATE > 0:
+
+        def wait_time(self):
+            return random.expovariate(RATE)
+
+        def on_start(self):
+            # Independent users do not all arrive in the same instant.
+            time.sleep(random.expovariate(RATE))
+
+    else:
+        wait_time = constant(0)
 
     @task
     def upload(self):
