@@ -75,6 +75,9 @@ class Server:
         else:
             env["DATABASE_URL"] = f"sqlite://{self.dir.name}/lector.db"
         env["LECTOR_RATE_UPLOADS_PER_USER"] = "0"
+        # The text layer only, like `lector extract --ocr off` beside it (with OCR on, the
+        # few pages of the set without a text layer would be OCRed by the service alone).
+        env["LECTOR_OCR"] = "off"
         env["LECTOR_POLL_INTERVAL_MS"] = "100"
         if workers is not None:
             env["LECTOR_WORKERS"] = str(workers)
