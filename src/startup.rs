@@ -103,6 +103,9 @@ pub async fn engines(config: &Config) -> Engines {
         textract,
         sqs,
         ocr: OcrAvailability::detect(),
+        cores: Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        )),
     }
 }
 

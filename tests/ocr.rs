@@ -530,3 +530,73 @@ async fn the_server_refuses_to_start_with_an_ocr_language_that_is_not_installed(
     assert!(error.contains("LECTOR_OCR_LANGUAGES"), "{error}");
     assert!(error.contains("xyz is not installed"), "{error}");
 }
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn free_cores_read_one_document_s_pages_in_parallel_each_page_once(#[case] backend: Backend) {
+    use std::os::unix::fs::PermissionsExt;
+    let app = TestApp::spawn(backend).await;
+    let uploaded = upload_with(&app, "three_pages.pdf", &[("ocr", "force")]).await;
+    assert_eq!(uploaded.status(), 202);
+    let id = uploaded.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A sandbox that keeps each child's request, then runs the real one.
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("sandbox");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ntee \"{}/request-$$.json\" | exec {} \"$@\"\n",
+            dir.path().display(),
+            env!("CARGO_BIN_EXE_lector")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let worker = app
+        .worker_with(common::test_config(
+            &app.db.url,
+            &[("LECTOR_SANDBOX_EXE", wrapper.to_str().unwrap())],
+        ))
+        .await;
+    assert!(
+        worker
+            .run_next(&tokio_util::sync::CancellationToken::new())
+            .await
+            .unwrap()
+    );
+
+    assert_eq!(app.document(&id).await["status"], "done");
+    let pages = pages_of(&app, &id).await;
+    assert_eq!(sources(&pages), ["ocr", "ocr", "ocr"]);
+    for (page, words) in pages.iter().zip(["quick brown fox", "zebras", "xylophone"]) {
+        assert!(text(page).contains(words), "{}", text(page));
+    }
+    // One child per free core (at most one per page), each reading its own share.
+    let mut shares: Vec<Vec<u64>> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.file_name().unwrap() != "sandbox")
+        .map(|path| {
+            let request: Value =
+                serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            let skip: Vec<u64> = request["skip"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_u64().unwrap())
+                .collect();
+            (1..=3).filter(|n| !skip.contains(n)).collect()
+        })
+        .collect();
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(shares.len(), cores.min(3), "{shares:?}");
+    shares.sort();
+    let mut read = shares.concat();
+    read.sort_unstable();
+    assert_eq!(read, [1, 2, 3], "{shares:?}");
+}

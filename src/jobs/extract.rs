@@ -169,14 +169,97 @@ pub(super) async fn run_local(
         return Ok(Outcome::Lost);
     }
 
-    let config = &worker.config;
     let pages = document.page_count as u32;
-    let mut request = SandboxRequest {
-        password,
-        skip,
-        ocr,
-        split: None,
+    // Cores no other job is using read this document's pages in parallel, in interleaved
+    // shares, each share in a child of its own; one core (or none free) reads them all.
+    let remaining = (pages as usize).saturating_sub(skip.len());
+    let per_part = if ocr.mode == crate::domain::ocr::OcrMode::Force {
+        1
+    } else {
+        MIN_PAGES_PER_PART
     };
+    let cores = worker.engines.cores.clone();
+    let held: Vec<_> = (0..(remaining / per_part).max(1))
+        .map_while(|_| cores.clone().try_acquire_owned().ok())
+        .collect();
+    let parts = held.len().max(1) as u32;
+    let stop = CancellationToken::new();
+    let shares = (0..parts).map(|part| {
+        let mut skip = skip.clone();
+        skip.extend((1..=pages).filter(|page| (page - 1) % parts != part));
+        let request = SandboxRequest {
+            password: password.clone(),
+            skip,
+            ocr: ocr.clone(),
+            split: None,
+        };
+        let stop = &stop;
+        async move {
+            let mut deferred = Vec::new();
+            let outcome = run_share(
+                worker,
+                job,
+                original,
+                pages,
+                request,
+                shutdown,
+                stop,
+                &mut deferred,
+            )
+            .await;
+            // One share that cannot finish stops the others: the document's outcome is its.
+            if !matches!(outcome, Ok(Outcome::Done)) {
+                stop.cancel();
+            }
+            (outcome, deferred)
+        }
+    });
+    let mut outcomes = Vec::new();
+    for (outcome, share_deferred) in futures_util::future::join_all(shares).await {
+        deferred.extend(share_deferred);
+        outcomes.push(outcome?);
+    }
+    drop(held);
+    deferred.sort_unstable();
+    Ok(merge(outcomes))
+}
+
+/// Pages a share of a document should have before another core is worth a child of its own
+/// (about 13 ms of CPU to start, and the document parsed again).
+const MIN_PAGES_PER_PART: usize = 8;
+
+/// The document's outcome from its shares': the first that did not finish decides (a share
+/// stopped because another could not finish reports `Released`, which yields to it).
+fn merge(outcomes: Vec<Outcome>) -> Outcome {
+    let rank = |outcome: &Outcome| match outcome {
+        Outcome::Failed(_) => 0,
+        Outcome::Lost => 1,
+        Outcome::Retry(_) => 2,
+        Outcome::Deferred(_) => 3,
+        Outcome::Released => 4,
+        Outcome::Done => 5,
+    };
+    outcomes
+        .into_iter()
+        .min_by_key(rank)
+        .unwrap_or(Outcome::Done)
+}
+
+/// Runs children over the pages of `request` not skipped, storing each as it arrives, until
+/// all are stored, the document fails, the job is lost, or `stop` or shutdown ends it.
+#[allow(clippy::too_many_arguments)]
+async fn run_share(
+    worker: &Worker,
+    job: &ClaimedJob,
+    original: &std::path::Path,
+    pages: u32,
+    mut request: SandboxRequest,
+    shutdown: &CancellationToken,
+    stop: &CancellationToken,
+    deferred: &mut Vec<u32>,
+) -> anyhow::Result<Outcome> {
+    let store = &worker.store;
+    let config = &worker.config;
     let cpu_limit = config.extract_cpu_limit(pages, request.ocr.mode);
     // The document's limit covers reading text layers; time spent on OCR is added to it as
     // it is spent, since each OCR'd page has a limit of its own.
@@ -286,6 +369,13 @@ pub(super) async fn run_local(
                             return Ok(Outcome::Failed(SandboxError::TimedOut(limit).to_string()));
                         }
                     }
+                }
+                _ = stop.cancelled() => {
+                    run.kill().await;
+                    if !store_pages(worker, job, &mut pending).await? {
+                        return Ok(Outcome::Lost);
+                    }
+                    return Ok(Outcome::Released);
                 }
                 _ = &mut hand_back => {
                     run.kill().await;

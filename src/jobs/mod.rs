@@ -37,6 +37,9 @@ pub struct Engines {
     pub sqs: Option<aws_sdk_sqs::Client>,
     /// The OCR languages this machine has.
     pub ocr: crate::engines::ocr::OcrAvailability,
+    /// One permit per core, shared by this process's workers: a job takes the free ones to
+    /// read a long document's pages in parallel.
+    pub cores: Arc<tokio::sync::Semaphore>,
 }
 
 /// Runs extraction jobs. Cheap to clone; each worker task holds one.
