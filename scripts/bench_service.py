@@ -62,7 +62,7 @@ def tree_rss_kib(root_pid):
 class Server:
     """A release `lector serve` on a fresh SQLite database, with an API token."""
 
-    def __init__(self, lector, workers=None):
+    def __init__(self, lector, workers=None, ocr="off"):
         self.dir = tempfile.TemporaryDirectory()
         env = dict(os.environ)
         self.pg_database = None
@@ -77,7 +77,7 @@ class Server:
         env["LECTOR_RATE_UPLOADS_PER_USER"] = "0"
         # The text layer only, like `lector extract --ocr off` beside it (with OCR on, the
         # few pages of the set without a text layer would be OCRed by the service alone).
-        env["LECTOR_OCR"] = "off"
+        env["LECTOR_OCR"] = ocr
         env["LECTOR_POLL_INTERVAL_MS"] = "100"
         if workers is not None:
             env["LECTOR_WORKERS"] = str(workers)
