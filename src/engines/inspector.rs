@@ -12,7 +12,6 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::Stdio,
     sync::{
         Mutex,
         atomic::{AtomicU64, Ordering},
@@ -23,13 +22,13 @@ use std::{
 use serde::{Deserialize, Serialize};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
-    process::{Child, ChildStdin, ChildStdout, Command},
+    process::{Child, ChildStdin, ChildStdout},
     task::JoinHandle,
 };
 
 use super::{
     Inspection, OpenError,
-    sandbox::{SandboxError, SandboxMessage, describe_exit, keep_stderr_tail},
+    sandbox::{SandboxError, SandboxMessage, child_command, describe_exit, keep_stderr_tail},
 };
 
 /// Files one child checks before it is replaced.
@@ -142,17 +141,8 @@ impl Inspectors {
         // The CPU limit covers the child's whole life: retiring it once half the per-file
         // limit is spent keeps a full per-file allowance for every file it is given.
         let cpu_secs = limit.as_secs() + 5;
-        let mut child = Command::new(&self.exe)
-            .args(["sandbox", "inspector", "--memory-mb"])
-            .arg(self.memory_mb.to_string())
-            .arg("--cpu-secs")
-            .arg(cpu_secs.to_string())
-            .env("MIMALLOC_ARENA_RESERVE", "4MiB")
-            .env_remove("DATABASE_URL")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
+        let mut child = child_command(&self.exe, self.memory_mb, cpu_secs)
+            .arg("inspector")
             .spawn()?;
         self.started.fetch_add(1, Ordering::Relaxed);
         let stdin = child.stdin.take().expect("stdin is piped");

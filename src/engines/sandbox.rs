@@ -182,26 +182,12 @@ impl Sandbox {
     ) -> Result<SandboxRun, SandboxError> {
         // CPU time is a backstop behind the wall-clock deadline the parent enforces.
         let cpu_secs = limit.as_secs() + 5;
-        let mut child = Command::new(&self.exe)
-            .arg("sandbox")
+        let mut child = child_command(&self.exe, self.memory_mb, cpu_secs)
             .arg(mode)
             .arg(path)
             .arg("--engine")
             .arg(engine)
-            .arg("--memory-mb")
-            .arg(self.memory_mb.to_string())
-            .arg("--cpu-secs")
-            .arg(cpu_secs.to_string())
             .env("OMP_THREAD_LIMIT", "1")
-            // mimalloc reserves a 1 GiB arena at start-up, before the child lowers its
-            // address-space limit, and would then grow inside it unchecked: small arenas make
-            // every growth a new mapping that the limit can refuse.
-            .env("MIMALLOC_ARENA_RESERVE", "4MiB")
-            .env_remove("DATABASE_URL")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .spawn()?;
         let mut stdin = child.stdin.take().expect("stdin is piped");
         stdin
@@ -218,6 +204,28 @@ impl Sandbox {
             limit,
         })
     }
+}
+
+/// `exe sandbox --memory-mb M --cpu-secs C`, to which the caller adds the mode and its
+/// arguments: piped, without the database URL, killed when its handle is dropped.
+pub(super) fn child_command(exe: &Path, memory_mb: u64, cpu_secs: u64) -> Command {
+    let mut command = Command::new(exe);
+    command
+        .arg("sandbox")
+        .arg("--memory-mb")
+        .arg(memory_mb.to_string())
+        .arg("--cpu-secs")
+        .arg(cpu_secs.to_string())
+        // mimalloc reserves a 1 GiB arena at start-up, before the child lowers its
+        // address-space limit, and would then grow inside it unchecked: small arenas make
+        // every growth a new mapping that the limit can refuse.
+        .env("MIMALLOC_ARENA_RESERVE", "4MiB")
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
 }
 
 /// Keeps the end of a child's stderr: it holds the panic or allocation message of a crash.
