@@ -88,8 +88,8 @@ enum Command {
     /// Internal: the sandboxed parser process.
     #[command(hide = true)]
     Sandbox {
-        /// `inspect`, `extract` or `split` one file, or `inspector`: check the files named
-        /// on stdin, one JSON line each, until it closes.
+        /// `extract` or `split` one file, or `inspector`: check the files named on stdin,
+        /// one JSON line each, until it closes.
         mode: String,
         /// The engine's name.
         #[arg(long, default_value = text_layer::ENGINE_NAME)]
@@ -142,8 +142,11 @@ pub fn main() -> ExitCode {
             cpu_secs,
         } => match (mode.as_str(), file) {
             ("inspector", _) => inspector::serve(memory_mb, cpu_secs),
-            (_, Some(file)) => sandbox::run_child(&mode, &engine, &file, memory_mb, cpu_secs),
-            (_, None) => Err(anyhow::anyhow!("sandbox {mode} needs a FILE")),
+            ("extract" | "split", Some(file)) => {
+                sandbox::run_child(&mode, &engine, &file, memory_mb, cpu_secs)
+            }
+            ("extract" | "split", None) => Err(anyhow::anyhow!("sandbox {mode} needs a FILE")),
+            _ => Err(anyhow::anyhow!("unknown sandbox mode {mode:?}")),
         },
         Command::Extract {
             file,

@@ -318,6 +318,7 @@ impl Documents {
         let password = password.filter(|p| !p.is_empty());
         let inspection = self
             .sandbox
+            .inspectors()
             .inspect(
                 file.temp.path(),
                 password.as_deref(),

@@ -108,8 +108,9 @@ async fn concurrent_uploads_each_get_their_own_answer_and_the_pool_stays_bounded
     for check in futures_util::future::join_all(checks).await {
         check.unwrap();
     }
+    // Six files at once on two warm children: the extra children started for the burst are
+    // not kept.
     assert!(inspectors.idle_count() <= 2);
-    assert!(inspectors.started() >= 2);
 }
 
 #[tokio::test]

@@ -100,17 +100,7 @@ impl Sandbox {
         }
     }
 
-    /// Opens the PDF at `path` in a long-lived child ([`Inspectors`]) and reports what it is.
-    pub async fn inspect(
-        &self,
-        path: &Path,
-        password: Option<&str>,
-        limit: Duration,
-    ) -> Result<Result<Inspection, OpenError>, SandboxError> {
-        self.inspectors.inspect(path, password, limit).await
-    }
-
-    /// The checking children kept for the next uploads.
+    /// The long-lived children that check uploads.
     pub fn inspectors(&self) -> &Inspectors {
         &self.inspectors
     }
