@@ -4,6 +4,7 @@
 pub mod account;
 pub mod document;
 pub mod ocr;
+pub mod search;
 pub mod upload;
 
 pub use account::{ApiToken, Credentials, User};

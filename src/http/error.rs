@@ -26,6 +26,9 @@ pub enum AppError {
     /// A request parameter is wrong.
     #[error("{0}")]
     BadRequest(String),
+    /// A search that cannot be run (its query, a filter, the page).
+    #[error("{0}")]
+    InvalidSearch(String),
     /// The request conflicts with the document's state.
     #[error("{0}")]
     Conflict(String),
@@ -61,6 +64,15 @@ impl From<storage::Error> for AppError {
     }
 }
 
+impl From<crate::search::SearchError> for AppError {
+    fn from(err: crate::search::SearchError) -> Self {
+        match err {
+            crate::search::SearchError::Storage(storage) => storage.into(),
+            refused => AppError::InvalidSearch(refused.to_string()),
+        }
+    }
+}
+
 impl From<ReprocessError> for AppError {
     fn from(err: ReprocessError) -> Self {
         match err {
@@ -91,7 +103,7 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::NotFound => StatusCode::NOT_FOUND,
-            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::BadRequest(_) | AppError::InvalidSearch(_) => StatusCode::BAD_REQUEST,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -113,6 +125,7 @@ impl AppError {
         match self {
             AppError::NotFound => "not-found",
             AppError::BadRequest(_) => "bad-request",
+            AppError::InvalidSearch(_) => "invalid-search",
             AppError::Conflict(_) => "conflict",
             AppError::Unauthorized { .. } => "unauthorized",
             AppError::Forbidden(_) => "forbidden",

@@ -16,6 +16,7 @@ mod sql_store;
 #[macro_use]
 pub mod accounts;
 pub mod postgres;
+pub mod search;
 pub mod sqlite;
 
 /// Bytes of the original stored per row of the blob table: big enough to be cheap to
@@ -127,7 +128,7 @@ pub use accounts::{AccountStore, NewApiToken, NewUser};
 
 /// Everything Lector stores. One implementation per database backend.
 #[async_trait]
-pub trait Store: AccountStore + Send + Sync + 'static {
+pub trait Store: AccountStore + search::SearchStore + Send + Sync + 'static {
     /// `postgres` or `sqlite`.
     fn backend(&self) -> &'static str;
     /// Applies the migrations of this backend.

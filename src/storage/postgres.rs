@@ -58,3 +58,123 @@ store_impl!(
     "postgres",
     sqlx::migrate!("migrations/postgres")
 );
+
+/// Options of `ts_headline` shared by snippets and whole-page highlights: the hit markers
+/// of [`crate::domain::search`].
+const HIGHLIGHT_MARKS: &str = "StartSel=\u{FDD0}, StopSel=\u{FDD1}";
+
+/// The matching documents: every matching page of the owner's documents scored, grouped by
+/// document; the total counted before the page is cut.
+const SEARCH_DOCUMENTS: &str = "select h.document_id, cast(max(h.score) as double precision) as score, \
+     count(*) as matching_pages, count(*) over () as total \
+     from (select p.document_id, ts_rank_cd(p.search, q.query, 1) as score \
+       from pages p join documents d on d.id = p.document_id \
+       cross join websearch_to_tsquery('english', $1) as q(query) \
+       where p.search @@ q.query and d.owner_id = $2 \
+         and (cast($3 as text) is null or d.status = $3) \
+         and (cast($4 as text) is null or d.engine = $4) \
+         and (cast($5 as timestamptz) is null or d.created_at >= $5) \
+         and (cast($6 as timestamptz) is null or d.created_at < $6)) h \
+     group by h.document_id \
+     order by case when $7 then max(h.score) else 0 end desc, h.document_id desc \
+     limit $8 offset $9";
+
+/// The best pages of some documents, with a passage around the hits (only those pages get
+/// the costly headline).
+fn best_pages_sql() -> String {
+    format!(
+        "select t.document_id, t.page_number, cast(t.score as double precision) as score, \
+         ts_headline('english', translate(t.text, '<', U&'\\FDD2'), q.query, '{HIGHLIGHT_MARKS}, MaxWords=30, MinWords=12, \
+           ShortWord=2, MaxFragments=2, FragmentDelimiter=\" … \"') as snippet \
+         from (select p.document_id, p.page_number, p.text, ts_rank_cd(p.search, q.query, 1) as score, \
+             row_number() over (partition by p.document_id \
+               order by ts_rank_cd(p.search, q.query, 1) desc, p.page_number) as n \
+           from pages p cross join websearch_to_tsquery('english', $1) as q(query) \
+           where p.document_id in (select jsonb_array_elements_text(cast($2 as jsonb))) \
+             and p.search @@ q.query) t \
+         cross join websearch_to_tsquery('english', $1) as q(query) \
+         where t.n <= $3 order by t.document_id, t.score desc, t.page_number"
+    )
+}
+
+fn highlight_pages_sql() -> String {
+    format!(
+        "select p.page_number, ts_headline('english', translate(p.text, '<', U&'\\FDD2'), q.query, '{HIGHLIGHT_MARKS}, HighlightAll=true') \
+         from pages p cross join websearch_to_tsquery('english', $2) as q(query) \
+         where p.document_id = $1 and p.search @@ q.query order by p.page_number"
+    )
+}
+
+/// Stands in for '<' wherever text reaches Postgres' parser, which would otherwise read
+/// `<word>` as an HTML tag and drop it (see migration 0008).
+const TAG_STAND_IN: char = '\u{FDD2}';
+
+fn tag_safe(query: &str) -> String {
+    query.replace('<', &TAG_STAND_IN.to_string())
+}
+
+fn tags_back(text: &str) -> String {
+    text.replace(TAG_STAND_IN, "<")
+}
+
+#[async_trait::async_trait]
+impl super::search::SearchStore for PostgresStore {
+    async fn search_documents(
+        &self,
+        request: &super::search::SearchRequest<'_>,
+    ) -> super::Result<(Vec<super::search::DocumentMatch>, i64)> {
+        let rows: Vec<(String, f64, i64, i64)> = sqlx::query_as(SEARCH_DOCUMENTS)
+            .bind(tag_safe(&super::search::websearch(request.query)))
+            .bind(request.owner_id)
+            .bind(request.filters.status.map(|s| s.as_str()))
+            .bind(request.filters.engine.as_deref())
+            .bind(request.filters.uploaded_from)
+            .bind(request.filters.uploaded_before)
+            .bind(request.sort == crate::domain::search::SearchSort::Relevance)
+            .bind(request.limit)
+            .bind(request.offset)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(super::search::documents_from_rows(rows))
+    }
+
+    async fn best_pages(
+        &self,
+        query: &crate::domain::search::SearchQuery,
+        document_ids: &[String],
+        per_document: i64,
+    ) -> super::Result<Vec<super::search::PageMatch>> {
+        let rows: Vec<(String, i32, f64, String)> = sqlx::query_as(&best_pages_sql())
+            .bind(tag_safe(&super::search::websearch(query)))
+            .bind(super::search::json_list(document_ids))
+            .bind(per_document)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(super::search::pages_from_rows(
+            rows.into_iter()
+                .map(|(id, n, score, snippet)| (id, n, score, tags_back(&snippet)))
+                .collect(),
+        ))
+    }
+
+    async fn highlight_pages(
+        &self,
+        document_id: &str,
+        query: &crate::domain::search::SearchQuery,
+    ) -> super::Result<Vec<(i32, crate::domain::search::Highlighted)>> {
+        let rows: Vec<(i32, String)> = sqlx::query_as(&highlight_pages_sql())
+            .bind(document_id)
+            .bind(tag_safe(&super::search::websearch(query)))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(n, text)| {
+                (
+                    n,
+                    crate::domain::search::Highlighted::parse(&tags_back(&text)),
+                )
+            })
+            .collect())
+    }
+}

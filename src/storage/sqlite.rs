@@ -62,3 +62,116 @@ impl SqliteStore {
 
 account_store_impl!(SqliteStore);
 store_impl!(SqliteStore, "sqlite", sqlx::migrate!("migrations/sqlite"));
+
+/// Every page matching an FTS5 expression, scored (bm25 is lower for better matches; negated
+/// so that higher is better on both backends).
+const MATCHING_PAGES: &str = "with hits as materialized (select rowid as page_id, -bm25(pages_search) as score \
+     from pages_search where pages_search match $1)";
+
+/// The matching documents (see the Postgres statement): grouped by document, the total
+/// counted before the page is cut.
+fn search_documents_sql() -> String {
+    format!(
+        "{MATCHING_PAGES} select p.document_id, max(h.score) as score, count(*) as matching_pages, \
+         count(*) over () as total \
+         from hits h join pages p on p.id = h.page_id join documents d on d.id = p.document_id \
+         where d.owner_id = $2 and ($3 is null or d.status = $3) and ($4 is null or d.engine = $4) \
+           and ($5 is null or d.created_at >= $5) and ($6 is null or d.created_at < $6) \
+         group by p.document_id \
+         order by case when $7 then max(h.score) else 0 end desc, p.document_id desc \
+         limit $8 offset $9"
+    )
+}
+
+/// The best pages of some documents (ids in a JSON array), best first within each.
+const BEST_PAGES: &str = "select id, document_id, page_number, score from (\
+       select *, row_number() over (partition by document_id order by score desc, page_number) as n \
+       from (select p.id, p.document_id, p.page_number, -bm25(pages_search) as score \
+         from pages_search join pages p on p.id = pages_search.rowid \
+         where pages_search match $1 and pages_search.rowid in \
+           (select id from pages where document_id in (select value from json_each($2))))) \
+     where n <= $3 order by document_id, score desc, page_number";
+
+/// Passages around the hits of some pages (ids in a JSON array): only those pages pay for it.
+const SNIPPETS: &str = "select rowid, snippet(pages_search, 0, char(64976), char(64977), ' … ', 24) \
+     from pages_search where pages_search match $1 and rowid in (select value from json_each($2))";
+
+/// Every matching page of one document, all of its text with every hit marked.
+const HIGHLIGHT_PAGES: &str = "select p.page_number, highlight(pages_search, 0, char(64976), char(64977)) \
+     from pages_search join pages p on p.id = pages_search.rowid \
+     where pages_search match $2 and pages_search.rowid in (select id from pages where document_id = $1) \
+     order by p.page_number";
+
+/// A time bound as SQLite stores times (fixed-width UTC text, so text order is time order).
+fn stored_time(time: Option<chrono::DateTime<chrono::Utc>>) -> Option<String> {
+    time.map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+}
+
+#[async_trait::async_trait]
+impl super::search::SearchStore for SqliteStore {
+    async fn search_documents(
+        &self,
+        request: &super::search::SearchRequest<'_>,
+    ) -> super::Result<(Vec<super::search::DocumentMatch>, i64)> {
+        let rows: Vec<(String, f64, i64, i64)> = sqlx::query_as(&search_documents_sql())
+            .bind(super::search::fts5(request.query))
+            .bind(request.owner_id)
+            .bind(request.filters.status.map(|s| s.as_str()))
+            .bind(request.filters.engine.as_deref())
+            .bind(stored_time(request.filters.uploaded_from))
+            .bind(stored_time(request.filters.uploaded_before))
+            .bind(request.sort == crate::domain::search::SearchSort::Relevance)
+            .bind(request.limit)
+            .bind(request.offset)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(super::search::documents_from_rows(rows))
+    }
+
+    async fn best_pages(
+        &self,
+        query: &crate::domain::search::SearchQuery,
+        document_ids: &[String],
+        per_document: i64,
+    ) -> super::Result<Vec<super::search::PageMatch>> {
+        let expression = super::search::fts5(query);
+        let best: Vec<(i64, String, i32, f64)> = sqlx::query_as(BEST_PAGES)
+            .bind(&expression)
+            .bind(super::search::json_list(document_ids))
+            .bind(per_document)
+            .fetch_all(&self.pool)
+            .await?;
+        let page_ids: Vec<i64> = best.iter().map(|row| row.0).collect();
+        let snippets: std::collections::HashMap<i64, String> = sqlx::query_as(SNIPPETS)
+            .bind(&expression)
+            .bind(serde_json::to_string(&page_ids).unwrap_or_else(|_| "[]".into()))
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .collect();
+        let rows = best
+            .into_iter()
+            .map(|(id, document_id, page_number, score)| {
+                let snippet = snippets.get(&id).cloned().unwrap_or_default();
+                (document_id, page_number, score, snippet)
+            })
+            .collect();
+        Ok(super::search::pages_from_rows(rows))
+    }
+
+    async fn highlight_pages(
+        &self,
+        document_id: &str,
+        query: &crate::domain::search::SearchQuery,
+    ) -> super::Result<Vec<(i32, crate::domain::search::Highlighted)>> {
+        let rows: Vec<(i32, String)> = sqlx::query_as(HIGHLIGHT_PAGES)
+            .bind(document_id)
+            .bind(super::search::fts5(query))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(n, text)| (n, crate::domain::search::Highlighted::parse(&text)))
+            .collect())
+    }
+}

@@ -12,6 +12,7 @@ use utoipa::{
 use super::AppState;
 
 mod documents;
+pub(crate) mod search;
 mod views;
 
 /// The OpenAPI document, generated from the handlers' annotations.
@@ -33,6 +34,7 @@ mod views;
         documents::reprocess,
         documents::cancel,
         documents::delete,
+        search::search,
     ),
     components(schemas(views::UploadBody, crate::http::error::Problem))
 )]
@@ -65,5 +67,6 @@ pub fn routes() -> Router<AppState> {
         .route("/documents/{id}/file", get(documents::file))
         .route("/documents/{id}/reprocess", post(documents::reprocess))
         .route("/documents/{id}/cancel", post(documents::cancel))
+        .route("/search", get(search::search))
         .fallback(|| async { super::AppError::NotFound })
 }

@@ -12,7 +12,7 @@ use tower_sessions::Session;
 
 use super::{
     render,
-    views::{DocumentSummary, Nav, PageSection},
+    views::{DocumentSummary, Nav, PageSection, SearchNote},
 };
 use crate::{
     documents::{OcrRequest, ReprocessError, UploadError, human_bytes},
@@ -54,6 +54,7 @@ struct DocumentPage {
     doc: DocumentSummary,
     error: Option<String>,
     pages: Vec<PageSection>,
+    search: Option<SearchNote>,
 }
 
 #[derive(Template)]
@@ -213,14 +214,22 @@ async fn form_error(
     Ok((status, render(&page)?).into_response())
 }
 
-/// A document: progress while it runs, then the text of every page.
+/// `?q=` of a document page opened from a search result.
+#[derive(Deserialize)]
+pub struct ShowQuery {
+    q: Option<String>,
+}
+
+/// A document: progress while it runs, then the text of every page; with `?q=`, the pages
+/// that match are listed and their hits highlighted.
 pub async fn show(
     State(state): State<AppState>,
     session: Session,
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
+    Query(query): Query<ShowQuery>,
 ) -> Result<Html<String>, HtmlError> {
-    document_page(&state, &session, &user, &id, None).await
+    document_page(&state, &session, &user, &id, None, query.q.as_deref()).await
 }
 
 async fn document_page(
@@ -229,10 +238,17 @@ async fn document_page(
     user: &User,
     id: &str,
     form_error: Option<String>,
+    search: Option<&str>,
 ) -> Result<Html<String>, HtmlError> {
     let id = id.to_owned();
     let document = state.documents.get_owned(user, &id).await?;
     let pages = state.store().list_pages(&id).await?;
+    let highlights = match search.map(str::trim).filter(|q| !q.is_empty()) {
+        Some(q) => crate::search::highlight(state.store().as_ref(), &id, q)
+            .await?
+            .map(|pages| (q, pages)),
+        None => None,
+    };
     let by_source = state.store().document_pages_by_source(&id).await?;
     let textract_pages = by_source
         .iter()
@@ -250,7 +266,10 @@ async fn document_page(
         error: document.error.clone(),
         note: document.note.clone(),
         doc: DocumentSummary::from(&document),
-        pages: pages.into_iter().map(PageSection::from).collect(),
+        search: highlights
+            .as_ref()
+            .map(|(q, found)| SearchNote::new(q, found)),
+        pages: PageSection::highlighted(pages, highlights.map(|(_, found)| found)),
     })
 }
 
@@ -337,7 +356,7 @@ pub async fn reprocess(
             Ok(Redirect::to(&format!("/documents/{id}")).into_response())
         }
         Err(ReprocessError::InvalidOcr(reason)) => {
-            let page = document_page(&state, &session, &user, &id, Some(reason)).await?;
+            let page = document_page(&state, &session, &user, &id, Some(reason), None).await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
         }
         Err(other) => Err(AppError::from(other).into()),

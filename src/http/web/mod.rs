@@ -15,6 +15,7 @@ use crate::sessions::SessionBackend;
 
 mod accounts;
 mod documents;
+mod search;
 mod tokens;
 mod views;
 
@@ -37,6 +38,7 @@ pub fn routes(state: AppState, sessions: SessionBackend) -> Router<AppState> {
         .route("/logout", post(accounts::logout))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}/revoke", post(tokens::revoke))
+        .route("/search", get(search::page))
         .route("/documents", post(documents::upload))
         .route("/documents/{id}", get(documents::show))
         .route("/documents/{id}/progress", get(documents::progress))

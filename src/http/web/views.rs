@@ -4,7 +4,10 @@ use tower_sessions::Session;
 
 use crate::{
     documents::human_bytes,
-    domain::{ApiToken, Document, Page, User},
+    domain::{
+        ApiToken, Document, Page, User,
+        search::{Fragment, Highlighted},
+    },
     http::{AppError, csrf},
 };
 
@@ -52,12 +55,12 @@ impl From<&Document> for DocumentSummary {
     }
 }
 
-/// One page's text on the document page.
+/// One page's text on the document page, in fragments so that search hits can be marked.
 pub struct PageSection {
     pub number: i32,
     pub badge: String,
     pub details: String,
-    pub text: String,
+    pub fragments: Vec<Fragment>,
     pub source: String,
     pub char_count: i32,
     pub error: Option<String>,
@@ -70,9 +73,52 @@ impl From<Page> for PageSection {
             badge: page.badge(),
             details: page.badge_title(),
             source: page.source.clone(),
-            text: page.text,
+            fragments: vec![Fragment {
+                text: page.text,
+                hit: false,
+            }],
             char_count: page.char_count,
             error: page.error,
+        }
+    }
+}
+
+impl PageSection {
+    /// The sections of `pages`, the text of those in `highlights` with its hits marked.
+    pub fn highlighted(pages: Vec<Page>, highlights: Option<Vec<(i32, Highlighted)>>) -> Vec<Self> {
+        let mut highlights: std::collections::HashMap<i32, Highlighted> =
+            highlights.unwrap_or_default().into_iter().collect();
+        pages
+            .into_iter()
+            .map(|page| {
+                let marked = highlights.remove(&page.number);
+                let mut section = PageSection::from(page);
+                if let Some(marked) = marked.filter(|m| !m.0.is_empty()) {
+                    section.fragments = marked.0;
+                }
+                section
+            })
+            .collect()
+    }
+}
+
+/// "invoice" is on pages 3, 7: the banner of a document page opened from a search.
+pub struct SearchNote {
+    pub q: String,
+    pub back_link: String,
+    pub pages: Vec<i32>,
+}
+
+impl SearchNote {
+    /// The banner for the search `q`, which matched `found`.
+    pub fn new(q: &str, found: &[(i32, Highlighted)]) -> Self {
+        SearchNote {
+            q: q.to_owned(),
+            back_link: format!(
+                "/search?{}",
+                serde_urlencoded::to_string([("q", q)]).unwrap_or_default()
+            ),
+            pages: found.iter().map(|(n, _)| *n).collect(),
         }
     }
 }
@@ -115,6 +161,116 @@ impl From<ApiToken> for TokenRow {
                 || "never".into(),
                 |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
             ),
+        }
+    }
+}
+
+/// A choice of a `<select>`.
+pub struct SelectOption {
+    pub value: &'static str,
+    pub label: &'static str,
+    pub selected: bool,
+}
+
+fn options(choices: &[(&'static str, &'static str)], current: Option<&str>) -> Vec<SelectOption> {
+    choices
+        .iter()
+        .map(|&(value, label)| SelectOption {
+            value,
+            label,
+            selected: current.unwrap_or_default() == value,
+        })
+        .collect()
+}
+
+/// The search form, filled in with what was sent.
+pub struct SearchForm {
+    pub q: String,
+    pub statuses: Vec<SelectOption>,
+    pub engines: Vec<SelectOption>,
+    pub sorts: Vec<SelectOption>,
+    pub from: String,
+    pub to: String,
+}
+
+impl From<&crate::search::SearchParams> for SearchForm {
+    fn from(params: &crate::search::SearchParams) -> Self {
+        SearchForm {
+            q: params.q.clone().unwrap_or_default(),
+            statuses: options(
+                &[
+                    ("", "Any status"),
+                    ("done", "Done"),
+                    ("processing", "Processing"),
+                    ("queued", "Queued"),
+                    ("failed", "Failed"),
+                    ("cancelled", "Cancelled"),
+                ],
+                params.status.as_deref(),
+            ),
+            engines: options(
+                &[
+                    ("", "Any engine"),
+                    ("local", "Local"),
+                    ("textract", "Textract"),
+                    ("hybrid", "Hybrid"),
+                ],
+                params.engine.as_deref(),
+            ),
+            sorts: options(
+                &[("relevance", "Best match first"), ("date", "Newest first")],
+                params.sort.as_deref().or(Some("relevance")),
+            ),
+            from: params.from.clone().unwrap_or_default(),
+            to: params.to.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// A matching document on the search page.
+pub struct SearchResultRow {
+    pub id: String,
+    pub file_name: String,
+    pub link: String,
+    pub details: String,
+    pub hits: Vec<HitRow>,
+}
+
+/// One of its best pages, with the passage around the hits.
+pub struct HitRow {
+    pub page: i32,
+    pub link: String,
+    pub fragments: Vec<crate::domain::search::Fragment>,
+}
+
+impl SearchResultRow {
+    /// The row of `found`, its links carrying `q` so that the hits are highlighted there.
+    pub fn new(found: crate::search::DocumentResult, q: &str) -> Self {
+        let doc = &found.document;
+        let first_page = found.hits.first().map_or(1, |h| h.page_number);
+        let matching = match found.matching_pages {
+            1 => "1 matching page".to_owned(),
+            n => format!("{n} matching pages"),
+        };
+        SearchResultRow {
+            link: crate::http::api::search::page_link(&doc.id, q, first_page),
+            details: format!(
+                "{matching} of {} · {} · uploaded {}",
+                doc.page_count,
+                doc.status_label(),
+                doc.created_at.format("%Y-%m-%d %H:%M UTC")
+            ),
+            id: doc.id.clone(),
+            file_name: doc.file_name.clone(),
+            hits: found
+                .hits
+                .into_iter()
+                .map(|hit| HitRow {
+                    page: hit.page_number,
+                    link: crate::http::api::search::page_link(&doc.id, q, hit.page_number),
+                    fragments: hit.snippet.0,
+                })
+                .collect(),
         }
     }
 }

@@ -1,0 +1,112 @@
+//! `GET /api/v1/search`: full-text search over the caller's documents.
+
+use axum::{
+    Json,
+    extract::{Query, State, rejection::QueryRejection},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::views::DocumentView;
+use crate::{
+    http::{AppError, AppState, auth::ApiUser, error::Problem},
+    search::{self, SearchParams},
+};
+
+/// One page of results.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchResultsView {
+    /// The query as received.
+    pub query: String,
+    /// How many documents match in all.
+    pub total_documents: i64,
+    /// This page of results, from 1.
+    pub page: i64,
+    /// Documents per page.
+    pub per_page: i64,
+    /// The next page, when there is one.
+    pub next_page: Option<i64>,
+    /// Matching documents, best (or newest, with `sort=date`) first.
+    pub documents: Vec<DocumentHitsView>,
+}
+
+/// A matching document and its best pages.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentHitsView {
+    /// The document.
+    pub document: DocumentView,
+    /// Its best page's score (higher is better; compare within one search only).
+    pub score: f64,
+    /// How many of its pages match.
+    pub matching_pages: i64,
+    /// Its best pages (up to three), best first.
+    pub hits: Vec<PageHitView>,
+}
+
+/// A matching page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PageHitView {
+    /// 1-based page number.
+    pub page: i32,
+    /// Its score.
+    pub score: f64,
+    /// A passage of the page around the hits, as plain text.
+    pub snippet: String,
+    /// The same passage as HTML: the text escaped, each hit in `<mark>`.
+    pub snippet_html: String,
+    /// The document page for people, scrolled to this page with the hits highlighted.
+    pub html: String,
+}
+
+/// Search the text of your documents: words (all must occur on a page), "phrases",
+/// -excluded words, and `or` between alternatives (Postgres `websearch_to_tsquery` syntax,
+/// with English stemming). Results are grouped by document, each with its best pages.
+#[utoipa::path(get, path = "/search", tag = "search", params(SearchParams),
+    responses((status = 200, body = SearchResultsView),
+        (status = 400, description = "Empty or malformed query, unknown filter value", body = Problem)))]
+pub async fn search(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    params: Result<Query<SearchParams>, QueryRejection>,
+) -> Result<Json<SearchResultsView>, AppError> {
+    let Query(params) = params.map_err(|e| AppError::InvalidSearch(e.body_text()))?;
+    let valid = params.validate()?;
+    let results = search::search(state.store().as_ref(), &user, &valid).await?;
+    let seen = (valid.page - 1) * valid.per_page + results.documents.len() as i64;
+    Ok(Json(SearchResultsView {
+        query: valid.query.text.clone(),
+        total_documents: results.total_documents,
+        page: valid.page,
+        per_page: valid.per_page,
+        next_page: (seen < results.total_documents).then_some(valid.page + 1),
+        documents: results
+            .documents
+            .into_iter()
+            .map(|found| {
+                let id = found.document.id.clone();
+                DocumentHitsView {
+                    document: DocumentView::new(found.document),
+                    score: found.score,
+                    matching_pages: found.matching_pages,
+                    hits: found
+                        .hits
+                        .into_iter()
+                        .map(|hit| PageHitView {
+                            page: hit.page_number,
+                            score: hit.score,
+                            snippet: hit.snippet.plain(),
+                            snippet_html: hit.snippet.to_html(),
+                            html: page_link(&id, &valid.query.text, hit.page_number),
+                        })
+                        .collect(),
+                }
+            })
+            .collect(),
+    }))
+}
+
+/// The document page opened at page `number` with the hits of `q` highlighted.
+pub fn page_link(document_id: &str, q: &str, number: i32) -> String {
+    let query = serde_urlencoded::to_string([("q", q)]).unwrap_or_default();
+    format!("/documents/{document_id}?{query}#page-{number}")
+}

@@ -1,0 +1,356 @@
+//! The search use case shared by the web UI and the API: read the request (query, filters,
+//! order, page), ask the store for the matching documents and their best pages.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    domain::{
+        Document, DocumentStatus, User,
+        search::{Highlighted, QueryError, SearchFilters, SearchQuery, SearchSort},
+    },
+    storage::{
+        self, Store,
+        search::{PageMatch, SearchRequest},
+    },
+};
+
+/// Documents per page of results unless asked otherwise.
+pub const DEFAULT_PER_PAGE: i64 = 10;
+/// Most documents per page of results.
+pub const MAX_PER_PAGE: i64 = 50;
+/// Best pages shown under each document.
+pub const HITS_PER_DOCUMENT: i64 = 3;
+/// Engines a search can be narrowed to.
+pub const ENGINES: &[&str] = &["local", "textract", "hybrid"];
+
+/// A search as it arrives in a URL's query string (the web form and the API share it).
+#[derive(Debug, Default, Clone, Deserialize, Serialize, utoipa::IntoParams)]
+pub struct SearchParams {
+    /// Words, "phrases", -excluded words, `or` between alternatives.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    /// Only documents in this state: queued, processing, done, failed, cancelled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Only documents read by this engine: local, textract, hybrid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+    /// Uploaded on or after this day (YYYY-MM-DD, UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Uploaded on or before this day (YYYY-MM-DD, UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// `relevance` (default) or `date` (newest first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sort: Option<String>,
+    /// Page of results, from 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<i64>,
+    /// Documents per page, 1 to 50 (default 10).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_page: Option<i64>,
+}
+
+/// Why a search was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// The query itself.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// A filter, the order or the page.
+    #[error("{0}")]
+    Invalid(String),
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] storage::Error),
+}
+
+/// A search, checked.
+#[derive(Debug, Clone)]
+pub struct ValidSearch {
+    /// The parsed query.
+    pub query: SearchQuery,
+    /// Which documents to look in.
+    pub filters: SearchFilters,
+    /// Order of the documents.
+    pub sort: SearchSort,
+    /// Page of results, from 1.
+    pub page: i64,
+    /// Documents per page.
+    pub per_page: i64,
+}
+
+impl SearchParams {
+    /// True when nothing was asked (the search page before a search).
+    pub fn is_blank(&self) -> bool {
+        self.q.as_deref().is_none_or(|q| q.trim().is_empty())
+    }
+
+    /// Checks every field, saying what is wrong with the first bad one.
+    pub fn validate(&self) -> Result<ValidSearch, SearchError> {
+        let query = SearchQuery::parse(self.q.as_deref().unwrap_or_default())?;
+        let status = match non_empty(&self.status) {
+            None => None,
+            Some(raw) => Some(DocumentStatus::parse(raw).ok_or_else(|| {
+                SearchError::Invalid(format!(
+                    "unknown status {raw:?}: use queued, processing, done, failed or cancelled"
+                ))
+            })?),
+        };
+        let engine = match non_empty(&self.engine) {
+            None => None,
+            Some(raw) if ENGINES.contains(&raw) => Some(raw.to_owned()),
+            Some(raw) => {
+                return Err(SearchError::Invalid(format!(
+                    "unknown engine {raw:?}: use local, textract or hybrid"
+                )));
+            }
+        };
+        let from = day(&self.from, "from")?;
+        let to = day(&self.to, "to")?;
+        if let (Some(from), Some(to)) = (from, to)
+            && from > to
+        {
+            return Err(SearchError::Invalid(format!(
+                "the date range is empty: {from} is after {to}"
+            )));
+        }
+        let sort = match non_empty(&self.sort) {
+            None => SearchSort::Relevance,
+            Some(raw) => SearchSort::parse(raw).ok_or_else(|| {
+                SearchError::Invalid(format!("unknown sort {raw:?}: use relevance or date"))
+            })?,
+        };
+        let page = self.page.unwrap_or(1);
+        if !(1..=10_000).contains(&page) {
+            return Err(SearchError::Invalid(
+                "page must be between 1 and 10000".into(),
+            ));
+        }
+        let per_page = self.per_page.unwrap_or(DEFAULT_PER_PAGE);
+        if !(1..=MAX_PER_PAGE).contains(&per_page) {
+            return Err(SearchError::Invalid(format!(
+                "per_page must be between 1 and {MAX_PER_PAGE}"
+            )));
+        }
+        Ok(ValidSearch {
+            query,
+            filters: SearchFilters {
+                status,
+                engine,
+                uploaded_from: from.map(start_of),
+                uploaded_before: to.map(|day| start_of(day + chrono::Days::new(1))),
+            },
+            sort,
+            page,
+            per_page,
+        })
+    }
+}
+
+fn non_empty(field: &Option<String>) -> Option<&str> {
+    field.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn day(field: &Option<String>, name: &str) -> Result<Option<NaiveDate>, SearchError> {
+    non_empty(field)
+        .map(|raw| {
+            NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| {
+                SearchError::Invalid(format!("{name} must be a date such as 2026-01-31"))
+            })
+        })
+        .transpose()
+}
+
+fn start_of(day: NaiveDate) -> DateTime<Utc> {
+    day.and_time(chrono::NaiveTime::MIN).and_utc()
+}
+
+/// One page of search results.
+#[derive(Debug)]
+pub struct SearchResults {
+    /// How many documents match in all.
+    pub total_documents: i64,
+    /// The matching documents of this page, in order.
+    pub documents: Vec<DocumentResult>,
+}
+
+/// A matching document with its best pages.
+#[derive(Debug)]
+pub struct DocumentResult {
+    /// The document.
+    pub document: Document,
+    /// Its best page's score.
+    pub score: f64,
+    /// How many of its pages match.
+    pub matching_pages: i64,
+    /// Its best pages, best first.
+    pub hits: Vec<PageHit>,
+}
+
+/// A matching page.
+#[derive(Debug)]
+pub struct PageHit {
+    /// 1-based page number.
+    pub page_number: i32,
+    /// Its score.
+    pub score: f64,
+    /// A passage with the hits marked.
+    pub snippet: Highlighted,
+}
+
+/// Runs `search` over `owner`'s documents.
+pub async fn search(
+    store: &dyn Store,
+    owner: &User,
+    search: &ValidSearch,
+) -> Result<SearchResults, SearchError> {
+    if search.query.is_empty() {
+        return Ok(SearchResults {
+            total_documents: 0,
+            documents: Vec::new(),
+        });
+    }
+    let (matches, total_documents) = store
+        .search_documents(&SearchRequest {
+            owner_id: &owner.id,
+            query: &search.query,
+            filters: &search.filters,
+            sort: search.sort,
+            limit: search.per_page,
+            offset: (search.page - 1) * search.per_page,
+        })
+        .await?;
+    let ids: Vec<String> = matches.iter().map(|m| m.document_id.clone()).collect();
+    let mut pages = if ids.is_empty() {
+        Vec::new()
+    } else {
+        store
+            .best_pages(&search.query, &ids, HITS_PER_DOCUMENT)
+            .await?
+    };
+    let mut documents = Vec::with_capacity(matches.len());
+    for found in matches {
+        // Deleted between the two statements: it is simply not shown.
+        let document = match store.get_document(&found.document_id).await {
+            Ok(document) => document,
+            Err(storage::Error::NotFound) => continue,
+            Err(other) => return Err(other.into()),
+        };
+        let hits = take_pages_of(&mut pages, &found.document_id);
+        documents.push(DocumentResult {
+            document,
+            score: found.score,
+            matching_pages: found.matching_pages,
+            hits,
+        });
+    }
+    Ok(SearchResults {
+        total_documents,
+        documents,
+    })
+}
+
+fn take_pages_of(pages: &mut Vec<PageMatch>, document_id: &str) -> Vec<PageHit> {
+    let (mine, rest): (Vec<PageMatch>, Vec<PageMatch>) = std::mem::take(pages)
+        .into_iter()
+        .partition(|p| p.document_id == document_id);
+    *pages = rest;
+    mine.into_iter()
+        .map(|p| PageHit {
+            page_number: p.page_number,
+            score: p.score,
+            snippet: p.snippet,
+        })
+        .collect()
+}
+
+/// The matching pages of one document with every hit marked (the document page, opened from
+/// a search result). None when `q` is not a query that can match.
+pub async fn highlight(
+    store: &dyn Store,
+    document_id: &str,
+    q: &str,
+) -> storage::Result<Option<Vec<(i32, Highlighted)>>> {
+    let Ok(query) = SearchQuery::parse(q) else {
+        return Ok(None);
+    };
+    if query.is_empty() {
+        return Ok(None);
+    }
+    store.highlight_pages(document_id, &query).await.map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> SearchParams {
+        let query = serde_urlencoded::to_string(pairs).unwrap();
+        serde_urlencoded::from_str(&query).unwrap()
+    }
+
+    #[test]
+    fn a_full_search_is_read_into_filters() {
+        let search = params(&[
+            ("q", "invoice"),
+            ("status", "done"),
+            ("engine", "local"),
+            ("from", "2026-01-01"),
+            ("to", "2026-01-31"),
+            ("sort", "date"),
+            ("page", "2"),
+            ("per_page", "5"),
+        ])
+        .validate()
+        .unwrap();
+        assert_eq!(search.filters.status, Some(DocumentStatus::Done));
+        assert_eq!(search.filters.engine.as_deref(), Some("local"));
+        assert_eq!(
+            search.filters.uploaded_from.unwrap().to_rfc3339(),
+            "2026-01-01T00:00:00+00:00"
+        );
+        // The last day is included: the bound is the start of the next one.
+        assert_eq!(
+            search.filters.uploaded_before.unwrap().to_rfc3339(),
+            "2026-02-01T00:00:00+00:00"
+        );
+        assert_eq!(search.sort, SearchSort::Newest);
+        assert_eq!((search.page, search.per_page), (2, 5));
+    }
+
+    #[test]
+    fn empty_fields_are_absent_fields() {
+        let search = params(&[("q", "x"), ("status", ""), ("engine", " "), ("sort", "")])
+            .validate()
+            .unwrap();
+        assert_eq!(search.filters, SearchFilters::default());
+        assert_eq!((search.page, search.per_page), (1, DEFAULT_PER_PAGE));
+        assert!(params(&[("q", "  ")]).is_blank());
+        assert!(!params(&[("q", "x")]).is_blank());
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("q", "")], "type something"),
+            (&[("q", "x"), ("status", "lost")], "unknown status"),
+            (&[("q", "x"), ("engine", "magic")], "unknown engine"),
+            (&[("q", "x"), ("from", "yesterday")], "from must be a date"),
+            (&[("q", "x"), ("to", "2026-13-01")], "to must be a date"),
+            (
+                &[("q", "x"), ("from", "2026-02-01"), ("to", "2026-01-01")],
+                "the date range is empty",
+            ),
+            (&[("q", "x"), ("sort", "size")], "unknown sort"),
+            (&[("q", "x"), ("page", "0")], "page must be"),
+            (&[("q", "x"), ("per_page", "51")], "per_page must be"),
+        ];
+        for (pairs, message) in cases {
+            let err = params(pairs).validate().unwrap_err().to_string();
+            assert!(err.contains(message), "{pairs:?}: {err}");
+        }
+    }
+}

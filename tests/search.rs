@@ -1,0 +1,588 @@
+//! Full-text search, against the real app on SQLite (FTS5) and on Postgres (tsvector): the
+//! same queries must find the same pages on both. Documents are real PDFs made in the test,
+//! extracted by the real engine.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{Backend, TestApp, aws::text_pdf};
+use rstest::rstest;
+use serde_json::Value;
+
+/// The documents every test searches, uploaded in this order.
+fn library() -> Vec<(&'static str, Vec<Vec<String>>)> {
+    let page = |lines: &[&str]| lines.iter().map(|l| (*l).to_owned()).collect::<Vec<_>>();
+    vec![
+        (
+            "invoices.pdf",
+            vec![
+                page(&[
+                    "Invoice 1042 for consulting services",
+                    "Payment is due within thirty days.",
+                ]),
+                page(&["The invoices were paid by bank transfer."]),
+                page(&["Nothing relevant here, only weather reports."]),
+            ],
+        ),
+        (
+            "animals.pdf",
+            vec![
+                page(&["The quick brown fox jumps over the lazy dog."]),
+                page(&["Cats and dogs were running in the garden."]),
+                page(&["A draft invoice for the veterinary clinic."]),
+            ],
+        ),
+        (
+            "hostile.pdf",
+            vec![page(&[
+                "<script>alert(1)</script> pelican & <b>bold</b> \"quoted\"",
+            ])],
+        ),
+        (
+            "airships.pdf",
+            vec![page(&[
+                "zeppelin zeppelin zeppelin",
+                "the zeppelin is an airship; zeppelin flights",
+            ])],
+        ),
+        (
+            "travel.pdf",
+            vec![page(&[
+                "A long account of a journey by train, by boat and on foot,",
+                "through mountains, valleys, rivers and cities, with one",
+                "zeppelin seen far away above the harbour at dusk.",
+            ])],
+        ),
+    ]
+}
+
+/// Uploads and extracts the library; returns file name -> document id.
+async fn seed(app: &TestApp) -> BTreeMap<&'static str, String> {
+    let mut ids = BTreeMap::new();
+    for (name, pages) in library() {
+        let response = app.upload_bytes(text_pdf(&pages), name, None).await;
+        assert_eq!(response.status(), 202, "uploading {name}");
+        let body: Value = response.json().await.unwrap();
+        ids.insert(name, body["id"].as_str().unwrap().to_owned());
+        // Distinct upload instants, so that "newest first" has one answer.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    app.drain_jobs().await;
+    for id in ids.values() {
+        assert_eq!(app.document(id).await["status"], "done");
+    }
+    ids
+}
+
+async fn search(app: &TestApp, query: &[(&str, &str)]) -> (u16, Value) {
+    let path = format!(
+        "/api/v1/search?{}",
+        serde_urlencoded::to_string(query).unwrap()
+    );
+    app.get_json(&path).await
+}
+
+/// file name -> matching page numbers (of the best hits, sorted), for a successful search.
+async fn found(app: &TestApp, q: &str) -> BTreeMap<String, Vec<i64>> {
+    let (status, body) = search(app, &[("q", q)]).await;
+    assert_eq!(status, 200, "searching {q:?}: {body}");
+    body["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|doc| {
+            let mut pages: Vec<i64> = doc["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|hit| hit["page"].as_i64().unwrap())
+                .collect();
+            pages.sort_unstable();
+            (
+                doc["document"]["file_name"].as_str().unwrap().to_owned(),
+                pages,
+            )
+        })
+        .collect()
+}
+
+/// What a query should find: file name and page numbers.
+type Expected<'a> = &'a [(&'a str, &'a [i64])];
+
+fn expect(pairs: Expected) -> BTreeMap<String, Vec<i64>> {
+    pairs
+        .iter()
+        .map(|(name, pages)| ((*name).to_owned(), pages.to_vec()))
+        .collect()
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn both_backends_answer_the_query_language_the_same_way(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    seed(&app).await;
+    let cases: &[(&str, Expected)] = &[
+        // Words are stemmed (invoices, dogs) and case does not matter.
+        (
+            "invoice",
+            &[("invoices.pdf", &[1, 2]), ("animals.pdf", &[3])],
+        ),
+        (
+            "INVOICES",
+            &[("invoices.pdf", &[1, 2]), ("animals.pdf", &[3])],
+        ),
+        ("dog", &[("animals.pdf", &[1, 2])]),
+        // Every word must be on the same page.
+        ("invoice paid", &[("invoices.pdf", &[2])]),
+        ("invoice cat", &[]),
+        // Exclusions leave out the pages that contain the word.
+        ("invoice -draft", &[("invoices.pdf", &[1, 2])]),
+        // Phrases keep their order.
+        ("\"bank transfer\"", &[("invoices.pdf", &[2])]),
+        ("\"transfer bank\"", &[]),
+        ("\"the lazy dog\"", &[("animals.pdf", &[1])]),
+        // or between alternatives, and it binds tighter than the words around it.
+        ("fox or cat", &[("animals.pdf", &[1, 2])]),
+        ("garden or weather running", &[("animals.pdf", &[2])]),
+        // Common words alone match nothing; punctuation is only punctuation.
+        ("the", &[]),
+        ("pelican!", &[("hostile.pdf", &[1])]),
+        ("alert(1)", &[("hostile.pdf", &[1])]),
+        ("1042", &[("invoices.pdf", &[1])]),
+        // FTS5's own syntax typed by a user is text, not an error.
+        ("NEAR(fox dog)", &[]),
+        ("fox*", &[("animals.pdf", &[1])]),
+        ("absent", &[]),
+    ];
+    for (q, expected) in cases {
+        assert_eq!(found(&app, q).await, expect(expected), "query {q:?}");
+    }
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn results_are_ranked_grouped_paginated_and_filtered(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ids = seed(&app).await;
+
+    // The page that says zeppelin five times ranks above the one that mentions it once.
+    let (_, body) = search(&app, &[("q", "zeppelin")]).await;
+    let names: Vec<&str> = body["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["document"]["file_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["airships.pdf", "travel.pdf"], "{body}");
+    let scores: Vec<f64> = body["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["score"].as_f64().unwrap())
+        .collect();
+    assert!(scores[0] > scores[1], "{scores:?}");
+    assert_eq!(body["total_documents"], 2);
+    assert_eq!(body["next_page"], Value::Null);
+
+    // Newest first instead.
+    let (_, body) = search(&app, &[("q", "zeppelin"), ("sort", "date")]).await;
+    assert_eq!(body["documents"][0]["document"]["file_name"], "travel.pdf");
+
+    // One document per page of results.
+    let (_, first) = search(&app, &[("q", "zeppelin"), ("per_page", "1")]).await;
+    assert_eq!(first["documents"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        first["documents"][0]["document"]["file_name"],
+        "airships.pdf"
+    );
+    assert_eq!(
+        (
+            first["total_documents"].as_i64(),
+            first["next_page"].as_i64()
+        ),
+        (Some(2), Some(2))
+    );
+    let (_, second) = search(&app, &[("q", "zeppelin"), ("per_page", "1"), ("page", "2")]).await;
+    assert_eq!(
+        second["documents"][0]["document"]["file_name"],
+        "travel.pdf"
+    );
+    assert_eq!(second["next_page"], Value::Null);
+
+    // Grouped: one entry per document, with how many of its pages match and a link to each.
+    let (_, body) = search(&app, &[("q", "invoice")]).await;
+    let invoices = body["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["document"]["file_name"] == "invoices.pdf")
+        .unwrap();
+    assert_eq!(invoices["matching_pages"], 2);
+    let id = &ids["invoices.pdf"];
+    let links: Vec<&str> = invoices["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["html"].as_str().unwrap())
+        .collect();
+    assert!(
+        links.contains(&format!("/documents/{id}?q=invoice#page-2").as_str()),
+        "{links:?}"
+    );
+
+    // Filters: status, engine, upload dates.
+    let today = chrono::Utc::now().date_naive();
+    let tomorrow = (today + chrono::Days::new(1)).to_string();
+    let yesterday = (today - chrono::Days::new(1)).to_string();
+    let today = today.to_string();
+    let count = |body: &Value| body["documents"].as_array().unwrap().len();
+    for (filters, expected) in [
+        (vec![("status", "done")], 2),
+        (vec![("status", "failed")], 0),
+        (vec![("engine", "local")], 2),
+        (vec![("engine", "textract")], 0),
+        (vec![("from", today.as_str()), ("to", today.as_str())], 2),
+        (vec![("from", tomorrow.as_str())], 0),
+        (vec![("to", yesterday.as_str())], 0),
+    ] {
+        let mut query = vec![("q", "invoice")];
+        query.extend(filters.iter().copied());
+        let (status, body) = search(&app, &query).await;
+        assert_eq!(status, 200, "{filters:?}: {body}");
+        assert_eq!(count(&body), expected, "{filters:?}: {body}");
+    }
+
+    // Only the caller's own documents.
+    let stranger = app.another_user("stranger@example.com").await;
+    let response = stranger
+        .client
+        .get(app.url("/api/v1/search?q=invoice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["total_documents"], 0, "{body}");
+}
+
+/// `text` as the templates escape it (askama writes numeric character references).
+fn askama_escaped(text: &str) -> String {
+    text.replace('&', "&#38;")
+        .replace('<', "&#60;")
+        .replace('>', "&#62;")
+        .replace('"', "&#34;")
+        .replace('\'', "&#39;")
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn snippets_are_escaped_before_hits_are_marked(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ids = seed(&app).await;
+    let (_, body) = search(&app, &[("q", "pelican")]).await;
+    let hit = &body["documents"][0]["hits"][0];
+    let html = hit["snippet_html"].as_str().unwrap();
+    assert!(html.contains("<mark>pelican</mark>"), "{html}");
+    // (A passage starts at a word: Postgres' may begin after the first "<".)
+    assert!(html.contains("script&gt;alert(1)&lt;/script&gt;"), "{html}");
+    assert!(
+        html.contains("&amp;") && html.contains("&lt;b&gt;bold&lt;/b&gt;"),
+        "{html}"
+    );
+    assert!(!html.contains("<script") && !html.contains("<b>"), "{html}");
+    assert!(
+        hit["snippet"]
+            .as_str()
+            .unwrap()
+            .contains("script>alert(1)</script> pelican")
+    );
+
+    // The search page and the document page escape it the same way.
+    let page = app.get_text("/search?q=pelican").await;
+    assert!(page.contains("<mark>pelican</mark>"), "{page}");
+    assert!(
+        page.contains(&askama_escaped("script>alert(1)</script>")),
+        "{page}"
+    );
+    assert!(!page.contains("<script>alert"));
+    let id = &ids["hostile.pdf"];
+    let page = app.get_text(&format!("/documents/{id}?q=pelican")).await;
+    assert!(page.contains("<mark>pelican</mark>"), "{page}");
+    assert!(
+        page.contains(&askama_escaped("<script>alert(1)</script>")),
+        "{page}"
+    );
+    assert!(!page.contains("<script>alert"));
+    // A hostile query is echoed escaped too.
+    let page = app
+        .get_text("/search?q=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E%20pelican")
+        .await;
+    assert!(!page.contains("<img src=x"), "{page}");
+    assert!(
+        page.contains(&askama_escaped("<img src=x onerror=alert(1)> pelican")),
+        "{page}"
+    );
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn the_index_follows_deletes_and_reprocessing(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ids = seed(&app).await;
+
+    // Re-process clears the pages, so they are not found until extracted again.
+    let animals = &ids["animals.pdf"];
+    let response = app
+        .client
+        .post(app.url(&format!("/api/v1/documents/{animals}/reprocess")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    assert_eq!(found(&app, "dog").await, expect(&[]));
+    app.drain_jobs().await;
+    assert_eq!(
+        found(&app, "dog").await,
+        expect(&[("animals.pdf", &[1, 2])])
+    );
+
+    // Deleting a document removes its pages from the index.
+    let invoices = &ids["invoices.pdf"];
+    let response = app
+        .client
+        .delete(app.url(&format!("/api/v1/documents/{invoices}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(
+        found(&app, "invoice").await,
+        expect(&[("animals.pdf", &[3])])
+    );
+    match backend {
+        // FTS5 compares its index with the pages table and fails on any difference.
+        Backend::Sqlite => {
+            app.db
+                .execute(
+                    "insert into pages_search (pages_search, rank) values ('integrity-check', 1)",
+                )
+                .await
+        }
+        Backend::Postgres => {
+            assert_eq!(
+                app.db
+                    .query_i64("select count(*) from pages where search @@ to_tsquery('english', 'invoice')")
+                    .await,
+                1
+            );
+        }
+    }
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn bad_searches_get_a_problem_or_the_form_again(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for (query, message) in [
+        ("/api/v1/search", "type something to search for"),
+        ("/api/v1/search?q=%20%20", "type something to search for"),
+        ("/api/v1/search?q=-draft", "only excluded words"),
+        (
+            "/api/v1/search?q=paid%20or%20-draft",
+            "cannot be one side of",
+        ),
+        ("/api/v1/search?q=x&status=lost", "unknown status"),
+        ("/api/v1/search?q=x&engine=magic", "unknown engine"),
+        (
+            "/api/v1/search?q=x&from=2026-02-01&to=2026-01-01",
+            "the date range is empty",
+        ),
+        ("/api/v1/search?q=x&from=monday", "from must be a date"),
+        ("/api/v1/search?q=x&sort=size", "unknown sort"),
+        ("/api/v1/search?q=x&per_page=500", "per_page must be"),
+        ("/api/v1/search?q=x&page=abc", "page"),
+    ] {
+        let response = app.client.get(app.url(query)).send().await.unwrap();
+        assert_eq!(response.status(), 400, "{query}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{query}"
+        );
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["code"], "invalid-search", "{query}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains(message),
+            "{query}: {problem}"
+        );
+    }
+    let long = "x".repeat(501);
+    let (status, problem) = search(&app, &[("q", long.as_str())]).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (400, Some("invalid-search"))
+    );
+
+    // Without a token: 401, like the rest of the API.
+    let response = reqwest::get(app.url("/api/v1/search?q=x")).await.unwrap();
+    assert_eq!(response.status(), 401);
+
+    // The browser gets the form back, filled in, with the reason.
+    let response = app
+        .client
+        .get(app.url("/search?q=-draft&engine=local"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("role=\"alert\""), "{page}");
+    assert!(page.contains("only excluded words"), "{page}");
+    assert!(page.contains("value=\"-draft\""), "{page}");
+    assert!(page.contains("<option value=\"local\" selected>"), "{page}");
+
+    // A blank search page is just the form; common words alone say so.
+    let response = app.client.get(app.url("/search")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        !response
+            .text()
+            .await
+            .unwrap()
+            .contains("id=\"result-count\"")
+    );
+    let page = app.get_text("/search?q=the").await;
+    assert!(page.contains("Only common words"), "{page}");
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_result_opens_the_document_at_the_page_with_the_terms_highlighted(
+    #[case] backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let ids = seed(&app).await;
+
+    // The index has a search box; the results page links each hit to its page.
+    let index = app.get_text("/").await;
+    assert!(index.contains("action=\"/search\""), "{index}");
+    let results = app.get_text("/search?q=invoice+paid").await;
+    let id = &ids["invoices.pdf"];
+    assert!(
+        results.contains(&format!("href=\"/documents/{id}?q=invoice+paid#page-2\"")),
+        "{results}"
+    );
+    assert!(results.contains("1 document matches."), "{results}");
+    assert!(results.contains("Page 2"), "{results}");
+
+    let page = app.get_text(&format!("/documents/{id}?q=invoice")).await;
+    assert!(page.contains("id=\"search-note\""), "{page}");
+    assert!(
+        page.contains("<a href=\"#page-1\">1</a>, <a href=\"#page-2\">2</a>"),
+        "{page}"
+    );
+    assert!(page.contains("<mark>Invoice</mark> 1042"), "{page}");
+    assert!(
+        page.contains("The <mark>invoices</mark> were paid"),
+        "{page}"
+    );
+    assert!(page.contains("id=\"page-2\""));
+    // Page 3 does not match: its text is shown as it is.
+    assert!(page.contains("only weather reports."));
+    // Without a search, nothing is marked.
+    let plain = app.get_text(&format!("/documents/{id}")).await;
+    assert!(!plain.contains("<mark>") && !plain.contains("search-note"));
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn pages_stored_before_the_search_migration_are_indexed_by_it(#[case] backend: Backend) {
+    use lector::{
+        domain::search::{SearchFilters, SearchQuery, SearchSort},
+        storage::search::SearchRequest,
+    };
+    let db = common::TestDatabase::new(backend).await;
+    // The schema as it was before search (every migration before 0008), with a document.
+    let folder = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    let older = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(format!("migrations/{folder}")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.as_str() < "0008" {
+            std::fs::copy(&path, older.path().join(name)).unwrap();
+        }
+    }
+    let before = sqlx::migrate::Migrator::new(older.path()).await.unwrap();
+    match backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rwc", db.url))
+                .await
+                .unwrap();
+            before.run(&pool).await.unwrap();
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            before.run(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+    for statement in [
+        "insert into users (id, email, password_hash) values ('u1', 'old@example.com', 'x')",
+        "insert into documents (id, file_name, sha256, size_bytes, page_count, status, engine, owner_id) \
+         values ('d1', 'old.pdf', 'abc', 10, 2, 'done', 'local', 'u1')",
+        "insert into pages (document_id, page_number, text, source, char_count, extraction_ms) \
+         values ('d1', 1, 'an old page', 'text_layer', 11, 1), ('d1', 2, 'the invoices of last year', 'text_layer', 25, 1)",
+    ] {
+        db.execute(statement).await;
+    }
+
+    let store = lector::storage::connect(&db.url.clone().into(), 2)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let query = SearchQuery::parse("invoice").unwrap();
+    let (found, total) = store
+        .search_documents(&SearchRequest {
+            owner_id: "u1",
+            query: &query,
+            filters: &SearchFilters::default(),
+            sort: SearchSort::Relevance,
+            limit: 10,
+            offset: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!((found.len(), total), (1, 1));
+    assert_eq!(
+        (found[0].document_id.as_str(), found[0].matching_pages),
+        ("d1", 1)
+    );
+    let pages = store.best_pages(&query, &["d1".into()], 3).await.unwrap();
+    assert_eq!(pages.len(), 1);
+    assert_eq!(pages[0].page_number, 2);
+    assert_eq!(
+        pages[0].snippet.to_html(),
+        "the <mark>invoices</mark> of last year"
+    );
+    // The rebuilt SQLite table kept the pages and their order.
+    assert_eq!(store.list_pages("d1").await.unwrap().len(), 2);
+}
