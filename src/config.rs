@@ -25,6 +25,9 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// `LECTOR_MAX_PAGES`: most pages accepted in one PDF (default 2000).
     pub max_pages: u32,
+    /// `LECTOR_SEARCH_MAX_SCORED_PAGES`: most matching pages one search ranks, newest first
+    /// (default 10,000); past it the count of matching documents is a lower bound.
+    pub search_max_scored_pages: i64,
     /// `LECTOR_MAX_FILES_PER_UPLOAD`: most files in one browser upload (default 20).
     pub max_files_per_upload: usize,
     /// `LECTOR_JOB_MAX_ATTEMPTS`: tries before a document is marked failed (default 3).
@@ -263,6 +266,7 @@ impl Config {
             workers,
             max_upload_bytes: parse_or(&get, "LECTOR_MAX_UPLOAD_BYTES", 100 * 1024 * 1024)?,
             max_pages: parse_or(&get, "LECTOR_MAX_PAGES", 2000)?,
+            search_max_scored_pages: parse_or(&get, "LECTOR_SEARCH_MAX_SCORED_PAGES", 10_000)?,
             max_files_per_upload: parse_or(&get, "LECTOR_MAX_FILES_PER_UPLOAD", 20)?,
             job_max_attempts: parse_or(&get, "LECTOR_JOB_MAX_ATTEMPTS", 3)?,
             job_lease: secs("LECTOR_JOB_LEASE_SECS", 60)?,
@@ -401,6 +405,9 @@ impl Config {
         }
         if config.max_pages == 0 || config.max_upload_bytes == 0 {
             bail!("LECTOR_MAX_PAGES and LECTOR_MAX_UPLOAD_BYTES must be above 0");
+        }
+        if config.search_max_scored_pages < 1 {
+            bail!("LECTOR_SEARCH_MAX_SCORED_PAGES must be at least 1");
         }
         Ok(config)
     }

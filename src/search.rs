@@ -173,6 +173,9 @@ fn start_of(day: NaiveDate) -> DateTime<Utc> {
 pub struct SearchResults {
     /// How many documents match in all.
     pub total_documents: i64,
+    /// False when so many pages matched that only the newest were scored: then
+    /// `total_documents` is a lower bound.
+    pub total_is_exact: bool,
     /// The matching documents of this page, in order.
     pub documents: Vec<DocumentResult>,
 }
@@ -201,19 +204,22 @@ pub struct PageHit {
     pub snippet: Highlighted,
 }
 
-/// Runs `search` over `owner`'s documents.
+/// Runs `search` over `owner`'s documents, ranking at most `max_scored_pages` matching
+/// pages (`LECTOR_SEARCH_MAX_SCORED_PAGES`).
 pub async fn search(
     store: &dyn Store,
     owner: &User,
     search: &ValidSearch,
+    max_scored_pages: i64,
 ) -> Result<SearchResults, SearchError> {
     if search.query.is_empty() {
         return Ok(SearchResults {
             total_documents: 0,
+            total_is_exact: true,
             documents: Vec::new(),
         });
     }
-    let (matches, total_documents) = store
+    let found = store
         .search_documents(&SearchRequest {
             owner_id: &owner.id,
             query: &search.query,
@@ -221,9 +227,14 @@ pub async fn search(
             sort: search.sort,
             limit: search.per_page,
             offset: (search.page - 1) * search.per_page,
+            max_scored_pages,
         })
         .await?;
-    let ids: Vec<String> = matches.iter().map(|m| m.document_id.clone()).collect();
+    let ids: Vec<String> = found
+        .documents
+        .iter()
+        .map(|m| m.document_id.clone())
+        .collect();
     let mut pages = if ids.is_empty() {
         Vec::new()
     } else {
@@ -231,24 +242,25 @@ pub async fn search(
             .best_pages(&search.query, &ids, HITS_PER_DOCUMENT)
             .await?
     };
-    let mut documents = Vec::with_capacity(matches.len());
-    for found in matches {
+    let mut documents = Vec::with_capacity(found.documents.len());
+    for matched in found.documents {
         // Deleted between the two statements: it is simply not shown.
-        let document = match store.get_document(&found.document_id).await {
+        let document = match store.get_document(&matched.document_id).await {
             Ok(document) => document,
             Err(storage::Error::NotFound) => continue,
             Err(other) => return Err(other.into()),
         };
-        let hits = take_pages_of(&mut pages, &found.document_id);
+        let hits = take_pages_of(&mut pages, &matched.document_id);
         documents.push(DocumentResult {
             document,
-            score: found.score,
-            matching_pages: found.matching_pages,
+            score: matched.score,
+            matching_pages: matched.matching_pages,
             hits,
         });
     }
     Ok(SearchResults {
-        total_documents,
+        total_documents: found.total,
+        total_is_exact: found.complete,
         documents,
     })
 }

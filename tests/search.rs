@@ -560,7 +560,7 @@ async fn pages_stored_before_the_search_migration_are_indexed_by_it(#[case] back
         .unwrap();
     store.migrate().await.unwrap();
     let query = SearchQuery::parse("invoice").unwrap();
-    let (found, total) = store
+    let found = store
         .search_documents(&SearchRequest {
             owner_id: "u1",
             query: &query,
@@ -568,12 +568,17 @@ async fn pages_stored_before_the_search_migration_are_indexed_by_it(#[case] back
             sort: SearchSort::Relevance,
             limit: 10,
             offset: 0,
+            max_scored_pages: 100,
         })
         .await
         .unwrap();
-    assert_eq!((found.len(), total), (1, 1));
     assert_eq!(
-        (found[0].document_id.as_str(), found[0].matching_pages),
+        (found.documents.len(), found.total, found.complete),
+        (1, 1, true)
+    );
+    let first = &found.documents[0];
+    assert_eq!(
+        (first.document_id.as_str(), first.matching_pages),
         ("d1", 1)
     );
     let pages = store.best_pages(&query, &["d1".into()], 3).await.unwrap();
@@ -585,4 +590,43 @@ async fn pages_stored_before_the_search_migration_are_indexed_by_it(#[case] back
     );
     // The rebuilt SQLite table kept the pages and their order.
     assert_eq!(store.list_pages("d1").await.unwrap().len(), 2);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn past_the_scoring_limit_the_newest_pages_are_ranked_and_the_count_says_so(
+    #[case] backend: Backend,
+) {
+    let app = TestApp::spawn_with(backend, &[("LECTOR_SEARCH_MAX_SCORED_PAGES", "2")]).await;
+    seed(&app).await;
+    // "invoice" is on three pages; only the two newest (animals.pdf p3, invoices.pdf p2) are
+    // scored and counted.
+    let (status, body) = search(&app, &[("q", "invoice")]).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["total_is_exact"], false, "{body}");
+    assert_eq!(body["total_documents"], 2, "{body}");
+    let counted: BTreeMap<&str, i64> = body["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["document"]["file_name"].as_str().unwrap(),
+                d["matching_pages"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        counted,
+        BTreeMap::from([("animals.pdf", 1), ("invoices.pdf", 1)])
+    );
+    let page = app.get_text("/search?q=invoice").await;
+    assert!(page.contains("More than 2 documents match"), "{page}");
+
+    // Under the limit the count is exact.
+    let (_, body) = search(&app, &[("q", "pelican")]).await;
+    assert_eq!(body["total_is_exact"], true, "{body}");
+    assert_eq!(body["total_documents"], 1);
 }

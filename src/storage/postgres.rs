@@ -63,19 +63,27 @@ store_impl!(
 /// of [`crate::domain::search`].
 const HIGHLIGHT_MARKS: &str = "StartSel=\u{FDD0}, StopSel=\u{FDD1}";
 
-/// The matching documents: every matching page of the owner's documents scored, grouped by
-/// document; the total counted before the page is cut.
-const SEARCH_DOCUMENTS: &str = "select h.document_id, cast(max(h.score) as double precision) as score, \
-     count(*) as matching_pages, count(*) over () as total \
-     from (select p.document_id, ts_rank_cd(p.search, q.query, 1) as score \
-       from pages p join documents d on d.id = p.document_id \
-       cross join websearch_to_tsquery('english', $1) as q(query) \
-       where p.search @@ q.query and d.owner_id = $2 \
+/// The matching documents: the owner's newest matching pages (at most `$10`; ids are
+/// UUIDv7, so id order is upload order) scored, grouped by document; the totals counted
+/// before the page is cut. The pages are picked first and scored after, so that only those
+/// picked have their tsvector read for scoring. The query is written inline (not in a CTE)
+/// and the statement is not kept prepared, so that Postgres plans each search knowing its
+/// words: a word on most pages is best found walking the newest pages backwards, a rare one
+/// through the GIN index.
+const SEARCH_DOCUMENTS: &str = "with candidates as materialized (select p.document_id, p.search from pages p \
+       join documents d on d.id = p.document_id \
+       where p.search @@ websearch_to_tsquery('english', $1) and d.owner_id = $2 \
          and (cast($3 as text) is null or d.status = $3) \
          and (cast($4 as text) is null or d.engine = $4) \
          and (cast($5 as timestamptz) is null or d.created_at >= $5) \
-         and (cast($6 as timestamptz) is null or d.created_at < $6)) h \
-     group by h.document_id \
+         and (cast($6 as timestamptz) is null or d.created_at < $6) \
+       order by p.document_id desc, p.page_number desc limit $10), \
+     scored as (select c.document_id, ts_rank_cd(c.search, websearch_to_tsquery('english', $1), 1) as score \
+       from candidates c) \
+     select h.document_id, cast(max(h.score) as double precision) as score, \
+       count(*) as matching_pages, count(*) over () as total, \
+       (select count(*) from candidates) as scored_pages \
+     from scored h group by h.document_id \
      order by case when $7 then max(h.score) else 0 end desc, h.document_id desc \
      limit $8 offset $9";
 
@@ -122,8 +130,9 @@ impl super::search::SearchStore for PostgresStore {
     async fn search_documents(
         &self,
         request: &super::search::SearchRequest<'_>,
-    ) -> super::Result<(Vec<super::search::DocumentMatch>, i64)> {
-        let rows: Vec<(String, f64, i64, i64)> = sqlx::query_as(SEARCH_DOCUMENTS)
+    ) -> super::Result<super::search::DocumentMatches> {
+        let rows: Vec<(String, f64, i64, i64, i64)> = sqlx::query_as(SEARCH_DOCUMENTS)
+            .persistent(false)
             .bind(tag_safe(&super::search::websearch(request.query)))
             .bind(request.owner_id)
             .bind(request.filters.status.map(|s| s.as_str()))
@@ -133,9 +142,13 @@ impl super::search::SearchStore for PostgresStore {
             .bind(request.sort == crate::domain::search::SearchSort::Relevance)
             .bind(request.limit)
             .bind(request.offset)
+            .bind(request.max_scored_pages)
             .fetch_all(&self.pool)
             .await?;
-        Ok(super::search::documents_from_rows(rows))
+        Ok(super::search::documents_from_rows(
+            rows,
+            request.max_scored_pages,
+        ))
     }
 
     async fn best_pages(

@@ -26,6 +26,11 @@ pub struct SearchRequest<'a> {
     pub limit: i64,
     /// Documents to skip.
     pub offset: i64,
+    /// Most matching pages to score, newest first. Scoring reads each matching page's index
+    /// entry, so a word on nearly every page of a large library would cost time in proportion
+    /// to the library; past this many pages the newest matches are ranked and the count is a
+    /// lower bound (as search engines stop counting exactly past a point).
+    pub max_scored_pages: i64,
 }
 
 /// A document with at least one matching page.
@@ -37,6 +42,18 @@ pub struct DocumentMatch {
     pub score: f64,
     /// How many of its pages match.
     pub matching_pages: i64,
+}
+
+/// One page of matching documents, and how many match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentMatches {
+    /// The documents of the page asked for.
+    pub documents: Vec<DocumentMatch>,
+    /// How many documents match in all (among the pages scored).
+    pub total: i64,
+    /// False when more than `max_scored_pages` pages matched: `total` counts only the
+    /// documents of the newest of them.
+    pub complete: bool,
 }
 
 /// A matching page, with a passage around its hits.
@@ -56,10 +73,7 @@ pub struct PageMatch {
 #[async_trait]
 pub trait SearchStore: Send + Sync {
     /// The matching documents of `request`, and how many match in all.
-    async fn search_documents(
-        &self,
-        request: &SearchRequest<'_>,
-    ) -> Result<(Vec<DocumentMatch>, i64)>;
+    async fn search_documents(&self, request: &SearchRequest<'_>) -> Result<DocumentMatches>;
     /// The best `per_document` matching pages of each of `document_ids`, best first.
     async fn best_pages(
         &self,
@@ -135,18 +149,27 @@ pub(crate) fn json_list(ids: &[String]) -> String {
     serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
 }
 
-/// Matching documents from rows of (id, score, matching pages, total), with the total.
-pub(crate) fn documents_from_rows(rows: Vec<(String, f64, i64, i64)>) -> (Vec<DocumentMatch>, i64) {
+/// Matching documents from rows of (id, score, matching pages, total documents, pages
+/// scored).
+pub(crate) fn documents_from_rows(
+    rows: Vec<(String, f64, i64, i64, i64)>,
+    max_scored_pages: i64,
+) -> DocumentMatches {
     let total = rows.first().map_or(0, |row| row.3);
+    let scored = rows.first().map_or(0, |row| row.4);
     let documents = rows
         .into_iter()
-        .map(|(document_id, score, matching_pages, _)| DocumentMatch {
+        .map(|(document_id, score, matching_pages, _, _)| DocumentMatch {
             document_id,
             score,
             matching_pages,
         })
         .collect();
-    (documents, total)
+    DocumentMatches {
+        documents,
+        total,
+        complete: scored < max_scored_pages,
+    }
 }
 
 /// Matching pages from rows of (document id, page number, score, marked snippet).

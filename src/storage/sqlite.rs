@@ -63,25 +63,22 @@ impl SqliteStore {
 account_store_impl!(SqliteStore);
 store_impl!(SqliteStore, "sqlite", sqlx::migrate!("migrations/sqlite"));
 
-/// Every page matching an FTS5 expression, scored (bm25 is lower for better matches; negated
-/// so that higher is better on both backends).
-const MATCHING_PAGES: &str = "with hits as materialized (select rowid as page_id, -bm25(pages_search) as score \
-     from pages_search where pages_search match $1)";
-
-/// The matching documents (see the Postgres statement): grouped by document, the total
-/// counted before the page is cut.
-fn search_documents_sql() -> String {
-    format!(
-        "{MATCHING_PAGES} select p.document_id, max(h.score) as score, count(*) as matching_pages, \
-         count(*) over () as total \
-         from hits h join pages p on p.id = h.page_id join documents d on d.id = p.document_id \
-         where d.owner_id = $2 and ($3 is null or d.status = $3) and ($4 is null or d.engine = $4) \
-           and ($5 is null or d.created_at >= $5) and ($6 is null or d.created_at < $6) \
-         group by p.document_id \
-         order by case when $7 then max(h.score) else 0 end desc, p.document_id desc \
-         limit $8 offset $9"
-    )
-}
+/// The matching documents (see the Postgres statement): the owner's newest matching pages
+/// (at most `$10`; FTS5 walks its index in descending rowid order and stops there), scored
+/// and grouped by document; the totals counted before the page is cut.
+const SEARCH_DOCUMENTS: &str = "with candidates as materialized (\
+       select p.document_id, -bm25(pages_search) as score \
+       from pages_search join pages p on p.id = pages_search.rowid \
+       join documents d on d.id = p.document_id \
+       where pages_search match $1 and d.owner_id = $2 \
+         and ($3 is null or d.status = $3) and ($4 is null or d.engine = $4) \
+         and ($5 is null or d.created_at >= $5) and ($6 is null or d.created_at < $6) \
+       order by pages_search.rowid desc limit $10) \
+     select document_id, max(score) as score, count(*) as matching_pages, \
+       count(*) over () as total, (select count(*) from candidates) as scored_pages \
+     from candidates group by document_id \
+     order by case when $7 then max(score) else 0 end desc, document_id desc \
+     limit $8 offset $9";
 
 /// The best pages of some documents (ids in a JSON array), best first within each.
 const BEST_PAGES: &str = "select id, document_id, page_number, score from (\
@@ -112,8 +109,8 @@ impl super::search::SearchStore for SqliteStore {
     async fn search_documents(
         &self,
         request: &super::search::SearchRequest<'_>,
-    ) -> super::Result<(Vec<super::search::DocumentMatch>, i64)> {
-        let rows: Vec<(String, f64, i64, i64)> = sqlx::query_as(&search_documents_sql())
+    ) -> super::Result<super::search::DocumentMatches> {
+        let rows: Vec<(String, f64, i64, i64, i64)> = sqlx::query_as(SEARCH_DOCUMENTS)
             .bind(super::search::fts5(request.query))
             .bind(request.owner_id)
             .bind(request.filters.status.map(|s| s.as_str()))
@@ -123,9 +120,13 @@ impl super::search::SearchStore for SqliteStore {
             .bind(request.sort == crate::domain::search::SearchSort::Relevance)
             .bind(request.limit)
             .bind(request.offset)
+            .bind(request.max_scored_pages)
             .fetch_all(&self.pool)
             .await?;
-        Ok(super::search::documents_from_rows(rows))
+        Ok(super::search::documents_from_rows(
+            rows,
+            request.max_scored_pages,
+        ))
     }
 
     async fn best_pages(

@@ -20,6 +20,10 @@ pub struct SearchResultsView {
     pub query: String,
     /// How many documents match in all.
     pub total_documents: i64,
+    /// False when the words are on so many pages that only the newest matching pages were
+    /// ranked (`LECTOR_SEARCH_MAX_SCORED_PAGES`, 10,000): `total_documents` is then a lower
+    /// bound.
+    pub total_is_exact: bool,
     /// This page of results, from 1.
     pub page: i64,
     /// Documents per page.
@@ -71,11 +75,18 @@ pub async fn search(
 ) -> Result<Json<SearchResultsView>, AppError> {
     let Query(params) = params.map_err(|e| AppError::InvalidSearch(e.body_text()))?;
     let valid = params.validate()?;
-    let results = search::search(state.store().as_ref(), &user, &valid).await?;
+    let results = search::search(
+        state.store().as_ref(),
+        &user,
+        &valid,
+        state.config.search_max_scored_pages,
+    )
+    .await?;
     let seen = (valid.page - 1) * valid.per_page + results.documents.len() as i64;
     Ok(Json(SearchResultsView {
         query: valid.query.text.clone(),
         total_documents: results.total_documents,
+        total_is_exact: results.total_is_exact,
         page: valid.page,
         per_page: valid.per_page,
         next_page: (seen < results.total_documents).then_some(valid.page + 1),

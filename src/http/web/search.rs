@@ -74,7 +74,8 @@ pub async fn page(
             return Ok((StatusCode::BAD_REQUEST, render(&page)?).into_response());
         }
     };
-    let results = match search::search(state.store().as_ref(), &user, &valid).await {
+    let max_scored = state.config.search_max_scored_pages;
+    let results = match search::search(state.store().as_ref(), &user, &valid, max_scored).await {
         Ok(results) => results,
         Err(SearchError::Storage(e)) => return Err(e.into()),
         Err(refused) => {
@@ -91,6 +92,13 @@ pub async fn page(
                 .into()
         }
         (0, _) | (_, 0) => "No document matches.".into(),
+        (total, _) if !results.total_is_exact => format!(
+            "More than {total} documents match: the words are on so many pages that the \
+             newest {} matching pages were ranked; {}–{} shown. Add a word to narrow it.",
+            max_scored,
+            first + 1,
+            first + shown
+        ),
         (1, _) => "1 document matches.".into(),
         (total, _) => format!(
             "{total} documents match; {}–{} shown.",
