@@ -304,3 +304,54 @@ async fn on_shutdown_a_running_job_is_handed_back_to_the_queue(#[case] backend: 
     app.drain_jobs().await;
     assert_eq!(app.document(&id).await["status"], "done");
 }
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn shares_of_one_document_store_their_pages_at_the_same_time(#[case] backend: Backend) {
+    // What the shares of a document read on several cores do: write pages under the same
+    // job from two connections at once. On SQLite a writer that had to wait was once refused
+    // with "database is locked" instead of waiting (transactions now take the write lock as
+    // they begin).
+    let app = TestApp::spawn_with(backend, &[("LECTOR_WORKERS", "0")]).await;
+    let pages: Vec<Vec<String>> = (1..=200).map(|n| vec![format!("page {n}")]).collect();
+    let id = {
+        let response = app
+            .upload_bytes(common::aws::text_pdf(&pages), "long.pdf", None)
+            .await;
+        assert_eq!(response.status(), 202);
+        response.json::<serde_json::Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let job = app
+        .store
+        .claim_job("worker", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let share = |first: i32| {
+        let store = app.store.clone();
+        let job = job.clone();
+        async move {
+            for number in (first..=200).step_by(2) {
+                let page = lector::storage::NewPage {
+                    number,
+                    text: format!("the words of page {number}"),
+                    source: "text_layer".into(),
+                    extraction_ms: 1,
+                    error: None,
+                    confidence: None,
+                    dpi: None,
+                    ocr_reason: None,
+                };
+                assert!(store.insert_pages(&job, "worker", &[page]).await.unwrap());
+            }
+        }
+    };
+    futures_util::future::join(share(1), share(2)).await;
+    let stored = app.store.stored_page_numbers(&id).await.unwrap();
+    assert_eq!(stored, (1..=200).collect::<Vec<i32>>());
+}

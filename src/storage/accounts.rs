@@ -149,9 +149,9 @@ macro_rules! account_store_impl {
                 only_if_first: bool,
             ) -> $crate::storage::Result<Option<$crate::domain::User>> {
                 use $crate::storage::accounts::sql;
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(self.sql.begin_write).await?;
                 // Two first sign-ups at once must not both see an empty table: Postgres locks
-                // the table; on SQLite the insert below takes the one write lock.
+                // the table; on SQLite the transaction began holding the one write lock.
                 if !self.sql.lock_users.is_empty() {
                     sqlx::query(&self.sql.lock_users).execute(&mut *tx).await?;
                 }

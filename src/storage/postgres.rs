@@ -16,6 +16,7 @@ const DIALECT: Dialect = Dialect {
     skip_locked: "for update skip locked",
     month_start: "date_trunc('month', now())",
     lock_users: "lock table users in share row exclusive mode",
+    begin_write: "begin",
 };
 
 /// [`super::Store`] on Postgres.

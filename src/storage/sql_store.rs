@@ -13,6 +13,10 @@ pub(crate) struct Dialect {
     pub month_start: &'static str,
     /// Serialises account creation (empty where writers are serialised anyway).
     pub lock_users: &'static str,
+    /// Starts a transaction that will write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that has to wait for another writer can
+    /// be refused with "database is locked" without the busy timeout being used.
+    pub begin_write: &'static str,
 }
 
 /// Every statement the stores run, built once from a [`Dialect`].
@@ -47,6 +51,7 @@ pub(crate) struct Queries {
     pub touch_token: String,
     pub oldest_due_job: String,
     pub lock_users: String,
+    pub begin_write: &'static str,
 }
 
 /// Statements that are the same on both backends.
@@ -206,6 +211,7 @@ impl Queries {
                 "select min(run_at) from jobs where status = 'queued' and run_at <= {now}"
             ),
             lock_users: d.lock_users.into(),
+            begin_write: d.begin_write,
             textract_pages_this_month: format!(
                 "select cast(coalesce(sum(pages), 0) as bigint) from textract_usage where created_at >= {month}",
                 month = d.month_start,
@@ -261,7 +267,7 @@ macro_rules! store_impl {
                         })?),
                         None => None,
                     };
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(self.sql.begin_write).await?;
                 sqlx::query(&self.sql.insert_document)
                     .bind(&doc.id)
                     .bind(&doc.file_name)
@@ -469,7 +475,7 @@ macro_rules! store_impl {
                 max_attempts: i32,
                 ocr: Option<&$crate::domain::ocr::OcrChoice>,
             ) -> $crate::storage::Result<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(self.sql.begin_write).await?;
                 let done = sqlx::query(&self.sql.requeue_document)
                     .bind(id)
                     .bind(ocr.map(|o| o.mode.as_str()))
@@ -493,7 +499,7 @@ macro_rules! store_impl {
             }
 
             async fn cancel_document(&self, id: &str) -> $crate::storage::Result<bool> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(self.sql.begin_write).await?;
                 let done = sqlx::query(&self.sql.cancel_document)
                     .bind(id)
                     .execute(&mut *tx)
@@ -567,7 +573,7 @@ macro_rules! store_impl {
                 worker: &str,
                 pages: &[$crate::storage::NewPage],
             ) -> $crate::storage::Result<bool> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(self.sql.begin_write).await?;
                 for page in pages {
                     let done = sqlx::query(&self.sql.insert_page)
                         .bind(job.id)
@@ -618,7 +624,7 @@ macro_rules! store_impl {
                 error: &str,
                 delay: std::time::Duration,
             ) -> $crate::storage::Result<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(self.sql.begin_write).await?;
                 let done = sqlx::query(&self.sql.retry_job)
                     .bind(job.id)
                     .bind(worker)
@@ -655,7 +661,7 @@ macro_rules! store_impl {
                 worker: &str,
                 delay: std::time::Duration,
             ) -> $crate::storage::Result<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(self.sql.begin_write).await?;
                 let done = sqlx::query(&self.sql.release_job)
                     .bind(job.id)
                     .bind(worker)
@@ -846,7 +852,7 @@ macro_rules! store_impl {
                 status: &str,
                 error: Option<&str>,
             ) -> $crate::storage::Result<bool> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(self.sql.begin_write).await?;
                 let done = sqlx::query(&self.sql.finish_job)
                     .bind(job.id)
                     .bind(worker)

@@ -17,6 +17,7 @@ const DIALECT: Dialect = Dialect {
     skip_locked: "",
     month_start: "strftime('%Y-%m-01 00:00:00.000', 'now')",
     lock_users: "",
+    begin_write: "begin immediate",
 };
 
 /// [`super::Store`] on SQLite.
