@@ -1,6 +1,8 @@
 //! The search use case shared by the web UI and the API: read the request (query, filters,
 //! order, page), ask the store for the matching documents and their best pages.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -9,10 +11,7 @@ use crate::{
         Document, DocumentStatus, User,
         search::{Highlighted, QueryError, SearchFilters, SearchQuery, SearchSort},
     },
-    storage::{
-        self, Store,
-        search::{PageMatch, SearchRequest},
-    },
+    storage::{self, Store, search::SearchRequest},
 };
 
 /// Documents per page of results unless asked otherwise.
@@ -28,28 +27,20 @@ pub const ENGINES: &[&str] = &["local", "textract", "hybrid"];
 #[derive(Debug, Default, Clone, Deserialize, Serialize, utoipa::IntoParams)]
 pub struct SearchParams {
     /// Words, "phrases", -excluded words, `or` between alternatives.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub q: Option<String>,
     /// Only documents in this state: queued, processing, done, failed, cancelled.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     /// Only documents read by this engine: local, textract, hybrid.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
     /// Uploaded on or after this day (YYYY-MM-DD, UTC).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     /// Uploaded on or before this day (YYYY-MM-DD, UTC).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
     /// `relevance` (default) or `date` (newest first).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sort: Option<String>,
     /// Page of results, from 1.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub page: Option<i64>,
     /// Documents per page, 1 to 50 (default 10).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub per_page: Option<i64>,
 }
 
@@ -62,9 +53,6 @@ pub enum SearchError {
     /// A filter, the order or the page.
     #[error("{0}")]
     Invalid(String),
-    /// The database failed.
-    #[error(transparent)]
-    Storage(#[from] storage::Error),
 }
 
 /// A search, checked.
@@ -211,7 +199,7 @@ pub async fn search(
     owner: &User,
     search: &ValidSearch,
     max_scored_pages: i64,
-) -> Result<SearchResults, SearchError> {
+) -> storage::Result<SearchResults> {
     if search.query.is_empty() {
         return Ok(SearchResults {
             total_documents: 0,
@@ -235,29 +223,43 @@ pub async fn search(
         .iter()
         .map(|m| m.document_id.clone())
         .collect();
-    let mut pages = if ids.is_empty() {
-        Vec::new()
-    } else {
-        store
-            .best_pages(&search.query, &ids, HITS_PER_DOCUMENT)
-            .await?
-    };
-    let mut documents = Vec::with_capacity(found.documents.len());
-    for matched in found.documents {
-        // Deleted between the two statements: it is simply not shown.
-        let document = match store.get_document(&matched.document_id).await {
-            Ok(document) => document,
-            Err(storage::Error::NotFound) => continue,
-            Err(other) => return Err(other.into()),
-        };
-        let hits = take_pages_of(&mut pages, &matched.document_id);
-        documents.push(DocumentResult {
-            document,
-            score: matched.score,
-            matching_pages: matched.matching_pages,
-            hits,
+    if ids.is_empty() {
+        return Ok(SearchResults {
+            total_documents: found.total,
+            total_is_exact: found.complete,
+            documents: Vec::new(),
         });
     }
+    let mut hits: HashMap<String, Vec<PageHit>> = HashMap::new();
+    for page in store
+        .best_pages(&search.query, &ids, HITS_PER_DOCUMENT)
+        .await?
+    {
+        hits.entry(page.document_id).or_default().push(PageHit {
+            page_number: page.page_number,
+            score: page.score,
+            snippet: page.snippet,
+        });
+    }
+    let mut by_id: HashMap<String, Document> = store
+        .documents_by_ids(&ids)
+        .await?
+        .into_iter()
+        .map(|document| (document.id.clone(), document))
+        .collect();
+    let documents = found
+        .documents
+        .into_iter()
+        // One deleted between the statements is simply not shown.
+        .filter_map(|matched| {
+            Some(DocumentResult {
+                document: by_id.remove(&matched.document_id)?,
+                hits: hits.remove(&matched.document_id).unwrap_or_default(),
+                score: matched.score,
+                matching_pages: matched.matching_pages,
+            })
+        })
+        .collect();
     Ok(SearchResults {
         total_documents: found.total,
         total_is_exact: found.complete,
@@ -265,18 +267,11 @@ pub async fn search(
     })
 }
 
-fn take_pages_of(pages: &mut Vec<PageMatch>, document_id: &str) -> Vec<PageHit> {
-    let (mine, rest): (Vec<PageMatch>, Vec<PageMatch>) = std::mem::take(pages)
-        .into_iter()
-        .partition(|p| p.document_id == document_id);
-    *pages = rest;
-    mine.into_iter()
-        .map(|p| PageHit {
-            page_number: p.page_number,
-            score: p.score,
-            snippet: p.snippet,
-        })
-        .collect()
+/// The document page opened at page `number` with the hits of `q` highlighted: where
+/// every search result links to, from the web UI and the API.
+pub fn page_link(document_id: &str, q: &str, number: i32) -> String {
+    let query = serde_urlencoded::to_string([("q", q)]).unwrap_or_default();
+    format!("/documents/{document_id}?{query}#page-{number}")
 }
 
 /// The matching pages of one document with every hit marked (the document page, opened from
@@ -342,6 +337,20 @@ mod tests {
         assert_eq!((search.page, search.per_page), (1, DEFAULT_PER_PAGE));
         assert!(params(&[("q", "  ")]).is_blank());
         assert!(!params(&[("q", "x")]).is_blank());
+    }
+
+    #[test]
+    fn a_search_writes_back_into_a_url_with_only_the_fields_given() {
+        let params = SearchParams {
+            q: Some("due date".into()),
+            page: Some(2),
+            ..SearchParams::default()
+        };
+        assert_eq!(
+            serde_urlencoded::to_string(&params).unwrap(),
+            "q=due+date&page=2"
+        );
+        assert_eq!(page_link("d1", "a&b", 3), "/documents/d1?q=a%26b#page-3");
     }
 
     #[test]

@@ -66,10 +66,7 @@ impl From<storage::Error> for AppError {
 
 impl From<crate::search::SearchError> for AppError {
     fn from(err: crate::search::SearchError) -> Self {
-        match err {
-            crate::search::SearchError::Storage(storage) => storage.into(),
-            refused => AppError::InvalidSearch(refused.to_string()),
-        }
+        AppError::InvalidSearch(err.to_string())
     }
 }
 

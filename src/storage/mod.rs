@@ -50,6 +50,12 @@ impl From<sqlx::Error> for Error {
 /// Storage results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Ids as a JSON array: how both backends take a list in one parameter (Postgres with
+/// `jsonb_array_elements_text`, SQLite with `json_each`).
+pub(crate) fn json_list<T: serde::Serialize>(ids: &[T]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
+}
+
 /// A document about to be stored, with its original in a file on disk.
 #[derive(Debug)]
 pub struct NewDocument {
@@ -152,6 +158,8 @@ pub trait Store: AccountStore + search::SearchStore + Send + Sync + 'static {
     ) -> Result<Option<Document>>;
     /// One document, whoever owns it (the HTTP layer checks ownership).
     async fn get_document(&self, id: &str) -> Result<Document>;
+    /// The documents of these ids that exist, in no particular order.
+    async fn documents_by_ids(&self, ids: &[String]) -> Result<Vec<Document>>;
     /// `owner_id`'s documents, newest first, strictly older than the document `before`
     /// (cursor pagination).
     async fn list_documents(

@@ -16,6 +16,7 @@ const DIALECT: Dialect = Dialect {
     skip_locked: "for update skip locked",
     month_start: "date_trunc('month', now())",
     lock_users: "lock table users in share row exclusive mode",
+    json_list: "select jsonb_array_elements_text(cast($1 as jsonb))",
     begin_write: "begin",
 };
 
@@ -60,10 +61,6 @@ store_impl!(
     sqlx::migrate!("migrations/postgres")
 );
 
-/// Options of `ts_headline` shared by snippets and whole-page highlights: the hit markers
-/// of [`crate::domain::search`].
-const HIGHLIGHT_MARKS: &str = "StartSel=\u{FDD0}, StopSel=\u{FDD1}";
-
 /// The matching documents: the owner's newest matching pages (at most `$10`; ids are
 /// UUIDv7, so id order is upload order) scored, grouped by document; the totals counted
 /// before the page is cut. The pages are picked first and scored after, so that only those
@@ -89,30 +86,25 @@ const SEARCH_DOCUMENTS: &str = "with candidates as materialized (select p.docume
      limit $8 offset $9";
 
 /// The best pages of some documents, with a passage around the hits (only those pages get
-/// the costly headline).
-fn best_pages_sql() -> String {
-    format!(
-        "select t.document_id, t.page_number, cast(t.score as double precision) as score, \
-         ts_headline('english', translate(t.text, '<', U&'\\FDD2'), q.query, '{HIGHLIGHT_MARKS}, MaxWords=30, MinWords=12, \
-           ShortWord=2, MaxFragments=2, FragmentDelimiter=\" … \"') as snippet \
-         from (select p.document_id, p.page_number, p.text, ts_rank_cd(p.search, q.query, 1) as score, \
-             row_number() over (partition by p.document_id \
-               order by ts_rank_cd(p.search, q.query, 1) desc, p.page_number) as n \
-           from pages p cross join websearch_to_tsquery('english', $1) as q(query) \
-           where p.document_id in (select jsonb_array_elements_text(cast($2 as jsonb))) \
-             and p.search @@ q.query) t \
-         cross join websearch_to_tsquery('english', $1) as q(query) \
-         where t.n <= $3 order by t.document_id, t.score desc, t.page_number"
-    )
-}
+/// the costly headline). Hits are marked with the markers of [`crate::domain::search`].
+const BEST_PAGES: &str = "select t.document_id, t.page_number, cast(t.score as double precision) as score, \
+     ts_headline('english', translate(t.text, '<', U&'\\FDD2'), q.query, \
+       'StartSel=\u{FDD0}, StopSel=\u{FDD1}, MaxWords=30, MinWords=12, ShortWord=2, \
+        MaxFragments=2, FragmentDelimiter=\" … \"') as snippet \
+     from (select p.document_id, p.page_number, p.text, ts_rank_cd(p.search, q.query, 1) as score, \
+         row_number() over (partition by p.document_id \
+           order by ts_rank_cd(p.search, q.query, 1) desc, p.page_number) as n \
+       from pages p cross join websearch_to_tsquery('english', $1) as q(query) \
+       where p.document_id in (select jsonb_array_elements_text(cast($2 as jsonb))) \
+         and p.search @@ q.query) t \
+     cross join websearch_to_tsquery('english', $1) as q(query) \
+     where t.n <= $3 order by t.document_id, t.score desc, t.page_number";
 
-fn highlight_pages_sql() -> String {
-    format!(
-        "select p.page_number, ts_headline('english', translate(p.text, '<', U&'\\FDD2'), q.query, '{HIGHLIGHT_MARKS}, HighlightAll=true') \
-         from pages p cross join websearch_to_tsquery('english', $2) as q(query) \
-         where p.document_id = $1 and p.search @@ q.query order by p.page_number"
-    )
-}
+/// Every matching page of one document, all of its text with every hit marked.
+const HIGHLIGHT_PAGES: &str = "select p.page_number, ts_headline('english', \
+       translate(p.text, '<', U&'\\FDD2'), q.query, 'StartSel=\u{FDD0}, StopSel=\u{FDD1}, HighlightAll=true') \
+     from pages p cross join websearch_to_tsquery('english', $2) as q(query) \
+     where p.document_id = $1 and p.search @@ q.query order by p.page_number";
 
 /// Stands in for '<' wherever text reaches Postgres' parser, which would otherwise read
 /// `<word>` as an HTML tag and drop it (see migration 0008).
@@ -158,9 +150,9 @@ impl super::search::SearchStore for PostgresStore {
         document_ids: &[String],
         per_document: i64,
     ) -> super::Result<Vec<super::search::PageMatch>> {
-        let rows: Vec<(String, i32, f64, String)> = sqlx::query_as(&best_pages_sql())
+        let rows: Vec<(String, i32, f64, String)> = sqlx::query_as(BEST_PAGES)
             .bind(tag_safe(&super::search::websearch(query)))
-            .bind(super::search::json_list(document_ids))
+            .bind(super::json_list(document_ids))
             .bind(per_document)
             .fetch_all(&self.pool)
             .await?;
@@ -176,7 +168,7 @@ impl super::search::SearchStore for PostgresStore {
         document_id: &str,
         query: &crate::domain::search::SearchQuery,
     ) -> super::Result<Vec<(i32, crate::domain::search::Highlighted)>> {
-        let rows: Vec<(i32, String)> = sqlx::query_as(&highlight_pages_sql())
+        let rows: Vec<(i32, String)> = sqlx::query_as(HIGHLIGHT_PAGES)
             .bind(document_id)
             .bind(tag_safe(&super::search::websearch(query)))
             .fetch_all(&self.pool)

@@ -7,10 +7,6 @@ use async_trait::async_trait;
 use super::Result;
 use crate::domain::search::{Highlighted, SearchFilters, SearchQuery, SearchSort, Terms};
 
-/// Characters of a page that are indexed (Postgres refuses a `tsvector` over 1 MB; the same
-/// limit on both backends keeps their answers the same).
-pub const INDEXED_CHARS_PER_PAGE: usize = 100_000;
-
 /// One page of a search's matching documents.
 #[derive(Debug)]
 pub struct SearchRequest<'a> {
@@ -142,11 +138,6 @@ pub(crate) fn fts5(query: &SearchQuery) -> String {
     } else {
         format!("({wanted}) NOT ({})", excluded.join(" OR "))
     }
-}
-
-/// Document ids as a JSON array (how both backends take a list in one parameter).
-pub(crate) fn json_list(ids: &[String]) -> String {
-    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
 }
 
 /// Matching documents from rows of (id, score, matching pages, total documents, pages

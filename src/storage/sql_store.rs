@@ -13,6 +13,8 @@ pub(crate) struct Dialect {
     pub month_start: &'static str,
     /// Serialises account creation (empty where writers are serialised anyway).
     pub lock_users: &'static str,
+    /// The elements of the JSON array of strings in `$1`, as a subquery.
+    pub json_list: &'static str,
     /// Starts a transaction that will write. On SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`): a deferred transaction that has to wait for another writer can
     /// be refused with "database is locked" without the busy timeout being used.
@@ -25,6 +27,7 @@ pub(crate) struct Queries {
     pub insert_blob_chunk: String,
     pub insert_job: String,
     pub document_by_id: String,
+    pub documents_by_ids: String,
     pub document_by_sha256: String,
     pub documents_newest: String,
     pub documents_before: String,
@@ -104,6 +107,10 @@ impl Queries {
             insert_job: "insert into jobs (kind, document_id, status, max_attempts) values ('extract', $1, 'queued', $2)"
                 .into(),
             document_by_id: format!("select {cols} from documents d where d.id = $1"),
+            documents_by_ids: format!(
+                "select {cols} from documents d where d.id in ({})",
+                d.json_list
+            ),
             document_by_sha256: format!(
                 "select {cols} from documents d where d.sha256 = $1 and coalesce(d.owner_id, '') = coalesce($2, '')"
             ),
@@ -348,6 +355,18 @@ macro_rules! store_impl {
                     .fetch_one(&self.pool)
                     .await?
                     .try_into()
+            }
+
+            async fn documents_by_ids(
+                &self,
+                ids: &[String],
+            ) -> $crate::storage::Result<Vec<$crate::domain::Document>> {
+                let rows =
+                    sqlx::query_as::<_, $crate::storage::DocumentRow>(&self.sql.documents_by_ids)
+                        .bind($crate::storage::json_list(ids))
+                        .fetch_all(&self.pool)
+                        .await?;
+                rows.into_iter().map(TryInto::try_into).collect()
             }
 
             async fn list_documents(

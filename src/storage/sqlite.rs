@@ -17,6 +17,7 @@ const DIALECT: Dialect = Dialect {
     skip_locked: "",
     month_start: "strftime('%Y-%m-01 00:00:00.000', 'now')",
     lock_users: "",
+    json_list: "select value from json_each($1)",
     begin_write: "begin immediate",
 };
 
@@ -139,14 +140,14 @@ impl super::search::SearchStore for SqliteStore {
         let expression = super::search::fts5(query);
         let best: Vec<(i64, String, i32, f64)> = sqlx::query_as(BEST_PAGES)
             .bind(&expression)
-            .bind(super::search::json_list(document_ids))
+            .bind(super::json_list(document_ids))
             .bind(per_document)
             .fetch_all(&self.pool)
             .await?;
         let page_ids: Vec<i64> = best.iter().map(|row| row.0).collect();
         let snippets: std::collections::HashMap<i64, String> = sqlx::query_as(SNIPPETS)
             .bind(&expression)
-            .bind(serde_json::to_string(&page_ids).unwrap_or_else(|_| "[]".into()))
+            .bind(super::json_list(&page_ids))
             .fetch_all(&self.pool)
             .await?
             .into_iter()

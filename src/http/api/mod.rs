@@ -12,7 +12,7 @@ use utoipa::{
 use super::AppState;
 
 mod documents;
-pub(crate) mod search;
+mod search;
 mod views;
 
 /// The OpenAPI document, generated from the handlers' annotations.

@@ -107,17 +107,11 @@ pub async fn search(
                             score: hit.score,
                             snippet: hit.snippet.plain(),
                             snippet_html: hit.snippet.to_html(),
-                            html: page_link(&id, &valid.query.text, hit.page_number),
+                            html: search::page_link(&id, &valid.query.text, hit.page_number),
                         })
                         .collect(),
                 }
             })
             .collect(),
     }))
-}
-
-/// The document page opened at page `number` with the hits of `q` highlighted.
-pub fn page_link(document_id: &str, q: &str, number: i32) -> String {
-    let query = serde_urlencoded::to_string([("q", q)]).unwrap_or_default();
-    format!("/documents/{document_id}?{query}#page-{number}")
 }

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     http::{AppState, HtmlError, auth::CurrentUser},
-    search::{self, SearchError, SearchParams},
+    search::{self, SearchParams},
 };
 
 #[derive(Template)]
@@ -54,12 +54,19 @@ pub async fn page(
     params: Result<Query<SearchParams>, QueryRejection>,
 ) -> Result<Response, HtmlError> {
     let nav = Nav::new(&session, Some(&user)).await?;
+    // A search that cannot run: the form again, filled in, with the reason.
+    let refused = |page: SearchPage, reason: String| -> Result<Response, HtmlError> {
+        let page = SearchPage {
+            error: Some(reason),
+            ..page
+        };
+        Ok((StatusCode::BAD_REQUEST, render(&page)?).into_response())
+    };
     let params = match params {
         Ok(Query(params)) => params,
         Err(rejection) => {
-            let mut page = SearchPage::new(nav, &SearchParams::default());
-            page.error = Some(rejection.body_text());
-            return Ok((StatusCode::BAD_REQUEST, render(&page)?).into_response());
+            let page = SearchPage::new(nav, &SearchParams::default());
+            return refused(page, rejection.body_text());
         }
     };
     let mut page = SearchPage::new(nav, &params);
@@ -68,21 +75,10 @@ pub async fn page(
     }
     let valid = match params.validate() {
         Ok(valid) => valid,
-        Err(SearchError::Storage(e)) => return Err(e.into()),
-        Err(refused) => {
-            page.error = Some(refused.to_string());
-            return Ok((StatusCode::BAD_REQUEST, render(&page)?).into_response());
-        }
+        Err(reason) => return refused(page, reason.to_string()),
     };
     let max_scored = state.config.search_max_scored_pages;
-    let results = match search::search(state.store().as_ref(), &user, &valid, max_scored).await {
-        Ok(results) => results,
-        Err(SearchError::Storage(e)) => return Err(e.into()),
-        Err(refused) => {
-            page.error = Some(refused.to_string());
-            return Ok((StatusCode::BAD_REQUEST, render(&page)?).into_response());
-        }
-    };
+    let results = search::search(state.store().as_ref(), &user, &valid, max_scored).await?;
     let first = (valid.page - 1) * valid.per_page;
     let shown = results.documents.len() as i64;
     page.searched = true;

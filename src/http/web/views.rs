@@ -253,7 +253,7 @@ impl SearchResultRow {
             n => format!("{n} matching pages"),
         };
         SearchResultRow {
-            link: crate::http::api::search::page_link(&doc.id, q, first_page),
+            link: crate::search::page_link(&doc.id, q, first_page),
             details: format!(
                 "{matching} of {} · {} · uploaded {}",
                 doc.page_count,
@@ -267,7 +267,7 @@ impl SearchResultRow {
                 .into_iter()
                 .map(|hit| HitRow {
                     page: hit.page_number,
-                    link: crate::http::api::search::page_link(&doc.id, q, hit.page_number),
+                    link: crate::search::page_link(&doc.id, q, hit.page_number),
                     fragments: hit.snippet.0,
                 })
                 .collect(),
