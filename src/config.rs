@@ -218,7 +218,7 @@ impl Config {
     /// Reads the configuration through `lookup`, so tests can pass their own variables.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let workers = parse_or(&get, "LECTOR_WORKERS", default_workers())?;
+        let workers = parse_or(&get, "LECTOR_WORKERS", cores())?;
         let bind = match (get("LECTOR_BIND"), get("PORT")) {
             (Some(bind), _) => bind.parse().with_context(|| {
                 format!("LECTOR_BIND={bind:?} is not an address like 0.0.0.0:8080")
@@ -470,8 +470,9 @@ fn rds_url(get: &impl Fn(&str) -> Option<String>, host: &str) -> anyhow::Result<
     ))
 }
 
-fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
+/// The cores this process may run on (1 when the system cannot say).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn parse_or<T: std::str::FromStr>(

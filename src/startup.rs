@@ -103,9 +103,7 @@ pub async fn engines(config: &Config) -> Engines {
         textract,
         sqs,
         ocr: OcrAvailability::detect(),
-        cores: Arc::new(tokio::sync::Semaphore::new(
-            std::thread::available_parallelism().map_or(1, |n| n.get()),
-        )),
+        cores: Arc::new(tokio::sync::Semaphore::new(crate::config::cores())),
     }
 }
 
@@ -171,11 +169,10 @@ pub async fn run(
     );
     spawn_session_cleanup(connected.sessions.clone(), stop.clone());
     spawn_queue_report(connected.store.clone(), stop.clone());
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if let Err(error) = engines
         .sandbox
         .inspectors()
-        .warm(cores, config.inspect_timeout)
+        .warm(crate::config::cores(), config.inspect_timeout)
     {
         tracing::warn!(%error, "could not start the upload checkers ahead of time");
     }

@@ -92,7 +92,7 @@ impl Sandbox {
     pub fn new(exe: PathBuf, memory_mb: u64) -> Self {
         // Enough idle checkers for every core to be checking an upload while as many more
         // uploads arrive; beyond that a burst starts (and then retires) extra children.
-        let max_idle = std::thread::available_parallelism().map_or(2, |n| 2 * n.get());
+        let max_idle = 2 * crate::config::cores();
         Sandbox {
             inspectors: Arc::new(Inspectors::new(exe.clone(), memory_mb, max_idle)),
             exe,

@@ -268,9 +268,16 @@ async fn run_share(
     let mut heartbeat = tokio::time::interval(heartbeat_every);
     heartbeat.tick().await;
     let grace = config.shutdown_grace;
+    // Shutdown (after its grace period) or another share that could not finish: store what
+    // came and hand the rest back.
     let hand_back = async {
-        shutdown.cancelled().await;
-        tokio::time::sleep(grace).await;
+        tokio::select! {
+            _ = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(grace).await;
+            } => {}
+            _ = stop.cancelled() => {}
+        }
     };
     tokio::pin!(hand_back);
     // Each pass runs one child over the pages not yet stored. A page that crashes or hangs
@@ -370,13 +377,6 @@ async fn run_share(
                         }
                     }
                 }
-                _ = stop.cancelled() => {
-                    run.kill().await;
-                    if !store_pages(worker, job, &mut pending).await? {
-                        return Ok(Outcome::Lost);
-                    }
-                    return Ok(Outcome::Released);
-                }
                 _ = &mut hand_back => {
                     run.kill().await;
                     if !store_pages(worker, job, &mut pending).await? {
@@ -460,4 +460,49 @@ pub(super) async fn record(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(outcome: &Outcome) -> &'static str {
+        match outcome {
+            Outcome::Done => "done",
+            Outcome::Failed(_) => "failed",
+            Outcome::Retry(_) => "retry",
+            Outcome::Lost => "lost",
+            Outcome::Released => "released",
+            Outcome::Deferred(_) => "deferred",
+        }
+    }
+
+    #[test]
+    fn the_share_that_could_not_finish_decides_the_document() {
+        // A failed share stopped the others, which report Released: the failure wins.
+        let outcome = merge(vec![
+            Outcome::Released,
+            Outcome::Failed("unreadable".into()),
+            Outcome::Done,
+        ]);
+        assert!(matches!(&outcome, Outcome::Failed(reason) if reason == "unreadable"));
+        // A lost job outranks a retry; a retry outranks a hand-back.
+        let outcome = merge(vec![
+            Outcome::Retry(anyhow::anyhow!("disk")),
+            Outcome::Lost,
+            Outcome::Released,
+        ]);
+        assert_eq!(name(&outcome), "lost");
+        let outcome = merge(vec![
+            Outcome::Released,
+            Outcome::Retry(anyhow::anyhow!("disk")),
+        ]);
+        assert_eq!(name(&outcome), "retry");
+        // Shutdown stopped one share while the other finished: the job goes back.
+        assert_eq!(
+            name(&merge(vec![Outcome::Done, Outcome::Released])),
+            "released"
+        );
+        assert_eq!(name(&merge(vec![Outcome::Done, Outcome::Done])), "done");
+    }
 }
