@@ -7,7 +7,8 @@
 //! `SEARCH_BENCH_DOCUMENTS` (10000), `SEARCH_BENCH_PAGES` (20 per document),
 //! `SEARCH_BENCH_QUERIES` (40 per kind), `SEARCH_BENCH_BACKENDS` (`sqlite,postgres`),
 //! `TEST_DATABASE_URL` (the Postgres server to create the database on), `SEARCH_BENCH_KEEP`
-//! (keep the databases to look into them).
+//! (keep the databases to look into them), `SEARCH_BENCH_WITHOUT_INDEX` (only load, with the
+//! search index removed: what indexing costs extraction's page inserts).
 
 use std::{
     sync::Arc,
@@ -102,7 +103,13 @@ impl Corpus {
     }
 }
 
-async fn load(store: &dyn Store, corpus: &Corpus, documents: usize, pages: usize) -> User {
+async fn load(
+    store: &dyn Store,
+    corpus: &Corpus,
+    documents: usize,
+    pages: usize,
+    indexed: bool,
+) -> User {
     let user = store
         .create_user(
             &NewUser {
@@ -169,10 +176,15 @@ async fn load(store: &dyn Store, corpus: &Corpus, documents: usize, pages: usize
         }
     }
     println!(
-        "  loaded {documents} documents, {} pages, in {:.1} s ({:.0} pages/s, indexing included)",
+        "  loaded {documents} documents, {} pages, in {:.1} s ({:.0} pages/s, {})",
         documents * pages,
         started.elapsed().as_secs_f64(),
-        (documents * pages) as f64 / started.elapsed().as_secs_f64()
+        (documents * pages) as f64 / started.elapsed().as_secs_f64(),
+        if indexed {
+            "the search index kept up"
+        } else {
+            "no search index"
+        }
     );
     user
 }
@@ -295,6 +307,24 @@ async fn measure(store: Arc<dyn Store>, user: &User, corpus: &Corpus, per_kind: 
     );
 }
 
+async fn drop_search_index(backend: &str, url: &str) {
+    if backend == "postgres" {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query("alter table pages drop column search")
+            .execute(&pool)
+            .await
+            .unwrap();
+    } else {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        for trigger in ["insert", "delete", "update"] {
+            sqlx::query(&format!("drop trigger pages_search_{trigger}"))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let documents = env_number("SEARCH_BENCH_DOCUMENTS", 10_000);
@@ -329,15 +359,23 @@ async fn main() {
             .await
             .unwrap();
         store.migrate().await.unwrap();
-        let user = load(store.as_ref(), &corpus, documents, pages).await;
-        if backend == "postgres" {
-            // What autovacuum does soon after a bulk load: statistics for the planner, and
-            // the GIN index's pending list merged.
-            let pool = sqlx::PgPool::connect(&url).await.unwrap();
-            sqlx::query("vacuum analyze").execute(&pool).await.unwrap();
-            pool.close().await;
+        // Without the index, only the load is measured: what indexing costs extraction's
+        // page inserts.
+        let indexed = std::env::var_os("SEARCH_BENCH_WITHOUT_INDEX").is_none();
+        if !indexed {
+            drop_search_index(backend, &url).await;
         }
-        measure(store.clone(), &user, &corpus, per_kind).await;
+        let user = load(store.as_ref(), &corpus, documents, pages, indexed).await;
+        if indexed {
+            if backend == "postgres" {
+                // What autovacuum does soon after a bulk load: statistics for the planner,
+                // and the GIN index's pending list merged.
+                let pool = sqlx::PgPool::connect(&url).await.unwrap();
+                sqlx::query("vacuum analyze").execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+            measure(store.clone(), &user, &corpus, per_kind).await;
+        }
         drop(store);
         if std::env::var_os("SEARCH_BENCH_KEEP").is_some() {
             println!("  kept: {url}");
