@@ -28,6 +28,8 @@ pub struct Config {
     /// `LECTOR_SEARCH_MAX_SCORED_PAGES`: most matching pages one search ranks, newest first
     /// (default 10,000); past it the count of matching documents is a lower bound.
     pub search_max_scored_pages: i64,
+    /// Completion webhooks: who may be called and how deliveries are retried.
+    pub webhooks: WebhookSettings,
     /// `LECTOR_MAX_FILES_PER_UPLOAD`: most files in one browser upload (default 20).
     pub max_files_per_upload: usize,
     /// `LECTOR_JOB_MAX_ATTEMPTS`: tries before a document is marked failed (default 3).
@@ -268,6 +270,16 @@ impl Config {
             max_pages: parse_or(&get, "LECTOR_MAX_PAGES", 2000)?,
             search_max_scored_pages: parse_or(&get, "LECTOR_SEARCH_MAX_SCORED_PAGES", 10_000)?,
             max_files_per_upload: parse_or(&get, "LECTOR_MAX_FILES_PER_UPLOAD", 20)?,
+            webhooks: WebhookSettings {
+                allow_private: parse_or(&get, "LECTOR_WEBHOOK_ALLOW_PRIVATE", false)?,
+                senders: parse_or(&get, "LECTOR_WEBHOOK_SENDERS", 2)?,
+                timeout: secs("LECTOR_WEBHOOK_TIMEOUT_SECS", 10)?,
+                max_attempts: parse_or(&get, "LECTOR_WEBHOOK_MAX_ATTEMPTS", 10)?,
+                retry_base: secs("LECTOR_WEBHOOK_RETRY_BASE_SECS", 30)?,
+                retry_max: secs("LECTOR_WEBHOOK_RETRY_MAX_SECS", 6 * 3600)?,
+                log_days: parse_or(&get, "LECTOR_WEBHOOK_LOG_DAYS", 30)?,
+                per_user: parse_or(&get, "LECTOR_WEBHOOKS_PER_USER", 20)?,
+            },
             job_max_attempts: parse_or(&get, "LECTOR_JOB_MAX_ATTEMPTS", 3)?,
             job_lease: secs("LECTOR_JOB_LEASE_SECS", 60)?,
             job_retry_base: secs("LECTOR_JOB_RETRY_BASE_SECS", 5)?,
@@ -392,6 +404,9 @@ impl Config {
         if config.job_max_attempts < 1 {
             bail!("LECTOR_JOB_MAX_ATTEMPTS must be at least 1");
         }
+        if config.webhooks.max_attempts < 1 || config.webhooks.timeout.is_zero() {
+            bail!("LECTOR_WEBHOOK_MAX_ATTEMPTS and LECTOR_WEBHOOK_TIMEOUT_SECS must be at least 1");
+        }
         if config.job_lease < Duration::from_secs(1) {
             bail!("LECTOR_JOB_LEASE_SECS must be at least 1");
         }
@@ -417,6 +432,14 @@ impl Config {
         self.public_url
             .as_deref()
             .is_some_and(|url| url.starts_with("https://"))
+    }
+
+    /// Where people (and webhook receivers) reach Lector: `LECTOR_PUBLIC_URL`, else this
+    /// machine's port on localhost.
+    pub fn base_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://localhost:{}", self.bind.port()))
     }
 
     /// True when the database is Postgres.
@@ -468,6 +491,31 @@ fn rds_url(get: &impl Fn(&str) -> Option<String>, host: &str) -> anyhow::Result<
         utf8_percent_encode(&password, NON_ALPHANUMERIC),
         utf8_percent_encode(&database, NON_ALPHANUMERIC),
     ))
+}
+
+/// Completion webhooks (see the README's "Webhooks").
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// `LECTOR_WEBHOOK_ALLOW_PRIVATE`: allow URLs on loopback, private and link-local
+    /// addresses (default false: they are refused, so a user cannot make Lector call into its
+    /// own network).
+    pub allow_private: bool,
+    /// `LECTOR_WEBHOOK_SENDERS`: deliveries sent at once by this process (default 2; 0 sends none).
+    pub senders: usize,
+    /// `LECTOR_WEBHOOK_TIMEOUT_SECS`: how long one attempt may take, connection to last byte
+    /// (default 10).
+    pub timeout: Duration,
+    /// `LECTOR_WEBHOOK_MAX_ATTEMPTS`: attempts before a delivery is given up (default 10).
+    pub max_attempts: i32,
+    /// `LECTOR_WEBHOOK_RETRY_BASE_SECS`: the wait after the first failed attempt; doubles each
+    /// time (default 30) up to `LECTOR_WEBHOOK_RETRY_MAX_SECS` (default 21,600: six hours).
+    pub retry_base: Duration,
+    /// See `retry_base`.
+    pub retry_max: Duration,
+    /// `LECTOR_WEBHOOK_LOG_DAYS`: how long finished deliveries stay in the log (default 30).
+    pub log_days: u32,
+    /// `LECTOR_WEBHOOKS_PER_USER`: most webhooks one account may register (default 20).
+    pub per_user: i64,
 }
 
 /// The cores this process may run on (1 when the system cannot say).

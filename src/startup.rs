@@ -167,6 +167,7 @@ pub async fn run(
         stop.clone(),
         work_available.clone(),
     );
+    jobs::webhooks::spawn_senders(connected.store.clone(), &config, stop.clone())?;
     spawn_session_cleanup(connected.sessions.clone(), stop.clone());
     spawn_queue_report(connected.store.clone(), stop.clone());
     if let Err(error) = engines
@@ -186,8 +187,9 @@ pub async fn run(
     );
     let accounts = Accounts::new(connected.store.clone(), config.clone());
     spawn_ingest_consumer(&config, &documents, &accounts, &engines, &stop);
-    let state =
-        AppState::new(documents, accounts, config.clone()).with_textract(engines.textract.clone());
+    let state = AppState::new(documents, accounts, config.clone())
+        .with_textract(engines.textract.clone())
+        .with_stopping(stop.clone());
     spawn_rate_limit_cleanup(state.limits.clone(), stop.clone());
     let app = http::router(state, connected.sessions)
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -234,6 +236,7 @@ pub async fn run_workers_only(
     );
     let accounts = Accounts::new(connected.store.clone(), config.clone());
     spawn_ingest_consumer(&config, &documents, &accounts, &engines, &stop);
+    jobs::webhooks::spawn_senders(connected.store.clone(), &config, stop.clone())?;
     let workers = jobs::spawn_workers(
         config.workers,
         connected.store,

@@ -1,6 +1,6 @@
 //! End to end in a real browser: Debian's headless Chromium, driven through chromedriver
 //! (WebDriver) with fantoccini, against the real app with a real worker. Sign up, upload a
-//! multi-page PDF, watch htmx poll the progress until the text appears (under the strict
+//! multi-page PDF, watch the progress arrive over Server-Sent Events until the text appears (under the strict
 //! Content-Security-Policy), read page 2, download the text, create and use an API token, log
 //! out, and check that a second account cannot see the first one's document.
 //!
@@ -220,6 +220,32 @@ async fn run_journey(app: &TestApp, client: &Client) -> Result<(), String> {
     );
     assert!(text_of(client, "#progress").await.contains("3 of 3 pages"));
     screenshot(client, "document.png").await;
+    // The page followed the extraction over its event stream, not by polling: the progress
+    // fragment was asked for at most once (the reload when the stream said done).
+    let metrics = reqwest::get(app.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let requests = |route: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("lector_http_requests_total")
+                    && l.contains(&format!("route=\"{route}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert!(
+        requests("/documents/{id}/events") >= 1,
+        "the page opened the event stream:\n{metrics}"
+    );
+    assert!(
+        requests("/documents/{id}/progress") <= 1,
+        "the page did not poll:\n{metrics}"
+    );
 
     // Download the text, as the link does (same session, same origin).
     let href = client

@@ -80,7 +80,7 @@ async fn uploading_one_pdf_redirects_to_its_page_which_shows_progress_then_every
         "flash message shown once"
     );
     assert!(html.contains(&format!(
-        r#"hx-get="/documents/{id}/progress" hx-trigger="every 1s""#
+        r#"sse-connect="/documents/{id}/events" sse-close="done" data-poll="/documents/{id}/progress""#
     )));
     assert!(html.contains("0 of 3 pages"));
     let again = html_of(&browser, app.url(&location)).await;
@@ -102,7 +102,10 @@ async fn uploading_one_pdf_redirects_to_its_page_which_shows_progress_then_every
         "htmx reloads the page once done"
     );
     let fragment = progress.text().await.unwrap();
-    assert!(!fragment.contains("hx-trigger"), "polling stops when done");
+    assert!(
+        !fragment.contains("sse-swap"),
+        "the finished box is not swapped again"
+    );
     let html = html_of(&browser, app.url(&location)).await;
     for n in 1..=3 {
         assert!(
@@ -385,4 +388,105 @@ async fn the_index_is_paginated_fifty_a_page(#[case] backend: Backend) {
     assert!(first.contains("doc-50.pdf") && !first.contains("doc-00.pdf"));
     let second = html_of(&app.client.clone(), app.url("/?page=2")).await;
     assert!(second.contains("doc-00.pdf") && !second.contains("doc-50.pdf"));
+}
+
+/// Reads a Server-Sent Events response to its end (bounded), as text.
+async fn read_stream(mut response: reqwest::Response, limit: std::time::Duration) -> String {
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("the stream did not end; so far:\n{text}"))
+            .unwrap();
+        match chunk {
+            Some(bytes) => text.push_str(&String::from_utf8_lossy(&bytes)),
+            None => return text,
+        }
+    }
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_document_page_follows_progress_over_server_sent_events(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("LECTOR_POLL_INTERVAL_MS", "50")]).await;
+    let id = app.upload_ok("three_pages.pdf").await;
+    let response = app
+        .client
+        .get(app.url(&format!("/documents/{id}/events")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let reader = tokio::spawn(read_stream(response, std::time::Duration::from_secs(60)));
+    // Let the stream send the queued state first, then extract.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.drain_jobs().await;
+    let stream = reader.await.unwrap();
+    let first = stream.find("event: progress").expect("a progress event");
+    assert!(
+        stream[..first].is_empty() || stream[..first].starts_with("retry:"),
+        "{stream}"
+    );
+    assert!(stream.contains("retry: 2000"), "{stream}");
+    assert!(
+        stream.contains("0 of 3 pages"),
+        "the state it started in: {stream}"
+    );
+    let last = stream.rfind("event: progress").unwrap();
+    assert!(stream[last..].contains("3 of 3 pages"), "{stream}");
+    assert!(
+        stream.trim_end().ends_with("event: done\ndata: done"),
+        "ends with done: {stream}"
+    );
+    // Each event carries the progress box, ready to be swapped in.
+    assert!(stream.contains(r#"data: <div id="progress" class="progress-box""#));
+
+    // A finished document: one progress event and done, at once.
+    let response = app
+        .client
+        .get(app.url(&format!("/documents/{id}/events")))
+        .send()
+        .await
+        .unwrap();
+    let stream = read_stream(response, std::time::Duration::from_secs(10)).await;
+    assert_eq!(stream.matches("event: progress").count(), 1, "{stream}");
+    assert!(stream.contains("event: done"));
+
+    // Not the owner: 404, no stream.
+    let other = app.another_user("other@example.com").await;
+    let response = other
+        .client
+        .get(app.url(&format!("/documents/{id}/events")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_event_stream_does_not_hold_up_shutdown() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let id = app.upload_ok("one_page.pdf").await;
+    let response = app
+        .client
+        .get(app.url(&format!("/documents/{id}/events")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let reader = tokio::spawn(read_stream(response, std::time::Duration::from_secs(30)));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    tokio::time::timeout(std::time::Duration::from_secs(20), app.shutdown())
+        .await
+        .expect("the server stopped with a stream open");
+    let stream = reader.await.unwrap();
+    assert!(stream.contains("0 of 1 pages"), "{stream}");
+    assert!(
+        !stream.contains("event: done"),
+        "the document did not finish"
+    );
 }

@@ -6,6 +6,7 @@ pub mod document;
 pub mod ocr;
 pub mod search;
 pub mod upload;
+pub mod webhook;
 
 pub use account::{ApiToken, Credentials, User};
 pub use document::{Document, DocumentStatus, Page, PageSource};

@@ -29,6 +29,12 @@ pub enum AppError {
     /// A search that cannot be run (its query, a filter, the page).
     #[error("{0}")]
     InvalidSearch(String),
+    /// A webhook that cannot be registered (its URL, its description, too many).
+    #[error("{0}")]
+    InvalidWebhook(String),
+    /// No such webhook (or not the caller's).
+    #[error("no such webhook")]
+    NoSuchWebhook,
     /// The request conflicts with the document's state.
     #[error("{0}")]
     Conflict(String),
@@ -70,6 +76,15 @@ impl From<crate::search::SearchError> for AppError {
     }
 }
 
+impl From<crate::webhooks::WebhookError> for AppError {
+    fn from(err: crate::webhooks::WebhookError) -> Self {
+        match err {
+            crate::webhooks::WebhookError::Storage(storage) => storage.into(),
+            refused => AppError::InvalidWebhook(refused.to_string()),
+        }
+    }
+}
+
 impl From<ReprocessError> for AppError {
     fn from(err: ReprocessError) -> Self {
         match err {
@@ -99,7 +114,8 @@ impl AppError {
     /// The HTTP status this error maps to.
     pub fn status(&self) -> StatusCode {
         match self {
-            AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::NotFound | AppError::NoSuchWebhook => StatusCode::NOT_FOUND,
+            AppError::InvalidWebhook(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::BadRequest(_) | AppError::InvalidSearch(_) => StatusCode::BAD_REQUEST,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
@@ -120,7 +136,8 @@ impl AppError {
 
     fn code(&self) -> &'static str {
         match self {
-            AppError::NotFound => "not-found",
+            AppError::NotFound | AppError::NoSuchWebhook => "not-found",
+            AppError::InvalidWebhook(_) => "invalid-webhook",
             AppError::BadRequest(_) => "bad-request",
             AppError::InvalidSearch(_) => "invalid-search",
             AppError::Conflict(_) => "conflict",

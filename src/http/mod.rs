@@ -41,24 +41,37 @@ pub struct AppState {
     pub documents: Documents,
     /// The account use cases.
     pub accounts: Accounts,
+    /// The webhook use cases.
+    pub webhooks: crate::webhooks::Webhooks,
     /// Log-in and upload rate limits.
     pub limits: Arc<RateLimits>,
     /// Configuration.
     pub config: Arc<Config>,
     /// Textract, when configured: `/readyz` checks that it answers.
     pub textract: Option<crate::engines::textract::Textract>,
+    /// Cancelled when the server starts shutting down: long-lived responses (event
+    /// streams) end so that the graceful shutdown does not wait for them.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
     /// The state over these use cases, with fresh rate limiters.
     pub fn new(documents: Documents, accounts: Accounts, config: Arc<Config>) -> Self {
         AppState {
+            webhooks: crate::webhooks::Webhooks::new(documents.store().clone(), config.clone()),
             documents,
             accounts,
             limits: Arc::new(RateLimits::new(&config.rate_limits)),
             config,
             textract: None,
+            stopping: tokio_util::sync::CancellationToken::new(),
         }
+    }
+
+    /// Ends event streams when `stopping` is cancelled.
+    pub fn with_stopping(mut self, stopping: tokio_util::sync::CancellationToken) -> Self {
+        self.stopping = stopping;
+        self
     }
 
     /// Lets `/readyz` check `textract`.
@@ -91,6 +104,8 @@ pub fn router(state: AppState, sessions: crate::sessions::SessionBackend) -> Rou
         .route("/readyz", get(health::ready))
         .route("/metrics", get(metrics::metrics))
         .route("/static/htmx.min.js", get(htmx))
+        .route("/static/htmx-ext-sse.js", get(htmx_sse))
+        .route("/static/live.js", get(live_js))
         .route("/static/app.css", get(css))
         // Upload size is enforced per file while streaming (413 as soon as it is passed).
         .layer(DefaultBodyLimit::disable())
@@ -190,6 +205,20 @@ async fn htmx() -> impl IntoResponse {
     static_asset(
         "text/javascript; charset=utf-8",
         include_str!("../../static/htmx.min.js"),
+    )
+}
+
+async fn htmx_sse() -> impl IntoResponse {
+    static_asset(
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/htmx-ext-sse.js"),
+    )
+}
+
+async fn live_js() -> impl IntoResponse {
+    static_asset(
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/live.js"),
     )
 }
 

@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod notices;
 mod sqs;
 mod textract;
+pub mod webhooks;
 
 pub use extract::Outcome;
 

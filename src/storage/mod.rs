@@ -15,6 +15,8 @@ use crate::domain::{Document, Page};
 mod sql_store;
 #[macro_use]
 pub mod accounts;
+#[macro_use]
+pub mod webhooks;
 pub mod postgres;
 pub mod search;
 pub mod sqlite;
@@ -134,7 +136,9 @@ pub use accounts::{AccountStore, NewApiToken, NewUser};
 
 /// Everything Lector stores. One implementation per database backend.
 #[async_trait]
-pub trait Store: AccountStore + search::SearchStore + Send + Sync + 'static {
+pub trait Store:
+    AccountStore + search::SearchStore + webhooks::WebhookStore + Send + Sync + 'static
+{
     /// `postgres` or `sqlite`.
     fn backend(&self) -> &'static str;
     /// Applies the migrations of this backend.
@@ -209,7 +213,8 @@ pub trait Store: AccountStore + search::SearchStore + Send + Sync + 'static {
     /// stores none and returns false). A page already stored keeps its first copy.
     async fn insert_pages(&self, job: &ClaimedJob, worker: &str, pages: &[NewPage])
     -> Result<bool>;
-    /// The job succeeded: the document is done.
+    /// The job succeeded: the document is done. This and [`Store::fail_job`] queue the
+    /// owner's webhooks in the same transaction.
     async fn complete_job(&self, job: &ClaimedJob, worker: &str) -> Result<bool>;
     /// The attempt failed but may succeed later: queue it again after `delay`.
     async fn retry_job(

@@ -54,6 +54,7 @@ impl PostgresStore {
     }
 }
 
+webhook_store_impl!(PostgresStore);
 account_store_impl!(PostgresStore);
 store_impl!(
     PostgresStore,

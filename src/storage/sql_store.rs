@@ -55,6 +55,7 @@ pub(crate) struct Queries {
     pub oldest_due_job: String,
     pub lock_users: String,
     pub begin_write: &'static str,
+    pub webhooks: super::webhooks::WebhookQueries,
 }
 
 /// Statements that are the same on both backends.
@@ -219,6 +220,7 @@ impl Queries {
             ),
             lock_users: d.lock_users.into(),
             begin_write: d.begin_write,
+            webhooks: super::webhooks::WebhookQueries::new(d),
             textract_pages_this_month: format!(
                 "select cast(coalesce(sum(pages), 0) as bigint) from textract_usage where created_at >= {month}",
                 month = d.month_start,
@@ -886,6 +888,13 @@ macro_rules! store_impl {
                     .bind(&job.document_id)
                     .bind(status)
                     .bind(error)
+                    .execute(&mut *tx)
+                    .await?;
+                // The webhooks' events are queued with the status they report: both land, or
+                // neither does.
+                sqlx::query(&self.sql.webhooks.queue_document_event)
+                    .bind(&job.document_id)
+                    .bind(uuid::Uuid::now_v7().to_string())
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;

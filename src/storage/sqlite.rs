@@ -62,6 +62,7 @@ impl SqliteStore {
     }
 }
 
+webhook_store_impl!(SqliteStore);
 account_store_impl!(SqliteStore);
 store_impl!(SqliteStore, "sqlite", sqlx::migrate!("migrations/sqlite"));
 

@@ -179,6 +179,8 @@ pub fn test_config(database_url: &str, vars: &[(&str, &str)]) -> Config {
             lector_exe().display().to_string(),
         ),
         ("LECTOR_JOB_RETRY_BASE_SECS".into(), "0".into()),
+        // Tests send webhook deliveries themselves (WebhookSender::deliver_next).
+        ("LECTOR_WEBHOOK_SENDERS".into(), "0".into()),
         ("LECTOR_DATABASE_MAX_CONNECTIONS".into(), "5".into()),
     ]);
     for (k, v) in vars {
@@ -347,6 +349,16 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
+    }
+
+    /// The id of the account the app was started with.
+    pub async fn user_id(&self) -> String {
+        self.store
+            .user_by_email(&self.user.email)
+            .await
+            .unwrap()
+            .expect("the test account exists")
+            .id
     }
 
     /// Another account on this app, signed in with its own client.

@@ -14,6 +14,7 @@ use super::AppState;
 mod documents;
 mod search;
 mod views;
+mod webhooks;
 
 /// The OpenAPI document, generated from the handlers' annotations.
 #[derive(OpenApi)]
@@ -35,6 +36,12 @@ mod views;
         documents::cancel,
         documents::delete,
         search::search,
+        webhooks::create,
+        webhooks::list,
+        webhooks::show,
+        webhooks::delete,
+        webhooks::deliveries,
+        webhooks::ping,
     ),
     components(schemas(views::UploadBody, crate::http::error::Problem))
 )]
@@ -68,5 +75,12 @@ pub fn routes() -> Router<AppState> {
         .route("/documents/{id}/reprocess", post(documents::reprocess))
         .route("/documents/{id}/cancel", post(documents::cancel))
         .route("/search", get(search::search))
+        .route("/webhooks", post(webhooks::create).get(webhooks::list))
+        .route(
+            "/webhooks/{id}",
+            get(webhooks::show).delete(webhooks::delete),
+        )
+        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route("/webhooks/{id}/ping", post(webhooks::ping))
         .fallback(|| async { super::AppError::NotFound })
 }

@@ -59,8 +59,8 @@ struct DocumentPage {
 
 #[derive(Template)]
 #[template(path = "partials/progress.html")]
-struct ProgressFragment {
-    doc: DocumentSummary,
+pub(super) struct ProgressFragment {
+    pub(super) doc: DocumentSummary,
 }
 
 #[derive(Template)]

@@ -15,9 +15,11 @@ use crate::sessions::SessionBackend;
 
 mod accounts;
 mod documents;
+mod live;
 mod search;
 mod tokens;
 mod views;
+mod webhooks;
 
 pub use views::Nav;
 
@@ -39,9 +41,14 @@ pub fn routes(state: AppState, sessions: SessionBackend) -> Router<AppState> {
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}/revoke", post(tokens::revoke))
         .route("/search", get(search::page))
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/webhooks/{id}", get(webhooks::show))
+        .route("/webhooks/{id}/ping", post(webhooks::ping))
+        .route("/webhooks/{id}/delete", post(webhooks::delete))
         .route("/documents", post(documents::upload))
         .route("/documents/{id}", get(documents::show))
         .route("/documents/{id}/progress", get(documents::progress))
+        .route("/documents/{id}/events", get(live::events))
         .route("/documents/{id}/row", get(documents::row))
         .route("/documents/{id}/original.pdf", get(documents::original))
         .route("/documents/{id}/text.txt", get(documents::text))

@@ -59,11 +59,7 @@ async fn page(
         error,
         new_token,
         tokens: tokens.into_iter().map(TokenRow::from).collect(),
-        api_base: state
-            .config
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://localhost:{}", state.config.bind.port())),
+        api_base: state.config.base_url(),
     })
 }
 

@@ -165,6 +165,95 @@ impl From<ApiToken> for TokenRow {
     }
 }
 
+/// One webhook in the list and at the head of its page.
+pub struct WebhookRow {
+    pub id: String,
+    pub url: String,
+    pub description: String,
+    pub created_at: String,
+}
+
+impl From<crate::domain::webhook::Webhook> for WebhookRow {
+    fn from(webhook: crate::domain::webhook::Webhook) -> Self {
+        WebhookRow {
+            id: webhook.id,
+            url: webhook.url,
+            description: webhook.description,
+            created_at: webhook.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        }
+    }
+}
+
+/// One delivery in a webhook's log.
+pub struct DeliveryRow {
+    pub id: i64,
+    pub event: &'static str,
+    pub document_id: Option<String>,
+    pub file_name: String,
+    pub status: &'static str,
+    pub attempts: i32,
+    /// What stands now, in words: "delivered", "next try at 12:03:10 UTC", the last error.
+    pub summary: String,
+    pub created_at: String,
+    pub pending: bool,
+    pub log: Vec<AttemptRow>,
+}
+
+/// One attempt of a delivery.
+pub struct AttemptRow {
+    pub started_at: String,
+    pub duration_ms: i64,
+    pub status_code: String,
+    pub error: String,
+    pub response_excerpt: String,
+}
+
+impl From<crate::domain::webhook::Delivery> for DeliveryRow {
+    fn from(d: crate::domain::webhook::Delivery) -> Self {
+        use crate::domain::webhook::DeliveryStatus;
+        let last = d.last_error.clone().unwrap_or_default();
+        let summary = match d.status {
+            DeliveryStatus::Delivered => match d.last_status_code {
+                Some(code) => format!("delivered ({code})"),
+                None => "delivered".into(),
+            },
+            DeliveryStatus::Failed => format!("gave up: {last}"),
+            DeliveryStatus::Sending => "being sent".into(),
+            DeliveryStatus::Queued if d.attempts == 0 => "waiting to be sent".into(),
+            DeliveryStatus::Queued => format!(
+                "{last}; next try at {}",
+                d.run_at.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+        };
+        let (document_id, file_name) = match d.document {
+            Some(doc) => (Some(doc.id), doc.file_name),
+            None => (None, String::new()),
+        };
+        DeliveryRow {
+            id: d.id,
+            event: d.event.as_str(),
+            document_id,
+            file_name,
+            status: d.status.as_str(),
+            attempts: d.attempts,
+            summary,
+            created_at: d.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            pending: matches!(d.status, DeliveryStatus::Queued | DeliveryStatus::Sending),
+            log: d
+                .log
+                .into_iter()
+                .map(|a| AttemptRow {
+                    started_at: a.started_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                    duration_ms: a.duration_ms,
+                    status_code: a.status_code.map(|c| c.to_string()).unwrap_or_default(),
+                    error: a.error.unwrap_or_default(),
+                    response_excerpt: a.response_excerpt.unwrap_or_default(),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A choice of a `<select>`.
 pub struct SelectOption {
     pub value: &'static str,

@@ -1,0 +1,216 @@
+//! The webhooks pages: register (the secret shown once), list, delete, send a test event,
+//! and each webhook's delivery log.
+
+use askama::Template;
+use axum::{
+    Form,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Redirect, Response},
+};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::{
+    render,
+    views::{DeliveryRow, Nav, WebhookRow},
+};
+use crate::{
+    domain::User,
+    http::{AppError, AppState, HtmlError, auth::CurrentUser},
+    sessions::{set_flash, take_flash},
+    storage,
+    webhooks::WebhookError,
+};
+
+/// A webhook just registered: its secret is on this one page and nowhere else.
+pub struct NewSecret {
+    pub url: String,
+    pub secret: String,
+}
+
+#[derive(Template)]
+#[template(path = "pages/webhooks.html")]
+struct WebhooksPage {
+    nav: Nav,
+    flash: Option<String>,
+    error: Option<String>,
+    form: CreateWebhookForm,
+    new_secret: Option<NewSecret>,
+    webhooks: Vec<WebhookRow>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/webhook.html")]
+struct WebhookPage {
+    nav: Nav,
+    flash: Option<String>,
+    webhook: WebhookRow,
+    deliveries: Vec<DeliveryRow>,
+    /// True while a delivery waits or is being sent: the log refreshes itself.
+    pending: bool,
+}
+
+/// The register form's fields.
+#[derive(Debug, Default, Deserialize)]
+pub struct CreateWebhookForm {
+    #[serde(default)]
+    url: String,
+    #[serde(default)]
+    description: String,
+}
+
+async fn list_page(
+    state: &AppState,
+    session: &Session,
+    user: &User,
+    error: Option<String>,
+    form: CreateWebhookForm,
+    new_secret: Option<NewSecret>,
+) -> Result<WebhooksPage, HtmlError> {
+    let webhooks = state.webhooks.list(user).await?;
+    Ok(WebhooksPage {
+        nav: Nav::new(session, Some(user)).await?,
+        flash: take_flash(session).await,
+        error,
+        form,
+        new_secret,
+        webhooks: webhooks.into_iter().map(WebhookRow::from).collect(),
+    })
+}
+
+/// Storage's "not found" means no such webhook here.
+fn webhook_error(err: storage::Error) -> HtmlError {
+    match err {
+        storage::Error::NotFound => AppError::NoSuchWebhook.into(),
+        other => other.into(),
+    }
+}
+
+/// The list and the register form.
+pub async fn list(
+    State(state): State<AppState>,
+    session: Session,
+    CurrentUser(user): CurrentUser,
+) -> Result<Response, HtmlError> {
+    let page = list_page(
+        &state,
+        &session,
+        &user,
+        None,
+        CreateWebhookForm::default(),
+        None,
+    )
+    .await?;
+    Ok(render(&page)?.into_response())
+}
+
+/// Registers a webhook and shows its secret once; a refused URL shows the form again.
+pub async fn create(
+    State(state): State<AppState>,
+    session: Session,
+    CurrentUser(user): CurrentUser,
+    Form(form): Form<CreateWebhookForm>,
+) -> Result<Response, HtmlError> {
+    match state
+        .webhooks
+        .register(&user, &form.url, &form.description)
+        .await
+    {
+        Ok((webhook, secret)) => {
+            let new_secret = NewSecret {
+                url: webhook.url,
+                secret,
+            };
+            let page = list_page(
+                &state,
+                &session,
+                &user,
+                None,
+                CreateWebhookForm::default(),
+                Some(new_secret),
+            )
+            .await?;
+            Ok((
+                StatusCode::CREATED,
+                [(axum::http::header::CACHE_CONTROL, "no-store")],
+                render(&page)?,
+            )
+                .into_response())
+        }
+        Err(WebhookError::Storage(error)) => Err(AppError::from(error).into()),
+        Err(refused) => {
+            let page = list_page(
+                &state,
+                &session,
+                &user,
+                Some(refused.to_string()),
+                form,
+                None,
+            )
+            .await?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response())
+        }
+    }
+}
+
+/// One webhook with its delivery log.
+pub async fn show(
+    State(state): State<AppState>,
+    session: Session,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Response, HtmlError> {
+    let (webhook, deliveries) = state
+        .webhooks
+        .with_log(&user, &id)
+        .await
+        .map_err(webhook_error)?;
+    let deliveries: Vec<DeliveryRow> = deliveries.into_iter().map(DeliveryRow::from).collect();
+    let page = WebhookPage {
+        nav: Nav::new(&session, Some(&user)).await?,
+        flash: take_flash(&session).await,
+        webhook: webhook.into(),
+        pending: deliveries.iter().any(|d| d.pending),
+        deliveries,
+    };
+    Ok(render(&page)?.into_response())
+}
+
+/// Queues a test event and goes back to the log.
+pub async fn ping(
+    State(state): State<AppState>,
+    session: Session,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Redirect, HtmlError> {
+    state
+        .webhooks
+        .ping(&user, &id)
+        .await
+        .map_err(webhook_error)?;
+    set_flash(
+        &session,
+        "A test event (ping) is on its way: its delivery is below.",
+    )
+    .await;
+    Ok(Redirect::to(&format!("/webhooks/{id}")))
+}
+
+/// Deletes a webhook with its log.
+pub async fn delete(
+    State(state): State<AppState>,
+    session: Session,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Redirect, HtmlError> {
+    if !state.webhooks.delete(&user, &id).await? {
+        return Err(AppError::NoSuchWebhook.into());
+    }
+    set_flash(
+        &session,
+        "The webhook was deleted: no more events go to it.",
+    )
+    .await;
+    Ok(Redirect::to("/webhooks"))
+}

@@ -1,0 +1,123 @@
+//! Webhook use cases shared by the web UI and the API: register a URL (checked against the
+//! address guard), list and delete them, queue a test event, read the delivery log.
+
+use std::sync::Arc;
+
+use rand::Rng;
+
+use crate::{
+    config::Config,
+    domain::{
+        User,
+        webhook::{Delivery, MAX_DESCRIPTION_CHARS, SECRET_PREFIX, UrlRefusal, Webhook, check_url},
+    },
+    storage::{self, Store, webhooks::NewWebhook},
+};
+
+/// Deliveries shown in a webhook's log.
+pub const LOG_LENGTH: i64 = 50;
+
+/// Why a webhook was not registered; the message is for its owner.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// The URL is not one Lector will call.
+    #[error(transparent)]
+    Url(#[from] UrlRefusal),
+    /// The description is too long.
+    #[error("Keep the description to {MAX_DESCRIPTION_CHARS} characters.")]
+    DescriptionTooLong,
+    /// The account has as many webhooks as it may.
+    #[error("An account may have {0} webhooks: delete one before adding another.")]
+    TooMany(i64),
+    /// Our fault.
+    #[error(transparent)]
+    Storage(#[from] storage::Error),
+}
+
+/// Webhook use cases over one store.
+#[derive(Clone)]
+pub struct Webhooks {
+    store: Arc<dyn Store>,
+    config: Arc<Config>,
+}
+
+impl Webhooks {
+    /// Use cases over `store`.
+    pub fn new(store: Arc<dyn Store>, config: Arc<Config>) -> Self {
+        Webhooks { store, config }
+    }
+
+    /// Registers `url` for `user`'s documents. Returns the webhook and its signing secret,
+    /// which is shown this once.
+    pub async fn register(
+        &self,
+        user: &User,
+        url: &str,
+        description: &str,
+    ) -> Result<(Webhook, String), WebhookError> {
+        let allow_private = self.config.webhooks.allow_private;
+        let url = check_url(url, allow_private)?;
+        if let Some(url::Host::Domain(name)) = url.host() {
+            let port = url.port_or_known_default().unwrap_or(443);
+            crate::jobs::webhooks::callable_addresses(name, port, allow_private).await?;
+        }
+        let description = description.trim();
+        if description.chars().count() > MAX_DESCRIPTION_CHARS {
+            return Err(WebhookError::DescriptionTooLong);
+        }
+        let limit = self.config.webhooks.per_user;
+        if self.store.list_webhooks(&user.id).await?.len() as i64 >= limit {
+            return Err(WebhookError::TooMany(limit));
+        }
+        let secret = format!(
+            "{SECRET_PREFIX}{}",
+            hex::encode(rand::rng().random::<[u8; 24]>())
+        );
+        let webhook = self
+            .store
+            .create_webhook(&NewWebhook {
+                id: uuid::Uuid::now_v7().to_string(),
+                owner_id: user.id.clone(),
+                url: url.to_string(),
+                description: description.to_owned(),
+                secret: secret.clone(),
+            })
+            .await?;
+        tracing::info!(webhook.id = %webhook.id, user.id = %user.id, "webhook registered");
+        Ok((webhook, secret))
+    }
+
+    /// `user`'s webhooks, oldest first.
+    pub async fn list(&self, user: &User) -> storage::Result<Vec<Webhook>> {
+        self.store.list_webhooks(&user.id).await
+    }
+
+    /// One of `user`'s webhooks (`NotFound` for anyone else's).
+    pub async fn get(&self, user: &User, id: &str) -> storage::Result<Webhook> {
+        self.store.webhook(&user.id, id).await
+    }
+
+    /// One of `user`'s webhooks with its newest deliveries (`NotFound` for anyone else's).
+    pub async fn with_log(
+        &self,
+        user: &User,
+        id: &str,
+    ) -> storage::Result<(Webhook, Vec<Delivery>)> {
+        let webhook = self.store.webhook(&user.id, id).await?;
+        let deliveries = self.store.list_deliveries(&webhook.id, LOG_LENGTH).await?;
+        Ok((webhook, deliveries))
+    }
+
+    /// Deletes one of `user`'s webhooks and its log. False when they have no such webhook.
+    pub async fn delete(&self, user: &User, id: &str) -> storage::Result<bool> {
+        self.store.delete_webhook(&user.id, id).await
+    }
+
+    /// Queues a `ping` event to one of `user`'s webhooks; returns the delivery's id.
+    pub async fn ping(&self, user: &User, id: &str) -> storage::Result<i64> {
+        let webhook = self.store.webhook(&user.id, id).await?;
+        self.store
+            .queue_ping(&webhook.id, &uuid::Uuid::now_v7().to_string())
+            .await
+    }
+}
