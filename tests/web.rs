@@ -421,6 +421,11 @@ async fn the_document_page_follows_progress_over_server_sent_events(#[case] back
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
+    assert_eq!(
+        response.headers()["x-accel-buffering"],
+        "no",
+        "nginx must pass events on at once"
+    );
     let reader = tokio::spawn(read_stream(response, std::time::Duration::from_secs(60)));
     // Let the stream send the queued state first, then extract.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;

@@ -205,6 +205,7 @@ pub(crate) struct WebhookQueries {
     pub deliveries: String,
     pub attempts: &'static str,
     pub claim: String,
+    pub claimed_target: &'static str,
     pub insert_attempt: String,
     pub finish_attempt: String,
     pub prune: String,
@@ -242,6 +243,7 @@ impl WebhookQueries {
                 later = (d.later)("$2"),
                 skip = d.skip_locked,
             ),
+            claimed_target: "select id, owner_id, url, description, created_at, secret from webhooks where id = $1",
             insert_attempt: format!(
                 "insert into webhook_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error, response_excerpt) \
                  values ($1, $2, {started}, $4, $5, $6, $7) on conflict (delivery_id, attempt) do nothing",
@@ -369,7 +371,8 @@ macro_rules! webhook_store_impl {
                 .fetch_all(&self.pool)
                 .await?;
                 for row in attempts {
-                    if let Some(delivery) = deliveries.iter_mut().find(|d| d.id == row.delivery_id) {
+                    if let Some(delivery) = deliveries.iter_mut().find(|d| d.id == row.delivery_id)
+                    {
                         delivery.log.push(row.into());
                     }
                 }
@@ -400,12 +403,10 @@ macro_rules! webhook_store_impl {
                     String,
                     chrono::DateTime<chrono::Utc>,
                     String,
-                ) = sqlx::query_as(
-                    "select id, owner_id, url, description, created_at, secret from webhooks where id = $1",
-                )
-                .bind(&delivery.webhook_id)
-                .fetch_one(&mut *tx)
-                .await?;
+                ) = sqlx::query_as(self.sql.webhooks.claimed_target)
+                    .bind(&delivery.webhook_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(Some($crate::storage::webhooks::ClaimedDelivery {
                     delivery,

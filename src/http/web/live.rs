@@ -9,9 +9,12 @@ use std::{convert::Infallible, time::Duration};
 
 use axum::{
     extract::{Path, State},
-    response::sse::{Event, KeepAlive, Sse},
+    response::{
+        IntoResponse,
+        sse::{Event, KeepAlive, Sse},
+    },
 };
-use futures_util::{Stream, StreamExt, stream};
+use futures_util::{StreamExt, stream};
 use tokio_util::sync::CancellationToken;
 
 use super::{documents::ProgressFragment, render, views::DocumentSummary};
@@ -34,7 +37,7 @@ pub async fn events(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, HtmlError> {
+) -> Result<impl IntoResponse, HtmlError> {
     // Someone else's (or no) document is a 404 before any stream starts.
     state.documents.get_owned(&user, &id).await?;
     let watch = Watch {
@@ -51,8 +54,13 @@ pub async fn events(
         let events = watch.next_events().await?;
         Some((events, watch))
     })
-    .flat_map(|events| stream::iter(events.into_iter().map(Ok)));
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+    .flat_map(|events| stream::iter(events.into_iter().map(Ok::<Event, Infallible>)));
+    // nginx (Elastic Beanstalk's proxy) buffers responses unless told not to: the events
+    // would reach the browser in bursts, or only when the stream ends.
+    Ok((
+        [("x-accel-buffering", "no")],
+        Sse::new(events).keep_alive(KeepAlive::default()),
+    ))
 }
 
 /// What one stream knows between reads.
