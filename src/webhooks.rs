@@ -29,9 +29,21 @@ pub enum WebhookError {
     /// The account has as many webhooks as it may.
     #[error("An account may have {0} webhooks: delete one before adding another.")]
     TooMany(i64),
+    /// No such webhook, or another account's.
+    #[error("no such webhook")]
+    NotFound,
     /// Our fault.
     #[error(transparent)]
-    Storage(#[from] storage::Error),
+    Storage(storage::Error),
+}
+
+impl From<storage::Error> for WebhookError {
+    fn from(err: storage::Error) -> Self {
+        match err {
+            storage::Error::NotFound => WebhookError::NotFound,
+            other => WebhookError::Storage(other),
+        }
+    }
 }
 
 /// Webhook use cases over one store.
@@ -93,8 +105,8 @@ impl Webhooks {
     }
 
     /// One of `user`'s webhooks (`NotFound` for anyone else's).
-    pub async fn get(&self, user: &User, id: &str) -> storage::Result<Webhook> {
-        self.store.webhook(&user.id, id).await
+    pub async fn get(&self, user: &User, id: &str) -> Result<Webhook, WebhookError> {
+        Ok(self.store.webhook(&user.id, id).await?)
     }
 
     /// One of `user`'s webhooks with its newest deliveries (`NotFound` for anyone else's).
@@ -102,22 +114,27 @@ impl Webhooks {
         &self,
         user: &User,
         id: &str,
-    ) -> storage::Result<(Webhook, Vec<Delivery>)> {
-        let webhook = self.store.webhook(&user.id, id).await?;
+    ) -> Result<(Webhook, Vec<Delivery>), WebhookError> {
+        let webhook = self.get(user, id).await?;
         let deliveries = self.store.list_deliveries(&webhook.id, LOG_LENGTH).await?;
         Ok((webhook, deliveries))
     }
 
-    /// Deletes one of `user`'s webhooks and its log. False when they have no such webhook.
-    pub async fn delete(&self, user: &User, id: &str) -> storage::Result<bool> {
-        self.store.delete_webhook(&user.id, id).await
+    /// Deletes one of `user`'s webhooks and its log.
+    pub async fn delete(&self, user: &User, id: &str) -> Result<(), WebhookError> {
+        if self.store.delete_webhook(&user.id, id).await? {
+            Ok(())
+        } else {
+            Err(WebhookError::NotFound)
+        }
     }
 
     /// Queues a `ping` event to one of `user`'s webhooks; returns the delivery's id.
-    pub async fn ping(&self, user: &User, id: &str) -> storage::Result<i64> {
-        let webhook = self.store.webhook(&user.id, id).await?;
-        self.store
+    pub async fn ping(&self, user: &User, id: &str) -> Result<i64, WebhookError> {
+        let webhook = self.get(user, id).await?;
+        Ok(self
+            .store
             .queue_ping(&webhook.id, &uuid::Uuid::now_v7().to_string())
-            .await
+            .await?)
     }
 }

@@ -108,6 +108,17 @@ async fn register(app: &TestApp, url: &str) -> (String, String) {
     )
 }
 
+/// Asks for a ping event through the API, which queues it.
+async fn ping(app: &TestApp, webhook: &str) {
+    let response = app
+        .client
+        .post(app.url(&format!("/api/v1/webhooks/{webhook}/ping")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202, "pinging {webhook}");
+}
+
 /// Sends due deliveries until none is left; returns how many were sent.
 async fn deliver_all(sender: &WebhookSender) -> usize {
     let mut sent = 0;
@@ -232,13 +243,7 @@ async fn failed_deliveries_are_retried_with_the_same_event_then_given_up(#[case]
     // Two failures, then success.
     let flaky = Receiver::start(&[500, 503]).await;
     let (webhook, secret) = register(&app, &flaky.url()).await;
-    let ping = app
-        .client
-        .post(app.url(&format!("/api/v1/webhooks/{webhook}/ping")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ping.status(), 202);
+    ping(&app, &webhook).await;
     assert_eq!(deliver_all(&sender).await, 3);
     let received = flaky.received();
     assert_eq!(received.len(), 3);
@@ -265,11 +270,7 @@ async fn failed_deliveries_are_retried_with_the_same_event_then_given_up(#[case]
     // Always failing: given up after the configured attempts.
     let down = Receiver::start(&[500, 500, 500, 500]).await;
     let (webhook, _) = register(&app, &down.url()).await;
-    app.client
-        .post(app.url(&format!("/api/v1/webhooks/{webhook}/ping")))
-        .send()
-        .await
-        .unwrap();
+    ping(&app, &webhook).await;
     assert_eq!(deliver_all(&sender).await, 3);
     assert_eq!(down.received().len(), 3);
     let log = deliveries(&app, &webhook).await;
@@ -284,11 +285,7 @@ async fn failed_deliveries_are_retried_with_the_same_event_then_given_up(#[case]
         listener.local_addr().unwrap().port()
     };
     let (webhook, _) = register(&app, &format!("http://127.0.0.1:{closed}/hook")).await;
-    app.client
-        .post(app.url(&format!("/api/v1/webhooks/{webhook}/ping")))
-        .send()
-        .await
-        .unwrap();
+    ping(&app, &webhook).await;
     assert_eq!(deliver_all(&sender).await, 3);
     let log = deliveries(&app, &webhook).await;
     assert_eq!(log[0]["status"], "failed");
@@ -312,11 +309,7 @@ async fn retries_wait_longer_each_time(#[case] backend: Backend) {
     let sender = WebhookSender::new(app.store.clone(), &app.config).unwrap();
     let down = Receiver::start(&[500, 500]).await;
     let (webhook, _) = register(&app, &down.url()).await;
-    app.client
-        .post(app.url(&format!("/api/v1/webhooks/{webhook}/ping")))
-        .send()
-        .await
-        .unwrap();
+    ping(&app, &webhook).await;
     assert_eq!(deliver_all(&sender).await, 1, "the retry is not due yet");
     let log = deliveries(&app, &webhook).await;
     assert_eq!(log[0]["status"], "queued");

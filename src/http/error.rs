@@ -80,6 +80,7 @@ impl From<crate::webhooks::WebhookError> for AppError {
     fn from(err: crate::webhooks::WebhookError) -> Self {
         match err {
             crate::webhooks::WebhookError::Storage(storage) => storage.into(),
+            crate::webhooks::WebhookError::NotFound => AppError::NoSuchWebhook,
             refused => AppError::InvalidWebhook(refused.to_string()),
         }
     }

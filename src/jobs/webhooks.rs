@@ -109,13 +109,7 @@ impl WebhookSender {
             return Ok(false);
         };
         let outcome = self.attempt(&claimed).await;
-        let result = if outcome.error.is_none() {
-            "delivered"
-        } else if outcome.retry_after.is_some() {
-            "retry"
-        } else {
-            "failed"
-        };
+        let result = outcome.status().as_str();
         metrics::counter!("lector_webhook_attempts_total", "outcome" => result).increment(1);
         tracing::info!(
             delivery.id = claimed.delivery.id,

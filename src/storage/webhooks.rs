@@ -52,6 +52,17 @@ pub struct AttemptOutcome {
     pub retry_after: Option<Duration>,
 }
 
+impl AttemptOutcome {
+    /// Where the delivery stands after this attempt.
+    pub fn status(&self) -> DeliveryStatus {
+        match (&self.error, self.retry_after) {
+            (None, _) => DeliveryStatus::Delivered,
+            (Some(_), Some(_)) => DeliveryStatus::Queued,
+            (Some(_), None) => DeliveryStatus::Failed,
+        }
+    }
+}
+
 /// Storage of webhooks and their delivery queue.
 #[async_trait]
 pub trait WebhookStore: Send + Sync {
@@ -427,18 +438,12 @@ macro_rules! webhook_store_impl {
                 sender: &str,
                 outcome: &$crate::storage::webhooks::AttemptOutcome,
             ) -> $crate::storage::Result<bool> {
-                use $crate::domain::webhook::DeliveryStatus;
                 let delivery = &claimed.delivery;
-                let status = match (&outcome.error, outcome.retry_after) {
-                    (None, _) => DeliveryStatus::Delivered,
-                    (Some(_), Some(_)) => DeliveryStatus::Queued,
-                    (Some(_), None) => DeliveryStatus::Failed,
-                };
                 let mut tx = self.pool.begin_with(self.sql.begin_write).await?;
                 let done = sqlx::query(&self.sql.webhooks.finish_attempt)
                     .bind(delivery.id)
                     .bind(sender)
-                    .bind(status.as_str())
+                    .bind(outcome.status().as_str())
                     .bind(outcome.retry_after.unwrap_or_default().as_secs_f64())
                     .bind(outcome.status_code)
                     .bind(&outcome.error)

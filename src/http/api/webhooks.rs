@@ -13,7 +13,6 @@ use utoipa::ToSchema;
 use crate::{
     domain::webhook::{Delivery, DeliveryAttempt, DeliveryStatus, Webhook},
     http::{AppError, AppState, auth::ApiUser, error::Problem},
-    storage,
 };
 
 /// A webhook to register.
@@ -166,14 +165,6 @@ pub struct PingQueued {
     pub delivery_id: i64,
 }
 
-/// Storage's "not found" means no such webhook here.
-fn webhook_error(err: storage::Error) -> AppError {
-    match err {
-        storage::Error::NotFound => AppError::NoSuchWebhook,
-        other => other.into(),
-    }
-}
-
 /// Register a webhook. Its secret is in this answer only.
 #[utoipa::path(post, path = "/webhooks", tag = "webhooks", request_body = CreateWebhookBody,
     responses(
@@ -228,11 +219,7 @@ pub async fn show(
     ApiUser(user): ApiUser,
     Path(id): Path<String>,
 ) -> Result<Json<WebhookView>, AppError> {
-    let webhook = state
-        .webhooks
-        .get(&user, &id)
-        .await
-        .map_err(webhook_error)?;
+    let webhook = state.webhooks.get(&user, &id).await?;
     Ok(Json(webhook.into()))
 }
 
@@ -244,11 +231,8 @@ pub async fn delete(
     ApiUser(user): ApiUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    if state.webhooks.delete(&user, &id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(AppError::NoSuchWebhook)
-    }
+    state.webhooks.delete(&user, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A webhook's delivery log: its newest 50 deliveries with every attempt.
@@ -259,11 +243,7 @@ pub async fn deliveries(
     ApiUser(user): ApiUser,
     Path(id): Path<String>,
 ) -> Result<Json<DeliveryList>, AppError> {
-    let (_, deliveries) = state
-        .webhooks
-        .with_log(&user, &id)
-        .await
-        .map_err(webhook_error)?;
+    let (_, deliveries) = state.webhooks.with_log(&user, &id).await?;
     Ok(Json(DeliveryList {
         deliveries: deliveries.into_iter().map(Into::into).collect(),
     }))
@@ -277,10 +257,6 @@ pub async fn ping(
     ApiUser(user): ApiUser,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<PingQueued>), AppError> {
-    let delivery_id = state
-        .webhooks
-        .ping(&user, &id)
-        .await
-        .map_err(webhook_error)?;
+    let delivery_id = state.webhooks.ping(&user, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(PingQueued { delivery_id })))
 }

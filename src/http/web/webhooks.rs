@@ -19,7 +19,6 @@ use crate::{
     domain::User,
     http::{AppError, AppState, HtmlError, auth::CurrentUser},
     sessions::{set_flash, take_flash},
-    storage,
     webhooks::WebhookError,
 };
 
@@ -79,14 +78,6 @@ async fn list_page(
     })
 }
 
-/// Storage's "not found" means no such webhook here.
-fn webhook_error(err: storage::Error) -> HtmlError {
-    match err {
-        storage::Error::NotFound => AppError::NoSuchWebhook.into(),
-        other => other.into(),
-    }
-}
-
 /// The list and the register form.
 pub async fn list(
     State(state): State<AppState>,
@@ -138,7 +129,9 @@ pub async fn create(
             )
                 .into_response())
         }
-        Err(WebhookError::Storage(error)) => Err(AppError::from(error).into()),
+        Err(error @ (WebhookError::Storage(_) | WebhookError::NotFound)) => {
+            Err(AppError::from(error).into())
+        }
         Err(refused) => {
             let page = list_page(
                 &state,
@@ -161,11 +154,7 @@ pub async fn show(
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Response, HtmlError> {
-    let (webhook, deliveries) = state
-        .webhooks
-        .with_log(&user, &id)
-        .await
-        .map_err(webhook_error)?;
+    let (webhook, deliveries) = state.webhooks.with_log(&user, &id).await?;
     let deliveries: Vec<DeliveryRow> = deliveries.into_iter().map(DeliveryRow::from).collect();
     let page = WebhookPage {
         nav: Nav::new(&session, Some(&user)).await?,
@@ -184,11 +173,7 @@ pub async fn ping(
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Redirect, HtmlError> {
-    state
-        .webhooks
-        .ping(&user, &id)
-        .await
-        .map_err(webhook_error)?;
+    state.webhooks.ping(&user, &id).await?;
     set_flash(
         &session,
         "A test event (ping) is on its way: its delivery is below.",
@@ -204,9 +189,7 @@ pub async fn delete(
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Redirect, HtmlError> {
-    if !state.webhooks.delete(&user, &id).await? {
-        return Err(AppError::NoSuchWebhook.into());
-    }
+    state.webhooks.delete(&user, &id).await?;
     set_flash(
         &session,
         "The webhook was deleted: no more events go to it.",
