@@ -6,7 +6,6 @@
 mod common;
 
 use std::{
-    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::{Command, Output},
 };
@@ -44,8 +43,7 @@ fn lines_for<'a>(stdout: &'a str, check: &str) -> Vec<&'a str> {
 /// its place and mode matter here; tests/bundle.rs runs the real one).
 fn bundle_zip(dir: &Path) -> PathBuf {
     let binary = dir.join("lector-binary");
-    std::fs::write(&binary, "#!/bin/sh\necho lector\n").unwrap();
-    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    common::write_script(&binary, "echo lector");
     let zip = dir.join("lector-eb.zip");
     common::build_bundle(&binary, &zip);
     zip

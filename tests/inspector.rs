@@ -2,17 +2,14 @@
 //! crash retires it, a hang is cut at the deadline, and a child that died while idle is
 //! replaced without failing the next upload.
 
-use std::{os::unix::fs::PermissionsExt, path::PathBuf, time::Duration};
+mod common;
 
+use std::time::Duration;
+
+use common::fixture;
 use lector::engines::{OpenError, SandboxError, inspector::Inspectors};
 
 const LIMIT: Duration = Duration::from_secs(20);
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
 
 fn real(max_idle: usize) -> Inspectors {
     Inspectors::new(env!("CARGO_BIN_EXE_lector").into(), 1024, max_idle)
@@ -21,8 +18,7 @@ fn real(max_idle: usize) -> Inspectors {
 /// A stand-in for the inspector child that behaves in a given way.
 fn scripted(dir: &tempfile::TempDir, body: &str) -> Inspectors {
     let path = dir.path().join("inspector");
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    common::write_script(&path, body);
     Inspectors::new(path, 1024, 2)
 }
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::{os::unix::fs::PermissionsExt, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use common::{Backend, TestApp, test_config};
 use rstest::rstest;
@@ -12,8 +12,7 @@ use tokio_util::sync::CancellationToken;
 /// A stand-in for the sandbox executable that behaves badly in a given way.
 fn script(dir: &tempfile::TempDir, name: &str, body: &str) -> PathBuf {
     let path = dir.path().join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    common::write_script(&path, body);
     path
 }
 

@@ -536,7 +536,6 @@ async fn the_server_refuses_to_start_with_an_ocr_language_that_is_not_installed(
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn free_cores_read_one_document_s_pages_in_parallel_each_page_once(#[case] backend: Backend) {
-    use std::os::unix::fs::PermissionsExt;
     let app = TestApp::spawn(backend).await;
     let uploaded = upload_with(&app, "three_pages.pdf", &[("ocr", "force")]).await;
     assert_eq!(uploaded.status(), 202);
@@ -547,16 +546,14 @@ async fn free_cores_read_one_document_s_pages_in_parallel_each_page_once(#[case]
     // A sandbox that keeps each child's request, then runs the real one.
     let dir = tempfile::tempdir().unwrap();
     let wrapper = dir.path().join("sandbox");
-    std::fs::write(
+    common::write_script(
         &wrapper,
-        format!(
-            "#!/bin/sh\ntee \"{}/request-$$.json\" | exec {} \"$@\"\n",
+        &format!(
+            "tee \"{}/request-$$.json\" | exec {} \"$@\"",
             dir.path().display(),
             env!("CARGO_BIN_EXE_lector")
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let worker = app
         .worker_with(common::test_config(
             &app.db.url,

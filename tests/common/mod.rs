@@ -133,6 +133,24 @@ impl Drop for TestDatabase {
 }
 
 /// The `lector` binary cargo built for these tests (also the sandbox child).
+/// Writes an executable shell script at `path`. The file is written by a `sh` child, never
+/// through a descriptor of this process: tests run in parallel threads, and a thread that forks
+/// while another holds a script open for writing hands that descriptor to its child until the
+/// child's exec, so running the script in that window fails with "Text file busy" (ETXTBSY).
+pub fn write_script(path: &Path, body: &str) {
+    use std::io::Write;
+    let mut writer = std::process::Command::new("sh")
+        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = writer.stdin.take().unwrap();
+    write!(stdin, "#!/bin/sh\n{body}\n").unwrap();
+    drop(stdin);
+    assert!(writer.wait().unwrap().success(), "writing {path:?}");
+}
+
 pub fn lector_exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_lector"))
 }
