@@ -27,8 +27,6 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 const WORDS_PER_PAGE: usize = 250;
 const VOCABULARY: usize = 20_000;
-/// `LECTOR_SEARCH_MAX_SCORED_PAGES`'s default.
-const MAX_SCORED_PAGES: i64 = 10_000;
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -259,41 +257,56 @@ fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1000.0)
 }
 
-async fn measure(store: Arc<dyn Store>, user: &User, corpus: &Corpus, per_kind: usize) {
+async fn measure(
+    store: Arc<dyn Store>,
+    user: &User,
+    corpus: &Corpus,
+    per_kind: usize,
+    max_scored: i64,
+) {
+    println!("  ranking at most {max_scored} matching pages (LECTOR_SEARCH_MAX_SCORED_PAGES)");
     let mut rng = StdRng::seed_from_u64(11);
     let queries = queries(corpus, &mut rng, per_kind);
     // Warm the caches once with every query, as a running server would be.
     for (_, params) in &queries {
         let valid = params.validate().unwrap();
-        lector::search::search(store.as_ref(), user, &valid, MAX_SCORED_PAGES)
+        lector::search::search(store.as_ref(), user, &valid, max_scored)
             .await
             .unwrap();
     }
     let mut by_kind: std::collections::BTreeMap<&str, Vec<Duration>> = Default::default();
     let mut hits: std::collections::BTreeMap<&str, i64> = Default::default();
+    let mut slowest: std::collections::BTreeMap<&str, (Duration, &str)> = Default::default();
     for (kind, params) in &queries {
         let valid = params.validate().unwrap();
         let started = Instant::now();
-        let results = lector::search::search(store.as_ref(), user, &valid, MAX_SCORED_PAGES)
+        let results = lector::search::search(store.as_ref(), user, &valid, max_scored)
             .await
             .unwrap();
-        by_kind.entry(kind).or_default().push(started.elapsed());
+        let took = started.elapsed();
+        by_kind.entry(kind).or_default().push(took);
         *hits.entry(kind).or_default() += results.total_documents;
+        let q = params.q.as_deref().unwrap_or_default();
+        let entry = slowest.entry(kind).or_insert((took, q));
+        if took > entry.0 {
+            *entry = (took, q);
+        }
     }
     println!(
-        "  {:<28} {:>8} {:>8} {:>8} {:>14}",
+        "  {:<28} {:>8} {:>8} {:>8} {:>14}  slowest",
         "query (10 documents a page)", "p50 ms", "p99 ms", "max ms", "documents hit"
     );
     let mut all = Vec::new();
     for (kind, mut times) in by_kind {
         times.sort();
         println!(
-            "  {:<28} {:>8} {:>8} {:>8} {:>14}",
+            "  {:<28} {:>8} {:>8} {:>8} {:>14}  {}",
             kind,
             ms(percentile(&times, 0.50)),
             ms(percentile(&times, 0.99)),
             ms(*times.last().unwrap()),
-            hits[kind] / times.len() as i64
+            hits[kind] / times.len() as i64,
+            slowest[kind].1
         );
         all.extend(times);
     }
@@ -332,6 +345,12 @@ async fn main() {
     let per_kind = env_number("SEARCH_BENCH_QUERIES", 40);
     let backends =
         std::env::var("SEARCH_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
+    // `LECTOR_SEARCH_MAX_SCORED_PAGES` values to compare on the same data (its default first).
+    let max_scored: Vec<i64> = std::env::var("SEARCH_BENCH_MAX_SCORED")
+        .unwrap_or_else(|_| "10000".into())
+        .split(',')
+        .map(|n| n.trim().parse().expect("SEARCH_BENCH_MAX_SCORED: numbers"))
+        .collect();
     let corpus = Corpus::new(&mut StdRng::seed_from_u64(3));
     let dir = tempfile::tempdir().unwrap().keep();
     for backend in backends.split(',') {
@@ -374,7 +393,9 @@ async fn main() {
                 sqlx::query("vacuum analyze").execute(&pool).await.unwrap();
                 pool.close().await;
             }
-            measure(store.clone(), &user, &corpus, per_kind).await;
+            for max_scored in &max_scored {
+                measure(store.clone(), &user, &corpus, per_kind, *max_scored).await;
+            }
         }
         drop(store);
         if std::env::var_os("SEARCH_BENCH_KEEP").is_some() {

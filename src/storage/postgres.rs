@@ -52,6 +52,16 @@ impl PostgresStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+
+    /// Where a search window of `pages` of `owner_id`'s newest pages starts (see
+    /// [`WINDOW_START`]); none when that is the whole library.
+    async fn window_start(&self, owner_id: &str, pages: i64) -> super::Result<Option<String>> {
+        Ok(sqlx::query_scalar(WINDOW_START)
+            .bind(owner_id)
+            .bind(pages)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
 }
 
 webhook_store_impl!(PostgresStore);
@@ -64,30 +74,52 @@ store_impl!(
 
 /// The matching documents: the owner's newest matching pages (at most `$10`; ids are
 /// UUIDv7, so id order is upload order) scored, grouped by document; the totals counted
-/// before the page is cut. The pages are picked first and scored after, so that only those
-/// picked have their tsvector read for scoring. The query is written inline (not in a CTE)
-/// and the statement is not kept prepared, so that Postgres plans each search knowing its
-/// words: a word on most pages is best found walking the newest pages backwards, a rare one
-/// through the GIN index.
-const SEARCH_DOCUMENTS: &str = "with candidates as materialized (select p.document_id, p.search from pages p \
+/// before the page is cut. `$11`, when set, is a window: only documents from that id on
+/// (see [`WINDOW_START`]). Each page is scored as it is read (its tsvector is in the row,
+/// migration 0010) and only the score is carried through the sort. The query is written
+/// inline (not in a CTE) and the statement is not kept prepared, so that Postgres plans each
+/// search knowing its words and window: a word on most pages is best found walking the
+/// newest pages backwards, a rare one through the GIN index, a window through both.
+const SEARCH_DOCUMENTS: &str = "with scored as materialized (select p.document_id, \
+         ts_rank_cd(p.search, websearch_to_tsquery('english', $1), 1) as score from pages p \
        join documents d on d.id = p.document_id \
        where p.search @@ websearch_to_tsquery('english', $1) and d.owner_id = $2 \
          and (cast($3 as text) is null or d.status = $3) \
          and (cast($4 as text) is null or d.engine = $4) \
          and (cast($5 as timestamptz) is null or d.created_at >= $5) \
          and (cast($6 as timestamptz) is null or d.created_at < $6) \
-       order by p.document_id desc, p.page_number desc limit $10), \
-     scored as (select c.document_id, ts_rank_cd(c.search, websearch_to_tsquery('english', $1), 1) as score \
-       from candidates c) \
+         and (cast($11 as text) is null or p.document_id >= $11) \
+       order by p.document_id desc, p.page_number desc limit $10) \
      select h.document_id, cast(max(h.score) as double precision) as score, \
        count(*) as matching_pages, count(*) over () as total, \
-       (select count(*) from candidates) as scored_pages \
+       (select count(*) from scored) as scored_pages \
      from scored h group by h.document_id \
      order by case when $7 then max(h.score) else 0 end desc, h.document_id desc \
      limit $8 offset $9";
 
+/// The first document of the owner's newest documents that hold `$2` pages in all; none
+/// when the whole library holds fewer.
+const WINDOW_START: &str = "select id from (select id, \
+       sum(page_count) over (order by id desc) as pages from documents where owner_id = $1) w \
+     where pages >= $2 order by id desc limit 1";
+
+/// The next window to search, in pages, after one of `window` pages held `matched` of the
+/// `wanted` matching pages: large enough to hold them at the density seen (with a quarter
+/// more), and between twice and sixteen times as large.
+fn next_window(window: i64, matched: i64, wanted: i64) -> i64 {
+    let at_density = if matched == 0 {
+        i64::MAX
+    } else {
+        window.saturating_mul(wanted).saturating_mul(5) / matched.saturating_mul(4)
+    };
+    at_density.clamp(window.saturating_mul(2), window.saturating_mul(16))
+}
+
 /// The best pages of some documents, with a passage around the hits (only those pages get
 /// the costly headline). Hits are marked with the markers of [`crate::domain::search`].
+/// Not kept prepared either: after five runs Postgres would switch to a plan made without
+/// the words, which reads a common word's every page through the GIN index (300 ms at
+/// 200,000 pages) instead of the few pages of the documents asked for.
 const BEST_PAGES: &str = "select t.document_id, t.page_number, cast(t.score as double precision) as score, \
      ts_headline('english', translate(t.text, '<', U&'\\FDD2'), q.query, \
        'StartSel=\u{FDD0}, StopSel=\u{FDD1}, MaxWords=30, MinWords=12, ShortWord=2, \
@@ -121,28 +153,49 @@ fn tags_back(text: &str) -> String {
 
 #[async_trait::async_trait]
 impl super::search::SearchStore for PostgresStore {
+    /// Searches the newest pages first, in windows: the newest `max_scored_pages` pages,
+    /// then a window grown to the density of matches seen, until one holds as many matching
+    /// pages as are scored; a window that would hold half the library or more is the whole
+    /// library (searching most of it twice costs more than once). A word on many pages is
+    /// then ranked from the pages of a window, not found on every page of the library
+    /// first; the answer is the same (the newest matching pages are the same ones).
     async fn search_documents(
         &self,
         request: &super::search::SearchRequest<'_>,
     ) -> super::Result<super::search::DocumentMatches> {
-        let rows: Vec<(String, f64, i64, i64, i64)> = sqlx::query_as(SEARCH_DOCUMENTS)
-            .persistent(false)
-            .bind(tag_safe(&super::search::websearch(request.query)))
-            .bind(request.owner_id)
-            .bind(request.filters.status.map(|s| s.as_str()))
-            .bind(request.filters.engine.as_deref())
-            .bind(request.filters.uploaded_from)
-            .bind(request.filters.uploaded_before)
-            .bind(request.sort == crate::domain::search::SearchSort::Relevance)
-            .bind(request.limit)
-            .bind(request.offset)
-            .bind(request.max_scored_pages)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(super::search::documents_from_rows(
-            rows,
-            request.max_scored_pages,
-        ))
+        let query = tag_safe(&super::search::websearch(request.query));
+        let wanted = request.max_scored_pages;
+        let mut start = self.window_start(request.owner_id, wanted).await?;
+        let mut window = wanted;
+        loop {
+            let rows: Vec<(String, f64, i64, i64, i64)> = sqlx::query_as(SEARCH_DOCUMENTS)
+                .persistent(false)
+                .bind(&query)
+                .bind(request.owner_id)
+                .bind(request.filters.status.map(|s| s.as_str()))
+                .bind(request.filters.engine.as_deref())
+                .bind(request.filters.uploaded_from)
+                .bind(request.filters.uploaded_before)
+                .bind(request.sort == crate::domain::search::SearchSort::Relevance)
+                .bind(request.limit)
+                .bind(request.offset)
+                .bind(wanted)
+                .bind(start.as_deref())
+                .fetch_all(&self.pool)
+                .await?;
+            let matched = rows.first().map_or(0, |row| row.4);
+            if start.is_none() || matched >= wanted {
+                return Ok(super::search::documents_from_rows(rows, wanted));
+            }
+            window = next_window(window, matched, wanted);
+            start = match self
+                .window_start(request.owner_id, window.saturating_mul(2))
+                .await?
+            {
+                Some(_) => self.window_start(request.owner_id, window).await?,
+                None => None,
+            };
+        }
     }
 
     async fn best_pages(
@@ -152,6 +205,7 @@ impl super::search::SearchStore for PostgresStore {
         per_document: i64,
     ) -> super::Result<Vec<super::search::PageMatch>> {
         let rows: Vec<(String, i32, f64, String)> = sqlx::query_as(BEST_PAGES)
+            .persistent(false)
             .bind(tag_safe(&super::search::websearch(query)))
             .bind(super::json_list(document_ids))
             .bind(per_document)
@@ -170,6 +224,7 @@ impl super::search::SearchStore for PostgresStore {
         query: &crate::domain::search::SearchQuery,
     ) -> super::Result<Vec<(i32, crate::domain::search::Highlighted)>> {
         let rows: Vec<(i32, String)> = sqlx::query_as(HIGHLIGHT_PAGES)
+            .persistent(false)
             .bind(document_id)
             .bind(tag_safe(&super::search::websearch(query)))
             .fetch_all(&self.pool)
@@ -183,5 +238,27 @@ impl super::search::SearchStore for PostgresStore {
                 )
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_window;
+
+    #[test]
+    fn windows_grow_to_the_density_seen_within_bounds() {
+        // 450 of 5,000 wanted in 5,000 pages: about 69,000 pages should hold them.
+        assert_eq!(next_window(5_000, 450, 5_000), 69_444);
+        // Nothing seen: sixteen times as large.
+        assert_eq!(next_window(5_000, 0, 5_000), 80_000);
+        // Nearly enough: still at least twice as large, so the search ends soon.
+        assert_eq!(next_window(5_000, 4_900, 5_000), 10_000);
+        // A sliver: at most sixteen times as large.
+        assert_eq!(next_window(5_000, 1, 5_000), 80_000);
+        assert_eq!(
+            next_window(i64::MAX / 2, 1, 5_000),
+            i64::MAX - 1,
+            "no overflow"
+        );
     }
 }
