@@ -26,7 +26,7 @@ pub struct Config {
     /// `LECTOR_MAX_PAGES`: most pages accepted in one PDF (default 2000).
     pub max_pages: u32,
     /// `LECTOR_SEARCH_MAX_SCORED_PAGES`: most matching pages one search ranks, newest first
-    /// (default 10,000); past it the count of matching documents is a lower bound.
+    /// (default 2,000); past it the count of matching documents is a lower bound.
     pub search_max_scored_pages: i64,
     /// Completion webhooks: who may be called and how deliveries are retried.
     pub webhooks: WebhookSettings,
@@ -268,7 +268,7 @@ impl Config {
             workers,
             max_upload_bytes: parse_or(&get, "LECTOR_MAX_UPLOAD_BYTES", 100 * 1024 * 1024)?,
             max_pages: parse_or(&get, "LECTOR_MAX_PAGES", 2000)?,
-            search_max_scored_pages: parse_or(&get, "LECTOR_SEARCH_MAX_SCORED_PAGES", 10_000)?,
+            search_max_scored_pages: parse_or(&get, "LECTOR_SEARCH_MAX_SCORED_PAGES", 2_000)?,
             max_files_per_upload: parse_or(&get, "LECTOR_MAX_FILES_PER_UPLOAD", 20)?,
             webhooks: WebhookSettings {
                 allow_private: parse_or(&get, "LECTOR_WEBHOOK_ALLOW_PRIVATE", false)?,

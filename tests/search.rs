@@ -590,6 +590,28 @@ async fn pages_stored_before_the_search_migration_are_indexed_by_it(#[case] back
     );
     // The rebuilt SQLite table kept the pages and their order.
     assert_eq!(store.list_pages("d1").await.unwrap().len(), 2);
+    if backend == Backend::Postgres {
+        // Migration 0010: the tsvector and the document id stay in the row (MAIN), not in
+        // TOAST where ranking and sorting would have to fetch them one by one.
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        let storage: Vec<(String, String)> = sqlx::query_as(
+            "select attname::text, attstorage::text from pg_attribute \
+             where attrelid = 'pages'::regclass and attname in ('document_id', 'search', 'text') \
+             order by attname",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            storage,
+            [
+                ("document_id".to_owned(), "m".to_owned()),
+                ("search".into(), "m".into()),
+                ("text".into(), "x".into())
+            ]
+        );
+        pool.close().await;
+    }
 }
 
 #[rstest]
@@ -623,7 +645,19 @@ async fn past_the_scoring_limit_the_newest_pages_are_ranked_and_the_count_says_s
         BTreeMap::from([("animals.pdf", 1), ("invoices.pdf", 1)])
     );
     let page = app.get_text("/search?q=invoice").await;
-    assert!(page.contains("More than 2 documents match"), "{page}");
+    assert!(page.contains("At least 2 documents match"), "{page}");
+
+    // Found in the newest pages: the two newest documents hold both "zeppelin" pages, so
+    // the search stops at them (a window) and ranks the page saying it five times first.
+    let (_, body) = search(&app, &[("q", "zeppelin")]).await;
+    assert_eq!(body["total_documents"], 2, "{body}");
+    let names: Vec<&str> = body["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["document"]["file_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["airships.pdf", "travel.pdf"]);
 
     // Under the limit the count is exact.
     let (_, body) = search(&app, &[("q", "pelican")]).await;

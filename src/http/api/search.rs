@@ -21,7 +21,7 @@ pub struct SearchResultsView {
     /// How many documents match in all.
     pub total_documents: i64,
     /// False when the words are on so many pages that only the newest matching pages were
-    /// ranked (`LECTOR_SEARCH_MAX_SCORED_PAGES`, 10,000): `total_documents` is then a lower
+    /// ranked (`LECTOR_SEARCH_MAX_SCORED_PAGES`, 2,000): `total_documents` is then a lower
     /// bound.
     pub total_is_exact: bool,
     /// This page of results, from 1.

@@ -89,7 +89,7 @@ pub async fn page(
         }
         (0, _) | (_, 0) => "No document matches.".into(),
         (total, _) if !results.total_is_exact => format!(
-            "More than {total} documents match: the words are on so many pages that the \
+            "At least {total} documents match: the words are on so many pages that the \
              newest {} matching pages were ranked; {}–{} shown. Add a word to narrow it.",
             max_scored,
             first + 1,
