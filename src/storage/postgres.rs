@@ -103,16 +103,21 @@ const WINDOW_START: &str = "select id from (select id, \
        sum(page_count) over (order by id desc) as pages from documents where owner_id = $1) w \
      where pages >= $2 order by id desc limit 1";
 
-/// The next window to search, in pages, after one of `window` pages held `matched` of the
-/// `wanted` matching pages: large enough to hold them at the density seen (with a quarter
-/// more), and between twice and sixteen times as large.
-fn next_window(window: i64, matched: i64, wanted: i64) -> i64 {
-    let at_density = if matched == 0 {
+/// How many pages should hold the `wanted` matching pages, after a window of `window` pages
+/// held `matched`: at the density seen, with a quarter more (no bound when none matched).
+fn pages_for(window: i64, matched: i64, wanted: i64) -> i64 {
+    if matched == 0 {
         i64::MAX
     } else {
         window.saturating_mul(wanted).saturating_mul(5) / matched.saturating_mul(4)
-    };
-    at_density.clamp(window.saturating_mul(2), window.saturating_mul(16))
+    }
+}
+
+/// The next window to search after one of `window` pages: `pages_for` it, but between
+/// twice and sixteen times as large (a density seen in recent pages may not hold further
+/// back).
+fn next_window(window: i64, matched: i64, wanted: i64) -> i64 {
+    pages_for(window, matched, wanted).clamp(window.saturating_mul(2), window.saturating_mul(16))
 }
 
 /// The best pages of some documents, with a passage around the hits (only those pages get
@@ -155,8 +160,8 @@ fn tags_back(text: &str) -> String {
 impl super::search::SearchStore for PostgresStore {
     /// Searches the newest pages first, in windows: the newest `max_scored_pages` pages,
     /// then a window grown to the density of matches seen, until one holds as many matching
-    /// pages as are scored; a window that would hold half the library or more is the whole
-    /// library (searching most of it twice costs more than once). A word on many pages is
+    /// pages as are scored; where that density would need half the library or more, the
+    /// whole library (searching most of it twice costs more than once). A word on many pages is
     /// then ranked from the pages of a window, not found on every page of the library
     /// first; the answer is the same (the newest matching pages are the same ones).
     async fn search_documents(
@@ -187,9 +192,13 @@ impl super::search::SearchStore for PostgresStore {
             if start.is_none() || matched >= wanted {
                 return Ok(super::search::documents_from_rows(rows, wanted));
             }
+            // Where the matches are so sparse that half the library would be needed, search
+            // it all now (a rare phrase of common words: every window re-reads the pages
+            // holding its words).
+            let needed = pages_for(window, matched, wanted);
             window = next_window(window, matched, wanted);
             start = match self
-                .window_start(request.owner_id, window.saturating_mul(2))
+                .window_start(request.owner_id, needed.max(window).saturating_mul(2))
                 .await?
             {
                 Some(_) => self.window_start(request.owner_id, window).await?,
@@ -243,7 +252,7 @@ impl super::search::SearchStore for PostgresStore {
 
 #[cfg(test)]
 mod tests {
-    use super::next_window;
+    use super::{next_window, pages_for};
 
     #[test]
     fn windows_grow_to_the_density_seen_within_bounds() {
@@ -260,5 +269,8 @@ mod tests {
             i64::MAX - 1,
             "no overflow"
         );
+        // What decides searching the whole library is the density itself, unbounded.
+        assert_eq!(pages_for(2_000, 3, 2_000), 1_666_666);
+        assert_eq!(pages_for(2_000, 0, 2_000), i64::MAX);
     }
 }
