@@ -75,6 +75,16 @@ async fn seed(app: &TestApp) -> BTreeMap<&'static str, String> {
     ids
 }
 
+/// The file names of a search answer's documents, in its order.
+fn file_names(body: &Value) -> Vec<&str> {
+    body["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["document"]["file_name"].as_str().unwrap())
+        .collect()
+}
+
 async fn search(app: &TestApp, query: &[(&str, &str)]) -> (u16, Value) {
     let path = format!(
         "/api/v1/search?{}",
@@ -172,12 +182,7 @@ async fn results_are_ranked_grouped_paginated_and_filtered(#[case] backend: Back
 
     // The page that says zeppelin five times ranks above the one that mentions it once.
     let (_, body) = search(&app, &[("q", "zeppelin")]).await;
-    let names: Vec<&str> = body["documents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["document"]["file_name"].as_str().unwrap())
-        .collect();
+    let names = file_names(&body);
     assert_eq!(names, ["airships.pdf", "travel.pdf"], "{body}");
     let scores: Vec<f64> = body["documents"]
         .as_array()
@@ -593,24 +598,14 @@ async fn pages_stored_before_the_search_migration_are_indexed_by_it(#[case] back
     if backend == Backend::Postgres {
         // Migration 0010: the tsvector and the document id stay in the row (MAIN), not in
         // TOAST where ranking and sorting would have to fetch them one by one.
-        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-        let storage: Vec<(String, String)> = sqlx::query_as(
-            "select attname::text, attstorage::text from pg_attribute \
-             where attrelid = 'pages'::regclass and attname in ('document_id', 'search', 'text') \
-             order by attname",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        assert_eq!(
-            storage,
-            [
-                ("document_id".to_owned(), "m".to_owned()),
-                ("search".into(), "m".into()),
-                ("text".into(), "x".into())
-            ]
-        );
-        pool.close().await;
+        let storage = db
+            .query_text(
+                "select string_agg(attname || '=' || cast(attstorage as text), ' ' order by attname) \
+                 from pg_attribute where attrelid = 'pages'::regclass \
+                   and attname in ('document_id', 'search', 'text')",
+            )
+            .await;
+        assert_eq!(storage.as_deref(), Some("document_id=m search=m text=x"));
     }
 }
 
@@ -651,12 +646,7 @@ async fn past_the_scoring_limit_the_newest_pages_are_ranked_and_the_count_says_s
     // the search stops at them (a window) and ranks the page saying it five times first.
     let (_, body) = search(&app, &[("q", "zeppelin")]).await;
     assert_eq!(body["total_documents"], 2, "{body}");
-    let names: Vec<&str> = body["documents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["document"]["file_name"].as_str().unwrap())
-        .collect();
+    let names = file_names(&body);
     assert_eq!(names, ["airships.pdf", "travel.pdf"]);
 
     // Under the limit the count is exact.

@@ -113,11 +113,11 @@ fn pages_for(window: i64, matched: i64, wanted: i64) -> i64 {
     }
 }
 
-/// The next window to search after one of `window` pages: `pages_for` it, but between
-/// twice and sixteen times as large (a density seen in recent pages may not hold further
-/// back).
-fn next_window(window: i64, matched: i64, wanted: i64) -> i64 {
-    pages_for(window, matched, wanted).clamp(window.saturating_mul(2), window.saturating_mul(16))
+/// The next window to search after one of `window` pages, where `needed` pages should hold
+/// what is wanted (`pages_for`): that, but between twice and sixteen times as large (a
+/// density seen in recent pages may not hold further back).
+fn next_window(window: i64, needed: i64) -> i64 {
+    needed.clamp(window.saturating_mul(2), window.saturating_mul(16))
 }
 
 /// The best pages of some documents, with a passage around the hits (only those pages get
@@ -196,7 +196,7 @@ impl super::search::SearchStore for PostgresStore {
             // it all now (a rare phrase of common words: every window re-reads the pages
             // holding its words).
             let needed = pages_for(window, matched, wanted);
-            window = next_window(window, matched, wanted);
+            window = next_window(window, needed);
             start = match self
                 .window_start(request.owner_id, needed.max(window).saturating_mul(2))
                 .await?
@@ -257,15 +257,15 @@ mod tests {
     #[test]
     fn windows_grow_to_the_density_seen_within_bounds() {
         // 450 of 5,000 wanted in 5,000 pages: about 69,000 pages should hold them.
-        assert_eq!(next_window(5_000, 450, 5_000), 69_444);
+        assert_eq!(next_window(5_000, pages_for(5_000, 450, 5_000)), 69_444);
         // Nothing seen: sixteen times as large.
-        assert_eq!(next_window(5_000, 0, 5_000), 80_000);
+        assert_eq!(next_window(5_000, pages_for(5_000, 0, 5_000)), 80_000);
         // Nearly enough: still at least twice as large, so the search ends soon.
-        assert_eq!(next_window(5_000, 4_900, 5_000), 10_000);
+        assert_eq!(next_window(5_000, pages_for(5_000, 4_900, 5_000)), 10_000);
         // A sliver: at most sixteen times as large.
-        assert_eq!(next_window(5_000, 1, 5_000), 80_000);
+        assert_eq!(next_window(5_000, pages_for(5_000, 1, 5_000)), 80_000);
         assert_eq!(
-            next_window(i64::MAX / 2, 1, 5_000),
+            next_window(i64::MAX / 2, pages_for(i64::MAX / 2, 1, 5_000)),
             i64::MAX - 1,
             "no overflow"
         );
