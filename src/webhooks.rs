@@ -92,7 +92,7 @@ impl Webhooks {
                 owner_id: user.id.clone(),
                 url: url.to_string(),
                 description: description.to_owned(),
-                secret: secret.clone(),
+                secret: secret.clone().into(),
             })
             .await?;
         tracing::info!(webhook.id = %webhook.id, user.id = %user.id, "webhook registered");

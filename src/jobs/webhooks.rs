@@ -8,6 +8,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use secrecy::ExposeSecret;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -177,7 +178,7 @@ impl WebhookSender {
             .header("Lector-Delivery", claimed.delivery.id.to_string())
             .header(
                 "Lector-Signature",
-                webhook::signature(&claimed.secret, timestamp, &body),
+                webhook::signature(claimed.secret.expose_secret(), timestamp, &body),
             )
             .body(body)
             .send()

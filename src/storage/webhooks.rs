@@ -22,8 +22,8 @@ pub struct NewWebhook {
     pub url: String,
     /// What its owner calls it.
     pub description: String,
-    /// The signing secret.
-    pub secret: String,
+    /// The signing secret (redacted from `Debug`, so no log line can carry it).
+    pub secret: secrecy::SecretString,
 }
 
 /// A delivery a sender has claimed, with where to send it and how to sign it.
@@ -33,8 +33,8 @@ pub struct ClaimedDelivery {
     pub delivery: Delivery,
     /// The webhook it goes to.
     pub webhook: Webhook,
-    /// The webhook's signing secret.
-    pub secret: String,
+    /// The webhook's signing secret (redacted from `Debug`).
+    pub secret: secrecy::SecretString,
 }
 
 /// What became of one attempt.
@@ -299,7 +299,7 @@ macro_rules! webhook_store_impl {
                     .bind(&webhook.owner_id)
                     .bind(&webhook.url)
                     .bind(&webhook.description)
-                    .bind(&webhook.secret)
+                    .bind(secrecy::ExposeSecret::expose_secret(&webhook.secret))
                     .execute(&self.pool)
                     .await?;
                 self.webhook(&webhook.owner_id, &webhook.id).await
@@ -428,7 +428,7 @@ macro_rules! webhook_store_impl {
                         description,
                         created_at,
                     },
-                    secret,
+                    secret: secrecy::SecretString::from(secret),
                 }))
             }
 
@@ -478,4 +478,23 @@ macro_rules! webhook_store_impl {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NewWebhook;
+
+    #[test]
+    fn the_signing_secret_stays_out_of_debug_output() {
+        let webhook = NewWebhook {
+            id: "w".into(),
+            owner_id: "u".into(),
+            url: "https://example.com/hook".into(),
+            description: String::new(),
+            secret: "whsec_do-not-log-me".to_owned().into(),
+        };
+        let printed = format!("{webhook:?}");
+        assert!(printed.contains("https://example.com/hook"), "{printed}");
+        assert!(!printed.contains("do-not-log-me"), "{printed}");
+    }
 }
