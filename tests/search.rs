@@ -649,8 +649,13 @@ async fn past_the_scoring_limit_the_newest_pages_are_ranked_and_the_count_says_s
     let names = file_names(&body);
     assert_eq!(names, ["airships.pdf", "travel.pdf"]);
 
-    // Under the limit the count is exact.
+    // Under the limit the count is exact. Nothing in the newest two pages: the whole
+    // library is searched (on Postgres through the word index, the matches being sparse).
     let (_, body) = search(&app, &[("q", "pelican")]).await;
     assert_eq!(body["total_is_exact"], true, "{body}");
     assert_eq!(body["total_documents"], 1);
+    let (_, body) = search(&app, &[("q", "\"brown fox\"")]).await;
+    assert_eq!(file_names(&body), ["animals.pdf"], "{body}");
+    let (_, body) = search(&app, &[("q", "\"fox brown\"")]).await;
+    assert_eq!(body["total_documents"], 0, "{body}");
 }
