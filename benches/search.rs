@@ -6,6 +6,7 @@
 //! `cargo bench --bench search` (or `scripts/bench_search`). Environment:
 //! `SEARCH_BENCH_DOCUMENTS` (10000), `SEARCH_BENCH_PAGES` (20 per document),
 //! `SEARCH_BENCH_QUERIES` (40 per kind), `SEARCH_BENCH_BACKENDS` (`sqlite,postgres`),
+//! `SEARCH_BENCH_MAX_SCORED` (the caps to rank with, comma-separated; the service's default),
 //! `TEST_DATABASE_URL` (the Postgres server to create the database on), `SEARCH_BENCH_KEEP`
 //! (keep the databases to look into them), `SEARCH_BENCH_WITHOUT_INDEX` (only load, with the
 //! search index removed: what indexing costs extraction's page inserts).
@@ -345,12 +346,15 @@ async fn main() {
     let per_kind = env_number("SEARCH_BENCH_QUERIES", 40);
     let backends =
         std::env::var("SEARCH_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
-    // `LECTOR_SEARCH_MAX_SCORED_PAGES` values to compare on the same data (its default first).
-    let max_scored: Vec<i64> = std::env::var("SEARCH_BENCH_MAX_SCORED")
-        .unwrap_or_else(|_| "10000".into())
-        .split(',')
-        .map(|n| n.trim().parse().expect("SEARCH_BENCH_MAX_SCORED: numbers"))
-        .collect();
+    // `LECTOR_SEARCH_MAX_SCORED_PAGES` values to compare on the same data (by default, its
+    // default alone).
+    let max_scored: Vec<i64> = match std::env::var("SEARCH_BENCH_MAX_SCORED") {
+        Ok(list) => list
+            .split(',')
+            .map(|n| n.trim().parse().expect("SEARCH_BENCH_MAX_SCORED: numbers"))
+            .collect(),
+        Err(_) => vec![lector::config::DEFAULT_SEARCH_MAX_SCORED_PAGES],
+    };
     let corpus = Corpus::new(&mut StdRng::seed_from_u64(3));
     let dir = tempfile::tempdir().unwrap().keep();
     for backend in backends.split(',') {

@@ -7,6 +7,10 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::{domain::ocr::OcrMode, engines::ocr::OcrSettings};
 
+/// `LECTOR_SEARCH_MAX_SCORED_PAGES`' default: at 200,000 pages it keeps broad Postgres
+/// queries under 100 ms p99 (README, benchmark 6); the search benchmark starts from it too.
+pub const DEFAULT_SEARCH_MAX_SCORED_PAGES: i64 = 2_000;
+
 /// Everything Lector reads from its environment. Built by [`Config::from_env`].
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -268,7 +272,11 @@ impl Config {
             workers,
             max_upload_bytes: parse_or(&get, "LECTOR_MAX_UPLOAD_BYTES", 100 * 1024 * 1024)?,
             max_pages: parse_or(&get, "LECTOR_MAX_PAGES", 2000)?,
-            search_max_scored_pages: parse_or(&get, "LECTOR_SEARCH_MAX_SCORED_PAGES", 2_000)?,
+            search_max_scored_pages: parse_or(
+                &get,
+                "LECTOR_SEARCH_MAX_SCORED_PAGES",
+                DEFAULT_SEARCH_MAX_SCORED_PAGES,
+            )?,
             max_files_per_upload: parse_or(&get, "LECTOR_MAX_FILES_PER_UPLOAD", 20)?,
             webhooks: WebhookSettings {
                 allow_private: parse_or(&get, "LECTOR_WEBHOOK_ALLOW_PRIVATE", false)?,

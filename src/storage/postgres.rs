@@ -220,7 +220,7 @@ impl super::search::SearchStore for PostgresStore {
             let needed = pages_for(window, matched, wanted);
             window = next_window(window, needed);
             start = match self
-                .window_start(request.owner_id, needed.max(window).saturating_mul(2))
+                .window_start(request.owner_id, window.saturating_mul(2))
                 .await?
             {
                 Some(_) => self.window_start(request.owner_id, window).await?,
