@@ -9,7 +9,9 @@
 //! `SEARCH_BENCH_MAX_SCORED` (the caps to rank with, comma-separated; the service's default),
 //! `TEST_DATABASE_URL` (the Postgres server to create the database on), `SEARCH_BENCH_KEEP`
 //! (keep the databases to look into them), `SEARCH_BENCH_WITHOUT_INDEX` (only load, with the
-//! search index removed: what indexing costs extraction's page inserts).
+//! search index removed: what indexing costs extraction's page inserts),
+//! `SEARCH_BENCH_PHRASE_INDEX` (with Postgres' index of adjacent words, as
+//! `LECTOR_SEARCH_PHRASE_INDEX=true` keeps it).
 
 use std::{
     sync::Arc,
@@ -387,6 +389,11 @@ async fn main() {
         let indexed = std::env::var_os("SEARCH_BENCH_WITHOUT_INDEX").is_none();
         if !indexed {
             drop_search_index(backend, &url).await;
+        }
+        let phrase_index = std::env::var_os("SEARCH_BENCH_PHRASE_INDEX").is_some();
+        if phrase_index {
+            store.index_phrases(true).await.unwrap();
+            println!("  with the index of adjacent words (LECTOR_SEARCH_PHRASE_INDEX)");
         }
         let user = load(store.as_ref(), &corpus, documents, pages, indexed).await;
         if indexed {

@@ -32,6 +32,10 @@ pub struct Config {
     /// `LECTOR_SEARCH_MAX_SCORED_PAGES`: most matching pages one search ranks, newest first
     /// (default 2,000); past it the count of matching documents is a lower bound.
     pub search_max_scored_pages: i64,
+    /// `LECTOR_SEARCH_PHRASE_INDEX`: on Postgres, keep an index of adjacent words, which
+    /// finds a phrase of common words that rarely stand together several times faster and
+    /// makes storing a page slower (default off; see migration 0011).
+    pub search_phrase_index: bool,
     /// Completion webhooks: who may be called and how deliveries are retried.
     pub webhooks: WebhookSettings,
     /// `LECTOR_MAX_FILES_PER_UPLOAD`: most files in one browser upload (default 20).
@@ -277,6 +281,7 @@ impl Config {
                 "LECTOR_SEARCH_MAX_SCORED_PAGES",
                 DEFAULT_SEARCH_MAX_SCORED_PAGES,
             )?,
+            search_phrase_index: parse_or(&get, "LECTOR_SEARCH_PHRASE_INDEX", false)?,
             max_files_per_upload: parse_or(&get, "LECTOR_MAX_FILES_PER_UPLOAD", 20)?,
             webhooks: WebhookSettings {
                 allow_private: parse_or(&get, "LECTOR_WEBHOOK_ALLOW_PRIVATE", false)?,

@@ -38,6 +38,10 @@ pub async fn connect(config: &Config) -> anyhow::Result<Connected> {
     let connected = open(config).await?;
     connected.store.migrate().await?;
     connected
+        .store
+        .index_phrases(config.search_phrase_index)
+        .await?;
+    connected
         .sessions
         .migrate()
         .await

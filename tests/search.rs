@@ -610,13 +610,22 @@ async fn pages_stored_before_the_search_migration_are_indexed_by_it(#[case] back
 }
 
 #[rstest]
-#[case::sqlite(Backend::Sqlite)]
-#[case::postgres(Backend::Postgres)]
+#[case::sqlite(Backend::Sqlite, "false")]
+#[case::postgres(Backend::Postgres, "false")]
+#[case::postgres_phrase_index(Backend::Postgres, "true")]
 #[tokio::test]
 async fn past_the_scoring_limit_the_newest_pages_are_ranked_and_the_count_says_so(
     #[case] backend: Backend,
+    #[case] phrase_index: &str,
 ) {
-    let app = TestApp::spawn_with(backend, &[("LECTOR_SEARCH_MAX_SCORED_PAGES", "2")]).await;
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("LECTOR_SEARCH_MAX_SCORED_PAGES", "2"),
+            ("LECTOR_SEARCH_PHRASE_INDEX", phrase_index),
+        ],
+    )
+    .await;
     seed(&app).await;
     // "invoice" is on three pages; only the two newest (animals.pdf p3, invoices.pdf p2) are
     // scored and counted.
@@ -658,4 +667,146 @@ async fn past_the_scoring_limit_the_newest_pages_are_ranked_and_the_count_says_s
     assert_eq!(file_names(&body), ["animals.pdf"], "{body}");
     let (_, body) = search(&app, &[("q", "\"fox brown\"")]).await;
     assert_eq!(body["total_documents"], 0, "{body}");
+    // With the phrase index on Postgres these find phrases through the pairs of their words
+    // (migration 0011), with the rest of the query checked on each page found.
+    for (query, expected) in [
+        ("\"lazy dog\" -zeppelin", &["animals.pdf"][..]),
+        ("\"lazy dog\" -cats", &["animals.pdf"]),
+        ("\"lazy dog\" -fox", &[]),
+        (
+            "\"jumps over the lazy dog\" \"quick brown\"",
+            &["animals.pdf"],
+        ),
+        ("\"payment is due\" invoice", &["invoices.pdf"]),
+        (
+            "\"bank transfer\" or \"brown fox\"",
+            &["animals.pdf", "invoices.pdf"],
+        ),
+        // No two words of it stand together once common words are left out: no pairs.
+        ("\"invoice for the veterinary\"", &["animals.pdf"]),
+    ] {
+        let (_, body) = search(&app, &[("q", query), ("sort", "date")]).await;
+        assert_eq!(file_names(&body), expected, "{query}: {body}");
+    }
+}
+
+/// Migration 0011 finds a phrase on Postgres from the pages holding each pair of its adjacent
+/// words: that is only right if every page Postgres' phrase operator matches holds the pairs
+/// the search asks for. Checked over text that Postgres' parser splits in odd ways (hyphens,
+/// addresses, numbers, stop words inside a phrase, repeats, tags), for every run of two to
+/// four words of it, parsed as a typed query is.
+#[tokio::test]
+async fn every_page_holding_a_phrase_holds_the_word_pairs_it_is_found_by() {
+    use lector::domain::search::SearchQuery;
+    let db = common::TestDatabase::new(Backend::Postgres).await;
+    lector::storage::connect(&db.url.clone().into(), 2)
+        .await
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    let texts = [
+        "The well-known e-mail address is foo@bar.com, see http://example.com/a/b?x=1 today.",
+        "Don't stop believing: it's 3.14 or -5 degrees at 10:30 in São Paulo's old town.",
+        "bye bye bye, the end of the end of the story",
+        "<b>bold</b> text and a <tag> inside <<angle>> brackets",
+        "Invoice #1042 (draft) for Müller & Söhne GmbH — total: 1,234.56 EUR, due 2024-01-05.",
+        "running dogs ran faster than the running cats; dogs run",
+        "state-of-the-art co-operation and re-use of v2.0.1 /usr/local/bin paths",
+    ];
+    db.execute(
+        "insert into users (id, email, password_hash) values ('u1', 'pairs@example.com', 'x')",
+    )
+    .await;
+    db.execute(
+        "insert into documents (id, file_name, sha256, size_bytes, page_count, status, engine, owner_id) \
+         values ('d1', 'odd.pdf', 'abc', 10, 7, 'done', 'local', 'u1')",
+    )
+    .await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    for (n, text) in texts.iter().enumerate() {
+        sqlx::query(
+            "insert into pages (document_id, page_number, text, source, char_count, extraction_ms) \
+             values ('d1', $1, $2, 'text_layer', $3, 1)",
+        )
+        .bind(n as i32 + 1)
+        .bind(*text)
+        .bind(text.len() as i32)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    // Every run of 2-4 words of every text (and across two texts' ends, which no page
+    // holds), as the search passes a typed phrase on.
+    let mut phrases: Vec<String> = Vec::new();
+    let all_words: Vec<&str> = texts.iter().flat_map(|t| t.split_whitespace()).collect();
+    for length in 2..=4 {
+        for run in all_words.windows(length) {
+            let typed = format!("\"{}\"", run.join(" ").replace('"', ""));
+            let query = SearchQuery::parse(&typed).unwrap();
+            phrases.extend(
+                query
+                    .required_phrases()
+                    .map(|words| words.join(" ").replace('<', "\u{FDD2}")),
+            );
+        }
+    }
+    assert!(phrases.len() > 150, "{}", phrases.len());
+    let (matched, missed, absent, told_apart): (i64, i64, i64, i64) = sqlx::query_as(
+        "select count(*) filter (where found), count(*) filter (where found and not paired), \
+           count(*) filter (where not found), count(*) filter (where not found and not paired) \
+         from (select p.search @@ websearch_to_tsquery('english', '\"' || q.phrase || '\"') as found, \
+             search_word_pairs(p.search) @> search_phrase_pairs(array[q.phrase]) as paired \
+           from pages p cross join unnest(cast($1 as text[])) as q(phrase)) checked",
+    )
+    .bind(&phrases)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(missed, 0, "pages holding a phrase but not its pairs");
+    assert!(
+        matched > 100,
+        "only {matched} phrases found: the check proves little"
+    );
+    // Most pages without a phrase lack its pairs too (the rest: phrases with a common word
+    // between every two others, which pair nothing, and bucket collisions).
+    assert!(
+        told_apart * 10 > absent * 8,
+        "the pairs told only {told_apart} of {absent} pages without the phrase apart"
+    );
+    // A phrase of stop words and one word pairs nothing: no condition, not "no page".
+    let pairs: Vec<i32> = sqlx::query_scalar("select search_phrase_pairs(array['cat of the dog'])")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(pairs.is_empty(), "{pairs:?}");
+    pool.close().await;
+}
+
+/// `LECTOR_SEARCH_PHRASE_INDEX` makes the index of adjacent words at start-up, built and
+/// usable, and turning it off drops it; a half-built one (an invalid index left by a build
+/// that failed) is built again.
+#[tokio::test]
+async fn the_phrase_index_follows_the_setting_at_start_up() {
+    let db = common::TestDatabase::new(Backend::Postgres).await;
+    let state = "select coalesce((select cast(indisvalid as text) from pg_index \
+                 where indexrelid = to_regclass('pages_search_pairs')), 'absent')";
+    let start = |on: &'static str| {
+        let config = common::test_config(&db.url, &[("LECTOR_SEARCH_PHRASE_INDEX", on)]);
+        async move { lector::startup::connect(&config).await.unwrap() }
+    };
+    start("false").await;
+    assert_eq!(db.query_text(state).await.as_deref(), Some("absent"));
+    start("true").await;
+    assert_eq!(db.query_text(state).await.as_deref(), Some("true"));
+    start("true").await;
+    assert_eq!(db.query_text(state).await.as_deref(), Some("true"));
+    db.execute(
+        "update pg_index set indisvalid = false where indexrelid = 'pages_search_pairs'::regclass",
+    )
+    .await;
+    start("true").await;
+    assert_eq!(db.query_text(state).await.as_deref(), Some("true"));
+    start("false").await;
+    assert_eq!(db.query_text(state).await.as_deref(), Some("absent"));
 }

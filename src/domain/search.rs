@@ -260,6 +260,16 @@ impl SearchQuery {
     pub fn is_empty(&self) -> bool {
         self.clauses.is_empty()
     }
+
+    /// The phrases every match must contain: not excluded, not one side of `or`.
+    pub fn required_phrases(&self) -> impl Iterator<Item = &Terms> {
+        self.clauses.iter().filter(|c| !c.excluded).filter_map(|c| {
+            match c.alternatives.as_slice() {
+                [terms] if terms.len() > 1 => Some(terms),
+                _ => None,
+            }
+        })
+    }
 }
 
 /// Splits the typed text into words, phrases and `or`, each with whether a `-` excludes it.

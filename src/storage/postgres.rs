@@ -53,6 +53,27 @@ impl PostgresStore {
         &self.pool
     }
 
+    /// The pairs of adjacent words a page must hold to contain the phrases `query` asks
+    /// for (see [`SEARCH_DOCUMENTS_BY_PAIRS`]); none when it asks for no phrase, or only for
+    /// phrases with a common word between every two others.
+    async fn phrase_pairs(
+        &self,
+        query: &crate::domain::search::SearchQuery,
+    ) -> super::Result<Vec<i32>> {
+        let phrases: Vec<String> = query
+            .required_phrases()
+            .map(|words| tag_safe(&words.join(" ")))
+            .collect();
+        if phrases.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_scalar(PHRASE_PAIRS)
+            .bind(phrases)
+            .fetch_optional(&self.pool)
+            .await?
+            .unwrap_or_default())
+    }
+
     /// Where a search window of `pages` of `owner_id`'s newest pages starts (see
     /// [`WINDOW_START`]); none when that is the whole library.
     async fn window_start(&self, owner_id: &str, pages: i64) -> super::Result<Option<String>> {
@@ -80,22 +101,67 @@ store_impl!(
 /// inline (not in a CTE) and the statement is not kept prepared, so that Postgres plans each
 /// search knowing its words and window: a word on most pages is best found walking the
 /// newest pages backwards, a rare one through the GIN index, a window through both.
-const SEARCH_DOCUMENTS: &str = "with scored as materialized (select p.document_id, \
-         ts_rank_cd(p.search, websearch_to_tsquery('english', $1), 1) as score from pages p \
-       join documents d on d.id = p.document_id \
-       where p.search @@ websearch_to_tsquery('english', $1) and d.owner_id = $2 \
-         and (cast($3 as text) is null or d.status = $3) \
-         and (cast($4 as text) is null or d.engine = $4) \
-         and (cast($5 as timestamptz) is null or d.created_at >= $5) \
-         and (cast($6 as timestamptz) is null or d.created_at < $6) \
-         and (cast($11 as text) is null or p.document_id >= $11) \
-       order by p.document_id desc, p.page_number desc limit $10) \
-     select h.document_id, cast(max(h.score) as double precision) as score, \
-       count(*) as matching_pages, count(*) over () as total, \
-       (select count(*) from scored) as scored_pages \
-     from scored h group by h.document_id \
-     order by case when $7 then max(h.score) else 0 end desc, h.document_id desc \
-     limit $8 offset $9";
+/// `$match` is how a page is found to match (see [`SEARCH_DOCUMENTS`] and
+/// [`SEARCH_DOCUMENTS_BY_PAIRS`]).
+macro_rules! search_documents {
+    ($match:literal) => {
+        concat!(
+            "with scored as materialized (select p.document_id, \
+               ts_rank_cd(p.search, websearch_to_tsquery('english', $1), 1) as score from pages p \
+             join documents d on d.id = p.document_id \
+             where ",
+            $match,
+            " and d.owner_id = $2 \
+               and (cast($3 as text) is null or d.status = $3) \
+               and (cast($4 as text) is null or d.engine = $4) \
+               and (cast($5 as timestamptz) is null or d.created_at >= $5) \
+               and (cast($6 as timestamptz) is null or d.created_at < $6) \
+               and (cast($11 as text) is null or p.document_id >= $11) \
+             order by p.document_id desc, p.page_number desc limit $10) \
+           select h.document_id, cast(max(h.score) as double precision) as score, \
+             count(*) as matching_pages, count(*) over () as total, \
+             (select count(*) from scored) as scored_pages \
+           from scored h group by h.document_id \
+           order by case when $7 then max(h.score) else 0 end desc, h.document_id desc \
+           limit $8 offset $9"
+        )
+    };
+}
+
+/// Pages found through the word index (or, where most pages match, by walking them).
+const SEARCH_DOCUMENTS: &str = search_documents!("p.search @@ websearch_to_tsquery('english', $1)");
+
+/// Pages found through the index of adjacent words (migration 0011, kept where
+/// `LECTOR_SEARCH_PHRASE_INDEX` is on): those holding every
+/// pair of words of the query's phrases (`$12`, from [`PHRASE_PAIRS`]), then checked against
+/// the whole query. The check is written so that the word index cannot serve it: Postgres
+/// would combine both indexes, and a page the word index returns for a phrase is re-checked
+/// with every condition of the scan, which would pair each candidate's words again (0.2 ms
+/// a page) instead of reading the pairs from the index.
+const SEARCH_DOCUMENTS_BY_PAIRS: &str = search_documents!(
+    "search_word_pairs(p.search) @> cast($12 as int4[]) \
+     and coalesce(p.search, '') @@ websearch_to_tsquery('english', $1)"
+);
+
+/// The pairs of adjacent words a page must hold to contain the phrases `$1`; no row unless
+/// the index of them is there and built (a build under way, or one that failed, leaves an
+/// invalid index, which the planner does not use: the search would pair each row's words).
+const PHRASE_PAIRS: &str = "select search_phrase_pairs(cast($1 as text[])) \
+     where exists (select from pg_index \
+       where indexrelid = to_regclass('pages_search_pairs') and indisvalid)";
+
+/// Held while the index of adjacent words is made or dropped, so that instances starting
+/// together do not build it twice (an arbitrary key, Lector's own).
+const PHRASE_INDEX_LOCK: i64 = 0x4c45_4354_4f52_5031;
+
+/// Built without blocking page inserts (they wait only at the very end). A build that
+/// failed half-way leaves an invalid index of the name, dropped before building again.
+const CREATE_PHRASE_INDEX: &str = "create index concurrently if not exists pages_search_pairs \
+     on pages using gin (search_word_pairs(search))";
+const DROP_PHRASE_INDEX: &str = "drop index concurrently if exists pages_search_pairs";
+/// Whether the index of adjacent words is built (no row: there is none).
+const PHRASE_INDEX_STATE: &str = "select indisvalid from pg_index \
+     where indexrelid = to_regclass('pages_search_pairs')";
 
 /// The first document of the owner's newest documents that hold `$2` pages in all; none
 /// when the whole library holds fewer.
@@ -111,6 +177,13 @@ const WINDOW_START: &str = "select id from (select id, \
 /// the GIN index reads only the pages holding both words, in table order (150 ms). The
 /// density the windows saw already says the walk would read at least half the library.
 const SPARSE_MATCHES_THROUGH_THE_INDEX: &str = "set local enable_indexscan = off";
+
+/// Set as well where the pages are found through the index of adjacent words: a bucket of
+/// pairs holds about 6 % of the pages, and past what `work_mem` (4 MB by default: about
+/// 65,000 table blocks) holds, Postgres keeps whole blocks instead of rows and re-checks every
+/// row of them, pairing its words again (0.2 ms a row). 64 MB keeps rows for about a million
+/// blocks, for this one statement.
+const MEMORY_FOR_CANDIDATE_ROWS: &str = "set local work_mem = '64MB'";
 
 /// How many pages should hold the `wanted` matching pages, after a window of `window` pages
 /// held `matched`: at the density seen, with a quarter more (no bound when none matched).
@@ -170,6 +243,39 @@ fn tags_back(text: &str) -> String {
 
 #[async_trait::async_trait]
 impl super::search::SearchStore for PostgresStore {
+    async fn index_phrases(&self, on: bool) -> super::Result<()> {
+        // One connection throughout: the advisory lock belongs to it, and CONCURRENTLY
+        // cannot run inside a transaction.
+        let mut connection = self.pool.acquire().await?;
+        sqlx::query("select pg_advisory_lock($1)")
+            .bind(PHRASE_INDEX_LOCK)
+            .execute(&mut *connection)
+            .await?;
+        let changed = async {
+            let state: Option<bool> = sqlx::query_scalar(PHRASE_INDEX_STATE)
+                .fetch_optional(&mut *connection)
+                .await?;
+            if state.is_some() && (!on || state == Some(false)) {
+                sqlx::query(DROP_PHRASE_INDEX)
+                    .execute(&mut *connection)
+                    .await?;
+            }
+            if on && state != Some(true) {
+                tracing::info!("building the index of adjacent words (LECTOR_SEARCH_PHRASE_INDEX)");
+                sqlx::query(CREATE_PHRASE_INDEX)
+                    .execute(&mut *connection)
+                    .await?;
+            }
+            Ok::<_, sqlx::Error>(())
+        }
+        .await;
+        sqlx::query("select pg_advisory_unlock($1)")
+            .bind(PHRASE_INDEX_LOCK)
+            .execute(&mut *connection)
+            .await?;
+        Ok(changed?)
+    }
+
     /// Searches the newest pages first, in windows: the newest `max_scored_pages` pages,
     /// then a window grown to the density of matches seen, until one holds as many matching
     /// pages as are scored; where that density would need half the library or more, the
@@ -185,8 +291,14 @@ impl super::search::SearchStore for PostgresStore {
         let mut start = self.window_start(request.owner_id, wanted).await?;
         let mut window = wanted;
         let mut sparse = false;
+        let mut pairs = Vec::new();
         loop {
-            let search = sqlx::query_as(SEARCH_DOCUMENTS)
+            let statement = if pairs.is_empty() {
+                SEARCH_DOCUMENTS
+            } else {
+                SEARCH_DOCUMENTS_BY_PAIRS
+            };
+            let mut search = sqlx::query_as(statement)
                 .persistent(false)
                 .bind(&query)
                 .bind(request.owner_id)
@@ -199,11 +311,19 @@ impl super::search::SearchStore for PostgresStore {
                 .bind(request.offset)
                 .bind(wanted)
                 .bind(start.as_deref());
+            if !pairs.is_empty() {
+                search = search.bind(&pairs);
+            }
             let rows: Vec<(String, f64, i64, i64, i64)> = if sparse {
                 let mut transaction = self.pool.begin().await?;
                 sqlx::query(SPARSE_MATCHES_THROUGH_THE_INDEX)
                     .execute(&mut *transaction)
                     .await?;
+                if !pairs.is_empty() {
+                    sqlx::query(MEMORY_FOR_CANDIDATE_ROWS)
+                        .execute(&mut *transaction)
+                        .await?;
+                }
                 let rows = search.fetch_all(&mut *transaction).await?;
                 transaction.commit().await?;
                 rows
@@ -216,7 +336,7 @@ impl super::search::SearchStore for PostgresStore {
             }
             // Where the matches are so sparse that half the library would be needed, search
             // it all now (a rare phrase of common words: every window re-reads the pages
-            // holding its words).
+            // holding its words), a phrase through the pairs of its words.
             let needed = pages_for(window, matched, wanted);
             window = next_window(window, needed);
             start = match self
@@ -226,6 +346,9 @@ impl super::search::SearchStore for PostgresStore {
                 Some(_) => self.window_start(request.owner_id, window).await?,
                 None => {
                     sparse = needed >= window;
+                    if sparse {
+                        pairs = self.phrase_pairs(request.query).await?;
+                    }
                     None
                 }
             };

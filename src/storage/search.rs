@@ -68,6 +68,13 @@ pub struct PageMatch {
 /// Search over the stored pages.
 #[async_trait]
 pub trait SearchStore: Send + Sync {
+    /// Keeps (`on`) or drops an index of adjacent words that finds a phrase of common words
+    /// rarely standing together without checking every page holding its words, at a cost
+    /// on every page stored (`LECTOR_SEARCH_PHRASE_INDEX`). Nothing to do where the word
+    /// index keeps positions itself (SQLite's FTS5).
+    async fn index_phrases(&self, _on: bool) -> Result<()> {
+        Ok(())
+    }
     /// The matching documents of `request`, and how many match in all.
     async fn search_documents(&self, request: &SearchRequest<'_>) -> Result<DocumentMatches>;
     /// The best `per_document` matching pages of each of `document_ids`, best first.
