@@ -179,7 +179,7 @@ const WINDOW_START: &str = "select id from (select id, \
 const SPARSE_MATCHES_THROUGH_THE_INDEX: &str = "set local enable_indexscan = off";
 
 /// Set as well where the pages are found through the index of adjacent words: a bucket of
-/// pairs holds about 6 % of the pages, and past what `work_mem` (4 MB by default: about
+/// pairs holds about 1.5 % of the pages, and past what `work_mem` (4 MB by default: about
 /// 65,000 table blocks) holds, Postgres keeps whole blocks instead of rows and re-checks every
 /// row of them, pairing its words again (0.2 ms a row). 64 MB keeps rows for about a million
 /// blocks, for this one statement.
