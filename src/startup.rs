@@ -38,14 +38,22 @@ pub async fn connect(config: &Config) -> anyhow::Result<Connected> {
     let connected = open(config).await?;
     connected.store.migrate().await?;
     connected
-        .store
-        .index_phrases(config.search_phrase_index)
-        .await?;
-    connected
         .sessions
         .migrate()
         .await
         .map_err(|e| anyhow::anyhow!("creating the session table: {e}"))?;
+    Ok(connected)
+}
+
+/// [`connect`], then makes or drops the indexes that follow the deployment's settings
+/// (`LECTOR_SEARCH_PHRASE_INDEX`): done by the processes that serve, work and migrate, not
+/// by an administrator's `lector user add` run with other settings.
+pub async fn connect_to_serve(config: &Config) -> anyhow::Result<Connected> {
+    let connected = connect(config).await?;
+    connected
+        .store
+        .index_phrases(config.search_phrase_index)
+        .await?;
     Ok(connected)
 }
 
@@ -151,7 +159,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
     crate::telemetry::prometheus();
-    let connected = connect(&config).await?;
+    let connected = connect_to_serve(&config).await?;
     // Only the processes that run jobs size the Textract slots (not `lector user add`).
     connected
         .store
@@ -217,7 +225,7 @@ pub async fn run_workers_only(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let connected = connect(&config).await?;
+    let connected = connect_to_serve(&config).await?;
     // Only the processes that run jobs size the Textract slots (not `lector user add`).
     connected
         .store

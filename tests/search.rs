@@ -785,7 +785,7 @@ async fn every_page_holding_a_phrase_holds_the_word_pairs_it_is_found_by() {
 
 /// `LECTOR_SEARCH_PHRASE_INDEX` makes the index of adjacent words at start-up, built and
 /// usable, and turning it off drops it; a half-built one (an invalid index left by a build
-/// that failed) is built again.
+/// that failed) is built again. Only the processes that serve, work or migrate do that.
 #[tokio::test]
 async fn the_phrase_index_follows_the_setting_at_start_up() {
     let db = common::TestDatabase::new(Backend::Postgres).await;
@@ -793,9 +793,13 @@ async fn the_phrase_index_follows_the_setting_at_start_up() {
                  where indexrelid = to_regclass('pages_search_pairs')), 'absent')";
     let start = |on: &'static str| {
         let config = common::test_config(&db.url, &[("LECTOR_SEARCH_PHRASE_INDEX", on)]);
-        async move { lector::startup::connect(&config).await.unwrap() }
+        async move { lector::startup::connect_to_serve(&config).await.unwrap() }
     };
     start("false").await;
+    assert_eq!(db.query_text(state).await.as_deref(), Some("absent"));
+    // An administrator's command run with other settings leaves it as the service keeps it.
+    let admin = common::test_config(&db.url, &[("LECTOR_SEARCH_PHRASE_INDEX", "true")]);
+    lector::startup::connect(&admin).await.unwrap();
     assert_eq!(db.query_text(state).await.as_deref(), Some("absent"));
     start("true").await;
     assert_eq!(db.query_text(state).await.as_deref(), Some("true"));
