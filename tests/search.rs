@@ -814,3 +814,75 @@ async fn the_phrase_index_follows_the_setting_at_start_up() {
     start("false").await;
     assert_eq!(db.query_text(state).await.as_deref(), Some("absent"));
 }
+
+/// The answers are the same whichever index finds a phrase, so this checks the path itself: a
+/// sparse phrase reads the index of adjacent words. The library holds 2,000 pages with both
+/// words but not the phrase (on a handful of pages Postgres would rather read every row).
+#[tokio::test]
+async fn a_sparse_phrase_is_found_through_the_index_of_adjacent_words() {
+    use lector::{
+        domain::search::{SearchFilters, SearchQuery, SearchSort},
+        storage::search::SearchRequest,
+    };
+    let db = common::TestDatabase::new(Backend::Postgres).await;
+    let config = common::test_config(&db.url, &[("LECTOR_SEARCH_PHRASE_INDEX", "true")]);
+    drop(lector::startup::connect_to_serve(&config).await.unwrap());
+    for statement in [
+        "insert into users (id, email, password_hash) values ('u1', 'pairs@example.com', 'x')",
+        "insert into documents (id, file_name, sha256, size_bytes, page_count, status, engine, owner_id) \
+         values ('d1', 'fox.pdf', 'a', 10, 1, 'done', 'local', 'u1'), \
+                ('d2', 'dog.pdf', 'b', 10, 1, 'done', 'local', 'u1'), \
+                ('d3', 'cat.pdf', 'c', 10, 1, 'done', 'local', 'u1')",
+        "insert into pages (document_id, page_number, text, source, char_count, extraction_ms) \
+         values ('d1', 1, 'the quick brown fox', 'text_layer', 19, 1), \
+                ('d2', 1, 'a brown dog and a fox', 'text_layer', 21, 1), \
+                ('d3', 1, 'a grey cat', 'text_layer', 10, 1)",
+        "insert into documents (id, file_name, sha256, size_bytes, page_count, status, engine, owner_id) \
+         select 'c' || lpad(cast(n as text), 4, '0'), 'filler.pdf', 'f' || n, 10, 10, 'done', 'local', 'u1' \
+         from generate_series(1, 200) n",
+        "insert into pages (document_id, page_number, text, source, char_count, extraction_ms) \
+         select 'c' || lpad(cast(d as text), 4, '0'), n, \
+           'brown paper, a fox on page ' || n || ' of ' || d || ' and brown dogs', 'text_layer', 40, 1 \
+         from generate_series(1, 200) d, generate_series(1, 10) n",
+        "analyze",
+    ] {
+        db.execute(statement).await;
+    }
+    let store = lector::storage::connect(&db.url.clone().into(), 2)
+        .await
+        .unwrap();
+    let query = SearchQuery::parse("\"brown fox\"").unwrap();
+    // One page scored: the newest document (d3; ids are in upload order) is the first
+    // window, it holds no match, and the rest of the library is searched as sparse.
+    let found = store
+        .search_documents(&SearchRequest {
+            owner_id: "u1",
+            query: &query,
+            filters: &SearchFilters::default(),
+            sort: SearchSort::Relevance,
+            limit: 10,
+            offset: 0,
+            max_scored_pages: 1,
+        })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = found
+        .documents
+        .iter()
+        .map(|d| d.document_id.as_str())
+        .collect();
+    assert_eq!(ids, ["d1"]);
+    // A connection reports its statistics when it ends.
+    drop(store);
+    let scans = "select cast(coalesce(sum(idx_scan), 0) as int8) from pg_stat_user_indexes \
+                 where indexrelname = 'pages_search_pairs'";
+    let mut read = 0;
+    for _ in 0..40 {
+        read = db.query_i64(scans).await;
+        if read > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(read > 0, "the index of adjacent words was never read");
+}
