@@ -255,12 +255,19 @@ impl super::search::SearchStore for PostgresStore {
             let state: Option<bool> = sqlx::query_scalar(PHRASE_INDEX_STATE)
                 .fetch_optional(&mut *connection)
                 .await?;
-            if state.is_some() && (!on || state == Some(false)) {
+            // `state`: none when there is no index, whether it is built otherwise.
+            let (drop, create) = match (on, state) {
+                (true, Some(true)) | (false, None) => (false, false),
+                (false, Some(_)) => (true, false),
+                (true, None) => (false, true),
+                (true, Some(false)) => (true, true),
+            };
+            if drop {
                 sqlx::query(DROP_PHRASE_INDEX)
                     .execute(&mut *connection)
                     .await?;
             }
-            if on && state != Some(true) {
+            if create {
                 tracing::info!("building the index of adjacent words (LECTOR_SEARCH_PHRASE_INDEX)");
                 sqlx::query(CREATE_PHRASE_INDEX)
                     .execute(&mut *connection)
