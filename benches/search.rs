@@ -390,8 +390,12 @@ async fn main() {
         if !indexed {
             drop_search_index(backend, &url).await;
         }
+        // The index of adjacent words is built over the search index's tsvector: without
+        // that there is nothing to build it on.
         let phrase_index = std::env::var_os("SEARCH_BENCH_PHRASE_INDEX").is_some();
-        if phrase_index {
+        if phrase_index && !indexed {
+            println!("  without the search index, so without the index of adjacent words too");
+        } else if phrase_index {
             store.index_phrases(true).await.unwrap();
             println!("  with the index of adjacent words (LECTOR_SEARCH_PHRASE_INDEX)");
         }

@@ -183,7 +183,7 @@ fn run_service(command: Command) -> anyhow::Result<()> {
     runtime.block_on(async move {
         match command {
             Command::Migrate => {
-                startup::connect_to_serve(&config).await?;
+                startup::migrate(&config).await?;
                 tracing::info!("migrations applied");
                 Ok(())
             }

@@ -45,16 +45,34 @@ pub async fn connect(config: &Config) -> anyhow::Result<Connected> {
     Ok(connected)
 }
 
-/// [`connect`], then makes or drops the indexes that follow the deployment's settings
-/// (`LECTOR_SEARCH_PHRASE_INDEX`): done by the processes that serve, work and migrate, not
-/// by an administrator's `lector user add` run with other settings.
+/// [`connect`], then, in the background, makes or drops the indexes that follow the
+/// deployment's settings (`LECTOR_SEARCH_PHRASE_INDEX`): done by the processes that serve and
+/// work, not by an administrator's `lector user add` run with other settings. Not awaited:
+/// building the index of adjacent words takes minutes on a large library (about three per
+/// 200,000 pages), and meanwhile the health check must answer and jobs run; searches use the
+/// index once it is built.
 pub async fn connect_to_serve(config: &Config) -> anyhow::Result<Connected> {
+    let connected = connect(config).await?;
+    let store = connected.store.clone();
+    let phrase_index = config.search_phrase_index;
+    tokio::spawn(async move {
+        if let Err(error) = store.index_phrases(phrase_index).await {
+            tracing::error!(%error, "could not make or drop the index of adjacent words (LECTOR_SEARCH_PHRASE_INDEX); searches go on without it");
+        }
+    });
+    Ok(connected)
+}
+
+/// `lector migrate`: [`connect`], then makes or drops the indexes that follow the settings
+/// and waits until that is done, so that a deployment step can build them ahead of the
+/// instances.
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     let connected = connect(config).await?;
     connected
         .store
         .index_phrases(config.search_phrase_index)
         .await?;
-    Ok(connected)
+    Ok(())
 }
 
 /// Connects to `DATABASE_URL` without changing it (`lector doctor` only looks).

@@ -793,7 +793,7 @@ async fn the_phrase_index_follows_the_setting_at_start_up() {
                  where indexrelid = to_regclass('pages_search_pairs')), 'absent')";
     let start = |on: &'static str| {
         let config = common::test_config(&db.url, &[("LECTOR_SEARCH_PHRASE_INDEX", on)]);
-        async move { lector::startup::connect_to_serve(&config).await.unwrap() }
+        async move { lector::startup::migrate(&config).await.unwrap() }
     };
     start("false").await;
     assert_eq!(db.query_text(state).await.as_deref(), Some("absent"));
@@ -815,6 +815,50 @@ async fn the_phrase_index_follows_the_setting_at_start_up() {
     assert_eq!(db.query_text(state).await.as_deref(), Some("absent"));
 }
 
+/// The service builds the index in the background: it answers while the build waits (here
+/// for another instance's lock; on a large library, for minutes of building), and the index
+/// is there once the build could run.
+#[tokio::test]
+async fn the_service_answers_while_the_phrase_index_is_built() {
+    let db = common::TestDatabase::new(Backend::Postgres).await;
+    let other_instance = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let mut lock_holder = other_instance.acquire().await.unwrap();
+    sqlx::query("select pg_advisory_lock($1)")
+        .bind(lector::storage::postgres::PHRASE_INDEX_LOCK)
+        .execute(&mut *lock_holder)
+        .await
+        .unwrap();
+    let config = common::test_config(&db.url, &[("LECTOR_SEARCH_PHRASE_INDEX", "true")]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(lector::startup::run(config, listener, async move {
+        let _ = stopped.await;
+    }));
+    common::wait_until_healthy(&reqwest::Client::new(), &address).await;
+    let state = "select coalesce((select cast(indisvalid as text) from pg_index \
+                 where indexrelid = to_regclass('pages_search_pairs')), 'absent')";
+    assert_eq!(db.query_text(state).await.as_deref(), Some("absent"));
+    sqlx::query("select pg_advisory_unlock($1)")
+        .bind(lector::storage::postgres::PHRASE_INDEX_LOCK)
+        .execute(&mut *lock_holder)
+        .await
+        .unwrap();
+    let mut built = db.query_text(state).await;
+    for _ in 0..300 {
+        if built.as_deref() == Some("true") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        built = db.query_text(state).await;
+    }
+    assert_eq!(built.as_deref(), Some("true"));
+    drop(lock_holder);
+    other_instance.close().await;
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
 /// The answers are the same whichever index finds a phrase, so this checks the path itself: a
 /// sparse phrase reads the index of adjacent words. The library holds 2,000 pages with both
 /// words but not the phrase (on a handful of pages Postgres would rather read every row).
@@ -826,7 +870,7 @@ async fn a_sparse_phrase_is_found_through_the_index_of_adjacent_words() {
     };
     let db = common::TestDatabase::new(Backend::Postgres).await;
     let config = common::test_config(&db.url, &[("LECTOR_SEARCH_PHRASE_INDEX", "true")]);
-    drop(lector::startup::connect_to_serve(&config).await.unwrap());
+    lector::startup::migrate(&config).await.unwrap();
     for statement in [
         "insert into users (id, email, password_hash) values ('u1', 'pairs@example.com', 'x')",
         "insert into documents (id, file_name, sha256, size_bytes, page_count, status, engine, owner_id) \

@@ -151,8 +151,9 @@ const PHRASE_PAIRS: &str = "select search_phrase_pairs(cast($1 as text[])) \
        where indexrelid = to_regclass('pages_search_pairs') and indisvalid)";
 
 /// Held while the index of adjacent words is made or dropped, so that instances starting
-/// together do not build it twice (an arbitrary key, Lector's own).
-const PHRASE_INDEX_LOCK: i64 = 0x4c45_4354_4f52_5031;
+/// together do not build it twice (an arbitrary key, Lector's own; instances of every
+/// version must agree on it).
+pub const PHRASE_INDEX_LOCK: i64 = 0x4c45_4354_4f52_5031;
 
 /// Built without blocking page inserts (they wait only at the very end). A build that
 /// failed half-way leaves an invalid index of the name, dropped before building again.
