@@ -208,10 +208,16 @@ pub fn test_config(database_url: &str, vars: &[(&str, &str)]) -> Config {
 }
 
 /// Waits until `/healthz` answers: the listener is bound before the app starts, so this
-/// only waits for migrations (bounded, no fixed sleep).
+/// only waits for migrations (bounded, no fixed sleep). Each request is bounded too: until
+/// the app serves, the bound listener accepts connections that nothing answers.
 pub async fn wait_until_healthy(client: &reqwest::Client, address: &str) {
-    for _ in 0..1500 {
-        if let Ok(response) = client.get(format!("{address}/healthz")).send().await
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(response) = client
+            .get(format!("{address}/healthz"))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
             && response.status().is_success()
         {
             return;
