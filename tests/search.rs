@@ -626,6 +626,10 @@ async fn past_the_scoring_limit_the_newest_pages_are_ranked_and_the_count_says_s
         ],
     )
     .await;
+    if phrase_index == "true" {
+        // The service builds it in the background; the searches below should go through it.
+        assert_eq!(phrase_index_state_within(&app.db, "true").await, "true");
+    }
     seed(&app).await;
     // "invoice" is on three pages; only the two newest (animals.pdf p3, invoices.pdf p2) are
     // scored and counted.
@@ -783,36 +787,58 @@ async fn every_page_holding_a_phrase_holds_the_word_pairs_it_is_found_by() {
     pool.close().await;
 }
 
-/// `LECTOR_SEARCH_PHRASE_INDEX` makes the index of adjacent words at start-up, built and
-/// usable, and turning it off drops it; a half-built one (an invalid index left by a build
-/// that failed) is built again. Only the processes that serve, work or migrate do that.
+/// `LECTOR_SEARCH_PHRASE_INDEX` makes the index of adjacent words, built and usable, and
+/// turning it off drops it; a half-built one (an invalid index left by a build that failed)
+/// is built again. Only the processes that migrate, serve or work do that (the last two in
+/// the background: see the next test), not an administrator's command.
 #[tokio::test]
-async fn the_phrase_index_follows_the_setting_at_start_up() {
+async fn the_phrase_index_follows_the_setting() {
     let db = common::TestDatabase::new(Backend::Postgres).await;
-    let state = "select coalesce((select cast(indisvalid as text) from pg_index \
-                 where indexrelid = to_regclass('pages_search_pairs')), 'absent')";
     let start = |on: &'static str| {
         let config = common::test_config(&db.url, &[("LECTOR_SEARCH_PHRASE_INDEX", on)]);
         async move { lector::startup::migrate(&config).await.unwrap() }
     };
     start("false").await;
-    assert_eq!(db.query_text(state).await.as_deref(), Some("absent"));
+    assert_eq!(phrase_index_state(&db).await, "absent");
     // An administrator's command run with other settings leaves it as the service keeps it.
     let admin = common::test_config(&db.url, &[("LECTOR_SEARCH_PHRASE_INDEX", "true")]);
     lector::startup::connect(&admin).await.unwrap();
-    assert_eq!(db.query_text(state).await.as_deref(), Some("absent"));
+    assert_eq!(phrase_index_state(&db).await, "absent");
     start("true").await;
-    assert_eq!(db.query_text(state).await.as_deref(), Some("true"));
+    assert_eq!(phrase_index_state(&db).await, "true");
     start("true").await;
-    assert_eq!(db.query_text(state).await.as_deref(), Some("true"));
+    assert_eq!(phrase_index_state(&db).await, "true");
     db.execute(
         "update pg_index set indisvalid = false where indexrelid = 'pages_search_pairs'::regclass",
     )
     .await;
     start("true").await;
-    assert_eq!(db.query_text(state).await.as_deref(), Some("true"));
+    assert_eq!(phrase_index_state(&db).await, "true");
     start("false").await;
-    assert_eq!(db.query_text(state).await.as_deref(), Some("absent"));
+    assert_eq!(phrase_index_state(&db).await, "absent");
+}
+
+/// Whether the index of adjacent words is built: "true", "false" (invalid) or "absent".
+async fn phrase_index_state(db: &common::TestDatabase) -> String {
+    db.query_text(
+        "select coalesce((select cast(indisvalid as text) from pg_index \
+         where indexrelid = to_regclass('pages_search_pairs')), 'absent')",
+    )
+    .await
+    .unwrap()
+}
+
+/// The index's state once it is `wanted`, or after 30 s.
+async fn phrase_index_state_within(db: &common::TestDatabase, wanted: &str) -> String {
+    let mut state = phrase_index_state(db).await;
+    for _ in 0..300 {
+        if state == wanted {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        state = phrase_index_state(db).await;
+    }
+    state
 }
 
 /// The service builds the index in the background: it answers while the build waits (here
@@ -836,23 +862,13 @@ async fn the_service_answers_while_the_phrase_index_is_built() {
         let _ = stopped.await;
     }));
     common::wait_until_healthy(&reqwest::Client::new(), &address).await;
-    let state = "select coalesce((select cast(indisvalid as text) from pg_index \
-                 where indexrelid = to_regclass('pages_search_pairs')), 'absent')";
-    assert_eq!(db.query_text(state).await.as_deref(), Some("absent"));
+    assert_eq!(phrase_index_state(&db).await, "absent");
     sqlx::query("select pg_advisory_unlock($1)")
         .bind(lector::storage::postgres::PHRASE_INDEX_LOCK)
         .execute(&mut *lock_holder)
         .await
         .unwrap();
-    let mut built = db.query_text(state).await;
-    for _ in 0..300 {
-        if built.as_deref() == Some("true") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        built = db.query_text(state).await;
-    }
-    assert_eq!(built.as_deref(), Some("true"));
+    assert_eq!(phrase_index_state_within(&db, "true").await, "true");
     drop(lock_holder);
     other_instance.close().await;
     stop.send(()).unwrap();
