@@ -60,10 +60,7 @@ impl PostgresStore {
         &self,
         query: &crate::domain::search::SearchQuery,
     ) -> super::Result<Vec<i32>> {
-        let phrases: Vec<String> = query
-            .required_phrases()
-            .map(|words| tag_safe(&words.join(" ")))
-            .collect();
+        let phrases = required_phrases(query);
         if phrases.is_empty() {
             return Ok(Vec::new());
         }
@@ -233,6 +230,15 @@ const HIGHLIGHT_PAGES: &str = "select p.page_number, ts_headline('english', \
 /// Stands in for '<' wherever text reaches Postgres' parser, which would otherwise read
 /// `<word>` as an HTML tag and drop it (see migration 0008).
 const TAG_STAND_IN: char = '\u{FDD2}';
+
+/// The phrases every match of `query` must contain, each as the text Postgres parses into
+/// the pairs of its adjacent words (`search_phrase_pairs`, migration 0011).
+pub fn required_phrases(query: &crate::domain::search::SearchQuery) -> Vec<String> {
+    query
+        .required_phrases()
+        .map(|words| tag_safe(&words.join(" ")))
+        .collect()
+}
 
 fn tag_safe(query: &str) -> String {
     query.replace('<', &TAG_STAND_IN.to_string())
