@@ -517,10 +517,7 @@ async fn a_result_opens_the_document_at_the_page_with_the_terms_highlighted(
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn pages_stored_before_the_search_migration_are_indexed_by_it(#[case] backend: Backend) {
-    use lector::{
-        domain::search::{SearchFilters, SearchQuery, SearchSort},
-        storage::search::SearchRequest,
-    };
+    use lector::domain::search::SearchQuery;
     let db = common::TestDatabase::new(backend).await;
     // The schema as it was before search (every migration before 0008), with a document.
     let folder = match backend {
@@ -565,18 +562,7 @@ async fn pages_stored_before_the_search_migration_are_indexed_by_it(#[case] back
         .unwrap();
     store.migrate().await.unwrap();
     let query = SearchQuery::parse("invoice").unwrap();
-    let found = store
-        .search_documents(&SearchRequest {
-            owner_id: "u1",
-            query: &query,
-            filters: &SearchFilters::default(),
-            sort: SearchSort::Relevance,
-            limit: 10,
-            offset: 0,
-            max_scored_pages: 100,
-        })
-        .await
-        .unwrap();
+    let found = search_store(store.as_ref(), &query, 100).await;
     assert_eq!(
         (found.documents.len(), found.total, found.complete),
         (1, 1, true)
@@ -748,11 +734,7 @@ async fn every_page_holding_a_phrase_holds_the_word_pairs_it_is_found_by() {
         for run in all_words.windows(length) {
             let typed = format!("\"{}\"", run.join(" ").replace('"', ""));
             let query = SearchQuery::parse(&typed).unwrap();
-            phrases.extend(
-                query
-                    .required_phrases()
-                    .map(|words| words.join(" ").replace('<', "\u{FDD2}")),
-            );
+            phrases.extend(lector::storage::postgres::required_phrases(&query));
         }
     }
     assert!(phrases.len() > 150, "{}", phrases.len());
@@ -854,25 +836,17 @@ async fn the_service_answers_while_the_phrase_index_is_built() {
         .execute(&mut *lock_holder)
         .await
         .unwrap();
-    let config = common::test_config(&db.url, &[("LECTOR_SEARCH_PHRASE_INDEX", "true")]);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(lector::startup::run(config, listener, async move {
-        let _ = stopped.await;
-    }));
-    common::wait_until_healthy(&reqwest::Client::new(), &address).await;
-    assert_eq!(phrase_index_state(&db).await, "absent");
+    let app = TestApp::spawn_on(db, &[("LECTOR_SEARCH_PHRASE_INDEX", "true")]).await;
+    assert_eq!(phrase_index_state(&app.db).await, "absent");
     sqlx::query("select pg_advisory_unlock($1)")
         .bind(lector::storage::postgres::PHRASE_INDEX_LOCK)
         .execute(&mut *lock_holder)
         .await
         .unwrap();
-    assert_eq!(phrase_index_state_within(&db, "true").await, "true");
+    assert_eq!(phrase_index_state_within(&app.db, "true").await, "true");
     drop(lock_holder);
     other_instance.close().await;
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    app.shutdown().await;
 }
 
 /// The answers are the same whichever index finds a phrase, so this checks the path itself: a
@@ -880,10 +854,7 @@ async fn the_service_answers_while_the_phrase_index_is_built() {
 /// words but not the phrase (on a handful of pages Postgres would rather read every row).
 #[tokio::test]
 async fn a_sparse_phrase_is_found_through_the_index_of_adjacent_words() {
-    use lector::{
-        domain::search::{SearchFilters, SearchQuery, SearchSort},
-        storage::search::SearchRequest,
-    };
+    use lector::domain::search::SearchQuery;
     let db = common::TestDatabase::new(Backend::Postgres).await;
     let config = common::test_config(&db.url, &[("LECTOR_SEARCH_PHRASE_INDEX", "true")]);
     lector::startup::migrate(&config).await.unwrap();
@@ -914,18 +885,7 @@ async fn a_sparse_phrase_is_found_through_the_index_of_adjacent_words() {
     let query = SearchQuery::parse("\"brown fox\"").unwrap();
     // One page scored: the newest document (d3; ids are in upload order) is the first
     // window, it holds no match, and the rest of the library is searched as sparse.
-    let found = store
-        .search_documents(&SearchRequest {
-            owner_id: "u1",
-            query: &query,
-            filters: &SearchFilters::default(),
-            sort: SearchSort::Relevance,
-            limit: 10,
-            offset: 0,
-            max_scored_pages: 1,
-        })
-        .await
-        .unwrap();
+    let found = search_store(store.as_ref(), &query, 1).await;
     let ids: Vec<&str> = found
         .documents
         .iter()
@@ -945,4 +905,29 @@ async fn a_sparse_phrase_is_found_through_the_index_of_adjacent_words() {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
     assert!(read > 0, "the index of adjacent words was never read");
+}
+
+/// Asks the store itself (not the service) for the first ten of owner `u1`'s documents
+/// matching `query`, by relevance, with at most `max_scored_pages` pages ranked.
+async fn search_store(
+    store: &dyn lector::storage::Store,
+    query: &lector::domain::search::SearchQuery,
+    max_scored_pages: i64,
+) -> lector::storage::search::DocumentMatches {
+    use lector::{
+        domain::search::{SearchFilters, SearchSort},
+        storage::search::SearchRequest,
+    };
+    store
+        .search_documents(&SearchRequest {
+            owner_id: "u1",
+            query,
+            filters: &SearchFilters::default(),
+            sort: SearchSort::Relevance,
+            limit: 10,
+            offset: 0,
+            max_scored_pages,
+        })
+        .await
+        .unwrap()
 }

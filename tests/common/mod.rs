@@ -335,8 +335,16 @@ impl TestApp {
         Self::start(backend, vars, false).await
     }
 
+    /// Starts the app, with an account signed in, on `db` as the test has prepared it.
+    pub async fn spawn_on(db: TestDatabase, vars: &[(&str, &str)]) -> Self {
+        Self::start_on(db, vars, true).await
+    }
+
     async fn start(backend: Backend, vars: &[(&str, &str)], with_account: bool) -> Self {
-        let db = TestDatabase::new(backend).await;
+        Self::start_on(TestDatabase::new(backend).await, vars, with_account).await
+    }
+
+    async fn start_on(db: TestDatabase, vars: &[(&str, &str)], with_account: bool) -> Self {
         let config = test_config(&db.url, vars);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
