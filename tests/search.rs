@@ -393,6 +393,53 @@ async fn the_index_follows_deletes_and_reprocessing(#[case] backend: Backend) {
     }
 }
 
+/// A NUL (or another control character) beside a word cut SQLite's full-text query short
+/// ("unterminated string": a 500) and is refused by Postgres: it separates words instead.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn control_characters_in_a_search_separate_words(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    seed(&app).await;
+    let pelican = expect(&[("hostile.pdf", &[1])]);
+    for q in [
+        "pelican\0",
+        "\0pelican",
+        "\"pelican\0\"",
+        "pel\u{1}\0",
+        "\u{7f}pelican\t",
+    ] {
+        for sort in ["relevance", "date"] {
+            let (status, body) = search(&app, &[("q", q), ("sort", sort)]).await;
+            assert_eq!(status, 200, "{q:?} sorted by {sort}: {body}");
+            if q.contains("pelican") {
+                assert_eq!(
+                    file_names(&body),
+                    ["hostile.pdf"],
+                    "{q:?} sorted by {sort}: {body}"
+                );
+            }
+        }
+    }
+    assert_eq!(found(&app, "pelican\0 \0bold").await, pelican);
+    // Only control characters: nothing was typed.
+    let (status, problem) = search(&app, &[("q", "\0\u{1}")]).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (400, Some("invalid-search"))
+    );
+    // The browser's search page and a document opened from a result take the same query.
+    let response = app
+        .client
+        .get(app.url("/search?q=pelican%00"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.unwrap().contains("hostile.pdf"));
+}
+
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]

@@ -202,7 +202,13 @@ impl SearchQuery {
     /// Parses `input`. A query of common words only (`the`, `to be`) parses to no clauses:
     /// it matches nothing, on both backends.
     pub fn parse(input: &str) -> Result<Self, QueryError> {
-        let text = input.trim();
+        // A control character (a NUL above all) is no part of a word, and would end a full-text
+        // query early on SQLite and be refused by Postgres: it separates words like a space.
+        let spaced: String = input
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let text = spaced.trim();
         if text.is_empty() {
             return Err(QueryError::Empty);
         }
