@@ -591,6 +591,189 @@ async fn forged_and_cross_site_posts_are_refused_and_change_nothing(#[case] back
     assert_eq!(app.db.count("documents").await, 0);
 }
 
+/// What a forged request could have changed: rows of every table a form writes, the
+/// document's state and OCR choice, and whether the session still works.
+async fn snapshot(app: &TestApp, document: &str) -> Vec<String> {
+    let mut state = Vec::new();
+    for table in [
+        "users",
+        "documents",
+        "jobs",
+        "api_tokens",
+        "webhooks",
+        "webhook_deliveries",
+    ] {
+        state.push(format!("{table}: {}", app.db.count(table).await));
+    }
+    let doc = app.document(document).await;
+    state.push(format!(
+        "document: {} {}",
+        doc["status"], doc["ocr"]["mode"]
+    ));
+    let (status, _) = get(&app.client, app, "/tokens").await;
+    state.push(format!("session: {status}"));
+    state
+}
+
+/// Every state-changing route of the browser UI refuses a request without the session's
+/// token, or with a wrong one, whatever the body's format: url-encoded, multipart (the
+/// format only upload used to check), or none. Nothing changes.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn every_state_changing_route_refuses_a_missing_or_wrong_token_in_any_format(
+    #[case] backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let document = app.upload_ok("one_page.pdf").await;
+    let (status, webhook) = {
+        let response = app
+            .client
+            .post(app.url("/api/v1/webhooks"))
+            .json(&serde_json::json!({"url": "http://93.184.216.34/in"}))
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json::<Value>().await.unwrap())
+    };
+    assert_eq!(status, 201, "{webhook}");
+    let webhook = webhook["id"].as_str().unwrap().to_owned();
+    let token: String = app
+        .db
+        .query_text("select id from api_tokens")
+        .await
+        .unwrap();
+    let before = snapshot(&app, &document).await;
+
+    let routes: Vec<(String, Vec<(&str, &str)>)> = vec![
+        ("/logout".into(), vec![]),
+        ("/tokens".into(), vec![("name", "forged")]),
+        (format!("/tokens/{token}/revoke"), vec![]),
+        ("/webhooks".into(), vec![("url", "https://evil.example/in")]),
+        (format!("/webhooks/{webhook}/ping"), vec![]),
+        (format!("/webhooks/{webhook}/delete"), vec![]),
+        ("/documents".into(), vec![]),
+        (
+            format!("/documents/{document}/reprocess"),
+            vec![("ocr", "force")],
+        ),
+        (format!("/documents/{document}/cancel"), vec![]),
+        (format!("/documents/{document}/delete"), vec![]),
+        (
+            "/login".into(),
+            vec![("email", "owner@example.com"), ("password", TEST_PASSWORD)],
+        ),
+        (
+            "/signup".into(),
+            vec![
+                ("email", "new@example.com"),
+                ("password", TEST_PASSWORD),
+                ("confirm", TEST_PASSWORD),
+            ],
+        ),
+    ];
+    let wrong = "0".repeat(64);
+    for (path, fields) in &routes {
+        for token in [None, Some(wrong.as_str())] {
+            let mut encoded: Vec<(&str, &str)> =
+                token.map(|t| ("csrf_token", t)).into_iter().collect();
+            encoded.extend(fields.iter().copied());
+            let mut multipart = Form::new();
+            for (name, value) in &encoded {
+                multipart = multipart.text(name.to_string(), value.to_string());
+            }
+            if path == "/documents" {
+                multipart = multipart.part("file", pdf_part("three_pages.pdf"));
+            }
+            let requests = [
+                ("url-encoded", app.client.post(app.url(path)).form(&encoded)),
+                (
+                    "multipart",
+                    app.client.post(app.url(path)).multipart(multipart),
+                ),
+                ("no body", app.client.post(app.url(path))),
+                (
+                    "text",
+                    app.client
+                        .post(app.url(path))
+                        .header("content-type", "text/plain")
+                        .body(format!("csrf_token={}", token.unwrap_or_default())),
+                ),
+            ];
+            for (format, request) in requests {
+                let response = request.send().await.unwrap();
+                assert_eq!(response.status(), 403, "{path}, {format}, token {token:?}");
+                assert!(
+                    response.text().await.unwrap().contains("security token"),
+                    "{path}, {format}"
+                );
+            }
+        }
+    }
+    // A wrong token in the htmx header is refused too, whatever the body says.
+    let response = app
+        .client
+        .post(app.url(&format!("/documents/{document}/delete")))
+        .header("x-csrf-token", &wrong)
+        .form(&[("csrf_token", app.user.csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(snapshot(&app, &document).await, before, "nothing changed");
+
+    // With the right token first, a multipart body gets through the check, but a handler
+    // that reads a url-encoded form does not read it as one: 415, the OCR choice unchanged.
+    let response = app
+        .client
+        .post(app.url(&format!("/documents/{document}/reprocess")))
+        .multipart(
+            Form::new()
+                .text("csrf_token", app.user.csrf.clone())
+                .text("ocr", "force"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    assert_eq!(snapshot(&app, &document).await, before, "nothing changed");
+    // And the forms themselves still work: an upload the way Chromium sends it (its
+    // boundary has capitals, and a boundary is case-sensitive).
+    let boundary = "----WebKitFormBoundaryQz7XkR2mVb9LpTa4";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n{}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"three_pages.pdf\"\r\n\
+         Content-Type: application/pdf\r\n\r\n",
+        app.user.csrf
+    )
+    .into_bytes();
+    body.extend(std::fs::read(fixture("three_pages.pdf")).unwrap());
+    body.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
+    let response = app
+        .client
+        .post(app.url("/documents"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(app.db.count("documents").await, 2);
+    let response = app
+        .client
+        .post(app.url(&format!("/documents/{document}/reprocess")))
+        .form(&[("csrf_token", app.user.csrf.as_str()), ("ocr", "off")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(app.document(&document).await["ocr"]["mode"], "off");
+}
+
 #[tokio::test]
 async fn every_response_carries_the_security_headers_and_pages_have_no_inline_script() {
     let app = TestApp::spawn(Backend::Sqlite).await;

@@ -1,16 +1,21 @@
 //! Cross-site request forgery protection for the browser UI: a synchroniser token kept in the
-//! session, sent back by every state-changing form (a hidden `csrf_token` field) and by htmx
-//! (the `X-CSRF-Token` header, set once on `<body>`), plus a same-origin check on the
-//! `Origin` and `Sec-Fetch-Site` headers that browsers add. The JSON API needs none of this:
+//! session, sent back with every state-changing request whatever its body: by htmx in the
+//! `X-CSRF-Token` header (set once on `<body>`), by a url-encoded form in its `csrf_token`
+//! field, by a multipart form in that field sent first; anything else is refused here, the
+//! one check in front of every route. Plus a same-origin check on the `Origin` and
+//! `Sec-Fetch-Site` headers that browsers add. The JSON API needs none of this:
 //! it authenticates with bearer tokens, which a browser never sends on its own.
 
+use std::task::Poll;
+
 use axum::{
-    body::Body,
+    body::{Body, BodyDataStream, Bytes},
     extract::{Request, State},
     http::{HeaderMap, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
+use futures_util::StreamExt;
 use rand::Rng;
 use subtle::ConstantTimeEq;
 use tower_sessions::Session;
@@ -23,11 +28,6 @@ pub const FIELD: &str = "csrf_token";
 const HEADER: &str = "x-csrf-token";
 /// Largest url-encoded form the check reads (every such form here is tiny).
 const MAX_FORM_BYTES: usize = 64 * 1024;
-
-/// The token a multipart form must carry in its `csrf_token` field, before any file (checked
-/// while the upload streams, so a forged upload is refused before it is stored).
-#[derive(Debug, Clone)]
-pub struct ExpectedToken(pub String);
 
 /// This session's token, created on first use.
 pub async fn token(session: &Session) -> Result<String, AppError> {
@@ -56,11 +56,12 @@ pub fn matches(sent: &[u8], expected: &str) -> bool {
     !expected.is_empty() && bool::from(sent.ct_eq(expected.as_bytes()))
 }
 
-/// Middleware: refuses a state-changing request that does not come from one of our pages.
+/// Middleware: refuses a state-changing request that does not come from one of our pages:
+/// another origin, or no valid token (in the header, or as a form's field).
 pub async fn protect(
     State(state): State<AppState>,
     session: Session,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
     if request.method().is_safe() {
@@ -77,15 +78,17 @@ pub async fn protect(
         if matches(sent.as_bytes(), &expected) {
             return next.run(request).await;
         }
-        return forbidden("the form's security token is wrong: reload the page and try again");
+        return forbidden(MISSING_OR_WRONG);
     }
+    // Kept as sent: a multipart boundary is case-sensitive (Chromium's has capitals).
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
-        .to_ascii_lowercase();
-    if content_type.starts_with("application/x-www-form-urlencoded") {
+        .to_owned();
+    let media_type = content_type.to_ascii_lowercase();
+    if media_type.starts_with("application/x-www-form-urlencoded") {
         let (parts, body) = request.into_parts();
         let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM_BYTES).await else {
             return HtmlError(AppError::BadRequest("the form is too large".into())).into_response();
@@ -97,20 +100,92 @@ pub async fn protect(
             .find(|(name, _)| name == FIELD)
             .map(|(_, value)| value.as_bytes());
         if !sent.is_some_and(|sent| matches(sent, &expected)) {
-            return forbidden(
-                "the form's security token is missing or wrong: reload the page and try again",
-            );
+            return forbidden(MISSING_OR_WRONG);
         }
         return next
             .run(Request::from_parts(parts, Body::from(bytes)))
             .await;
     }
-    if content_type.starts_with("multipart/form-data") {
-        request.extensions_mut().insert(ExpectedToken(expected));
-        return next.run(request).await;
+    if media_type.starts_with("multipart/form-data") {
+        return match with_multipart_token(request, &content_type, &expected).await {
+            Ok(request) => next.run(request).await,
+            Err(refusal) => refusal,
+        };
     }
-    forbidden("the form's security token is missing: reload the page and try again")
+    forbidden(MISSING_OR_WRONG)
 }
+
+const MISSING_OR_WRONG: &str =
+    "the form's security token is missing or wrong: reload the page and try again";
+
+/// The bytes a multipart form may send before its first field, the token, has been read:
+/// more than the few hundred a token needs, and at least two of hyper's reads (~400 KiB
+/// each), so a file sent in the same read as the token is not mistaken for a long token.
+const MAX_MULTIPART_PREFIX: usize = 1024 * 1024;
+
+/// Checks that the first field of a multipart body is `csrf_token` with the expected value
+/// (so no file is read before the form is known to be ours), and gives the request back with
+/// its body whole: what was read to find the token, then the rest, still streaming.
+async fn with_multipart_token(
+    request: Request,
+    content_type: &str,
+    expected: &str,
+) -> Result<Request, Response> {
+    let Ok(boundary) = multer::parse_boundary(content_type) else {
+        return Err(HtmlError(AppError::BadRequest(
+            "the form's multipart boundary is missing".into(),
+        ))
+        .into_response());
+    };
+    let (parts, body) = request.into_parts();
+    let mut rest = body.into_data_stream();
+    let mut read: Vec<Bytes> = Vec::new();
+    let sent = first_field_token(&mut rest, &mut read, boundary).await;
+    if !sent.is_some_and(|sent| matches(sent.as_bytes(), expected)) {
+        return Err(forbidden(MISSING_OR_WRONG));
+    }
+    let replay = futures_util::stream::iter(read.into_iter().map(Ok::<_, axum::Error>));
+    Ok(Request::from_parts(
+        parts,
+        Body::from_stream(replay.chain(rest)),
+    ))
+}
+
+/// The value of the first field when it is the token field; every chunk taken from `body`
+/// is kept in `read`.
+async fn first_field_token(
+    body: &mut BodyDataStream,
+    read: &mut Vec<Bytes>,
+    boundary: String,
+) -> Option<String> {
+    let mut budget = MAX_MULTIPART_PREFIX;
+    let recorded = futures_util::stream::poll_fn(|cx| {
+        let item = std::task::ready!(body.poll_next_unpin(cx));
+        if let Some(Ok(chunk)) = &item {
+            if chunk.len() > budget {
+                return Poll::Ready(Some(Err(axum::Error::new("the form is too large"))));
+            }
+            budget -= chunk.len();
+            read.push(chunk.clone());
+        }
+        Poll::Ready(item)
+    });
+    let limits =
+        multer::Constraints::new().size_limit(multer::SizeLimit::new().per_field(MAX_TOKEN_BYTES));
+    let mut form = multer::Multipart::with_constraints(recorded, boundary, limits);
+    let mut field = form.next_field().await.ok()??;
+    if field.name() != Some(FIELD) {
+        return None;
+    }
+    let mut value = Vec::new();
+    while let Some(chunk) = field.chunk().await.ok()? {
+        value.extend_from_slice(&chunk);
+    }
+    String::from_utf8(value).ok()
+}
+
+/// Longest token field read (a token is 64 hex characters).
+const MAX_TOKEN_BYTES: u64 = 256;
 
 /// Browsers say where a request comes from; refuse what another site sent.
 fn same_origin(headers: &HeaderMap, public_url: Option<&str>) -> Result<(), &'static str> {

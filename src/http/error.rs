@@ -26,6 +26,14 @@ pub enum AppError {
     /// A request parameter is wrong.
     #[error("{0}")]
     BadRequest(String),
+    /// The framework could not read the request: its content type, its body.
+    #[error("{detail}")]
+    Unreadable {
+        /// 400, 408, 413, 415 or 422, as the reason calls for.
+        status: StatusCode,
+        /// What was wrong, for the client.
+        detail: String,
+    },
     /// A search that cannot be run (its query, a filter, the page).
     #[error("{0}")]
     InvalidSearch(String),
@@ -119,6 +127,7 @@ impl AppError {
             AppError::InvalidWebhook(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::BadRequest(_) | AppError::InvalidSearch(_) => StatusCode::BAD_REQUEST,
             AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::Unreadable { status, .. } => *status,
             AppError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -142,6 +151,7 @@ impl AppError {
             AppError::BadRequest(_) => "bad-request",
             AppError::InvalidSearch(_) => "invalid-search",
             AppError::Conflict(_) => "conflict",
+            AppError::Unreadable { status, .. } => super::extract::rejection_code(*status),
             AppError::Unauthorized { .. } => "unauthorized",
             AppError::Forbidden(_) => "forbidden",
             AppError::TooManyRequests { .. } => "rate-limited",

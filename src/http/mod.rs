@@ -24,6 +24,7 @@ pub mod auth;
 pub mod csrf;
 mod downloads;
 mod error;
+mod extract;
 mod health;
 mod limits;
 mod metrics;
@@ -32,6 +33,7 @@ mod upload;
 pub mod web;
 
 pub use error::{AppError, HtmlError};
+pub use extract::HtmlForm;
 pub use limits::RateLimits;
 
 /// Everything a handler can reach. Cheap to clone.

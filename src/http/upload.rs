@@ -3,7 +3,7 @@
 
 use axum::extract::{Multipart, multipart::Field};
 
-use super::{AppError, csrf};
+use super::AppError;
 use crate::documents::{IncomingFile, IncomingFileWriter, OcrRequest, UploadError};
 
 /// The fields of an upload: one or more files and an optional password.
@@ -16,16 +16,13 @@ pub struct UploadForm {
     pub ocr: OcrRequest,
 }
 
-/// Reads every field of `multipart`. Files are named `file` (or `files`). With `csrf_token`
-/// (browser forms), a `csrf_token` field with that value must come before the first file:
-/// a forged upload is refused before any of it is stored.
+/// Reads every field of `multipart`. Files are named `file` (or `files`). A browser form's
+/// `csrf_token` field was checked before the body reached the handler, and is skipped.
 pub async fn read_upload(
     mut multipart: Multipart,
     limit: u64,
     max_files: usize,
-    csrf_token: Option<&str>,
 ) -> Result<UploadForm, AppError> {
-    let mut verified = csrf_token.is_none();
     let mut files = Vec::new();
     let mut password = None;
     let mut ocr = OcrRequest::default();
@@ -35,15 +32,7 @@ pub async fn read_upload(
         .map_err(|e| UploadError::BadRequest(e.body_text()))?
     {
         match field.name() {
-            Some(csrf::FIELD) => {
-                let sent = read_text(field, 256).await?;
-                verified =
-                    csrf_token.is_some_and(|expected| csrf::matches(sent.as_bytes(), expected));
-            }
             Some("file" | "files") => {
-                if !verified {
-                    return Err(forged());
-                }
                 let file = read_file(field, limit).await?;
                 // Browsers send an empty, nameless part when no file was chosen.
                 if file.file_name.is_empty() && file.size == 0 {
@@ -60,20 +49,11 @@ pub async fn read_upload(
             _ => {}
         }
     }
-    if !verified {
-        return Err(forged());
-    }
     Ok(UploadForm {
         files,
         password: password.filter(|p| !p.is_empty()),
         ocr,
     })
-}
-
-fn forged() -> AppError {
-    AppError::Forbidden(
-        "the form's security token is missing or wrong: reload the page and try again".into(),
-    )
 }
 
 fn non_empty(text: String) -> Option<String> {

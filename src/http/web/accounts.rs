@@ -2,7 +2,6 @@
 
 use askama::Template;
 use axum::{
-    Form,
     extract::State,
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
@@ -14,7 +13,7 @@ use super::{render, views::Nav};
 use crate::{
     accounts::SignUpError,
     http::{
-        AppError, AppState, HtmlError,
+        AppError, AppState, HtmlError, HtmlForm,
         auth::{ClientIp, end_session, session_user, start_session},
     },
     sessions::{set_flash, take_flash},
@@ -88,7 +87,7 @@ pub async fn login(
     State(state): State<AppState>,
     session: Session,
     ClientIp(ip): ClientIp,
-    Form(form): Form<LoginForm>,
+    HtmlForm(form): HtmlForm<LoginForm>,
 ) -> Result<Response, HtmlError> {
     if let Err(limited) = state.limits.check_login(&ip, &form.email) {
         tracing::warn!(client.ip = %ip, "log-in attempts over the limit");
@@ -177,7 +176,7 @@ pub async fn signup(
     State(state): State<AppState>,
     session: Session,
     ClientIp(ip): ClientIp,
-    Form(form): Form<SignupForm>,
+    HtmlForm(form): HtmlForm<SignupForm>,
 ) -> Result<Response, HtmlError> {
     state.limits.check_signup(&ip)?;
     match state

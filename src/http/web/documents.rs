@@ -2,7 +2,6 @@
 
 use askama::Template;
 use axum::{
-    Extension,
     extract::{Multipart, Path, Query, State},
     http::{HeaderMap, StatusCode},
     response::{Html, IntoResponse, Redirect, Response},
@@ -18,7 +17,7 @@ use crate::{
     documents::{OcrRequest, ReprocessError, UploadError, human_bytes},
     domain::{User, upload::clean_file_name},
     http::{
-        AppError, AppState, HtmlError, auth::CurrentUser, csrf::ExpectedToken, downloads,
+        AppError, AppState, HtmlError, HtmlForm, auth::CurrentUser, downloads,
         metrics::estimated_cost, upload::read_upload,
     },
     sessions::{set_flash, take_flash},
@@ -127,8 +126,6 @@ pub async fn upload(
     State(state): State<AppState>,
     session: Session,
     CurrentUser(user): CurrentUser,
-    // Absent when the token came in the `X-CSRF-Token` header (already checked).
-    csrf_token: Option<Extension<ExpectedToken>>,
     multipart: Multipart,
 ) -> Result<Response, HtmlError> {
     state.limits.check_upload(&user.id)?;
@@ -137,9 +134,6 @@ pub async fn upload(
         multipart,
         config.max_upload_bytes,
         config.max_files_per_upload,
-        csrf_token
-            .as_ref()
-            .map(|Extension(ExpectedToken(t))| t.as_str()),
     )
     .await
     {
@@ -337,11 +331,9 @@ pub async fn reprocess(
     session: Session,
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    HtmlForm(form): HtmlForm<ReprocessForm>,
 ) -> Result<Response, HtmlError> {
     state.documents.get_owned(&user, &id).await?;
-    let form: ReprocessForm = serde_urlencoded::from_bytes(&body)
-        .map_err(|e| AppError::BadRequest(format!("the form could not be read: {e}")))?;
     let ocr = OcrRequest {
         mode: form.ocr,
         languages: form.ocr_languages,

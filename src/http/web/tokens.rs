@@ -2,7 +2,6 @@
 
 use askama::Template;
 use axum::{
-    Form,
     extract::{Path, State},
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
@@ -17,7 +16,7 @@ use super::{
 use crate::{
     accounts::TokenError,
     domain::User,
-    http::{AppError, AppState, HtmlError, auth::CurrentUser},
+    http::{AppError, AppState, HtmlError, HtmlForm, auth::CurrentUser},
     sessions::{set_flash, take_flash},
 };
 
@@ -77,7 +76,7 @@ pub async fn create(
     State(state): State<AppState>,
     session: Session,
     CurrentUser(user): CurrentUser,
-    Form(form): Form<CreateTokenForm>,
+    HtmlForm(form): HtmlForm<CreateTokenForm>,
 ) -> Result<Response, HtmlError> {
     match state.accounts.create_token(&user, &form.name).await {
         Ok((record, secret)) => {

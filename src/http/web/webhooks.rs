@@ -3,7 +3,6 @@
 
 use askama::Template;
 use axum::{
-    Form,
     extract::{Path, State},
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
@@ -17,7 +16,7 @@ use super::{
 };
 use crate::{
     domain::User,
-    http::{AppError, AppState, HtmlError, auth::CurrentUser},
+    http::{AppError, AppState, HtmlError, HtmlForm, auth::CurrentUser},
     sessions::{set_flash, take_flash},
     webhooks::WebhookError,
 };
@@ -101,7 +100,7 @@ pub async fn create(
     State(state): State<AppState>,
     session: Session,
     CurrentUser(user): CurrentUser,
-    Form(form): Form<CreateWebhookForm>,
+    HtmlForm(form): HtmlForm<CreateWebhookForm>,
 ) -> Result<Response, HtmlError> {
     match state
         .webhooks
