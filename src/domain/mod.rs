@@ -2,6 +2,7 @@
 //! checks. No I/O.
 
 pub mod account;
+pub mod address;
 pub mod document;
 pub mod ocr;
 pub mod search;

@@ -1,7 +1,7 @@
 //! Completion webhooks: what a registered URL is, which addresses Lector refuses to call,
 //! how an event is written and signed. No I/O (resolving names happens in the sender).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
@@ -287,75 +287,7 @@ pub fn check_address(host: &str, address: IpAddr) -> Result<(), UrlRefusal> {
     }
 }
 
-/// What kind of non-public address this is ("a loopback", "a private"…), or `None` for an
-/// address on the public internet. IPv4 addresses inside IPv6 (mapped, NAT64, 6to4) are
-/// judged by the IPv4 address they carry.
-pub fn internal_kind(address: IpAddr) -> Option<&'static str> {
-    match address {
-        IpAddr::V4(ip) => internal_v4(ip),
-        IpAddr::V6(ip) => internal_v6(ip),
-    }
-}
-
-fn internal_v4(ip: Ipv4Addr) -> Option<&'static str> {
-    let [a, b, c, _] = ip.octets();
-    if ip.is_loopback() {
-        Some("a loopback")
-    } else if ip.is_private() {
-        Some("a private")
-    } else if ip.is_link_local() {
-        Some("a link-local")
-    } else if ip.is_unspecified() || a == 0 {
-        Some("an unspecified")
-    } else if a == 100 && (64..128).contains(&b) {
-        Some("a shared (carrier-grade NAT)")
-    } else if ip.is_multicast() || ip.is_broadcast() || a >= 240 {
-        Some("a multicast, broadcast or reserved")
-    } else if ip.is_documentation()
-        || (a == 192 && b == 0 && c == 0)
-        || (a == 198 && (b & 0xfe) == 18)
-    {
-        Some("a reserved")
-    } else {
-        None
-    }
-}
-
-fn internal_v6(ip: Ipv6Addr) -> Option<&'static str> {
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return internal_v4(v4);
-    }
-    let segments = ip.segments();
-    // NAT64 (64:ff9b::/96) and 6to4 (2002::/16) reach the IPv4 address they carry.
-    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        let [a, b] = segments[6].to_be_bytes();
-        let [c, d] = segments[7].to_be_bytes();
-        return internal_v4(Ipv4Addr::new(a, b, c, d));
-    }
-    if segments[0] == 0x2002 {
-        let [a, b] = segments[1].to_be_bytes();
-        let [c, d] = segments[2].to_be_bytes();
-        return internal_v4(Ipv4Addr::new(a, b, c, d));
-    }
-    if ip.is_loopback() {
-        Some("a loopback")
-    } else if ip.is_unspecified() {
-        Some("an unspecified")
-    } else if (segments[0] & 0xfe00) == 0xfc00 {
-        Some("a private (unique local)")
-    } else if (segments[0] & 0xffc0) == 0xfe80 || (segments[0] & 0xffc0) == 0xfec0 {
-        Some("a link-local")
-    } else if ip.is_multicast() {
-        Some("a multicast")
-    } else if segments[0] == 0x2001 && segments[1] == 0x0db8 {
-        Some("a reserved")
-    } else if segments[..6] == [0, 0, 0, 0, 0, 0] {
-        // IPv4-compatible (deprecated) addresses.
-        internal_v4(ip.to_ipv4().unwrap_or(Ipv4Addr::UNSPECIFIED)).or(Some("a reserved"))
-    } else {
-        None
-    }
-}
+pub use super::address::internal_kind;
 
 #[cfg(test)]
 mod tests {
@@ -409,6 +341,12 @@ mod tests {
             "http://[::ffff:169.254.169.254]/",
             "http://[64:ff9b::a9fe:a9fe]/",
             "http://[2002:7f00:1::]/",
+            // Less common IPv6 spellings of an internal address (all of IANA's registries
+            // are covered in domain::address).
+            "http://[64:ff9b:1::7f00:1]/",
+            "http://[2001::7f00:1]/",
+            "http://[::ffff:0:7f00:1]/",
+            "http://[100::1]/",
             // Decimal, octal and hexadecimal forms of 127.0.0.1 are parsed as the address.
             "http://2130706433/",
             "http://0177.0.0.1/",
