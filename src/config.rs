@@ -52,6 +52,8 @@ pub struct Config {
     pub extract_timeout_base: Duration,
     /// `LECTOR_EXTRACT_TIMEOUT_PER_PAGE_MS`: time limit per document, per page (default 2000).
     pub extract_timeout_per_page: Duration,
+    /// How long a client may take to send a request (slow clients cannot hold connections).
+    pub http: HttpSettings,
     /// `LECTOR_INSPECT_TIMEOUT_SECS`: time limit for checking an upload (default 20).
     pub inspect_timeout: Duration,
     /// `LECTOR_SANDBOX_MEMORY_MB`: address-space limit of the parser process (default 4096).
@@ -166,6 +168,18 @@ pub struct RateLimitSettings {
     pub login_per_account: u32,
     /// Upload requests by one user (browser or API).
     pub uploads_per_user: u32,
+}
+
+/// Time limits on receiving a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// `LECTOR_HTTP_HEADER_TIMEOUT_SECS`: the request line and headers must arrive within
+    /// this, counted from the connection (or the previous response), else the connection is
+    /// closed (default 20).
+    pub header_timeout: Duration,
+    /// `LECTOR_HTTP_BODY_TIMEOUT_SECS`: the longest pause between two pieces of a request
+    /// body; past it the answer is 408 (default 30).
+    pub body_timeout: Duration,
 }
 
 /// Where Textract announces finished jobs.
@@ -299,6 +313,10 @@ impl Config {
             poll_interval: millis("LECTOR_POLL_INTERVAL_MS", 1000)?,
             extract_timeout_base: secs("LECTOR_EXTRACT_TIMEOUT_BASE_SECS", 30)?,
             extract_timeout_per_page: millis("LECTOR_EXTRACT_TIMEOUT_PER_PAGE_MS", 2000)?,
+            http: HttpSettings {
+                header_timeout: secs("LECTOR_HTTP_HEADER_TIMEOUT_SECS", 20)?,
+                body_timeout: secs("LECTOR_HTTP_BODY_TIMEOUT_SECS", 30)?,
+            },
             inspect_timeout: secs("LECTOR_INSPECT_TIMEOUT_SECS", 20)?,
             sandbox_memory_mb: parse_or(&get, "LECTOR_SANDBOX_MEMORY_MB", 4096)?,
             sandbox_exe,
@@ -409,6 +427,11 @@ impl Config {
         if needs_bucket && config.s3_bucket.is_none() {
             bail!(
                 "LECTOR_S3_BUCKET must be set when LECTOR_BLOB_STORE=s3, LECTOR_ENGINE=textract or hybrid, or LECTOR_INGEST_SQS_QUEUE_URL is set"
+            );
+        }
+        if config.http.header_timeout.is_zero() || config.http.body_timeout.is_zero() {
+            bail!(
+                "LECTOR_HTTP_HEADER_TIMEOUT_SECS and LECTOR_HTTP_BODY_TIMEOUT_SECS must be at least 1"
             );
         }
         if config.textract_max_in_flight == 0 {

@@ -221,17 +221,15 @@ pub async fn run(
         .with_textract(engines.textract.clone())
         .with_stopping(stop.clone());
     spawn_rate_limit_cleanup(state.limits.clone(), stop.clone());
-    let app = http::router(state, connected.sessions)
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = http::router(state, connected.sessions);
     tracing::info!(address = %listener.local_addr()?, database = connected.store.backend(), workers = config.workers, "lector is listening");
     let stop_on_signal = stop.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: no new requests or jobs");
-            stop_on_signal.cancel();
-        })
-        .await?;
+    http::server::serve(listener, app, config.http.header_timeout, async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new requests or jobs");
+        stop_on_signal.cancel();
+    })
+    .await?;
     stop.cancel();
     workers.await?;
     Ok(())

@@ -774,6 +774,125 @@ async fn every_state_changing_route_refuses_a_missing_or_wrong_token_in_any_form
     assert_eq!(app.document(&document).await["ocr"]["mode"], "off");
 }
 
+/// Everything the server sends on `stream` until it closes the connection; panics if it has
+/// not closed it within 15 s (the timeouts under test are 1 s).
+async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        stream.read_to_end(&mut received),
+    )
+    .await
+    .expect("the server closed the connection")
+    .ok();
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+/// Slowloris: a client that sends part of its headers, or part of its body, and then
+/// nothing, does not hold a connection: the headers must arrive within the header timeout
+/// (the connection is closed), the body may not pause longer than the body timeout (408,
+/// closed), on the API and in the browser's forms.
+#[tokio::test]
+async fn a_request_that_stalls_is_cut_off_and_the_connection_closed() {
+    use tokio::{io::AsyncWriteExt, net::TcpStream};
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[
+            ("LECTOR_HTTP_HEADER_TIMEOUT_SECS", "1"),
+            ("LECTOR_HTTP_BODY_TIMEOUT_SECS", "1"),
+        ],
+    )
+    .await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+
+    // Half a header, then silence.
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(b"POST /api/v1/documents HTTP/1.1\r\nHost: lector\r\nContent-Le")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let answer = read_until_closed(&mut stream).await;
+    assert!(
+        !answer.contains("200") && !answer.contains("202"),
+        "{answer}"
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+
+    // Headers promising 100,000 bytes of upload, 1,000 of them sent, then silence.
+    let boundary = "stalled";
+    let mut request = format!(
+        "POST /api/v1/documents HTTP/1.1\r\nHost: lector\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: 100000\r\n\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.pdf\"\r\n\r\n%PDF-1.7\n",
+        app.user.token
+    )
+    .into_bytes();
+    request.resize(request.len() + 1000, b'x');
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    stream.write_all(&request).await.unwrap();
+    let answer = read_until_closed(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert!(answer.contains("\"code\":\"request-timeout\""), "{answer}");
+    assert_eq!(app.db.count("documents").await, 0, "nothing stored");
+
+    // The browser's log-in form: a session cookie and its token, then half the form.
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(b"GET /login HTTP/1.1\r\nHost: lector\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let page = read_until_closed(&mut stream).await;
+    let cookie = page
+        .lines()
+        .find_map(|line| line.strip_prefix("set-cookie: "))
+        .and_then(|value| value.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let csrf = csrf_from(&page).unwrap();
+    let form = format!("csrf_token={csrf}&email=owner%40example.com&password=");
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST /login HTTP/1.1\r\nHost: lector\r\nCookie: {cookie}\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 500\r\n\r\n{form}"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("text/html"), "{answer}");
+    assert!(answer.contains("stopped arriving"), "{answer}");
+
+    // A client that keeps sending, however slowly, is not cut off.
+    let body = serde_json::json!({"url": "http://93.184.216.34/slow"}).to_string();
+    let (head, tail) = body.split_at(10);
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST /api/v1/webhooks HTTP/1.1\r\nHost: lector\r\nAuthorization: Bearer {}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{head}",
+                app.user.token,
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    for byte in tail.bytes() {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        stream.write_all(&[byte]).await.unwrap();
+    }
+    let answer = read_until_closed(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+}
+
 #[tokio::test]
 async fn every_response_carries_the_security_headers_and_pages_have_no_inline_script() {
     let app = TestApp::spawn(Backend::Sqlite).await;

@@ -29,6 +29,7 @@ mod health;
 mod limits;
 mod metrics;
 mod observe;
+pub mod server;
 mod upload;
 pub mod web;
 
@@ -111,6 +112,10 @@ pub fn router(state: AppState, sessions: crate::sessions::SessionBackend) -> Rou
         .route("/static/app.css", get(css))
         // Upload size is enforced per file while streaming (413 as soon as it is passed).
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            state.config.http.body_timeout,
+            server::bound_body_pauses,
+        ))
         .layer(CatchPanicLayer::new())
         // Outside the panic catcher, so a request that panicked is counted as the 500 it became.
         .layer(axum::middleware::from_fn(observe::observe))
