@@ -143,6 +143,15 @@ pub struct Config {
     /// `LECTOR_METRICS_TOKEN`: when set, `/metrics` answers only requests that send it as
     /// `Authorization: Bearer …`.
     pub metrics_token: Option<SecretString>,
+    /// The key that seals the secrets kept in the database (PDF passwords, webhook signing
+    /// secrets): `LECTOR_SECRET_KEY` (64 hexadecimal characters, e.g. from
+    /// `openssl rand -hex 32`), or the file `LECTOR_SECRET_KEY_FILE` holds it in. Default with
+    /// SQLite: `lector-secret.key` beside the database file, made on first start; Postgres
+    /// deployments must give one (their instances share it, and it must outlive them).
+    pub secret_key: crate::sealing::KeySource,
+    /// `LECTOR_SECRET_KEY_PREVIOUS`: earlier keys, comma-separated, that still open what they
+    /// sealed while the serving processes seal it again under the current key (rotation).
+    pub secret_key_previous: Vec<SecretString>,
     /// `LECTOR_INGEST_OWNER`: the e-mail of the account that owns documents ingested from S3
     /// (default: the first account).
     pub ingest_owner: Option<String>,
@@ -168,6 +177,35 @@ pub struct RateLimitSettings {
     pub login_per_account: u32,
     /// Upload requests by one user (browser or API).
     pub uploads_per_user: u32,
+}
+
+/// Where the key that seals stored secrets comes from (see [`Config::secret_key`]).
+fn secret_key_source(
+    get: &impl Fn(&str) -> Option<String>,
+    database_url: &str,
+) -> anyhow::Result<crate::sealing::KeySource> {
+    use crate::sealing::KeySource;
+    if let Some(key) = get("LECTOR_SECRET_KEY") {
+        crate::sealing::check_key(&key, "LECTOR_SECRET_KEY")?;
+        return Ok(KeySource::Given(SecretString::from(key)));
+    }
+    if let Some(path) = get("LECTOR_SECRET_KEY_FILE") {
+        return Ok(KeySource::File(PathBuf::from(path)));
+    }
+    if !database_url.starts_with("sqlite:") {
+        return Ok(KeySource::Missing);
+    }
+    let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(database_url)
+        .context("DATABASE_URL is not a valid SQLite URL")?;
+    let file = options.get_filename();
+    if file.as_os_str().is_empty()
+        || file == std::path::Path::new(":memory:")
+        || database_url.contains("mode=memory")
+    {
+        return Ok(KeySource::Ephemeral);
+    }
+    let dir = file.parent().unwrap_or(std::path::Path::new(""));
+    Ok(KeySource::File(dir.join("lector-secret.key")))
 }
 
 /// Time limits on receiving a request.
@@ -281,7 +319,7 @@ impl Config {
             |name: &str, default: u64| parse_or(&get, name, default).map(Duration::from_millis);
         let config = Config {
             bind,
-            database_url: SecretString::from(database_url),
+            database_url: SecretString::from(database_url.clone()),
             database_max_connections: parse_or(
                 &get,
                 "LECTOR_DATABASE_MAX_CONNECTIONS",
@@ -411,6 +449,17 @@ impl Config {
             trusted_proxy_hops: parse_or(&get, "LECTOR_TRUSTED_PROXY_HOPS", 0)?,
             ingest_owner: get("LECTOR_INGEST_OWNER"),
             metrics_token: get("LECTOR_METRICS_TOKEN").map(SecretString::from),
+            secret_key: secret_key_source(&get, &database_url)?,
+            secret_key_previous: get("LECTOR_SECRET_KEY_PREVIOUS")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|key| !key.is_empty())
+                .map(|key| {
+                    crate::sealing::check_key(key, "LECTOR_SECRET_KEY_PREVIOUS")
+                        .map(|()| SecretString::from(key.to_owned()))
+                })
+                .collect::<anyhow::Result<_>>()?,
         };
         if !(crate::engines::ocr::MIN_DPI..=1200).contains(&config.ocr.dpi) {
             bail!(

@@ -15,6 +15,7 @@ pub mod domain;
 pub mod engines;
 pub mod http;
 pub mod jobs;
+pub mod sealing;
 pub mod search;
 pub mod sessions;
 pub mod startup;

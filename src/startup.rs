@@ -28,6 +28,8 @@ pub struct Connected {
     pub store: Arc<dyn Store>,
     /// Browser sessions.
     pub sessions: SessionBackend,
+    /// Whether a key to seal stored secrets with is configured.
+    pub can_seal: bool,
 }
 
 /// How often each process logs the queue's state.
@@ -53,6 +55,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Connected> {
 /// index once it is built.
 pub async fn connect_to_serve(config: &Config) -> anyhow::Result<Connected> {
     let connected = connect(config).await?;
+    seal_stored_secrets(&connected).await?;
     let store = connected.store.clone();
     let phrase_index = config.search_phrase_index;
     tokio::spawn(async move {
@@ -68,6 +71,7 @@ pub async fn connect_to_serve(config: &Config) -> anyhow::Result<Connected> {
 /// instances.
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     let connected = connect(config).await?;
+    seal_stored_secrets(&connected).await?;
     connected
         .store
         .index_phrases(config.search_phrase_index)
@@ -75,27 +79,51 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The processes that serve, work or migrate need the key that seals stored secrets, and
+/// seal what an older Lector left in plaintext or sealed under a previous key.
+async fn seal_stored_secrets(connected: &Connected) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        connected.can_seal,
+        "LECTOR_SECRET_KEY must be set with Postgres: the secrets kept in the database (PDF \
+         passwords, webhook signing secrets) are sealed under it, and every instance needs the \
+         same key. Make one with `openssl rand -hex 32` (on Elastic Beanstalk the template keeps \
+         it in Secrets Manager; see the README)"
+    );
+    let sealed = connected.store.seal_stored_secrets().await?;
+    if sealed > 0 {
+        tracing::info!(sealed, "sealed stored secrets under the current key");
+    }
+    Ok(())
+}
+
 /// Connects to `DATABASE_URL` without changing it (`lector doctor` only looks).
 pub async fn open(config: &Config) -> anyhow::Result<Connected> {
     let url = config.database_url.expose_secret();
     let max = config.database_max_connections;
+    let keyring = crate::sealing::Keyring::load(&config.secret_key, &config.secret_key_previous)?
+        .map(Arc::new);
+    let can_seal = keyring.is_some();
     let connected = if config.is_postgres() {
-        let store = PostgresStore::connect(url, max).await?;
+        let store = PostgresStore::connect(url, max)
+            .await?
+            .with_keyring(keyring);
         let sessions = SessionBackend::Postgres(tower_sessions_sqlx_store::PostgresStore::new(
             store.pool().clone(),
         ));
         Connected {
             store: Arc::new(store),
             sessions,
+            can_seal,
         }
     } else {
-        let store = SqliteStore::connect(url, max).await?;
+        let store = SqliteStore::connect(url, max).await?.with_keyring(keyring);
         let sessions = SessionBackend::Sqlite(tower_sessions_sqlx_store::SqliteStore::new(
             store.pool().clone(),
         ));
         Connected {
             store: Arc::new(store),
             sessions,
+            can_seal,
         }
     };
     Ok(connected)

@@ -61,6 +61,7 @@ async fn a_well_wired_deployment_passes_every_check() {
     let migrated = Command::new(lector_exe())
         .arg("migrate")
         .env("DATABASE_URL", &db.url)
+        .env("LECTOR_SECRET_KEY", common::TEST_SECRET_KEY)
         .output()
         .unwrap();
     assert!(
@@ -76,6 +77,7 @@ async fn a_well_wired_deployment_passes_every_check() {
     let output = doctor(
         &[
             ("DATABASE_URL", db.url.as_str()),
+            ("LECTOR_SECRET_KEY", common::TEST_SECRET_KEY),
             ("LECTOR_ENGINE", "hybrid"),
             ("LECTOR_BLOB_STORE", "s3"),
             ("LECTOR_S3_BUCKET", BUCKET),
@@ -170,6 +172,7 @@ async fn a_miswired_deployment_gets_each_problem_in_words() {
     let output = doctor(
         &[
             ("DATABASE_URL", db.url.as_str()),
+            ("LECTOR_SECRET_KEY", common::TEST_SECRET_KEY),
             ("LECTOR_ENGINE", "textract"),
             ("LECTOR_S3_BUCKET", BUCKET),
             // The stand-in's bucket is in us-east-1.

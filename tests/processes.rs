@@ -39,6 +39,7 @@ impl Lector {
         let mut cmd = Command::new(lector_exe());
         cmd.arg(command)
             .env("DATABASE_URL", &db.url)
+            .env("LECTOR_SECRET_KEY", common::TEST_SECRET_KEY)
             .env("LECTOR_JOB_LEASE_SECS", "2")
             .env("LECTOR_POLL_INTERVAL_MS", "100")
             .env("LECTOR_JOB_RETRY_BASE_SECS", "0")

@@ -188,6 +188,7 @@ async fn three_workers_and_two_servers_on_one_postgres_extract_100_uploads_exact
     let cap = CAP.to_string();
     let common_vars: Vec<(&str, &str)> = vec![
         ("DATABASE_URL", db.url.as_str()),
+        ("LECTOR_SECRET_KEY", common::TEST_SECRET_KEY),
         ("LECTOR_ENGINE", "textract"),
         ("LECTOR_S3_BUCKET", BUCKET),
         ("AWS_REGION", REGION),

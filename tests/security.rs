@@ -893,6 +893,187 @@ async fn a_request_that_stalls_is_cut_off_and_the_connection_closed() {
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
 }
 
+/// The bytes of the files that hold `backend`'s data for `tables`, as written to disk: the
+/// SQLite file with its WAL and shared memory; on Postgres, after a checkpoint, the tables'
+/// own files (and their TOAST) when this process may read the server's data directory.
+async fn database_files(app: &TestApp, tables: &[&str]) -> Option<Vec<u8>> {
+    let mut bytes = Vec::new();
+    match app.db.backend {
+        Backend::Sqlite => {
+            let path = app.db.url.trim_start_matches("sqlite://");
+            for suffix in ["", "-wal", "-shm"] {
+                if let Ok(content) = std::fs::read(format!("{path}{suffix}")) {
+                    bytes.extend(content);
+                }
+            }
+        }
+        Backend::Postgres => {
+            app.db.execute("checkpoint").await;
+            let data_dir = app
+                .db
+                .query_text("select current_setting('data_directory')")
+                .await?;
+            for table in tables {
+                for relation in [
+                    format!("'{table}'"),
+                    format!("(select reltoastrelid from pg_class where oid = '{table}'::regclass)"),
+                ] {
+                    let Some(file) = app
+                        .db
+                        .query_text(&format!("select pg_relation_filepath({relation})"))
+                        .await
+                    else {
+                        continue;
+                    };
+                    bytes.extend(std::fs::read(format!("{data_dir}/{file}")).ok()?);
+                }
+            }
+        }
+    }
+    Some(bytes)
+}
+
+fn holds(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle.as_bytes())
+}
+
+/// Whoever reads the database reads no secret it keeps: a PDF's password and a webhook's
+/// signing secret are sealed under a key kept outside it, and a session is stored under a
+/// hash of its cookie's id. The password still opens the PDF for the worker and again for
+/// re-processing.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn the_database_holds_no_secret_in_the_clear(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let response = app
+        .upload_fixture("user_password.pdf", Some("open-sesame"))
+        .await;
+    assert_eq!(response.status(), 202);
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.drain_jobs().await;
+    assert_eq!(app.document(&id).await["status"], "done");
+    let response = app
+        .client
+        .post(app.url(&format!("/api/v1/documents/{id}/reprocess")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    app.drain_jobs().await;
+    let text = app.get_text(&format!("/api/v1/documents/{id}/text")).await;
+    assert!(
+        text.contains("zebras"),
+        "re-processed with the kept password: {text}"
+    );
+
+    let response = app
+        .client
+        .post(app.url("/api/v1/webhooks"))
+        .json(&serde_json::json!({"url": "http://93.184.216.34/in"}))
+        .send()
+        .await
+        .unwrap();
+    let webhook: Value = response.json().await.unwrap();
+    let signing_secret = webhook["secret"].as_str().unwrap().to_owned();
+    assert!(signing_secret.starts_with("whsec_"));
+
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let browser = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    common::log_in(&browser, &app.address, "owner@example.com", TEST_PASSWORD).await;
+    let cookies =
+        reqwest::cookie::CookieStore::cookies(&*jar, &app.address.parse().unwrap()).unwrap();
+    let session_id = cookies
+        .to_str()
+        .unwrap()
+        .split("; ")
+        .find_map(|c| c.strip_prefix("lector_session="))
+        .unwrap()
+        .to_owned();
+
+    let stored_password = app
+        .db
+        .query_text(&format!(
+            "select pdf_password from documents where id = '{id}'"
+        ))
+        .await
+        .unwrap();
+    assert!(stored_password.starts_with("sealed1:"), "{stored_password}");
+    let stored_secret = app
+        .db
+        .query_text("select secret from webhooks")
+        .await
+        .unwrap();
+    assert!(stored_secret.starts_with("sealed1:"), "{stored_secret}");
+    let sessions = match backend {
+        Backend::Sqlite => "tower_sessions",
+        Backend::Postgres => "tower_sessions.session",
+    };
+    assert!(app.db.count(sessions).await >= 1);
+    assert_eq!(
+        app.db
+            .query_i64(&format!(
+                "select count(*) from {sessions} where id = '{session_id}'"
+            ))
+            .await,
+        0,
+        "the session is not stored under its cookie's id"
+    );
+    match database_files(&app, &["documents", "webhooks", sessions]).await {
+        Some(files) => {
+            assert!(!files.is_empty());
+            assert!(!holds(&files, "open-sesame"), "the PDF's password");
+            assert!(!holds(&files, &signing_secret), "the signing secret");
+            assert!(!holds(&files, &session_id), "the session's id");
+            assert!(
+                holds(&files, &stored_secret),
+                "the files read are the right ones"
+            );
+        }
+        None => eprintln!(
+            "SKIPPED (the server's files): this process cannot read Postgres' data directory"
+        ),
+    }
+}
+
+/// Postgres has no default key (its instances must share one, and it must outlive them):
+/// serving or migrating without one stops at start and says what to set; an administrator's
+/// `lector user …` commands, which keep no secret, still run.
+#[tokio::test]
+async fn postgres_without_a_secret_key_does_not_start() {
+    let db = common::TestDatabase::new(Backend::Postgres).await;
+    let url = db.url.clone();
+    let config = lector::config::Config::from_lookup(move |name| {
+        (name == "DATABASE_URL").then(|| url.clone())
+    })
+    .unwrap();
+    let error = lector::startup::migrate(&config).await.unwrap_err();
+    assert!(
+        format!("{error:#}").contains("LECTOR_SECRET_KEY must be set"),
+        "{error:#}"
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let error = lector::startup::run(config.clone(), listener, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{error:#}").contains("LECTOR_SECRET_KEY must be set"),
+        "{error:#}"
+    );
+    common::create_account(&config, "admin@example.com").await;
+    assert_eq!(db.count("users").await, 1);
+}
+
 #[tokio::test]
 async fn every_response_carries_the_security_headers_and_pages_have_no_inline_script() {
     let app = TestApp::spawn(Backend::Sqlite).await;

@@ -629,3 +629,96 @@ async fn the_number_of_webhooks_is_limited(#[case] backend: Backend) {
     assert_eq!(deleted.status(), 204);
     register(&app, "http://127.0.0.1:9/c").await;
 }
+
+/// The key the app sealed its secrets with: the key file beside the SQLite database, the
+/// configured key on Postgres.
+fn current_key(app: &TestApp) -> String {
+    match app.db.backend {
+        Backend::Sqlite => {
+            let db = std::path::PathBuf::from(app.db.url.trim_start_matches("sqlite://"));
+            std::fs::read_to_string(db.with_file_name("lector-secret.key")).unwrap()
+        }
+        Backend::Postgres => common::TEST_SECRET_KEY.to_owned(),
+    }
+}
+
+/// A signing secret an older Lector stored in plaintext is sealed when a serving process
+/// starts, and still signs; after a key rotation the previous key opens what it sealed until
+/// it is sealed again under the new one, and a process without the key that sealed a secret
+/// says so instead of signing with something else.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread")]
+async fn stored_secrets_are_sealed_at_start_and_follow_a_key_rotation(#[case] backend: Backend) {
+    let receiver = Receiver::start(&[]).await;
+    let app = app(backend, &[]).await;
+    let owner = app.user_id().await;
+    app.db
+        .execute(&format!(
+            "insert into webhooks (id, owner_id, url, description, secret) \
+             values ('w-old', '{owner}', '{}', '', 'whsec_stored_in_the_clear')",
+            receiver.url()
+        ))
+        .await;
+    let stored = || {
+        app.db
+            .query_text("select secret from webhooks where id = 'w-old'")
+    };
+    assert_eq!(stored().await.unwrap(), "whsec_stored_in_the_clear");
+    // What `lector serve`, `worker` and `migrate` do at start.
+    assert_eq!(app.store.seal_stored_secrets().await.unwrap(), 1);
+    let sealed = stored().await.unwrap();
+    assert!(sealed.starts_with("sealed1:"), "{sealed}");
+    assert_eq!(app.store.seal_stored_secrets().await.unwrap(), 0, "once");
+    app.store.queue_ping("w-old", "e1").await.unwrap();
+    let sender = WebhookSender::new(app.store.clone(), &app.config).unwrap();
+    assert_eq!(deliver_all(&sender).await, 1);
+    assert_signed(&receiver.received()[0], "whsec_stored_in_the_clear");
+
+    // Rotation: a new key, the old one as previous.
+    let old_key = current_key(&app);
+    let new_key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let rotated = common::test_config(
+        &app.db.url,
+        &[
+            ("LECTOR_SECRET_KEY", new_key),
+            ("LECTOR_SECRET_KEY_PREVIOUS", old_key.trim()),
+            ("LECTOR_WEBHOOK_ALLOW_PRIVATE", "true"),
+        ],
+    );
+    let store = lector::startup::connect(&rotated).await.unwrap().store;
+    assert_eq!(store.seal_stored_secrets().await.unwrap(), 1);
+    assert_ne!(
+        stored().await.unwrap(),
+        sealed,
+        "sealed again under the new key"
+    );
+    let only_new = common::test_config(
+        &app.db.url,
+        &[
+            ("LECTOR_SECRET_KEY", new_key),
+            ("LECTOR_WEBHOOK_ALLOW_PRIVATE", "true"),
+        ],
+    );
+    let store = lector::startup::connect(&only_new).await.unwrap().store;
+    store.queue_ping("w-old", "e2").await.unwrap();
+    let sender = WebhookSender::new(store.clone(), &only_new).unwrap();
+    assert_eq!(deliver_all(&sender).await, 1);
+    assert_signed(&receiver.received()[1], "whsec_stored_in_the_clear");
+
+    // A process given only the old key cannot open it: no delivery goes out unsigned or
+    // signed with something else.
+    let only_old = common::test_config(
+        &app.db.url,
+        &[
+            ("LECTOR_SECRET_KEY", old_key.trim()),
+            ("LECTOR_WEBHOOK_ALLOW_PRIVATE", "true"),
+        ],
+    );
+    let store = lector::startup::connect(&only_old).await.unwrap().store;
+    store.queue_ping("w-old", "e3").await.unwrap();
+    let sender = WebhookSender::new(store.clone(), &only_old).unwrap();
+    assert!(sender.deliver_next().await.is_err());
+    assert_eq!(receiver.received().len(), 2, "nothing more was sent");
+}

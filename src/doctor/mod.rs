@@ -148,6 +148,7 @@ async fn database(config: &Config, report: &mut Report) {
                 return;
             }
         };
+    secret_key(config, connected.can_seal, report);
     let store = connected.store;
     match within(store.ping()).await {
         Ok(()) => report.ok("database", format!("{} answers", store.backend())),
@@ -170,6 +171,21 @@ async fn database(config: &Config, report: &mut Report) {
             format!(
                 "cannot read which are applied ({reason}): a new database needs `lector migrate`"
             ),
+        ),
+    }
+}
+
+/// The key that seals the secrets kept in the database (see [`crate::sealing`]).
+fn secret_key(config: &Config, can_seal: bool, report: &mut Report) {
+    use crate::sealing::KeySource;
+    match (&config.secret_key, can_seal) {
+        (KeySource::Given(_), true) => report.ok("secret-key", "from LECTOR_SECRET_KEY"),
+        (KeySource::File(path), true) => report.ok("secret-key", format!("in {}", path.display())),
+        (KeySource::Ephemeral, true) => report.ok("secret-key", "made for this in-memory database"),
+        _ => report.problem(
+            "secret-key",
+            "no LECTOR_SECRET_KEY: Postgres needs one to seal PDF passwords and webhook \
+             secrets, the same for every instance (`openssl rand -hex 32`)",
         ),
     }
 }

@@ -52,6 +52,60 @@ impl From<sqlx::Error> for Error {
 /// Storage results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Where a sealed secret lives, as the associated data it is sealed with: a sealed value
+/// moved to another row or column does not open.
+pub(crate) fn secret_row(column: &str, id: &str) -> String {
+    format!("{column} {id}")
+}
+
+/// `secret` sealed for `row` (see [`crate::sealing`]); an error when no key is configured.
+pub(crate) fn seal(
+    keyring: Option<&crate::sealing::Keyring>,
+    secret: &SecretString,
+    row: &str,
+) -> Result<String> {
+    let keyring = keyring.ok_or_else(|| {
+        Error::Other(anyhow::anyhow!(
+            "no key to seal secrets with is configured (LECTOR_SECRET_KEY): a secret cannot be stored"
+        ))
+    })?;
+    Ok(keyring.seal(secret.expose_secret(), row))
+}
+
+/// The secret stored for `row`: opened when sealed, as it is when a Lector that did not seal
+/// stored it (until [`Store::seal_stored_secrets`] seals it).
+pub(crate) fn open(
+    keyring: Option<&crate::sealing::Keyring>,
+    stored: String,
+    row: &str,
+) -> Result<SecretString> {
+    if !crate::sealing::is_sealed(&stored) {
+        return Ok(SecretString::from(stored));
+    }
+    let keyring = keyring.ok_or_else(|| {
+        Error::Other(anyhow::anyhow!(
+            "the secret of {row} is sealed and no key is configured (LECTOR_SECRET_KEY)"
+        ))
+    })?;
+    keyring
+        .open(&stored, row)
+        .map_err(|e| Error::Other(anyhow::anyhow!("the secret of {row} cannot be opened: {e}")))
+}
+
+/// What `stored` should become under the current key, or `None` when it already is sealed
+/// under it.
+pub(crate) fn reseal(
+    keyring: &crate::sealing::Keyring,
+    stored: String,
+    row: &str,
+) -> Result<Option<String>> {
+    if keyring.is_current(&stored) {
+        return Ok(None);
+    }
+    let secret = open(Some(keyring), stored, row)?;
+    Ok(Some(keyring.seal(secret.expose_secret(), row)))
+}
+
 /// Ids as a JSON array: how both backends take a list in one parameter (Postgres with
 /// `jsonb_array_elements_text`, SQLite with `json_each`).
 pub(crate) fn json_list<T: serde::Serialize>(ids: &[T]) -> String {
@@ -278,6 +332,10 @@ pub trait Store:
     async fn textract_pages_this_month(&self) -> Result<i64>;
     /// Sets (or clears) the note a document shows, such as why it was read locally.
     async fn set_document_note(&self, id: &str, note: Option<&str>) -> Result<()>;
+    /// Seals, under the current key, every stored secret that is not yet: plaintext left by
+    /// a Lector that did not seal, and values sealed under a previous key. Returns how many
+    /// were sealed again; an error when no key is configured.
+    async fn seal_stored_secrets(&self) -> Result<u64>;
 }
 
 /// The store for `database_url`, connected and migrated.

@@ -24,6 +24,8 @@ const DIALECT: Dialect = Dialect {
 pub struct PostgresStore {
     pool: PgPool,
     sql: Queries,
+    /// Seals and opens the secrets kept in the database; none when no key is configured.
+    keyring: Option<std::sync::Arc<crate::sealing::Keyring>>,
 }
 
 impl PostgresStore {
@@ -45,7 +47,17 @@ impl PostgresStore {
         PostgresStore {
             pool,
             sql: Queries::new(&DIALECT),
+            keyring: None,
         }
+    }
+
+    /// Seals the secrets it stores with `keyring`.
+    pub fn with_keyring(
+        mut self,
+        keyring: Option<std::sync::Arc<crate::sealing::Keyring>>,
+    ) -> Self {
+        self.keyring = keyring;
+        self
     }
 
     /// The pool, for the session store.

@@ -69,6 +69,13 @@ pub(crate) mod common {
     pub const BLOB_CHUNK: &str =
         "select data from document_blobs where document_id = $1 and seq = $2";
     pub const PASSWORD: &str = "select pdf_password from documents where id = $1";
+    pub const STORED_PASSWORDS: &str =
+        "select id, pdf_password from documents where pdf_password is not null";
+    pub const RESEAL_PASSWORD: &str =
+        "update documents set pdf_password = $2 where id = $1 and pdf_password = $3";
+    pub const STORED_WEBHOOK_SECRETS: &str = "select id, secret from webhooks";
+    pub const RESEAL_WEBHOOK_SECRET: &str =
+        "update webhooks set secret = $2 where id = $1 and secret = $3";
     pub const DELETE_DOCUMENT: &str = "delete from documents where id = $1";
     pub const DELETE_PAGES: &str = "delete from pages where document_id = $1";
     pub const DOCUMENT_EXISTS: &str = "select count(*) from documents where id = $1";
@@ -267,7 +274,6 @@ macro_rules! store_impl {
                 doc: &$crate::storage::NewDocument,
                 original: Option<&std::path::Path>,
             ) -> $crate::storage::Result<$crate::domain::Document> {
-                use secrecy::ExposeSecret;
                 use tokio::io::AsyncReadExt;
                 let mut file =
                     match original {
@@ -287,7 +293,14 @@ macro_rules! store_impl {
                     .bind(
                         doc.pdf_password
                             .as_ref()
-                            .map(|p| p.expose_secret().to_owned()),
+                            .map(|p| {
+                                $crate::storage::seal(
+                                    self.keyring.as_deref(),
+                                    p,
+                                    &$crate::storage::secret_row("documents.pdf_password", &doc.id),
+                                )
+                            })
+                            .transpose()?,
                     )
                     .bind(&doc.blob_key)
                     .bind(doc.ocr.mode.as_str())
@@ -476,7 +489,10 @@ macro_rules! store_impl {
                         .bind(id)
                         .fetch_one(&self.pool)
                         .await?;
-                Ok(password.map(secrecy::SecretString::from))
+                let row = $crate::storage::secret_row("documents.pdf_password", id);
+                password
+                    .map(|stored| $crate::storage::open(self.keyring.as_deref(), stored, &row))
+                    .transpose()
             }
 
             async fn delete_document(&self, id: &str) -> $crate::storage::Result<()> {
@@ -861,6 +877,45 @@ macro_rules! store_impl {
                     .execute(&self.pool)
                     .await?;
                 Ok(())
+            }
+
+            async fn seal_stored_secrets(&self) -> $crate::storage::Result<u64> {
+                use $crate::storage::sql_store::common;
+                let keyring = self.keyring.as_deref().ok_or_else(|| {
+                    anyhow::anyhow!("no key to seal secrets with is configured (LECTOR_SECRET_KEY)")
+                })?;
+                let mut sealed = 0;
+                for (select, update, column) in [
+                    (
+                        common::STORED_PASSWORDS,
+                        common::RESEAL_PASSWORD,
+                        "documents.pdf_password",
+                    ),
+                    (
+                        common::STORED_WEBHOOK_SECRETS,
+                        common::RESEAL_WEBHOOK_SECRET,
+                        "webhooks.secret",
+                    ),
+                ] {
+                    let stored: Vec<(String, String)> =
+                        sqlx::query_as(select).fetch_all(&self.pool).await?;
+                    for (id, value) in stored {
+                        let row = $crate::storage::secret_row(column, &id);
+                        let Some(resealed) = $crate::storage::reseal(keyring, value.clone(), &row)?
+                        else {
+                            continue;
+                        };
+                        // Compare-and-set: another instance may be doing the same.
+                        sealed += sqlx::query(update)
+                            .bind(&id)
+                            .bind(&resealed)
+                            .bind(&value)
+                            .execute(&self.pool)
+                            .await?
+                            .rows_affected();
+                    }
+                }
+                Ok(sealed)
             }
         }
 

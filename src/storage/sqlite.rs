@@ -25,6 +25,8 @@ const DIALECT: Dialect = Dialect {
 pub struct SqliteStore {
     pool: SqlitePool,
     sql: Queries,
+    /// Seals and opens the secrets kept in the database; none when no key is configured.
+    keyring: Option<std::sync::Arc<crate::sealing::Keyring>>,
 }
 
 impl SqliteStore {
@@ -36,6 +38,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
+            // What a row held is overwritten when it is deleted or changed (a secret sealed
+            // again, a deleted document's text), where that costs no extra write.
+            .pragma("secure_delete", "fast")
             .foreign_keys(true);
         if let Some(dir) = options
             .get_filename()
@@ -53,7 +58,17 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             sql: Queries::new(&DIALECT),
+            keyring: None,
         })
+    }
+
+    /// Seals the secrets it stores with `keyring`.
+    pub fn with_keyring(
+        mut self,
+        keyring: Option<std::sync::Arc<crate::sealing::Keyring>>,
+    ) -> Self {
+        self.keyring = keyring;
+        self
     }
 
     /// The pool, for the session store.

@@ -299,7 +299,11 @@ macro_rules! webhook_store_impl {
                     .bind(&webhook.owner_id)
                     .bind(&webhook.url)
                     .bind(&webhook.description)
-                    .bind(secrecy::ExposeSecret::expose_secret(&webhook.secret))
+                    .bind($crate::storage::seal(
+                        self.keyring.as_deref(),
+                        &webhook.secret,
+                        &$crate::storage::secret_row("webhooks.secret", &webhook.id),
+                    )?)
                     .execute(&self.pool)
                     .await?;
                 self.webhook(&webhook.owner_id, &webhook.id).await
@@ -419,6 +423,11 @@ macro_rules! webhook_store_impl {
                     .fetch_one(&mut *tx)
                     .await?;
                 tx.commit().await?;
+                let secret = $crate::storage::open(
+                    self.keyring.as_deref(),
+                    secret,
+                    &$crate::storage::secret_row("webhooks.secret", &id),
+                )?;
                 Ok(Some($crate::storage::webhooks::ClaimedDelivery {
                     delivery,
                     webhook: $crate::domain::webhook::Webhook {
@@ -428,7 +437,7 @@ macro_rules! webhook_store_impl {
                         description,
                         created_at,
                     },
-                    secret: secrecy::SecretString::from(secret),
+                    secret,
                 }))
             }
 

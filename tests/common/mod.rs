@@ -187,6 +187,11 @@ pub fn corpus_dir() -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
+/// The key that seals stored secrets in tests on Postgres, which has no default key (SQLite
+/// tests use the key file made beside their database).
+pub const TEST_SECRET_KEY: &str =
+    "6c6563746f722074657374206b6579206f6e6c7920666f722074657374730a00";
+
 /// Configuration for a test: defaults, no in-process workers unless asked, then `vars`.
 pub fn test_config(database_url: &str, vars: &[(&str, &str)]) -> Config {
     let mut map: HashMap<String, String> = HashMap::from([
@@ -201,6 +206,9 @@ pub fn test_config(database_url: &str, vars: &[(&str, &str)]) -> Config {
         ("LECTOR_WEBHOOK_SENDERS".into(), "0".into()),
         ("LECTOR_DATABASE_MAX_CONNECTIONS".into(), "5".into()),
     ]);
+    if database_url.starts_with("postgres") {
+        map.insert("LECTOR_SECRET_KEY".into(), TEST_SECRET_KEY.into());
+    }
     for (k, v) in vars {
         map.insert(k.to_string(), v.to_string());
     }
