@@ -1,7 +1,14 @@
-//! Account use cases: sign-up (under the configured policy), log-in, and API tokens.
+//! Account use cases: sign-up (under the configured policy), log-in (throttled, see
+//! [`throttle`]), API tokens, and what an owner or an administrator does after a password
+//! leaks: change it, end every session, issue a one-time reset link, delete the account.
 //! Password hashing (Argon2id) runs on the blocking pool, never on the async runtime.
 
-use std::sync::{Arc, OnceLock};
+pub mod throttle;
+
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use argon2::{
     Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
@@ -16,8 +23,12 @@ use crate::{
         ApiToken, User,
         account::{TOKEN_DISPLAY_CHARS, TOKEN_PREFIX, check_new_password, normalise_email},
     },
-    storage::{self, NewApiToken, NewUser, Store},
+    storage::{
+        self, NewApiToken, NewUser, Store,
+        accounts::{NewPasswordReset, UserSummary},
+    },
 };
+use throttle::{Attempt, LoginThrottle};
 
 /// Why an account was not created; the message is for the person signing up.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +70,67 @@ pub enum TokenError {
     Storage(#[from] storage::Error),
 }
 
+/// Why a password was not changed; the message is for the account's owner.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// The current password (or the one given to confirm a deletion) is wrong.
+    #[error("The current password is wrong.")]
+    WrongPassword,
+    /// Too many wrong passwords: try again after this long.
+    #[error("Too many wrong passwords: wait {} seconds and try again.", .0.as_secs().max(1))]
+    Wait(Duration),
+    /// The new password is weak, too short or not confirmed.
+    #[error("{0}")]
+    InvalidPassword(String),
+    /// The reset link is unknown, used or expired.
+    #[error(
+        "This reset link has expired or was already used: ask the administrator for a new one."
+    )]
+    LinkExpired,
+    /// Our fault.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<storage::Error> for PasswordError {
+    fn from(err: storage::Error) -> Self {
+        PasswordError::Internal(err.into())
+    }
+}
+
+/// A log-in as the form sends it, and where it comes from.
+#[derive(Debug, Clone, Copy)]
+pub struct LogInAttempt<'a> {
+    /// As typed.
+    pub email: &'a str,
+    /// As typed.
+    pub password: &'a str,
+    /// The client's address.
+    pub address: &'a str,
+    /// The browser's device cookie, if it has one.
+    pub device: Option<&'a str>,
+}
+
+/// How a log-in ended.
+#[derive(Debug)]
+pub enum LogIn {
+    /// Signed in; `new_device` is a device token for the browser to keep when it had none
+    /// for this account.
+    Welcome {
+        /// The account.
+        user: User,
+        /// Its session epoch, for the new session.
+        session_epoch: i64,
+        /// A device cookie's token to set.
+        new_device: Option<String>,
+    },
+    /// Unknown e-mail or wrong password (the same answer for both).
+    Refused,
+    /// Too many wrong passwords for this account from this client: the password was not
+    /// checked; try again after this long.
+    Wait(Duration),
+}
+
 /// What the log-in and sign-up pages need to know about sign-up, from one count of accounts.
 #[derive(Debug, Clone, Copy)]
 pub struct SignupState {
@@ -73,12 +145,26 @@ pub struct SignupState {
 pub struct Accounts {
     store: Arc<dyn Store>,
     config: Arc<Config>,
+    throttle: Arc<LoginThrottle>,
 }
 
 impl Accounts {
     /// Use cases over `store`.
     pub fn new(store: Arc<dyn Store>, config: Arc<Config>) -> Self {
-        Accounts { store, config }
+        let limits = &config.rate_limits;
+        Accounts {
+            throttle: Arc::new(LoginThrottle::new(
+                limits.login_failures_per_address,
+                limits.login_failures_per_account,
+            )),
+            store,
+            config,
+        }
+    }
+
+    /// The log-in failure counts, to forget the old ones now and then.
+    pub fn throttle(&self) -> &LoginThrottle {
+        &self.throttle
     }
 
     /// Whether the sign-up page may create an account now, and whether it would be the first.
@@ -107,6 +193,27 @@ impl Accounts {
         self.create(email, password, confirmation, only_if_first)
             .await?
             .ok_or(SignUpError::Closed)
+    }
+
+    /// Checks what a sign-up form says, without looking at the accounts (a typo costs
+    /// nothing against the sign-up limit).
+    pub fn check_sign_up(
+        &self,
+        email: &str,
+        password: &str,
+        confirmation: &str,
+    ) -> Result<(), SignUpError> {
+        if self.config.signup == SignupPolicy::Closed {
+            return Err(SignUpError::Closed);
+        }
+        let email = normalise_email(email).map_err(SignUpError::InvalidEmail)?;
+        check_new_password(
+            password,
+            confirmation,
+            &email,
+            self.config.password_min_length,
+        )
+        .map_err(SignUpError::InvalidPassword)
     }
 
     /// An account added by the administrator (`lector user add`), whatever the policy.
@@ -147,14 +254,249 @@ impl Accounts {
         Ok(created)
     }
 
-    /// The account these credentials open, or `None` (the same answer, in about the same
-    /// time, whether the e-mail is unknown or the password wrong).
-    pub async fn log_in(&self, email: &str, password: &str) -> anyhow::Result<Option<User>> {
-        let email = email.trim().to_lowercase();
+    /// Checks a log-in. The password is checked only when the client need not wait; the
+    /// answer is the same, in about the same time, for an unknown e-mail and a wrong password.
+    pub async fn log_in(&self, attempt: LogInAttempt<'_>) -> anyhow::Result<LogIn> {
+        let email = attempt.email.trim().to_lowercase();
         let credentials = self.store.credentials_by_email(&email).await?;
+        let known_device = match (attempt.device, &credentials) {
+            (Some(device), Some(credentials)) => {
+                self.store
+                    .device_user(&token_hash(device))
+                    .await?
+                    .as_deref()
+                    == Some(credentials.user.id.as_str())
+            }
+            _ => false,
+        };
+        let counted = Attempt {
+            address: attempt.address,
+            email: &email,
+            known_device,
+        };
+        let wait = self.throttle.wait(counted);
+        if !wait.is_zero() {
+            return Ok(LogIn::Wait(wait));
+        }
         let hash = credentials.as_ref().map(|c| c.password_hash.clone());
-        let matches = verify_password(password.to_owned(), hash).await?;
-        Ok(credentials.filter(|_| matches).map(|c| c.user))
+        let matches = verify_password(attempt.password.to_owned(), hash).await?;
+        let Some(credentials) = credentials.filter(|_| matches) else {
+            self.throttle.failed(counted);
+            return Ok(LogIn::Refused);
+        };
+        self.throttle.succeeded(counted);
+        let new_device = if known_device {
+            None
+        } else {
+            Some(self.remember_device(&credentials.user).await?)
+        };
+        Ok(LogIn::Welcome {
+            user: credentials.user,
+            session_epoch: credentials.session_epoch,
+            new_device,
+        })
+    }
+
+    /// A new device token for a browser that just logged in to `user` (its hash is stored).
+    pub async fn remember_device(&self, user: &User) -> storage::Result<String> {
+        let token = hex::encode(rand::rng().random::<[u8; 32]>());
+        self.store
+            .remember_device(&token_hash(&token), &user.id)
+            .await?;
+        Ok(token)
+    }
+
+    /// The account a session names, while the session is not over: signed in under the
+    /// account's current session epoch.
+    pub async fn session_user(&self, id: &str, epoch: i64) -> storage::Result<Option<User>> {
+        Ok(self
+            .store
+            .credentials_by_id(id)
+            .await?
+            .filter(|credentials| credentials.session_epoch == epoch)
+            .map(|credentials| credentials.user))
+    }
+
+    /// Checks `password` as the account's, counted against the same limits as log-ins (a
+    /// stolen session cannot be used to guess the password it does not know).
+    pub async fn check_password(
+        &self,
+        user: &User,
+        password: &str,
+        address: &str,
+    ) -> Result<(), PasswordError> {
+        let counted = Attempt {
+            address,
+            email: &user.email,
+            known_device: true,
+        };
+        let wait = self.throttle.wait(counted);
+        if !wait.is_zero() {
+            return Err(PasswordError::Wait(wait));
+        }
+        let hash = self
+            .store
+            .credentials_by_id(&user.id)
+            .await?
+            .map(|c| c.password_hash);
+        if verify_password(password.to_owned(), hash).await? {
+            Ok(())
+        } else {
+            self.throttle.failed(counted);
+            Err(PasswordError::WrongPassword)
+        }
+    }
+
+    /// The owner changes their password: every other session ends, known devices are
+    /// forgotten, and with `revoke_tokens` every API token is revoked. Returns the new session
+    /// epoch (for the session that made the change) and a device token for its browser.
+    pub async fn change_password(
+        &self,
+        user: &User,
+        change: &PasswordChange<'_>,
+    ) -> Result<(i64, String), PasswordError> {
+        self.check_password(user, change.current, change.address)
+            .await?;
+        let epoch = self
+            .replace_password(user, change.new, change.confirmation)
+            .await?;
+        if change.revoke_tokens {
+            self.store.revoke_api_tokens(&user.id).await?;
+        }
+        tracing::info!(user.id = %user.id, revoke_tokens = change.revoke_tokens, "password changed; other sessions ended");
+        Ok((epoch, self.remember_device(user).await?))
+    }
+
+    /// An administrator sets an account's password (`lector user password`): every session
+    /// of the account ends.
+    pub async fn set_password(&self, user: &User, password: &str) -> Result<(), PasswordError> {
+        self.replace_password(user, password, password).await?;
+        tracing::info!(user.id = %user.id, "password set by an administrator; sessions ended");
+        Ok(())
+    }
+
+    async fn replace_password(
+        &self,
+        user: &User,
+        password: &str,
+        confirmation: &str,
+    ) -> Result<i64, PasswordError> {
+        check_new_password(
+            password,
+            confirmation,
+            &user.email,
+            self.config.password_min_length,
+        )
+        .map_err(PasswordError::InvalidPassword)?;
+        let hash = hash_password(password.to_owned()).await?;
+        let epoch = self.store.set_password(&user.id, &hash).await?;
+        self.store.forget_devices(&user.id).await?;
+        Ok(epoch)
+    }
+
+    /// Ends every session of `user` and forgets its devices ("log out everywhere", and
+    /// `lector user sessions revoke`); with `revoke_tokens`, revokes its API tokens too.
+    pub async fn end_sessions(&self, user: &User, revoke_tokens: bool) -> storage::Result<()> {
+        self.store.end_sessions(&user.id).await?;
+        self.store.forget_devices(&user.id).await?;
+        if revoke_tokens {
+            self.store.revoke_api_tokens(&user.id).await?;
+        }
+        tracing::info!(user.id = %user.id, revoke_tokens, "every session ended");
+        Ok(())
+    }
+
+    /// A one-time link to set a new password, valid for `valid_for`, for an administrator to
+    /// pass on (no e-mail is sent): the account and the link's token (stored hashed).
+    pub async fn issue_reset_link(
+        &self,
+        email: &str,
+        valid_for: Duration,
+    ) -> anyhow::Result<(User, String)> {
+        let email = email.trim().to_lowercase();
+        let user = self
+            .store
+            .user_by_email(&email)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no account has the e-mail {email}"))?;
+        let token = hex::encode(rand::rng().random::<[u8; 32]>());
+        self.store
+            .create_password_reset(&NewPasswordReset {
+                id: uuid::Uuid::now_v7().to_string(),
+                user_id: user.id.clone(),
+                token_hash: token_hash(&token),
+                valid_for,
+            })
+            .await?;
+        tracing::info!(user.id = %user.id, minutes = valid_for.as_secs() / 60, "password reset link issued");
+        Ok((user, token))
+    }
+
+    /// The account a live reset link resets.
+    pub async fn reset_link_user(&self, token: &str) -> storage::Result<Option<User>> {
+        if token.len() != 64 {
+            return Ok(None);
+        }
+        self.store.password_reset_user(&token_hash(token)).await
+    }
+
+    /// Sets a new password through a reset link, which then no longer works; every session
+    /// of the account ends.
+    pub async fn reset_password(
+        &self,
+        token: &str,
+        password: &str,
+        confirmation: &str,
+    ) -> Result<User, PasswordError> {
+        let user = self
+            .reset_link_user(token)
+            .await?
+            .ok_or(PasswordError::LinkExpired)?;
+        check_new_password(
+            password,
+            confirmation,
+            &user.email,
+            self.config.password_min_length,
+        )
+        .map_err(PasswordError::InvalidPassword)?;
+        let hash = hash_password(password.to_owned()).await?;
+        let user = self
+            .store
+            .reset_password(&token_hash(token), &hash)
+            .await?
+            .ok_or(PasswordError::LinkExpired)?;
+        tracing::info!(user.id = %user.id, "password reset through a link; sessions ended");
+        Ok(user)
+    }
+
+    /// Deletes `user` and everything it owns: documents with their pages and originals
+    /// (database or S3), tokens, webhooks, reset links, known devices; its sessions are over
+    /// (they name an account that no longer exists). Returns how many documents went.
+    pub async fn delete_account(
+        &self,
+        user: &User,
+        blobs: &crate::blobs::BlobStore,
+    ) -> storage::Result<usize> {
+        let mut deleted = 0;
+        loop {
+            let documents = self.store.list_documents_at(&user.id, 0, 100).await?;
+            if documents.is_empty() {
+                break;
+            }
+            for document in &documents {
+                self.store.delete_document(&document.id).await?;
+                blobs.forget(self.store.as_ref(), document).await?;
+            }
+            deleted += documents.len();
+        }
+        self.store.delete_user(&user.id).await?;
+        tracing::info!(user.id = %user.id, documents = deleted, "account deleted");
+        Ok(deleted)
+    }
+
+    /// Every account, oldest first, with what it owns.
+    pub async fn list(&self) -> storage::Result<Vec<UserSummary>> {
+        self.store.list_users().await
     }
 
     /// An account by id (the one a session names).
@@ -235,8 +577,23 @@ impl Accounts {
     }
 }
 
-/// Tokens are 256 random bits: a plain SHA-256 is enough to store them (a slow hash is for
-/// guessable secrets such as passwords).
+/// A password change as the owner asks for it.
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordChange<'a> {
+    /// The password now, to prove it is the owner.
+    pub current: &'a str,
+    /// The new one.
+    pub new: &'a str,
+    /// The new one again.
+    pub confirmation: &'a str,
+    /// Also revoke every API token.
+    pub revoke_tokens: bool,
+    /// The client's address (wrong current passwords are counted like log-ins).
+    pub address: &'a str,
+}
+
+/// Tokens (API tokens, device cookies, reset links) are 256 random bits: a plain SHA-256 is
+/// enough to store them (a slow hash is for guessable secrets such as passwords).
 fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }

@@ -6,6 +6,8 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
+mod users;
+
 use crate::{
     config::Config,
     domain::ocr::{OcrMode, parse_languages},
@@ -60,7 +62,7 @@ enum Command {
         #[arg(long)]
         bundle: Option<PathBuf>,
     },
-    /// Accounts: `lector user add EMAIL`.
+    /// Accounts: `lector user add|password|sessions revoke|reset-link|list|delete`.
     User {
         #[command(subcommand)]
         action: UserAction,
@@ -115,6 +117,50 @@ enum UserAction {
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
+    },
+    /// Sets an account's password (asked on a terminal, or `--password-stdin`); every
+    /// session of the account ends.
+    Password {
+        /// The account's e-mail.
+        email: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Sessions: `lector user sessions revoke EMAIL` ends every session of an account.
+    Sessions {
+        #[command(subcommand)]
+        action: SessionsAction,
+    },
+    /// Prints a one-time link to set a new password (no e-mail is sent: pass it on).
+    ResetLink {
+        /// The account's e-mail.
+        email: String,
+        /// How long the link works.
+        #[arg(long, default_value_t = 60)]
+        minutes: u64,
+    },
+    /// Lists the accounts with their documents, tokens and webhooks.
+    List,
+    /// Deletes an account with its documents (and their originals), tokens and webhooks.
+    Delete {
+        /// The account's e-mail.
+        email: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionsAction {
+    /// Ends every session of the account, on every device.
+    Revoke {
+        /// The account's e-mail.
+        email: String,
+        /// Also revoke every API token of the account.
+        #[arg(long)]
+        tokens: bool,
     },
 }
 
@@ -189,73 +235,33 @@ fn run_service(command: Command) -> anyhow::Result<()> {
             }
             Command::Worker => startup::run_workers_only(config, startup::shutdown_signal()).await,
             Command::Doctor { bundle } => doctor(&config, bundle).await,
-            Command::User {
-                action:
-                    UserAction::Add {
-                        email,
-                        password_stdin,
-                    },
-            } => add_user(&config, &email, password_stdin).await,
+            Command::User { action } => match action {
+                UserAction::Add {
+                    email,
+                    password_stdin,
+                } => users::add(&config, &email, password_stdin).await,
+                UserAction::Password {
+                    email,
+                    password_stdin,
+                } => users::set_password(&config, &email, password_stdin).await,
+                UserAction::Sessions {
+                    action: SessionsAction::Revoke { email, tokens },
+                } => users::end_sessions(&config, &email, tokens).await,
+                UserAction::ResetLink { email, minutes } => {
+                    users::reset_link(&config, &email, minutes).await
+                }
+                UserAction::List => users::list(&config).await,
+                UserAction::Delete { email, yes } => users::delete(&config, &email, yes).await,
+            },
             Command::Token {
                 action: TokenAction::Create { email, name },
-            } => create_token(&config, &email, &name).await,
+            } => users::create_token(&config, &email, &name).await,
             _ => {
                 let listener = tokio::net::TcpListener::bind(config.bind).await?;
                 startup::run(config, listener, startup::shutdown_signal()).await
             }
         }
     })
-}
-
-async fn accounts(config: &Config) -> anyhow::Result<crate::accounts::Accounts> {
-    let connected = startup::connect(config).await?;
-    Ok(crate::accounts::Accounts::new(
-        connected.store,
-        std::sync::Arc::new(config.clone()),
-    ))
-}
-
-/// `lector user add`: the administrator's way to add accounts when sign-up is not open.
-async fn add_user(config: &Config, email: &str, password_stdin: bool) -> anyhow::Result<()> {
-    use std::io::IsTerminal;
-    let (password, generated) = if password_stdin {
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line)?;
-        (line.trim_end_matches(['\r', '\n']).to_owned(), false)
-    } else if std::io::stdin().is_terminal() {
-        let first = rpassword::prompt_password(format!("Password for {email}: "))?;
-        let again = rpassword::prompt_password("Password again: ")?;
-        anyhow::ensure!(first == again, "the two passwords do not match");
-        (first, false)
-    } else {
-        (crate::accounts::generate_password(), true)
-    };
-    let user = accounts(config)
-        .await?
-        .add_user(email, &password)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!("added {}", user.email);
-    if generated {
-        println!("password: {password}");
-    }
-    Ok(())
-}
-
-/// `lector token create`: a token for scripts, without the browser.
-async fn create_token(config: &Config, email: &str, name: &str) -> anyhow::Result<()> {
-    let accounts = accounts(config).await?;
-    let email = email.trim().to_lowercase();
-    let user = accounts
-        .user_by_email(&email)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no account has the e-mail {email}"))?;
-    let (_, token) = accounts
-        .create_token(&user, name)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!("{token}");
-    Ok(())
 }
 
 #[derive(Serialize)]

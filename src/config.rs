@@ -132,9 +132,13 @@ pub struct Config {
     pub signup: SignupPolicy,
     /// `LECTOR_PASSWORD_MIN_LENGTH`: the shortest password accepted (default 10).
     pub password_min_length: usize,
-    /// Abuse limits, per minute (0 turns one off): `LECTOR_RATE_LOGIN_PER_IP` (default 20),
-    /// `LECTOR_RATE_LOGIN_PER_ACCOUNT` (default 10), `LECTOR_RATE_UPLOADS_PER_USER`
-    /// (upload requests, default 120).
+    /// Abuse limits (0 turns one off): `LECTOR_RATE_LOGIN_PER_IP` (log-in and sign-up
+    /// attempts per minute from one address, default 20), `LECTOR_LOGIN_FAILURES_PER_ADDRESS`
+    /// (wrong passwords for one account from one address before each try waits, 5 s doubling
+    /// up to 15 min; default 5), `LECTOR_LOGIN_FAILURES_PER_ACCOUNT` (the same for one account
+    /// from every address, holding back only browsers and addresses the account does not know;
+    /// default 100), `LECTOR_RATE_SIGNUPS_PER_HOUR` (sign-ups from one address, default 5),
+    /// `LECTOR_RATE_UPLOADS_PER_USER` (upload requests per minute, default 120).
     pub rate_limits: RateLimitSettings,
     /// `LECTOR_TRUSTED_PROXY_HOPS`: reverse proxies in front of Lector that append to
     /// `X-Forwarded-For` (default 0: the peer address is the client; 1 behind nginx alone,
@@ -168,14 +172,18 @@ pub enum SignupPolicy {
     Closed,
 }
 
-/// Requests allowed per minute; 0 means no limit.
+/// Abuse limits; 0 means no limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimitSettings {
-    /// Log-in attempts from one client address.
+    /// Log-in and sign-up attempts per minute from one client address.
     pub login_per_ip: u32,
-    /// Log-in attempts for one e-mail address, from anywhere.
-    pub login_per_account: u32,
-    /// Upload requests by one user (browser or API).
+    /// Wrong passwords for one account from one address before tries wait.
+    pub login_failures_per_address: u32,
+    /// Wrong passwords for one account from clients it does not know before their tries wait.
+    pub login_failures_per_account: u32,
+    /// Sign-ups per hour from one client address (each tells whether an e-mail has an account).
+    pub signups_per_hour: u32,
+    /// Upload requests per minute by one user (browser or API).
     pub uploads_per_user: u32,
 }
 
@@ -443,7 +451,13 @@ impl Config {
             password_min_length: parse_or(&get, "LECTOR_PASSWORD_MIN_LENGTH", 10)?,
             rate_limits: RateLimitSettings {
                 login_per_ip: parse_or(&get, "LECTOR_RATE_LOGIN_PER_IP", 20)?,
-                login_per_account: parse_or(&get, "LECTOR_RATE_LOGIN_PER_ACCOUNT", 10)?,
+                login_failures_per_address: parse_or(&get, "LECTOR_LOGIN_FAILURES_PER_ADDRESS", 5)?,
+                login_failures_per_account: parse_or(
+                    &get,
+                    "LECTOR_LOGIN_FAILURES_PER_ACCOUNT",
+                    100,
+                )?,
+                signups_per_hour: parse_or(&get, "LECTOR_RATE_SIGNUPS_PER_HOUR", 5)?,
                 uploads_per_user: parse_or(&get, "LECTOR_RATE_UPLOADS_PER_USER", 120)?,
             },
             trusted_proxy_hops: parse_or(&get, "LECTOR_TRUSTED_PROXY_HOPS", 0)?,

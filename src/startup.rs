@@ -248,7 +248,7 @@ pub async fn run(
     let state = AppState::new(documents, accounts, config.clone())
         .with_textract(engines.textract.clone())
         .with_stopping(stop.clone());
-    spawn_rate_limit_cleanup(state.limits.clone(), stop.clone());
+    spawn_rate_limit_cleanup(state.limits.clone(), state.accounts.clone(), stop.clone());
     let app = http::router(state, connected.sessions);
     tracing::info!(address = %listener.local_addr()?, database = connected.store.backend(), workers = config.workers, "lector is listening");
     let stop_on_signal = stop.clone();
@@ -354,13 +354,20 @@ fn spawn_ingest_consumer(
 
 /// Forgets rate-limit state of clients that have been quiet (it would otherwise grow with
 /// every address ever seen).
-fn spawn_rate_limit_cleanup(limits: Arc<http::RateLimits>, stop: CancellationToken) {
+fn spawn_rate_limit_cleanup(
+    limits: Arc<http::RateLimits>,
+    accounts: Accounts,
+    stop: CancellationToken,
+) {
     tokio::spawn(async move {
         let mut every_minute = tokio::time::interval(Duration::from_secs(60));
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = every_minute.tick() => limits.forget_quiet_clients(),
+                _ = every_minute.tick() => {
+                    limits.forget_quiet_clients();
+                    accounts.throttle().forget_old();
+                }
             }
         }
     });

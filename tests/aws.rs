@@ -109,6 +109,65 @@ async fn with_the_s3_blob_store_originals_live_on_s3_and_come_back_and_go(
     );
 }
 
+/// Deleting an account deletes its originals on S3, and only its own: an original another
+/// account also uploaded (the same bytes, one object) stays while that account needs it.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn deleting_an_account_deletes_its_originals_on_s3(#[case] backend: Backend) {
+    let aws = Aws::start().await;
+    let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_BLOB_STORE", "s3")])).await;
+    app.upload_ok("three_pages.pdf").await;
+    app.upload_ok("one_page.pdf").await;
+    let eve = app.another_user("eve@example.com").await;
+    let response = eve
+        .client
+        .post(app.url("/api/v1/documents"))
+        .multipart(
+            reqwest::multipart::Form::new().part(
+                "file",
+                reqwest::multipart::Part::bytes(std::fs::read(fixture("one_page.pdf")).unwrap())
+                    .file_name("one_page.pdf"),
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let mine = format!("originals/{}.pdf", sha256_of("three_pages.pdf"));
+    let shared = format!("originals/{}.pdf", sha256_of("one_page.pdf"));
+    assert_eq!(aws.s3.object_keys().len(), 2);
+
+    // Awaited, not blocking: the S3 stand-in answers on this test's runtime.
+    let (ok, out, err) = {
+        let output = tokio::process::Command::new(common::lector_exe())
+            .args(["user", "delete", "owner@example.com", "--yes"])
+            .env("DATABASE_URL", &app.db.url)
+            .envs(aws.vars(&[("LECTOR_BLOB_STORE", "s3")]).iter().copied())
+            .env_remove("RUST_LOG")
+            .output()
+            .await
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    assert!(ok, "{err}");
+    assert!(out.contains("its 2 document(s)"), "{out}");
+    assert!(
+        !aws.s3.object_exists(&mine),
+        "the account's original is gone"
+    );
+    assert!(
+        aws.s3.object_exists(&shared),
+        "eve's copy of the same file stays"
+    );
+    assert_eq!(app.db.count("documents").await, 1);
+}
+
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]

@@ -22,6 +22,8 @@ pub struct Credentials {
     pub user: User,
     /// The Argon2id hash in PHC string format.
     pub password_hash: String,
+    /// Sessions signed in under an earlier epoch are over (see migration 0012).
+    pub session_epoch: i64,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -29,6 +31,7 @@ impl std::fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("user", &self.user)
             .field("password_hash", &"[redacted]")
+            .field("session_epoch", &self.session_epoch)
             .finish()
     }
 }
@@ -173,6 +176,7 @@ mod tests {
                 created_at: Utc::now(),
             },
             password_hash: "$argon2id$v=19$secret".into(),
+            session_epoch: 0,
         };
         assert!(!format!("{credentials:?}").contains("argon2id"));
     }

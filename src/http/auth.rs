@@ -14,6 +14,10 @@ use super::{AppError, AppState, HtmlError, csrf};
 use crate::domain::User;
 
 const USER_KEY: &str = "user_id";
+/// The account's session epoch when this session signed in (see migration 0012).
+const EPOCH_KEY: &str = "session_epoch";
+/// The cookie that marks a browser that has logged in to an account before.
+pub const DEVICE_COOKIE: &str = "lector_device";
 
 /// The signed-in user of a browser session. Without one, pages redirect to the log-in page
 /// (htmx requests get `HX-Redirect` so the whole page goes there).
@@ -50,21 +54,30 @@ fn note_user(parts: &Parts, user: &User) {
     }
 }
 
-/// The user the session belongs to, if someone is signed in (and the account still exists).
+/// The user the session belongs to, if someone is signed in: the account still exists and
+/// its sessions have not been ended since this one signed in (a changed password, "log out
+/// everywhere").
 pub async fn session_user(session: &Session, state: &AppState) -> Result<Option<User>, AppError> {
-    let Some(id) = session
-        .get::<String>(USER_KEY)
-        .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("reading the session: {e}")))?
-    else {
+    let read = |e| AppError::Internal(anyhow::anyhow!("reading the session: {e}"));
+    let Some(id) = session.get::<String>(USER_KEY).await.map_err(read)? else {
         return Ok(None);
     };
-    Ok(state.accounts.user(&id).await?)
+    let epoch = session
+        .get::<i64>(EPOCH_KEY)
+        .await
+        .map_err(read)?
+        .unwrap_or(0);
+    Ok(state.accounts.session_user(&id, epoch).await?)
 }
 
-/// Signs `user` in: a new session id (so one planted before log-in is worthless) and a new
-/// CSRF token.
-pub async fn start_session(session: &Session, user: &User) -> Result<(), AppError> {
+/// Signs `user` in under the account's current `session_epoch`: a new session id (so one
+/// planted before log-in is worthless) and a new CSRF token.
+pub async fn start_session(
+    session: &Session,
+    user: &User,
+    session_epoch: i64,
+) -> Result<(), AppError> {
+    let write = |e| AppError::Internal(anyhow::anyhow!("writing the session: {e}"));
     session
         .cycle_id()
         .await
@@ -72,9 +85,39 @@ pub async fn start_session(session: &Session, user: &User) -> Result<(), AppErro
     session
         .insert(USER_KEY, user.id.clone())
         .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("writing the session: {e}")))?;
+        .map_err(write)?;
+    session
+        .insert(EPOCH_KEY, session_epoch)
+        .await
+        .map_err(write)?;
     csrf::renew(session).await?;
     Ok(())
+}
+
+/// The browser's device cookie, if it sent one.
+pub fn device_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(tower_sessions::cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|cookie| cookie.name() == DEVICE_COOKIE)
+        .map(|cookie| cookie.value().to_owned())
+}
+
+/// `Set-Cookie` for a device token: a year, only over https when the site is, never to
+/// scripts.
+pub fn set_device_cookie(token: &str, secure: bool) -> axum::http::HeaderValue {
+    let cookie = tower_sessions::cookie::Cookie::build((DEVICE_COOKIE, token.to_owned()))
+        .path("/")
+        .http_only(true)
+        .secure(secure)
+        .same_site(tower_sessions::cookie::SameSite::Lax)
+        .max_age(tower_sessions::cookie::time::Duration::days(365))
+        .build();
+    axum::http::HeaderValue::from_str(&cookie.to_string())
+        .expect("a hex token makes a valid header")
 }
 
 /// Signs out: the session and everything in it is deleted.

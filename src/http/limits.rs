@@ -1,6 +1,7 @@
-//! Abuse limits: log-in attempts per client address and per account, uploads per user.
-//! GCRA rate limiters from `governor`, kept in this process (with several instances behind a
-//! load balancer, each enforces its own share).
+//! Abuse limits: log-in and sign-up attempts per client address, sign-ups per address and
+//! hour, uploads per user. GCRA rate limiters from `governor`, kept in this process (with
+//! several instances behind a load balancer, each enforces its own share). Wrong passwords
+//! are counted by the account use cases ([`crate::accounts::throttle`]).
 
 use std::{num::NonZeroU32, time::Duration};
 
@@ -10,12 +11,12 @@ use governor::{
 };
 
 use super::AppError;
-use crate::config::RateLimitSettings;
+use crate::{accounts::throttle::address_key, config::RateLimitSettings};
 
 /// The limiters of one process.
 pub struct RateLimits {
     login_per_ip: Option<DefaultKeyedRateLimiter<String>>,
-    login_per_account: Option<DefaultKeyedRateLimiter<String>>,
+    signups_per_ip: Option<DefaultKeyedRateLimiter<String>>,
     uploads_per_user: Option<DefaultKeyedRateLimiter<String>>,
 }
 
@@ -45,21 +46,24 @@ impl RateLimits {
     pub fn new(settings: &RateLimitSettings) -> Self {
         RateLimits {
             login_per_ip: per_minute(settings.login_per_ip),
-            login_per_account: per_minute(settings.login_per_account),
+            signups_per_ip: NonZeroU32::new(settings.signups_per_hour)
+                .map(|n| RateLimiter::keyed(Quota::per_hour(n))),
             uploads_per_user: per_minute(settings.uploads_per_user),
         }
     }
 
-    /// Counts a log-in attempt from `ip` for `email`.
-    pub fn check_login(&self, ip: &str, email: &str) -> Result<(), AppError> {
-        check(&self.login_per_ip, ip)?;
-        check(&self.login_per_account, &email.trim().to_lowercase())
+    /// Counts a log-in attempt from `ip` (an IPv6 client by its /64).
+    pub fn check_login(&self, ip: &str) -> Result<(), AppError> {
+        check(&self.login_per_ip, &address_key(ip))
     }
 
-    /// Counts a sign-up attempt from `ip` (against the same per-address budget as log-ins, so
-    /// open sign-up cannot be used to create accounts in bulk).
+    /// Counts a sign-up from `ip` against the log-ins' budget and against a tight hourly one
+    /// of its own: a sign-up tells whether an e-mail has an account, so an address may ask a
+    /// few times an hour (the reason is in the README's security section).
     pub fn check_signup(&self, ip: &str) -> Result<(), AppError> {
-        check(&self.login_per_ip, ip)
+        let key = address_key(ip);
+        check(&self.login_per_ip, &key)?;
+        check(&self.signups_per_ip, &key)
     }
 
     /// Counts an upload request by `user_id`.
@@ -71,7 +75,7 @@ impl RateLimits {
     pub fn forget_quiet_clients(&self) {
         for limiter in [
             &self.login_per_ip,
-            &self.login_per_account,
+            &self.signups_per_ip,
             &self.uploads_per_user,
         ]
         .into_iter()
@@ -90,23 +94,35 @@ mod tests {
     #[test]
     fn the_limit_is_per_key_and_says_how_long_to_wait() {
         let limits = RateLimits::new(&RateLimitSettings {
-            login_per_ip: 2,
-            login_per_account: 0,
+            login_per_ip: 3,
+            login_failures_per_address: 0,
+            login_failures_per_account: 0,
+            signups_per_hour: 1,
             uploads_per_user: 1,
         });
-        assert!(limits.check_login("10.0.0.1", "a@example.com").is_ok());
-        assert!(limits.check_login("10.0.0.1", "b@example.com").is_ok());
-        match limits.check_login("10.0.0.1", "c@example.com") {
+        assert!(limits.check_login("10.0.0.1").is_ok());
+        assert!(limits.check_login("10.0.0.1").is_ok());
+        assert!(limits.check_signup("10.0.0.2").is_ok());
+        match limits.check_signup("10.0.0.2") {
+            Err(AppError::TooManyRequests { retry_after }) => {
+                assert!((1..=3600).contains(&retry_after), "{retry_after}")
+            }
+            other => panic!("expected 429, got {other:?}"),
+        }
+        assert!(limits.check_login("10.0.0.1").is_ok());
+        match limits.check_login("10.0.0.1") {
             Err(AppError::TooManyRequests { retry_after }) => {
                 assert!((1..=30).contains(&retry_after), "{retry_after}")
             }
             other => panic!("expected 429, got {other:?}"),
         }
-        assert!(limits.check_login("10.0.0.2", "a@example.com").is_ok());
         assert!(
             limits.check_signup("10.0.0.1").is_err(),
-            "the same budget as log-ins"
+            "the same per-minute budget as log-ins"
         );
+        // One IPv6 client is its /64.
+        assert!(limits.check_signup("2001:db8::1").is_ok());
+        assert!(limits.check_signup("2001:db8::2").is_err());
         assert!(limits.check_upload("u1").is_ok());
         assert!(limits.check_upload("u1").is_err());
         assert!(limits.check_upload("u2").is_ok());

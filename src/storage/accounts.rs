@@ -32,6 +32,32 @@ pub struct NewApiToken {
     pub token_hash: String,
 }
 
+/// A one-time password reset link about to be stored: only its token's hash.
+#[derive(Debug)]
+pub struct NewPasswordReset {
+    /// UUIDv7.
+    pub id: String,
+    /// The account it resets.
+    pub user_id: String,
+    /// Hex SHA-256 of the link's token.
+    pub token_hash: String,
+    /// How long it works.
+    pub valid_for: std::time::Duration,
+}
+
+/// An account as `lector user list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSummary {
+    /// The account.
+    pub user: User,
+    /// Documents it owns.
+    pub documents: i64,
+    /// Its API tokens.
+    pub tokens: i64,
+    /// Its webhooks.
+    pub webhooks: i64,
+}
+
 /// Storage of accounts and tokens.
 #[async_trait]
 pub trait AccountStore: Send + Sync {
@@ -57,6 +83,33 @@ pub trait AccountStore: Send + Sync {
     async fn revoke_api_token(&self, user_id: &str, token_id: &str) -> Result<bool>;
     /// The owner of the token with this hash, noting the use (at most once a minute).
     async fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<User>>;
+    /// An account with its password hash and session epoch, by id.
+    async fn credentials_by_id(&self, id: &str) -> Result<Option<Credentials>>;
+    /// Replaces the account's password hash and ends its sessions (moves its session epoch
+    /// on); returns the new epoch. `NotFound` when there is no such account.
+    async fn set_password(&self, user_id: &str, password_hash: &str) -> Result<i64>;
+    /// Ends every session of the account (moves its session epoch on); returns the new epoch.
+    async fn end_sessions(&self, user_id: &str) -> Result<i64>;
+    /// Deletes every token of the account; returns how many there were.
+    async fn revoke_api_tokens(&self, user_id: &str) -> Result<u64>;
+    /// Every account with what it owns, oldest first.
+    async fn list_users(&self) -> Result<Vec<UserSummary>>;
+    /// Deletes the account with its tokens, webhooks, reset links and known devices; its
+    /// documents must have been deleted before. False when there is no such account.
+    async fn delete_user(&self, user_id: &str) -> Result<bool>;
+    /// Stores a reset link's hash.
+    async fn create_password_reset(&self, reset: &NewPasswordReset) -> Result<()>;
+    /// The account a reset link opens, while it is unused and unexpired.
+    async fn password_reset_user(&self, token_hash: &str) -> Result<Option<User>>;
+    /// Uses a reset link: marks it used, replaces the password and ends every session of the
+    /// account, in one transaction. `None` when the link is unknown, used or expired.
+    async fn reset_password(&self, token_hash: &str, password_hash: &str) -> Result<Option<User>>;
+    /// Remembers a browser (by its device token's hash) that logged in to the account.
+    async fn remember_device(&self, token_hash: &str, user_id: &str) -> Result<()>;
+    /// The account a known device logged in to, noting that it was seen.
+    async fn device_user(&self, token_hash: &str) -> Result<Option<String>>;
+    /// Forgets every device of the account; returns how many there were.
+    async fn forget_devices(&self, user_id: &str) -> Result<u64>;
 }
 
 /// A row of the users table.
@@ -66,6 +119,7 @@ pub(crate) struct UserRow {
     pub email: String,
     pub password_hash: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    pub session_epoch: i64,
 }
 
 impl From<UserRow> for Credentials {
@@ -77,6 +131,7 @@ impl From<UserRow> for Credentials {
                 created_at: row.created_at,
             },
             password_hash: row.password_hash,
+            session_epoch: row.session_epoch,
         }
     }
 }
@@ -110,11 +165,22 @@ pub(crate) mod sql {
     pub const COUNT_USERS: &str = "select count(*) from users";
     pub const ADOPT_ORPHANS: &str = "update documents set owner_id = $1 where owner_id is null";
     pub const USER_BY_EMAIL: &str =
-        "select id, email, password_hash, created_at from users where email = $1";
+        "select id, email, password_hash, created_at, session_epoch from users where email = $1";
     pub const USER_BY_ID: &str =
-        "select id, email, password_hash, created_at from users where id = $1";
-    pub const FIRST_USER: &str =
-        "select id, email, password_hash, created_at from users order by created_at, id limit 1";
+        "select id, email, password_hash, created_at, session_epoch from users where id = $1";
+    pub const FIRST_USER: &str = "select id, email, password_hash, created_at, session_epoch \
+         from users order by created_at, id limit 1";
+    pub const EPOCH: &str = "select session_epoch from users where id = $1";
+    pub const DELETE_TOKENS: &str = "delete from api_tokens where user_id = $1";
+    pub const LIST_USERS: &str = "select u.id, u.email, u.created_at, \
+         (select count(*) from documents d where d.owner_id = u.id) as documents, \
+         (select count(*) from api_tokens t where t.user_id = u.id) as tokens, \
+         (select count(*) from webhooks w where w.owner_id = u.id) as webhooks \
+         from users u order by u.created_at, u.id";
+    pub const DELETE_USER: &str = "delete from users where id = $1";
+    pub const INSERT_DEVICE: &str = "insert into known_devices (token_hash, user_id) values ($1, $2) \
+         on conflict (token_hash) do nothing";
+    pub const FORGET_DEVICES: &str = "delete from known_devices where user_id = $1";
     pub const INSERT_TOKEN: &str = "insert into api_tokens (id, user_id, name, prefix, token_hash) \
          values ($1, $2, $3, $4, $5)";
     pub const TOKEN_BY_ID: &str =
@@ -124,6 +190,50 @@ pub(crate) mod sql {
     pub const DELETE_TOKEN: &str = "delete from api_tokens where id = $1 and user_id = $2";
     pub const USER_BY_TOKEN: &str = "select u.id, u.email, u.created_at, t.id as token_id, \
          t.last_used_at from api_tokens t join users u on u.id = t.user_id where t.token_hash = $1";
+
+    /// Statements that need the dialect's clock.
+    pub(crate) struct AccountQueries {
+        pub set_password: String,
+        pub end_sessions: String,
+        pub insert_reset: String,
+        pub live_reset_user: String,
+        pub use_reset: String,
+        pub touch_device: String,
+    }
+
+    impl AccountQueries {
+        pub(crate) fn new(d: &crate::storage::sql_store::Dialect) -> Self {
+            let now = d.now;
+            AccountQueries {
+                set_password: format!(
+                    "update users set password_hash = $2, session_epoch = session_epoch + 1, \
+                     updated_at = {now} where id = $1"
+                ),
+                end_sessions: format!(
+                    "update users set session_epoch = session_epoch + 1, updated_at = {now} \
+                     where id = $1"
+                ),
+                insert_reset: format!(
+                    "insert into password_resets (id, user_id, token_hash, expires_at) \
+                     values ($1, $2, $3, {})",
+                    (d.later)("$4")
+                ),
+                live_reset_user: format!(
+                    "select u.id, u.email, u.password_hash, u.created_at, u.session_epoch \
+                     from password_resets r join users u on u.id = r.user_id \
+                     where r.token_hash = $1 and r.used_at is null and r.expires_at > {now}"
+                ),
+                use_reset: format!(
+                    "update password_resets set used_at = {now} where token_hash = $1 \
+                     and used_at is null and expires_at > {now} returning user_id"
+                ),
+                touch_device: format!(
+                    "update known_devices set last_seen_at = {now} where token_hash = $1 \
+                     returning user_id"
+                ),
+            }
+        }
+    }
 
     /// Notes a token's use. Run only when the last note is over a minute old (a write per API
     /// request would take SQLite's one write lock every time); the condition keeps concurrent
@@ -300,6 +410,182 @@ macro_rules! account_store_impl {
                     email: row.try_get("email")?,
                     created_at: row.try_get("created_at")?,
                 }))
+            }
+
+            async fn credentials_by_id(
+                &self,
+                id: &str,
+            ) -> $crate::storage::Result<Option<$crate::domain::Credentials>> {
+                let row = sqlx::query_as::<_, $crate::storage::accounts::UserRow>(
+                    $crate::storage::accounts::sql::USER_BY_ID,
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(Into::into))
+            }
+
+            async fn set_password(
+                &self,
+                user_id: &str,
+                password_hash: &str,
+            ) -> $crate::storage::Result<i64> {
+                let mut tx = self.pool.begin_with(self.sql.begin_write).await?;
+                let done = sqlx::query(&self.sql.accounts.set_password)
+                    .bind(user_id)
+                    .bind(password_hash)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::storage::Error::NotFound);
+                }
+                let epoch = sqlx::query_scalar($crate::storage::accounts::sql::EPOCH)
+                    .bind(user_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(epoch)
+            }
+
+            async fn end_sessions(&self, user_id: &str) -> $crate::storage::Result<i64> {
+                let mut tx = self.pool.begin_with(self.sql.begin_write).await?;
+                sqlx::query(&self.sql.accounts.end_sessions)
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                let epoch = sqlx::query_scalar($crate::storage::accounts::sql::EPOCH)
+                    .bind(user_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(epoch)
+            }
+
+            async fn revoke_api_tokens(&self, user_id: &str) -> $crate::storage::Result<u64> {
+                Ok(sqlx::query($crate::storage::accounts::sql::DELETE_TOKENS)
+                    .bind(user_id)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected())
+            }
+
+            async fn list_users(
+                &self,
+            ) -> $crate::storage::Result<Vec<$crate::storage::accounts::UserSummary>> {
+                let rows: Vec<(String, String, chrono::DateTime<chrono::Utc>, i64, i64, i64)> =
+                    sqlx::query_as($crate::storage::accounts::sql::LIST_USERS)
+                        .fetch_all(&self.pool)
+                        .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, email, created_at, documents, tokens, webhooks)| {
+                        $crate::storage::accounts::UserSummary {
+                            user: $crate::domain::User {
+                                id,
+                                email,
+                                created_at,
+                            },
+                            documents,
+                            tokens,
+                            webhooks,
+                        }
+                    })
+                    .collect())
+            }
+
+            async fn delete_user(&self, user_id: &str) -> $crate::storage::Result<bool> {
+                Ok(sqlx::query($crate::storage::accounts::sql::DELETE_USER)
+                    .bind(user_id)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected()
+                    > 0)
+            }
+
+            async fn create_password_reset(
+                &self,
+                reset: &$crate::storage::accounts::NewPasswordReset,
+            ) -> $crate::storage::Result<()> {
+                sqlx::query(&self.sql.accounts.insert_reset)
+                    .bind(&reset.id)
+                    .bind(&reset.user_id)
+                    .bind(&reset.token_hash)
+                    .bind(reset.valid_for.as_secs_f64())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn password_reset_user(
+                &self,
+                token_hash: &str,
+            ) -> $crate::storage::Result<Option<$crate::domain::User>> {
+                let row = sqlx::query_as::<_, $crate::storage::accounts::UserRow>(
+                    &self.sql.accounts.live_reset_user,
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|row| $crate::domain::Credentials::from(row).user))
+            }
+
+            async fn reset_password(
+                &self,
+                token_hash: &str,
+                password_hash: &str,
+            ) -> $crate::storage::Result<Option<$crate::domain::User>> {
+                let mut tx = self.pool.begin_with(self.sql.begin_write).await?;
+                // Marked used first, in the same transaction: two uses at once, one wins.
+                let Some(user_id): Option<String> =
+                    sqlx::query_scalar(&self.sql.accounts.use_reset)
+                        .bind(token_hash)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                else {
+                    return Ok(None);
+                };
+                sqlx::query(&self.sql.accounts.set_password)
+                    .bind(&user_id)
+                    .bind(password_hash)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query($crate::storage::accounts::sql::FORGET_DEVICES)
+                    .bind(&user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Some(self.user_by_id(&user_id).await?))
+            }
+
+            async fn remember_device(
+                &self,
+                token_hash: &str,
+                user_id: &str,
+            ) -> $crate::storage::Result<()> {
+                sqlx::query($crate::storage::accounts::sql::INSERT_DEVICE)
+                    .bind(token_hash)
+                    .bind(user_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn device_user(
+                &self,
+                token_hash: &str,
+            ) -> $crate::storage::Result<Option<String>> {
+                Ok(sqlx::query_scalar(&self.sql.accounts.touch_device)
+                    .bind(token_hash)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn forget_devices(&self, user_id: &str) -> $crate::storage::Result<u64> {
+                Ok(sqlx::query($crate::storage::accounts::sql::FORGET_DEVICES)
+                    .bind(user_id)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected())
             }
         }
     };

@@ -56,6 +56,7 @@ pub(crate) struct Queries {
     pub lock_users: String,
     pub begin_write: &'static str,
     pub webhooks: super::webhooks::WebhookQueries,
+    pub accounts: super::accounts::sql::AccountQueries,
 }
 
 /// Statements that are the same on both backends.
@@ -228,6 +229,7 @@ impl Queries {
             lock_users: d.lock_users.into(),
             begin_write: d.begin_write,
             webhooks: super::webhooks::WebhookQueries::new(d),
+            accounts: super::accounts::sql::AccountQueries::new(d),
             textract_pages_this_month: format!(
                 "select cast(coalesce(sum(pages), 0) as bigint) from textract_usage where created_at >= {month}",
                 month = d.month_start,

@@ -3,7 +3,7 @@
 use askama::Template;
 use axum::{
     extract::State,
-    http::StatusCode,
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Redirect, Response},
 };
 use serde::Deserialize;
@@ -11,10 +11,12 @@ use tower_sessions::Session;
 
 use super::{render, views::Nav};
 use crate::{
-    accounts::SignUpError,
+    accounts::{LogIn, LogInAttempt, SignUpError},
     http::{
         AppError, AppState, HtmlError, HtmlForm,
-        auth::{ClientIp, end_session, session_user, start_session},
+        auth::{
+            ClientIp, device_cookie, end_session, session_user, set_device_cookie, start_session,
+        },
     },
     sessions::{set_flash, take_flash},
 };
@@ -82,35 +84,61 @@ pub async fn login_page(
     Ok(render(&page)?.into_response())
 }
 
-/// Checks the credentials (rate-limited per client address and per account).
+/// Checks the credentials: attempts are limited per client address, and wrong passwords
+/// slow down further tries for the account (see [`crate::accounts::throttle`]).
 pub async fn login(
     State(state): State<AppState>,
     session: Session,
     ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     HtmlForm(form): HtmlForm<LoginForm>,
 ) -> Result<Response, HtmlError> {
-    if let Err(limited) = state.limits.check_login(&ip, &form.email) {
+    if let Err(limited) = state.limits.check_login(&ip) {
         tracing::warn!(client.ip = %ip, "log-in attempts over the limit");
         let retry_after = match limited {
-            AppError::TooManyRequests { retry_after } => Some(retry_after),
-            _ => None,
+            AppError::TooManyRequests { retry_after } => retry_after,
+            _ => 60,
         };
-        let message = format!(
-            "Too many log-in attempts: wait {} seconds and try again.",
-            retry_after.unwrap_or(60)
-        );
-        return login_error(&state, &session, form.email, message, retry_after).await;
+        let message =
+            format!("Too many log-in attempts: wait {retry_after} seconds and try again.");
+        return login_error(&state, &session, form.email, message, Some(retry_after)).await;
     }
-    match state.accounts.log_in(&form.email, &form.password).await? {
-        Some(user) => {
-            start_session(&session, &user).await?;
+    let device = device_cookie(&headers);
+    let attempt = LogInAttempt {
+        email: &form.email,
+        password: &form.password,
+        address: &ip,
+        device: device.as_deref(),
+    };
+    match state.accounts.log_in(attempt).await? {
+        LogIn::Welcome {
+            user,
+            session_epoch,
+            new_device,
+        } => {
+            start_session(&session, &user, session_epoch).await?;
             tracing::info!(user.id = %user.id, "logged in");
-            Ok(Redirect::to("/").into_response())
+            let mut response = Redirect::to("/").into_response();
+            if let Some(token) = new_device {
+                response.headers_mut().append(
+                    header::SET_COOKIE,
+                    set_device_cookie(&token, state.config.is_https()),
+                );
+            }
+            Ok(response)
         }
-        None => {
+        LogIn::Refused => {
             tracing::info!(client.ip = %ip, "log-in refused");
             let message = "The e-mail or the password is wrong.".to_owned();
             login_error(&state, &session, form.email, message, None).await
+        }
+        LogIn::Wait(wait) => {
+            tracing::warn!(client.ip = %ip, "log-in held back after wrong passwords");
+            let retry_after = wait.as_secs().max(1);
+            let message = format!(
+                "Too many wrong passwords for this account: wait {retry_after} seconds and try again."
+            );
+            login_error(&state, &session, form.email, message, Some(retry_after)).await
         }
     }
 }
@@ -172,22 +200,38 @@ async fn signup_form(
 }
 
 /// Creates the account and signs it in; a bad field shows the form again with the reason.
+/// Each sign-up from an address counts against a tight hourly limit, since its answer says
+/// whether the e-mail has an account.
 pub async fn signup(
     State(state): State<AppState>,
     session: Session,
     ClientIp(ip): ClientIp,
     HtmlForm(form): HtmlForm<SignupForm>,
 ) -> Result<Response, HtmlError> {
-    state.limits.check_signup(&ip)?;
-    match state
+    let result = match state
         .accounts
-        .sign_up(&form.email, &form.password, &form.confirm)
-        .await
+        .check_sign_up(&form.email, &form.password, &form.confirm)
     {
+        Ok(()) => {
+            state.limits.check_signup(&ip)?;
+            state
+                .accounts
+                .sign_up(&form.email, &form.password, &form.confirm)
+                .await
+        }
+        Err(refused) => Err(refused),
+    };
+    match result {
         Ok(user) => {
-            start_session(&session, &user).await?;
+            start_session(&session, &user, 0).await?;
             set_flash(&session, "Welcome! Upload a PDF to begin.").await;
-            Ok(Redirect::to("/").into_response())
+            let device = state.accounts.remember_device(&user).await?;
+            let mut response = Redirect::to("/").into_response();
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                set_device_cookie(&device, state.config.is_https()),
+            );
+            Ok(response)
         }
         Err(SignUpError::Internal(error)) => Err(AppError::Internal(error).into()),
         Err(refused) => {

@@ -13,6 +13,7 @@ use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
 use super::{AppError, AppState, HtmlError, csrf};
 use crate::sessions::SessionBackend;
 
+mod account;
 mod accounts;
 mod documents;
 mod live;
@@ -38,6 +39,17 @@ pub fn routes(state: AppState, sessions: SessionBackend) -> Router<AppState> {
         .route("/login", get(accounts::login_page).post(accounts::login))
         .route("/signup", get(accounts::signup_page).post(accounts::signup))
         .route("/logout", post(accounts::logout))
+        .route("/account", get(account::page))
+        .route("/account/password", post(account::change_password))
+        .route("/account/sessions/end", post(account::end_sessions))
+        .route(
+            "/account/delete",
+            get(account::confirm_delete).post(account::delete),
+        )
+        .route(
+            "/reset/{token}",
+            get(account::reset_page).post(account::reset),
+        )
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}/revoke", post(tokens::revoke))
         .route("/search", get(search::page))

@@ -1,0 +1,326 @@
+//! The owner's account page: change the password, log out everywhere, delete the account;
+//! and the page of a one-time reset link an administrator issued.
+
+use askama::Template;
+use axum::{
+    extract::{Path, State},
+    http::{StatusCode, header},
+    response::{Html, IntoResponse, Redirect, Response},
+};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::{render, views::Nav};
+use crate::{
+    accounts::{PasswordChange, PasswordError},
+    domain::User,
+    http::{
+        AppError, AppState, HtmlError, HtmlForm,
+        auth::{ClientIp, CurrentUser, end_session, set_device_cookie, start_session},
+    },
+    sessions::{set_flash, take_flash},
+};
+
+#[derive(Template)]
+#[template(path = "pages/account.html")]
+struct AccountPage {
+    nav: Nav,
+    flash: Option<String>,
+    email: String,
+    created_at: String,
+    min_length: usize,
+    password_error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/confirm_account_delete.html")]
+struct ConfirmDeletePage {
+    nav: Nav,
+    email: String,
+    documents: i64,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/reset_password.html")]
+struct ResetPage {
+    nav: Nav,
+    token: String,
+    email: Option<String>,
+    min_length: usize,
+    error: Option<String>,
+}
+
+/// The password change form's fields.
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    new: String,
+    #[serde(default)]
+    confirm: String,
+    revoke_tokens: Option<String>,
+}
+
+/// The "log out everywhere" form's fields.
+#[derive(Deserialize)]
+pub struct EndSessionsForm {
+    revoke_tokens: Option<String>,
+}
+
+/// The account deletion form's fields.
+#[derive(Deserialize)]
+pub struct DeleteForm {
+    #[serde(default)]
+    password: String,
+}
+
+/// The reset form's fields.
+#[derive(Deserialize)]
+pub struct ResetForm {
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// The account page.
+pub async fn page(
+    State(state): State<AppState>,
+    session: Session,
+    CurrentUser(user): CurrentUser,
+) -> Result<Html<String>, HtmlError> {
+    render(&account_page(&state, &session, &user, None).await?)
+}
+
+async fn account_page(
+    state: &AppState,
+    session: &Session,
+    user: &User,
+    password_error: Option<String>,
+) -> Result<AccountPage, HtmlError> {
+    Ok(AccountPage {
+        nav: Nav::new(session, Some(user)).await?,
+        flash: take_flash(session).await,
+        email: user.email.clone(),
+        created_at: user.created_at.format("%Y-%m-%d").to_string(),
+        min_length: state.config.password_min_length,
+        password_error,
+    })
+}
+
+/// Changes the password; this session goes on under the account's new session epoch, every
+/// other one is over.
+pub async fn change_password(
+    State(state): State<AppState>,
+    session: Session,
+    CurrentUser(user): CurrentUser,
+    ClientIp(ip): ClientIp,
+    HtmlForm(form): HtmlForm<PasswordForm>,
+) -> Result<Response, HtmlError> {
+    let change = PasswordChange {
+        current: &form.current,
+        new: &form.new,
+        confirmation: &form.confirm,
+        revoke_tokens: form.revoke_tokens.is_some(),
+        address: &ip,
+    };
+    match state.accounts.change_password(&user, &change).await {
+        Ok((epoch, device)) => {
+            start_session(&session, &user, epoch).await?;
+            let revoked = if change.revoke_tokens {
+                " and every API token revoked"
+            } else {
+                ""
+            };
+            set_flash(
+                &session,
+                format!("Your password was changed: every other session ended{revoked}."),
+            )
+            .await;
+            let mut response = Redirect::to("/account").into_response();
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                set_device_cookie(&device, state.config.is_https()),
+            );
+            Ok(response)
+        }
+        Err(PasswordError::Internal(error)) => Err(AppError::Internal(error).into()),
+        Err(refused) => {
+            let (status, retry_after) = refusal_status(&refused);
+            let page = account_page(&state, &session, &user, Some(refused.to_string())).await?;
+            Ok(with_status(status, retry_after, render(&page)?))
+        }
+    }
+}
+
+/// Ends every session of the account, this one included.
+pub async fn end_sessions(
+    State(state): State<AppState>,
+    session: Session,
+    CurrentUser(user): CurrentUser,
+    HtmlForm(form): HtmlForm<EndSessionsForm>,
+) -> Result<Redirect, HtmlError> {
+    state
+        .accounts
+        .end_sessions(&user, form.revoke_tokens.is_some())
+        .await?;
+    end_session(&session).await?;
+    set_flash(&session, "You were logged out everywhere.").await;
+    Ok(Redirect::to("/login"))
+}
+
+/// "Delete your account?", with the password to confirm.
+pub async fn confirm_delete(
+    State(state): State<AppState>,
+    session: Session,
+    CurrentUser(user): CurrentUser,
+) -> Result<Html<String>, HtmlError> {
+    render(&delete_page(&state, &session, &user, None).await?)
+}
+
+async fn delete_page(
+    state: &AppState,
+    session: &Session,
+    user: &User,
+    error: Option<String>,
+) -> Result<ConfirmDeletePage, HtmlError> {
+    Ok(ConfirmDeletePage {
+        nav: Nav::new(session, Some(user)).await?,
+        email: user.email.clone(),
+        documents: state.store().count_documents(&user.id).await?,
+        error,
+    })
+}
+
+/// Deletes the account and everything it holds, once its password is confirmed.
+pub async fn delete(
+    State(state): State<AppState>,
+    session: Session,
+    CurrentUser(user): CurrentUser,
+    ClientIp(ip): ClientIp,
+    HtmlForm(form): HtmlForm<DeleteForm>,
+) -> Result<Response, HtmlError> {
+    match state
+        .accounts
+        .check_password(&user, &form.password, &ip)
+        .await
+    {
+        Ok(()) => {}
+        Err(PasswordError::Internal(error)) => return Err(AppError::Internal(error).into()),
+        Err(refused) => {
+            let (status, retry_after) = refusal_status(&refused);
+            let message = match refused {
+                PasswordError::WrongPassword => "The password is wrong.".to_owned(),
+                other => other.to_string(),
+            };
+            let page = delete_page(&state, &session, &user, Some(message)).await?;
+            return Ok(with_status(status, retry_after, render(&page)?));
+        }
+    }
+    state
+        .accounts
+        .delete_account(&user, state.documents.blobs())
+        .await?;
+    end_session(&session).await?;
+    set_flash(&session, "Your account and everything in it were deleted.").await;
+    Ok(Redirect::to("/login").into_response())
+}
+
+/// The page of a reset link: the form while the link works, the reason when it does not.
+pub async fn reset_page(
+    State(state): State<AppState>,
+    session: Session,
+    Path(token): Path<String>,
+) -> Result<Response, HtmlError> {
+    let user = state.accounts.reset_link_user(&token).await?;
+    let status = if user.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::GONE
+    };
+    let page = reset_form(&state, &session, token, user.map(|u| u.email), None).await?;
+    Ok(private(status, render(&page)?))
+}
+
+async fn reset_form(
+    state: &AppState,
+    session: &Session,
+    token: String,
+    email: Option<String>,
+    error: Option<String>,
+) -> Result<ResetPage, HtmlError> {
+    Ok(ResetPage {
+        nav: Nav::new(session, None).await?,
+        token,
+        email,
+        min_length: state.config.password_min_length,
+        error,
+    })
+}
+
+/// Sets the new password through a reset link, which is then used up.
+pub async fn reset(
+    State(state): State<AppState>,
+    session: Session,
+    Path(token): Path<String>,
+    HtmlForm(form): HtmlForm<ResetForm>,
+) -> Result<Response, HtmlError> {
+    match state
+        .accounts
+        .reset_password(&token, &form.password, &form.confirm)
+        .await
+    {
+        Ok(user) => {
+            end_session(&session).await?;
+            set_flash(
+                &session,
+                format!(
+                    "The password of {} was changed: log in with it.",
+                    user.email
+                ),
+            )
+            .await;
+            Ok(Redirect::to("/login").into_response())
+        }
+        Err(PasswordError::Internal(error)) => Err(AppError::Internal(error).into()),
+        Err(PasswordError::LinkExpired) => {
+            let page = reset_form(&state, &session, token, None, None).await?;
+            Ok(private(StatusCode::GONE, render(&page)?))
+        }
+        Err(refused) => {
+            let email = state
+                .accounts
+                .reset_link_user(&token)
+                .await?
+                .map(|u| u.email);
+            let page =
+                reset_form(&state, &session, token, email, Some(refused.to_string())).await?;
+            Ok(private(StatusCode::UNPROCESSABLE_ENTITY, render(&page)?))
+        }
+    }
+}
+
+/// A page that holds a reset link in its address: not kept by caches.
+fn private(status: StatusCode, page: Html<String>) -> Response {
+    (status, [(header::CACHE_CONTROL, "no-store")], page).into_response()
+}
+
+/// 422 for a wrong or weak password, 429 with `Retry-After` when it must wait.
+fn refusal_status(refused: &PasswordError) -> (StatusCode, Option<u64>) {
+    match refused {
+        PasswordError::Wait(wait) => (StatusCode::TOO_MANY_REQUESTS, Some(wait.as_secs().max(1))),
+        _ => (StatusCode::UNPROCESSABLE_ENTITY, None),
+    }
+}
+
+fn with_status(status: StatusCode, retry_after: Option<u64>, page: Html<String>) -> Response {
+    let mut response = (status, page).into_response();
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+    }
+    response
+}
