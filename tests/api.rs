@@ -462,12 +462,15 @@ async fn the_openapi_document_describes_every_route_and_health_answers(#[case] b
             paths.keys()
         );
     }
-    assert!(
-        paths["/documents"]["post"]["responses"]
-            .as_object()
-            .unwrap()
-            .contains_key("413")
-    );
+    for status in ["400", "408", "413", "415", "422", "429"] {
+        assert!(
+            paths["/documents"]["post"]["responses"]
+                .as_object()
+                .unwrap()
+                .contains_key(status),
+            "{status}"
+        );
+    }
     let (status, health) = app.get_json("/healthz").await;
     assert_eq!(status, 200);
     assert_eq!(health["status"], "ok");

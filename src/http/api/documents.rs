@@ -20,6 +20,8 @@ use crate::{
     responses(
         (status = 202, description = "Stored and queued", body = DocumentView),
         (status = 200, description = "The same bytes were uploaded before", body = DocumentView),
+        (status = 400, description = "Not a multipart form, or no file in it", body = Problem),
+        (status = 408, description = "The body stopped arriving for LECTOR_HTTP_BODY_TIMEOUT_SECS; the connection is closed", body = Problem),
         (status = 413, description = "Too large", body = Problem),
         (status = 415, description = "Not a PDF", body = Problem),
         (status = 422, description = "Empty, unreadable, password-protected or too many pages", body = Problem),

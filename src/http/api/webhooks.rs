@@ -170,6 +170,7 @@ pub struct PingQueued {
     responses(
         (status = 201, description = "Registered", body = NewWebhookView),
         (status = 400, description = "Not a JSON body with a url", body = Problem),
+        (status = 408, description = "The body stopped arriving for LECTOR_HTTP_BODY_TIMEOUT_SECS; the connection is closed", body = Problem),
         (status = 422, description = "A URL Lector will not call, or too many webhooks", body = Problem),
     ))]
 pub async fn create(
