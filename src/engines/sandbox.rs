@@ -1,11 +1,13 @@
 //! Runs engines in a child process with resource limits (Apache Tika's forked-parser model).
 //!
-//! The parent starts `lector sandbox extract|split FILE` with the password and the pages to
-//! skip on stdin; the child lowers its own memory and CPU limits, opens the PDF and writes
+//! The parent starts `lector sandbox extract|split FILE` with an empty environment (but for
+//! the few variables in [`PASSED_ON`]) and the password and the pages to skip on stdin; the
+//! child lowers its own memory and CPU limits, opens the PDF and writes
 //! one JSON line per result on stdout. A crash, a hang (killed at the deadline) or an
 //! allocation failure ends only the child, and the parent turns it into a readable reason.
 
 use std::{
+    ffi::OsString,
     io::Write,
     path::{Path, PathBuf},
     process::{ExitStatus, Stdio},
@@ -177,7 +179,6 @@ impl Sandbox {
             .arg(path)
             .arg("--engine")
             .arg(engine)
-            .env("OMP_THREAD_LIMIT", "1")
             .spawn()?;
         let mut stdin = child.stdin.take().expect("stdin is piped");
         stdin
@@ -196,9 +197,26 @@ impl Sandbox {
     }
 }
 
+/// Variables a child is given from the parent's environment, when the parent has them: where
+/// Tesseract's models are (it reads this itself), where the loader finds libraries a
+/// deployment put aside, and whether a panic prints a backtrace. Nothing else passes: the
+/// parent's environment holds the database and AWS credentials and the metrics token.
+pub const PASSED_ON: &[&str] = &["TESSDATA_PREFIX", "LD_LIBRARY_PATH", "RUST_BACKTRACE"];
+
 /// `exe sandbox --memory-mb M --cpu-secs C`, to which the caller adds the mode and its
-/// arguments: piped, without the database URL, killed when its handle is dropped.
+/// arguments: piped, with an empty environment but for what the child needs, killed when its
+/// handle is dropped.
 pub(super) fn child_command(exe: &Path, memory_mb: u64, cpu_secs: u64) -> Command {
+    child_command_in(exe, memory_mb, cpu_secs, |name| std::env::var_os(name))
+}
+
+/// [`child_command`] from a parent whose environment `parent_env` looks up.
+pub(super) fn child_command_in(
+    exe: &Path,
+    memory_mb: u64,
+    cpu_secs: u64,
+    parent_env: impl Fn(&str) -> Option<OsString>,
+) -> Command {
     let mut command = Command::new(exe);
     command
         .arg("sandbox")
@@ -206,11 +224,19 @@ pub(super) fn child_command(exe: &Path, memory_mb: u64, cpu_secs: u64) -> Comman
         .arg(memory_mb.to_string())
         .arg("--cpu-secs")
         .arg(cpu_secs.to_string())
+        .env_clear()
+        .envs(
+            PASSED_ON
+                .iter()
+                .filter_map(|&name| Some((name, parent_env(name)?))),
+        )
         // mimalloc reserves a 1 GiB arena at start-up, before the child lowers its
         // address-space limit, and would then grow inside it unchecked: small arenas make
         // every growth a new mapping that the limit can refuse.
         .env("MIMALLOC_ARENA_RESERVE", "4MiB")
-        .env_remove("DATABASE_URL")
+        // Debian's Tesseract uses OpenMP, and a thread per core made a page 6-10x slower
+        // (shared/ENGINES.md).
+        .env("OMP_THREAD_LIMIT", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
