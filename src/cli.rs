@@ -102,6 +102,9 @@ enum Command {
         /// CPU-time limit.
         #[arg(long)]
         cpu_secs: u64,
+        /// `inspector`: the folder whose files it checks, and may read.
+        #[arg(long)]
+        uploads: Option<PathBuf>,
     },
 }
 
@@ -140,12 +143,14 @@ pub fn main() -> ExitCode {
             file,
             memory_mb,
             cpu_secs,
-        } => match (mode.as_str(), file) {
-            ("inspector", _) => inspector::serve(memory_mb, cpu_secs),
-            ("extract" | "split", Some(file)) => {
+            uploads,
+        } => match (mode.as_str(), file, uploads) {
+            ("inspector", _, Some(uploads)) => inspector::serve(&uploads, memory_mb, cpu_secs),
+            ("inspector", _, None) => Err(anyhow::anyhow!("sandbox inspector needs --uploads")),
+            ("extract" | "split", Some(file), _) => {
                 sandbox::run_child(&mode, &engine, &file, memory_mb, cpu_secs)
             }
-            ("extract" | "split", None) => Err(anyhow::anyhow!("sandbox {mode} needs a FILE")),
+            ("extract" | "split", None, _) => Err(anyhow::anyhow!("sandbox {mode} needs a FILE")),
             _ => Err(anyhow::anyhow!("unknown sandbox mode {mode:?}")),
         },
         Command::Extract {
@@ -286,7 +291,7 @@ fn extract(
             .map_err(|reason| anyhow::anyhow!("--ocr-languages: {reason}"))?;
     }
     std::fs::metadata(file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
-    let sandbox = Sandbox::new(config.sandbox_exe.clone(), config.sandbox_memory_mb);
+    let sandbox = Sandbox::new(config.sandbox_exe.clone(), config.sandbox_memory_mb)?;
     let request = SandboxRequest {
         password,
         skip: vec![],

@@ -121,7 +121,13 @@ async fn within<T, E: fmt::Display>(
 pub async fn examine(config: &Config, bundle: Option<&Path>) -> Report {
     let mut report = Report::default();
     database(config, &mut report).await;
-    let engines = startup::engines(config).await;
+    let engines = match startup::engines(config).await {
+        Ok(engines) => engines,
+        Err(error) => {
+            report.problem("sandbox", format!("{error:#}"));
+            return report;
+        }
+    };
     aws(config, &engines, &mut report).await;
     ocr(config, &engines.ocr, &mut report);
     time_limits(config, &mut report);

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod confine;
 pub mod inspector;
 pub mod ocr;
 pub mod sandbox;
