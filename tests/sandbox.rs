@@ -272,3 +272,63 @@ async fn split_writes_its_pages_under_confinement() {
     assert_eq!(pages.len(), 2);
     assert!(pages[1].contains("This is page 11 of twelve."), "{pages:?}");
 }
+
+#[test]
+fn lector_doctor_says_which_protections_are_in_force_and_what_got_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("doctor.db").display());
+    let sandbox_line = |vars: &[(&str, &str)]| {
+        let output = Command::new(lector_exe())
+            .arg("doctor")
+            .env("DATABASE_URL", &url)
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        stdout
+            .lines()
+            .find(|line| line.split_whitespace().nth(1) == Some("sandbox"))
+            .unwrap_or_else(|| panic!("no sandbox line in\n{stdout}"))
+            .to_owned()
+    };
+    // Doctor's own environment holds the secrets, as the server's would, and it starts the
+    // probe as the server starts its parsers.
+    let secrets: Vec<_> = SECRETS
+        .iter()
+        .filter(|(name, _)| *name != "DATABASE_URL")
+        .collect();
+    let line = sandbox_line(&secrets.iter().map(|&&pair| pair).collect::<Vec<_>>());
+    assert!(line.starts_with("ok "), "{line}");
+    assert!(
+        line.contains("Landlock ABI") && line.contains("seccomp filter on"),
+        "{line}"
+    );
+
+    // A stand-in for a child that nothing confined.
+    let unconfined = dir.path().join("unconfined");
+    let report = serde_json::json!({
+        "protections": { "landlock_abi": 0, "landlock": "none", "seccomp": false },
+        "environment": { "RDS_PASSWORD": SECRETS[0].1, "OMP_THREAD_LIMIT": "1" },
+        "limits": {},
+        "writes": [["/tmp/written", "succeeded"]],
+        "reads": [["/proc/1/environ", "succeeded"]],
+        "connect": "succeeded",
+        "spawn": "succeeded",
+        "process": "succeeded",
+        "thread": "succeeded",
+    });
+    common::write_script(&unconfined, &format!("echo '{report}'"));
+    let line = sandbox_line(&[("LECTOR_SANDBOX_EXE", unconfined.to_str().unwrap())]);
+    assert!(line.starts_with("PROBLEM "), "{line}");
+    for words in [
+        "see RDS_PASSWORD",
+        "write ",
+        "read /proc/",
+        "connect to 127.0.0.1",
+        "start a program",
+        "no Landlock",
+    ] {
+        assert!(line.contains(words), "{words:?} in {line}");
+    }
+    assert!(!line.contains("OMP_THREAD_LIMIT"), "{line}");
+}
