@@ -14,6 +14,7 @@ use crate::{
     engines::{
         self, Sandbox, inspector,
         ocr::{OcrAvailability, Rasteriser},
+        probe::{self, ProbeRequest},
         sandbox::{self, SandboxMessage, SandboxRequest},
         text_layer,
     },
@@ -90,8 +91,9 @@ enum Command {
     /// Internal: the sandboxed parser process.
     #[command(hide = true)]
     Sandbox {
-        /// `extract` or `split` one file, or `inspector`: check the files named on stdin,
-        /// one JSON line each, until it closes.
+        /// `extract` or `split` one file; `inspector`: check the files named on stdin, one
+        /// JSON line each, until it closes; `probe`: confined as `extract` of the file, try
+        /// what an exploit would and report what got through.
         mode: String,
         /// The engine's name.
         #[arg(long, default_value = text_layer::ENGINE_NAME)]
@@ -104,6 +106,18 @@ enum Command {
         /// CPU-time limit.
         #[arg(long)]
         cpu_secs: u64,
+        /// `inspector`: the folder whose files it checks, and may read.
+        #[arg(long)]
+        uploads: Option<PathBuf>,
+        /// `probe`: a file to open for writing.
+        #[arg(long)]
+        try_write: Vec<PathBuf>,
+        /// `probe`: a file to read.
+        #[arg(long)]
+        try_read: Vec<PathBuf>,
+        /// `probe`: a TCP address to connect to.
+        #[arg(long)]
+        try_connect: Option<std::net::SocketAddr>,
     },
 }
 
@@ -186,12 +200,28 @@ pub fn main() -> ExitCode {
             file,
             memory_mb,
             cpu_secs,
-        } => match (mode.as_str(), file) {
-            ("inspector", _) => inspector::serve(memory_mb, cpu_secs),
-            ("extract" | "split", Some(file)) => {
+            uploads,
+            try_write,
+            try_read,
+            try_connect,
+        } => match (mode.as_str(), file, uploads) {
+            ("inspector", _, Some(uploads)) => inspector::serve(&uploads, memory_mb, cpu_secs),
+            ("inspector", _, None) => Err(anyhow::anyhow!("sandbox inspector needs --uploads")),
+            ("extract" | "split", Some(file), _) => {
                 sandbox::run_child(&mode, &engine, &file, memory_mb, cpu_secs)
             }
-            ("extract" | "split", None) => Err(anyhow::anyhow!("sandbox {mode} needs a FILE")),
+            ("probe", Some(file), _) => {
+                let request = ProbeRequest {
+                    file,
+                    try_write,
+                    try_read,
+                    try_connect,
+                };
+                probe::run(&request, memory_mb, cpu_secs)
+            }
+            ("extract" | "split" | "probe", None, _) => {
+                Err(anyhow::anyhow!("sandbox {mode} needs a FILE"))
+            }
             _ => Err(anyhow::anyhow!("unknown sandbox mode {mode:?}")),
         },
         Command::Extract {
@@ -292,7 +322,7 @@ fn extract(
             .map_err(|reason| anyhow::anyhow!("--ocr-languages: {reason}"))?;
     }
     std::fs::metadata(file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
-    let sandbox = Sandbox::new(config.sandbox_exe.clone(), config.sandbox_memory_mb);
+    let sandbox = Sandbox::new(config.sandbox_exe.clone(), config.sandbox_memory_mb)?;
     let request = SandboxRequest {
         password,
         skip: vec![],

@@ -1,7 +1,7 @@
 //! The document use cases shared by the web UI and the API: upload (check, dedupe, store,
 //! queue), re-process, cancel, delete. Handlers call these; these call storage and engines.
 
-use std::sync::Arc;
+use std::{path::Path, sync::Arc};
 
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
@@ -52,12 +52,14 @@ pub struct IncomingFileWriter {
 }
 
 impl IncomingFileWriter {
-    /// Starts receiving `file_name`; more than `limit` bytes is refused.
-    pub fn new(file_name: &str, limit: u64) -> std::io::Result<Self> {
+    /// Starts receiving `file_name` in the folder `dir` (the sandbox's
+    /// [`uploads_dir`](crate::engines::Sandbox::uploads_dir), the only one its upload checkers
+    /// may read); more than `limit` bytes is refused.
+    pub fn new(dir: &Path, file_name: &str, limit: u64) -> std::io::Result<Self> {
         let temp = tempfile::Builder::new()
             .prefix("lector-upload-")
             .suffix(".pdf")
-            .tempfile()?;
+            .tempfile_in(dir)?;
         let out = tokio::fs::File::from_std(temp.reopen()?);
         Ok(IncomingFileWriter {
             file_name: file_name.to_owned(),
@@ -268,6 +270,12 @@ impl Documents {
             config,
             work_available,
         }
+    }
+
+    /// The folder uploads are received in before they are checked: see
+    /// [`IncomingFileWriter::new`].
+    pub fn uploads_dir(&self) -> &Path {
+        self.sandbox.uploads_dir()
     }
 
     /// `user`'s document `id`. Someone else's document is `NotFound`, exactly like one that
@@ -536,7 +544,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_writer_refuses_a_file_over_the_limit_as_it_streams() {
-        let mut writer = IncomingFileWriter::new("a.pdf", 10).unwrap();
+        let mut writer = IncomingFileWriter::new(&std::env::temp_dir(), "a.pdf", 10).unwrap();
         writer.write(b"%PDF-1.4").await.unwrap();
         let err = writer.write(b"more than ten").await.unwrap_err();
         assert!(matches!(err, UploadError::TooLarge { limit: 10 }));
@@ -544,7 +552,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_writer_hashes_and_keeps_the_head() {
-        let mut writer = IncomingFileWriter::new("a.pdf", 100).unwrap();
+        let mut writer = IncomingFileWriter::new(&std::env::temp_dir(), "a.pdf", 100).unwrap();
         writer.write(b"%PDF-").await.unwrap();
         writer.write(b"1.4").await.unwrap();
         let file = writer.finish().await.unwrap();

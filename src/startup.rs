@@ -130,8 +130,9 @@ pub async fn open(config: &Config) -> anyhow::Result<Connected> {
 }
 
 /// What extraction needs: the blob store, the sandbox, and Textract when a bucket is set.
-pub async fn engines(config: &Config) -> Engines {
-    let sandbox = Sandbox::new(config.sandbox_exe.clone(), config.sandbox_memory_mb);
+pub async fn engines(config: &Config) -> anyhow::Result<Engines> {
+    let sandbox = Sandbox::new(config.sandbox_exe.clone(), config.sandbox_memory_mb)
+        .map_err(|e| anyhow::anyhow!("creating the folder uploads are checked in: {e}"))?;
     let (s3, textract, sqs) = match &config.s3_bucket {
         Some(bucket) => {
             let sdk = aws::sdk_config(config).await;
@@ -155,14 +156,14 @@ pub async fn engines(config: &Config) -> Engines {
         }
         None => (None, None, None),
     };
-    Engines {
+    Ok(Engines {
         blobs: BlobStore::new(config, s3),
         sandbox,
         textract,
         sqs,
         ocr: OcrAvailability::detect(),
         cores: Arc::new(tokio::sync::Semaphore::new(crate::config::cores())),
-    }
+    })
 }
 
 /// Says whether OCR can run, and refuses to start when the configured OCR languages are not
@@ -211,7 +212,7 @@ pub async fn run(
         .store
         .ensure_textract_slots(config.textract_max_in_flight)
         .await?;
-    let engines = engines(&config).await;
+    let engines = engines(&config).await?;
     check_aws(&engines).await?;
     check_ocr(&config, &engines.ocr)?;
     let work_available = Arc::new(Notify::new());
@@ -275,7 +276,7 @@ pub async fn run_workers_only(
         .store
         .ensure_textract_slots(config.textract_max_in_flight)
         .await?;
-    let engines = engines(&config).await;
+    let engines = engines(&config).await?;
     check_aws(&engines).await?;
     check_ocr(&config, &engines.ocr)?;
     let stop = CancellationToken::new();

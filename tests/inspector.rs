@@ -11,15 +11,25 @@ use lector::engines::{OpenError, SandboxError, inspector::Inspectors};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
+/// The folder the checkers may read: where the fixtures are.
+fn fixtures() -> std::path::PathBuf {
+    fixture("one_page.pdf").parent().unwrap().to_owned()
+}
+
 fn real(max_idle: usize) -> Inspectors {
-    Inspectors::new(env!("CARGO_BIN_EXE_lector").into(), 1024, max_idle)
+    Inspectors::new(
+        env!("CARGO_BIN_EXE_lector").into(),
+        1024,
+        max_idle,
+        fixtures(),
+    )
 }
 
 /// A stand-in for the inspector child that behaves in a given way.
 fn scripted(dir: &tempfile::TempDir, body: &str) -> Inspectors {
     let path = dir.path().join("inspector");
     common::write_script(&path, body);
-    Inspectors::new(path, 1024, 2)
+    Inspectors::new(path, 1024, 2, fixtures())
 }
 
 #[tokio::test]

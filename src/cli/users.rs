@@ -140,7 +140,7 @@ pub async fn delete(config: &Config, email: &str, yes: bool) -> anyhow::Result<(
             "not confirmed: nothing was deleted"
         );
     }
-    let engines = startup::engines(config).await;
+    let engines = startup::engines(config).await?;
     let documents = accounts.delete_account(&user, &engines.blobs).await?;
     println!("deleted {} and its {documents} document(s)", user.email);
     Ok(())

@@ -1,11 +1,13 @@
 //! `lector doctor`: checks how a deployment is wired and says what is wrong in plain words —
 //! the database (reachable, migrated, encrypted), the bucket (there, allowed, in Textract's
-//! region), Textract and its completion notices, the queues, OCR, the time limits against
-//! each other, and the Elastic Beanstalk bundle's nginx limits against Lector's.
+//! region), Textract and its completion notices, the queues, OCR, the parser's sandbox, the
+//! time limits against each other, and the Elastic Beanstalk bundle's nginx limits against
+//! Lector's.
 //!
 //! It only looks: nothing is migrated, created or sent for extraction.
 
 pub mod bundle;
+mod sandbox;
 
 use std::{fmt, future::Future, path::Path, time::Duration};
 
@@ -121,9 +123,16 @@ async fn within<T, E: fmt::Display>(
 pub async fn examine(config: &Config, bundle: Option<&Path>) -> Report {
     let mut report = Report::default();
     database(config, &mut report).await;
-    let engines = startup::engines(config).await;
+    let engines = match startup::engines(config).await {
+        Ok(engines) => engines,
+        Err(error) => {
+            report.problem("sandbox", format!("{error:#}"));
+            return report;
+        }
+    };
     aws(config, &engines, &mut report).await;
     ocr(config, &engines.ocr, &mut report);
+    sandbox::check(config, &mut report).await;
     time_limits(config, &mut report);
     match bundle {
         None => report.skipped(

@@ -48,17 +48,20 @@ pub struct InspectRequest {
 pub struct Inspectors {
     exe: PathBuf,
     memory_mb: u64,
+    uploads: PathBuf,
     idle: Mutex<Vec<Inspector>>,
     max_idle: usize,
     started: AtomicU64,
 }
 
 impl Inspectors {
-    /// Children of `exe` limited to `memory_mb`; at most `max_idle` are kept waiting.
-    pub fn new(exe: PathBuf, memory_mb: u64, max_idle: usize) -> Self {
+    /// Children of `exe` limited to `memory_mb`, which may read the files in `uploads` and no
+    /// others; at most `max_idle` are kept waiting.
+    pub fn new(exe: PathBuf, memory_mb: u64, max_idle: usize, uploads: PathBuf) -> Self {
         Inspectors {
             exe,
             memory_mb,
+            uploads,
             idle: Mutex::new(Vec::new()),
             max_idle,
             started: AtomicU64::new(0),
@@ -72,6 +75,14 @@ impl Inspectors {
         password: Option<&str>,
         limit: Duration,
     ) -> Result<Result<Inspection, OpenError>, SandboxError> {
+        // The child could not read it: say so here rather than lose a child to it.
+        if !path.starts_with(&self.uploads) {
+            return Err(SandboxError::Io(std::io::Error::other(format!(
+                "{} is outside {}, the only folder upload checkers may read",
+                path.display(),
+                self.uploads.display()
+            ))));
+        }
         let request = InspectRequest {
             path: path.to_owned(),
             password: password.map(str::to_owned),
@@ -143,6 +154,8 @@ impl Inspectors {
         let cpu_secs = limit.as_secs() + 5;
         let mut child = child_command(&self.exe, self.memory_mb, cpu_secs)
             .arg("inspector")
+            .arg("--uploads")
+            .arg(&self.uploads)
             .spawn()?;
         self.started.fetch_add(1, Ordering::Relaxed);
         let stdin = child.stdin.take().expect("stdin is piped");
@@ -223,11 +236,12 @@ impl Inspector {
     }
 }
 
-/// The child side: `lector sandbox inspector`. Lowers its own limits, then answers one line
-/// per request line until its stdin closes.
-pub fn serve(memory_mb: u64, cpu_secs: u64) -> anyhow::Result<()> {
+/// The child side: `lector sandbox inspector --uploads DIR`. Confines itself to reading the
+/// files in `uploads`, then answers one line per request line until its stdin closes.
+pub fn serve(uploads: &Path, memory_mb: u64, cpu_secs: u64) -> anyhow::Result<()> {
     use std::io::{BufRead, Write};
-    super::sandbox::lower_limits(memory_mb, cpu_secs)?;
+    let allowance = super::confine::Allowance::inspector(uploads, memory_mb, cpu_secs);
+    super::confine::confine(&allowance)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for line in std::io::stdin().lock().lines() {

@@ -7,8 +7,10 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod confine;
 pub mod inspector;
 pub mod ocr;
+pub mod probe;
 pub mod sandbox;
 pub mod split;
 pub mod text_layer;

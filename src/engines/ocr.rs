@@ -242,7 +242,7 @@ pub fn fit_dpi(width_pt: f32, height_pt: f32, dpi: u32, max_pixels: u64) -> Opti
 }
 
 /// Where Tesseract's language files may be, in the order Tesseract itself looks.
-fn tessdata_dirs() -> Vec<PathBuf> {
+pub(crate) fn tessdata_dirs() -> Vec<PathBuf> {
     if let Some(prefix) = std::env::var_os("TESSDATA_PREFIX") {
         // Tesseract looks nowhere else when this is set.
         let prefix = PathBuf::from(prefix);

@@ -1,11 +1,13 @@
 //! Runs engines in a child process with resource limits (Apache Tika's forked-parser model).
 //!
-//! The parent starts `lector sandbox extract|split FILE` with the password and the pages to
-//! skip on stdin; the child lowers its own memory and CPU limits, opens the PDF and writes
-//! one JSON line per result on stdout. A crash, a hang (killed at the deadline) or an
+//! The parent starts `lector sandbox extract|split FILE` with an empty environment (but for
+//! the few variables in [`PASSED_ON`]) and the password and the pages to skip on stdin; the
+//! child confines itself ([`super::confine`]: limits, Landlock, seccomp), opens the PDF and
+//! writes one JSON line per result on stdout. A crash, a hang (killed at the deadline) or an
 //! allocation failure ends only the child, and the parent turns it into a readable reason.
 
 use std::{
+    ffi::OsString,
     io::Write,
     path::{Path, PathBuf},
     process::{ExitStatus, Stdio},
@@ -19,7 +21,11 @@ use tokio::{
     process::{Child, ChildStderr, ChildStdout, Command},
 };
 
-use super::{Inspection, OpenError, PageText, inspector::Inspectors};
+use super::{
+    Inspection, OpenError, PageText,
+    confine::{Allowance, confine},
+    inspector::Inspectors,
+};
 
 /// What the parent sends on the child's stdin.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -85,24 +91,38 @@ pub struct Sandbox {
     exe: PathBuf,
     memory_mb: u64,
     inspectors: Arc<Inspectors>,
+    uploads: Arc<tempfile::TempDir>,
 }
 
 impl Sandbox {
-    /// A sandbox that runs `exe sandbox …` with an address-space limit of `memory_mb`.
-    pub fn new(exe: PathBuf, memory_mb: u64) -> Self {
+    /// A sandbox that runs `exe sandbox …` with an address-space limit of `memory_mb`, and a
+    /// new private folder (removed when the last clone is dropped) for uploads to be checked in.
+    pub fn new(exe: PathBuf, memory_mb: u64) -> std::io::Result<Self> {
+        // The upload checkers may read every file in this folder and nothing else in the
+        // temporary directory: not the jobs' originals, nor other programs' files.
+        let uploads = tempfile::Builder::new()
+            .prefix("lector-uploads-")
+            .tempdir()?;
         // Enough idle checkers for every core to be checking an upload while as many more
         // uploads arrive; beyond that a burst starts (and then retires) extra children.
         let max_idle = 2 * crate::config::cores();
-        Sandbox {
-            inspectors: Arc::new(Inspectors::new(exe.clone(), memory_mb, max_idle)),
+        let inspectors = Inspectors::new(exe.clone(), memory_mb, max_idle, uploads.path().into());
+        Ok(Sandbox {
+            inspectors: Arc::new(inspectors),
             exe,
             memory_mb,
-        }
+            uploads: Arc::new(uploads),
+        })
     }
 
     /// The long-lived children that check uploads.
     pub fn inspectors(&self) -> &Inspectors {
         &self.inspectors
+    }
+
+    /// The folder uploads are received in: the only one the upload checkers may read.
+    pub fn uploads_dir(&self) -> &Path {
+        self.uploads.path()
     }
 
     /// Copies `pages` of the PDF at `path` into a new PDF at `out`, in a child (the parse of
@@ -177,7 +197,6 @@ impl Sandbox {
             .arg(path)
             .arg("--engine")
             .arg(engine)
-            .env("OMP_THREAD_LIMIT", "1")
             .spawn()?;
         let mut stdin = child.stdin.take().expect("stdin is piped");
         stdin
@@ -196,9 +215,26 @@ impl Sandbox {
     }
 }
 
+/// Variables a child is given from the parent's environment, when the parent has them: where
+/// Tesseract's models are (it reads this itself), where the loader finds libraries a
+/// deployment put aside, and whether a panic prints a backtrace. Nothing else passes: the
+/// parent's environment holds the database and AWS credentials and the metrics token.
+pub const PASSED_ON: &[&str] = &["TESSDATA_PREFIX", "LD_LIBRARY_PATH", "RUST_BACKTRACE"];
+
 /// `exe sandbox --memory-mb M --cpu-secs C`, to which the caller adds the mode and its
-/// arguments: piped, without the database URL, killed when its handle is dropped.
+/// arguments: piped, with an empty environment but for what the child needs, killed when its
+/// handle is dropped.
 pub(super) fn child_command(exe: &Path, memory_mb: u64, cpu_secs: u64) -> Command {
+    child_command_in(exe, memory_mb, cpu_secs, |name| std::env::var_os(name))
+}
+
+/// [`child_command`] from a parent whose environment `parent_env` looks up.
+pub(super) fn child_command_in(
+    exe: &Path,
+    memory_mb: u64,
+    cpu_secs: u64,
+    parent_env: impl Fn(&str) -> Option<OsString>,
+) -> Command {
     let mut command = Command::new(exe);
     command
         .arg("sandbox")
@@ -206,11 +242,19 @@ pub(super) fn child_command(exe: &Path, memory_mb: u64, cpu_secs: u64) -> Comman
         .arg(memory_mb.to_string())
         .arg("--cpu-secs")
         .arg(cpu_secs.to_string())
+        .env_clear()
+        .envs(
+            PASSED_ON
+                .iter()
+                .filter_map(|&name| Some((name, parent_env(name)?))),
+        )
         // mimalloc reserves a 1 GiB arena at start-up, before the child lowers its
         // address-space limit, and would then grow inside it unchecked: small arenas make
         // every growth a new mapping that the limit can refuse.
         .env("MIMALLOC_ARENA_RESERVE", "4MiB")
-        .env_remove("DATABASE_URL")
+        // Debian's Tesseract uses OpenMP, and a thread per core made a page 6-10x slower
+        // (shared/ENGINES.md); and its RLIMIT_NPROC of 0 refuses threads to any user but root.
+        .env("OMP_THREAD_LIMIT", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -296,22 +340,15 @@ pub(super) fn describe_exit(status: ExitStatus, stderr: &str, limit: Duration) -
             limit.as_secs() + 5
         ),
         Some(6) => "aborted on this file".into(),
+        Some(25) => "wrote more than its file-size limit".into(),
         Some(11) => "crashed on this file (segmentation fault)".into(),
         Some(signal) => format!("was stopped by signal {signal}"),
         None => format!("failed with exit code {}", status.code().unwrap_or(-1)),
     }
 }
 
-/// Limits this (child) process to `memory_mb` of address space and `cpu_secs` of CPU time,
-/// with no core dumps.
-pub(super) fn lower_limits(memory_mb: u64, cpu_secs: u64) -> std::io::Result<()> {
-    let bytes_limit = memory_mb.saturating_mul(1024 * 1024);
-    rlimit::setrlimit(rlimit::Resource::AS, bytes_limit, bytes_limit)?;
-    rlimit::setrlimit(rlimit::Resource::CPU, cpu_secs, cpu_secs + 1)?;
-    rlimit::setrlimit(rlimit::Resource::CORE, 0, 0)
-}
-
-/// The child side: `lector sandbox MODE FILE`. Lowers its own limits, then answers on stdout.
+/// The child side: `lector sandbox extract|split FILE`. Confines itself, then answers on
+/// stdout.
 pub fn run_child(
     mode: &str,
     engine: &str,
@@ -321,10 +358,16 @@ pub fn run_child(
 ) -> anyhow::Result<()> {
     let engine =
         super::engine_named(engine).ok_or_else(|| anyhow::anyhow!("unknown engine {engine:?}"))?;
-    lower_limits(memory_mb, cpu_secs)?;
     let request: SandboxRequest = serde_json::from_reader(std::io::stdin().lock())?;
-    let bytes = std::fs::read(path)?;
-    if let (Some((pages, out)), "split") = (&request.split, mode) {
+    if mode == "split" {
+        let (pages, out) = request
+            .split
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("split needs its pages and output file"))?;
+        // Opened before confinement, which leaves no file open for writing by name.
+        let out = std::fs::File::create(out)?;
+        confine(&Allowance::split(path, memory_mb, cpu_secs))?;
+        let bytes = std::fs::read(path)?;
         let message = match super::split::split(&bytes, pages, out) {
             Ok(written) => SandboxMessage::Split(written),
             Err(reason) => SandboxMessage::Refused(OpenError::Unreadable(reason)),
@@ -334,6 +377,8 @@ pub fn run_child(
         stdout.write_all(b"\n")?;
         return Ok(stdout.flush()?);
     }
+    confine(&Allowance::extract(path, memory_mb, cpu_secs))?;
+    let bytes = std::fs::read(path)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut send = |message: &SandboxMessage| -> std::io::Result<()> {

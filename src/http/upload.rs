@@ -1,6 +1,8 @@
 //! Reading an upload form: each file is streamed to a temporary file (hashed and counted as
 //! it arrives) and refused with 413 the moment it passes the size limit.
 
+use std::path::Path;
+
 use axum::extract::{Multipart, multipart::Field};
 
 use super::AppError;
@@ -16,10 +18,12 @@ pub struct UploadForm {
     pub ocr: OcrRequest,
 }
 
-/// Reads every field of `multipart`. Files are named `file` (or `files`). A browser form's
-/// `csrf_token` field was checked before the body reached the handler, and is skipped.
+/// Reads every field of `multipart` into files in `dir`. Files are named `file` (or `files`).
+/// A browser form's `csrf_token` field was checked before the body reached the handler, and
+/// is skipped.
 pub async fn read_upload(
     mut multipart: Multipart,
+    dir: &Path,
     limit: u64,
     max_files: usize,
 ) -> Result<UploadForm, AppError> {
@@ -33,7 +37,7 @@ pub async fn read_upload(
     {
         match field.name() {
             Some("file" | "files") => {
-                let file = read_file(field, limit).await?;
+                let file = read_file(field, dir, limit).await?;
                 // Browsers send an empty, nameless part when no file was chosen.
                 if file.file_name.is_empty() && file.size == 0 {
                     continue;
@@ -60,10 +64,14 @@ fn non_empty(text: String) -> Option<String> {
     (!text.trim().is_empty()).then_some(text)
 }
 
-async fn read_file(mut field: Field<'_>, limit: u64) -> Result<IncomingFile, UploadError> {
+async fn read_file(
+    mut field: Field<'_>,
+    dir: &Path,
+    limit: u64,
+) -> Result<IncomingFile, UploadError> {
     let name = field.file_name().unwrap_or_default().to_owned();
     let mut writer =
-        IncomingFileWriter::new(&name, limit).map_err(|e| UploadError::Internal(e.into()))?;
+        IncomingFileWriter::new(dir, &name, limit).map_err(|e| UploadError::Internal(e.into()))?;
     while let Some(chunk) = field
         .chunk()
         .await

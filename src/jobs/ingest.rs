@@ -82,7 +82,8 @@ async fn ingest(
         .with_context(|| format!("reading s3://{}/{}", object.bucket, object.key))
         .map_err(retry)?;
     let file_name = object.key.rsplit('/').next().unwrap_or("document.pdf");
-    let mut writer = IncomingFileWriter::new(file_name, max_bytes).map_err(|e| retry(e.into()))?;
+    let mut writer = IncomingFileWriter::new(documents.uploads_dir(), file_name, max_bytes)
+        .map_err(|e| retry(e.into()))?;
     let mut body = response.body;
     while let Some(chunk) = body
         .try_next()

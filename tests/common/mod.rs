@@ -471,7 +471,7 @@ impl TestApp {
 
     /// A worker with its own configuration (e.g. another sandbox executable).
     pub async fn worker_with(&self, config: Config) -> Worker {
-        let engines = lector::startup::engines(&config).await;
+        let engines = lector::startup::engines(&config).await.unwrap();
         Worker::new(self.store.clone(), engines, Arc::new(config))
     }
 

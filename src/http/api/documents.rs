@@ -33,7 +33,8 @@ pub async fn upload(
     multipart: Multipart,
 ) -> Result<Response, AppError> {
     state.limits.check_upload(&user.id)?;
-    let form = read_upload(multipart, state.config.max_upload_bytes, 1).await?;
+    let dir = state.documents.uploads_dir();
+    let form = read_upload(multipart, dir, state.config.max_upload_bytes, 1).await?;
     let file = form.files.into_iter().next().ok_or(UploadError::NoFile)?;
     let uploaded = state
         .documents

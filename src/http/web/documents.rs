@@ -132,6 +132,7 @@ pub async fn upload(
     let config = &state.config;
     let form = match read_upload(
         multipart,
+        state.documents.uploads_dir(),
         config.max_upload_bytes,
         config.max_files_per_upload,
     )
