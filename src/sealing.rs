@@ -280,8 +280,8 @@ mod tests {
             Err(OpenError::Damaged)
         ));
         let mut altered = sealed.clone();
-        altered.pop();
-        altered.push('0');
+        let last = altered.pop().unwrap();
+        altered.push(if last == '0' { '1' } else { '0' });
         assert!(keys.open(&altered, "documents.pdf_password 1").is_err());
         assert!(matches!(
             keys.open("hunter2", "documents.pdf_password 1"),
