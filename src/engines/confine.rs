@@ -113,13 +113,27 @@ fn lower_limits(allowance: &Allowance) -> std::io::Result<()> {
     setrlimit(Resource::AS, bytes, bytes)?;
     setrlimit(Resource::CPU, allowance.cpu_secs, allowance.cpu_secs + 1)?;
     setrlimit(Resource::CORE, 0, 0)?;
-    let file = allowance.max_file_bytes;
+    let file = match coverage_profile_dir() {
+        Some(_) => rlimit::INFINITY,
+        None => allowance.max_file_bytes,
+    };
     setrlimit(Resource::FSIZE, file, file)?;
     setrlimit(Resource::NOFILE, MAX_OPEN_FILES, MAX_OPEN_FILES)?;
     // The child starts no process, nor any thread (Tesseract runs with OMP_THREAD_LIMIT=1).
     // The count is per user, so any small number refuses them all alike, threads included;
     // root is exempt, which is why seccomp is the real guard.
     setrlimit(Resource::NPROC, 0, 0)
+}
+
+/// In a coverage build (`scripts/coverage`, which builds with `--cfg tarpaulin`) only: the
+/// folder the child writes its coverage profile to when it exits, so that the parser's side
+/// is measured too. Never in a build that is deployed.
+fn coverage_profile_dir() -> Option<PathBuf> {
+    if !cfg!(tarpaulin) {
+        return None;
+    }
+    let profile = PathBuf::from(std::env::var_os("LLVM_PROFILE_FILE")?);
+    profile.parent().map(Path::to_owned)
 }
 
 /// The newest Landlock ABI these rules were tested on: newer kernels are asked for nothing
@@ -140,8 +154,11 @@ fn landlock(allowance: &Allowance) -> anyhow::Result<(u32, &'static str)> {
         true => super::ocr::tessdata_dirs(),
         false => Vec::new(),
     };
+    let profiles = coverage_profile_dir();
+    let write_profile = AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::MakeReg;
     let rules = (allowance.reads.iter().map(|path| (path, read_file)))
-        .chain(models.iter().map(|dir| (dir, read_dir)));
+        .chain(models.iter().map(|dir| (dir, read_dir)))
+        .chain(profiles.iter().map(|dir| (dir, write_profile)));
     for (path, access) in rules {
         // A path that does not exist needs no rule: the child's read of it fails either way.
         if let Ok(fd) = PathFd::new(path) {

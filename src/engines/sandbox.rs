@@ -219,7 +219,14 @@ impl Sandbox {
 /// Tesseract's models are (it reads this itself), where the loader finds libraries a
 /// deployment put aside, and whether a panic prints a backtrace. Nothing else passes: the
 /// parent's environment holds the database and AWS credentials and the metrics token.
-pub const PASSED_ON: &[&str] = &["TESSDATA_PREFIX", "LD_LIBRARY_PATH", "RUST_BACKTRACE"];
+/// `LLVM_PROFILE_FILE` is where a coverage build writes its profile (`scripts/coverage`); a
+/// release build ignores it.
+pub const PASSED_ON: &[&str] = &[
+    "TESSDATA_PREFIX",
+    "LD_LIBRARY_PATH",
+    "RUST_BACKTRACE",
+    "LLVM_PROFILE_FILE",
+];
 
 /// `exe sandbox --memory-mb M --cpu-secs C`, to which the caller adds the mode and its
 /// arguments: piped, with an empty environment but for what the child needs, killed when its
