@@ -154,6 +154,8 @@ pub fn run(request: &ProbeRequest, memory_mb: u64, cpu_secs: u64) -> anyhow::Res
     let report = ProbeReport {
         protections,
         environment: std::env::vars_os()
+            // A coverage build's profiling runtime sets this in the child itself at start.
+            .filter(|(k, _)| k != "__LLVM_PROFILE_RT_INIT_ONCE")
             .map(|(k, v)| (k.to_string_lossy().into(), v.to_string_lossy().into()))
             .collect(),
         limits: limits(),
