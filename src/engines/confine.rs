@@ -155,7 +155,8 @@ fn landlock(allowance: &Allowance) -> anyhow::Result<(u32, &'static str)> {
         false => Vec::new(),
     };
     let profiles = coverage_profile_dir();
-    let write_profile = AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::MakeReg;
+    let write_profile =
+        AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::MakeReg | AccessFs::Truncate;
     let rules = (allowance.reads.iter().map(|path| (path, read_file)))
         .chain(models.iter().map(|dir| (dir, read_dir)))
         .chain(profiles.iter().map(|dir| (dir, write_profile)));
