@@ -197,6 +197,66 @@ async fn check_aws(engines: &Engines) -> anyhow::Result<()> {
     }
 }
 
+/// What `lector serve` and `lector worker` both run: the database, the engines, the use
+/// cases, the queue's consumers and `config.workers` workers.
+struct Services {
+    connected: Connected,
+    engines: Engines,
+    documents: Documents,
+    accounts: Accounts,
+    /// Cancelled on shutdown: workers, senders and consumers stop taking work.
+    stop: CancellationToken,
+    /// Finishes once every worker has stopped.
+    workers: tokio::task::JoinHandle<()>,
+}
+
+/// Starts [`Services`]; the one place both kinds of process are wired.
+async fn start_services(config: &Arc<Config>) -> anyhow::Result<Services> {
+    let connected = connect_to_serve(config).await?;
+    // Only the processes that run jobs size the Textract slots (not `lector user add`).
+    connected
+        .store
+        .ensure_textract_slots(config.textract_max_in_flight)
+        .await?;
+    let engines = engines(config).await?;
+    check_aws(&engines).await?;
+    check_ocr(config, &engines.ocr)?;
+    // One signal per process, shared by whatever queues a document here (an upload, the S3
+    // consumer) and this process's workers, so a new document wakes a worker at once instead
+    // of waiting for the next poll.
+    let work_available = Arc::new(Notify::new());
+    let stop = CancellationToken::new();
+    spawn_notice_consumer(config, &connected.store, &engines, &stop);
+    spawn_queue_report(connected.store.clone(), stop.clone());
+    let documents = Documents::new(
+        connected.store.clone(),
+        engines.blobs.clone(),
+        engines.sandbox.clone(),
+        engines.ocr.clone(),
+        config.clone(),
+        work_available.clone(),
+    );
+    let accounts = Accounts::new(connected.store.clone(), config.clone());
+    spawn_ingest_consumer(config, &documents, &accounts, &engines, &stop);
+    jobs::webhooks::spawn_senders(connected.store.clone(), config, stop.clone())?;
+    let workers = jobs::spawn_workers(
+        config.workers,
+        connected.store.clone(),
+        engines.clone(),
+        config.clone(),
+        stop.clone(),
+        work_available,
+    );
+    Ok(Services {
+        connected,
+        engines,
+        documents,
+        accounts,
+        stop,
+        workers,
+    })
+}
+
 /// Runs the web server and `config.workers` workers until `shutdown` resolves, then stops
 /// taking requests and jobs, and hands back jobs that do not finish within the grace period.
 pub async fn run(
@@ -206,52 +266,23 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
     crate::telemetry::prometheus();
-    let connected = connect_to_serve(&config).await?;
-    // Only the processes that run jobs size the Textract slots (not `lector user add`).
-    connected
-        .store
-        .ensure_textract_slots(config.textract_max_in_flight)
-        .await?;
-    let engines = engines(&config).await?;
-    check_aws(&engines).await?;
-    check_ocr(&config, &engines.ocr)?;
-    let work_available = Arc::new(Notify::new());
-    let stop = CancellationToken::new();
-    spawn_notice_consumer(&config, &connected.store, &engines, &stop);
-    let workers = jobs::spawn_workers(
-        config.workers,
-        connected.store.clone(),
-        engines.clone(),
-        config.clone(),
-        stop.clone(),
-        work_available.clone(),
-    );
-    jobs::webhooks::spawn_senders(connected.store.clone(), &config, stop.clone())?;
-    spawn_session_cleanup(connected.sessions.clone(), stop.clone());
-    spawn_queue_report(connected.store.clone(), stop.clone());
-    if let Err(error) = engines
+    let services = start_services(&config).await?;
+    let stop = services.stop.clone();
+    spawn_session_cleanup(services.connected.sessions.clone(), stop.clone());
+    if let Err(error) = services
+        .engines
         .sandbox
         .inspectors()
         .warm(crate::config::cores(), config.inspect_timeout)
     {
         tracing::warn!(%error, "could not start the upload checkers ahead of time");
     }
-    let documents = Documents::new(
-        connected.store.clone(),
-        engines.blobs.clone(),
-        engines.sandbox.clone(),
-        engines.ocr.clone(),
-        config.clone(),
-        work_available,
-    );
-    let accounts = Accounts::new(connected.store.clone(), config.clone());
-    spawn_ingest_consumer(&config, &documents, &accounts, &engines, &stop);
-    let state = AppState::new(documents, accounts, config.clone())
-        .with_textract(engines.textract.clone())
+    let state = AppState::new(services.documents, services.accounts, config.clone())
+        .with_textract(services.engines.textract.clone())
         .with_stopping(stop.clone());
     spawn_rate_limit_cleanup(state.limits.clone(), state.accounts.clone(), stop.clone());
-    let app = http::router(state, connected.sessions);
-    tracing::info!(address = %listener.local_addr()?, database = connected.store.backend(), workers = config.workers, "lector is listening");
+    let app = http::router(state, services.connected.sessions);
+    tracing::info!(address = %listener.local_addr()?, database = services.connected.store.backend(), workers = config.workers, "lector is listening");
     let stop_on_signal = stop.clone();
     http::server::serve(listener, app, config.http.header_timeout, async move {
         shutdown.await;
@@ -260,53 +291,23 @@ pub async fn run(
     })
     .await?;
     stop.cancel();
-    workers.await?;
+    services.workers.await?;
     Ok(())
 }
 
-/// Runs workers only (`lector worker`) until `shutdown` resolves.
+/// Runs workers only (`lector worker`) until `shutdown` resolves. They also consume S3
+/// events and Textract notices when those are configured.
 pub async fn run_workers_only(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let connected = connect_to_serve(&config).await?;
-    // Only the processes that run jobs size the Textract slots (not `lector user add`).
-    connected
-        .store
-        .ensure_textract_slots(config.textract_max_in_flight)
-        .await?;
-    let engines = engines(&config).await?;
-    check_aws(&engines).await?;
-    check_ocr(&config, &engines.ocr)?;
-    let stop = CancellationToken::new();
-    spawn_notice_consumer(&config, &connected.store, &engines, &stop);
-    spawn_queue_report(connected.store.clone(), stop.clone());
-    // Workers-only processes ingest S3 events too; they wake their own workers.
-    let documents = Documents::new(
-        connected.store.clone(),
-        engines.blobs.clone(),
-        engines.sandbox.clone(),
-        engines.ocr.clone(),
-        config.clone(),
-        Arc::new(Notify::new()),
-    );
-    let accounts = Accounts::new(connected.store.clone(), config.clone());
-    spawn_ingest_consumer(&config, &documents, &accounts, &engines, &stop);
-    jobs::webhooks::spawn_senders(connected.store.clone(), &config, stop.clone())?;
-    let workers = jobs::spawn_workers(
-        config.workers,
-        connected.store,
-        engines,
-        config.clone(),
-        stop.clone(),
-        Arc::new(Notify::new()),
-    );
+    let services = start_services(&config).await?;
     tracing::info!(workers = config.workers, "lector workers started");
     shutdown.await;
     tracing::info!("shutting down: finishing or handing back running jobs");
-    stop.cancel();
-    workers.await?;
+    services.stop.cancel();
+    services.workers.await?;
     Ok(())
 }
 

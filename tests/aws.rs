@@ -819,6 +819,93 @@ async fn a_pdf_arriving_on_s3_becomes_one_document_even_when_its_event_comes_twi
     app.shutdown().await;
 }
 
+/// `lector worker` consumes S3 events too: the document it queues wakes its own workers at
+/// once. With a ten-minute poll, a worker that only polled would never read it in time.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_pdf_ingested_by_a_workers_only_process_is_read_without_waiting_for_the_poll(
+    #[case] backend: Backend,
+) {
+    let Some(sqs) = common::aws::MotoSqs::start().await else {
+        println!(
+            "skipped: moto_server is not installed (pip install 'moto[server]'; .ci/run does)"
+        );
+        return;
+    };
+    let aws = Aws::start().await;
+    // The web side has no workers and no consumer: it holds the account and answers the API.
+    let app = TestApp::spawn_with(backend, &aws.vars(&[])).await;
+    // Queued before the worker process starts, so its first look finds it; once it is done
+    // the worker is idle, waiting for a wake-up or the poll.
+    let first = app.upload_ok("one_page.pdf").await;
+    let worker_config = common::test_config(
+        &app.db.url,
+        &aws.vars(&[
+            ("LECTOR_WORKERS", "1"),
+            ("LECTOR_POLL_INTERVAL_MS", "600000"),
+            ("LECTOR_INGEST_SQS_QUEUE_URL", sqs.queue_url.as_str()),
+            ("LECTOR_INGEST_S3_PREFIX", "inbox/"),
+            ("AWS_ENDPOINT_URL_SQS", sqs.endpoint.as_str()),
+        ]),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(lector::startup::run_workers_only(
+        worker_config,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let done = app
+        .wait_until_finished(&first, Duration::from_secs(60))
+        .await;
+    assert_eq!(done["status"], "done");
+
+    aws.s3.put_object_file(
+        "inbox/report.pdf",
+        &std::fs::read(fixture("three_pages.pdf")).unwrap(),
+    );
+    let event = serde_json::json!({"Records": [{"eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": BUCKET}, "object": {"key": "inbox/report.pdf"}}}]});
+    sqs.client()
+        .await
+        .send_message()
+        .queue_url(&sqs.queue_url)
+        .message_body(event.to_string())
+        .send()
+        .await
+        .unwrap();
+    let web = &app;
+    let ingested = common::eventually(Duration::from_secs(60), move || async move {
+        let (_, list) = web.get_json("/api/v1/documents").await;
+        list["documents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|document| document["file_name"] == "report.pdf")
+            .map(|document| document["id"].as_str().unwrap().to_string())
+    })
+    .await
+    .expect("the S3 event became a document");
+    let read = app
+        .wait_until_finished(&ingested, Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        read["status"], "done",
+        "read without waiting for the poll: {read}"
+    );
+    assert!(
+        pages(&app, &ingested).await[2]["text"]
+            .as_str()
+            .unwrap()
+            .contains("xylophone")
+    );
+    stop.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+    app.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_hybrid_job_handed_back_mid_poll_resumes_its_textract_job_with_the_page_map() {
     let aws = Aws::start().await;

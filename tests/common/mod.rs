@@ -235,6 +235,25 @@ pub async fn wait_until_healthy(client: &reqwest::Client, address: &str) {
     panic!("the app at {address} did not become healthy");
 }
 
+/// Asks `check` every 20 ms until it gives an answer, for at most `limit`; `None` if it never
+/// did. For what a test waits on without a signal to wait for (a queue, another process).
+pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(answer) = check().await {
+            return Some(answer);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The password of every test account.
 pub const TEST_PASSWORD: &str = "a long test password";
 
