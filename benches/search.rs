@@ -135,7 +135,7 @@ async fn load(
                     sha256: format!("{n:064x}"),
                     size_bytes: 100_000,
                     page_count: pages as i32,
-                    engine: "local".into(),
+                    engine: lector::domain::Engine::Local,
                     pdf_password: None,
                     blob_key: Some(format!("bench/{id}")),
                     max_attempts: 3,
@@ -158,7 +158,7 @@ async fn load(
             .map(|number| NewPage {
                 number,
                 text: corpus.page(&mut rng),
-                source: "text_layer".into(),
+                source: lector::domain::PageSource::TextLayer,
                 extraction_ms: 1,
                 error: None,
                 confidence: None,

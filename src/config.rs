@@ -5,7 +5,10 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::{Context, bail};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::{domain::ocr::OcrMode, engines::ocr::OcrSettings};
+use crate::{
+    domain::{Engine, ocr::OcrMode},
+    engines::ocr::OcrSettings,
+};
 
 /// `LECTOR_SEARCH_MAX_SCORED_PAGES`' default: at 200,000 pages it keeps broad Postgres
 /// queries under 100 ms p99 (README, benchmark 6); the search benchmark starts from it too.
@@ -66,7 +69,7 @@ pub struct Config {
     /// `LECTOR_LOG_FORMAT`: `compact` (default) or `json`.
     pub log_format: LogFormat,
     /// `LECTOR_ENGINE`: `local` (the PDF's text layer, default) or `textract`.
-    pub engine: EngineChoice,
+    pub engine: Engine,
     /// `LECTOR_BLOB_STORE`: where originals live, `database` (default) or `s3`.
     pub blob_store: BlobStoreChoice,
     /// `LECTOR_S3_BUCKET`: the bucket for originals (and for Textract's input).
@@ -239,28 +242,6 @@ pub struct TextractNotices {
     pub sqs_queue_url: String,
 }
 
-/// Which engine new documents are extracted with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EngineChoice {
-    /// The PDF's own text layer, locally.
-    Local,
-    /// AWS Textract.
-    Textract,
-    /// The text layer locally; only pages that need OCR go to Textract.
-    Hybrid,
-}
-
-impl EngineChoice {
-    /// The name recorded on documents.
-    pub fn name(self) -> &'static str {
-        match self {
-            EngineChoice::Local => "local",
-            EngineChoice::Textract => "textract",
-            EngineChoice::Hybrid => "hybrid",
-        }
-    }
-}
-
 /// Where the original PDFs are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlobStoreChoice {
@@ -369,10 +350,10 @@ impl Config {
             shutdown_grace: secs("LECTOR_SHUTDOWN_GRACE_SECS", 10)?,
             log_format,
             engine: match get("LECTOR_ENGINE").as_deref() {
-                None | Some("local") => EngineChoice::Local,
-                Some("textract") => EngineChoice::Textract,
-                Some("hybrid") => EngineChoice::Hybrid,
-                Some(other) => bail!("LECTOR_ENGINE={other:?} must be local, textract or hybrid"),
+                None => Engine::Local,
+                Some(raw) => Engine::parse(raw).with_context(|| {
+                    format!("LECTOR_ENGINE={raw:?} must be local, textract or hybrid")
+                })?,
             },
             blob_store: match get("LECTOR_BLOB_STORE").as_deref() {
                 None | Some("database") => BlobStoreChoice::Database,
@@ -485,7 +466,7 @@ impl Config {
             bail!("LECTOR_OCR_MAX_JUNK_RATIO must be between 0 and 1");
         }
         let needs_bucket = config.blob_store == BlobStoreChoice::S3
-            || config.engine != EngineChoice::Local
+            || config.engine != Engine::Local
             || config.ingest_sqs_queue_url.is_some();
         if needs_bucket && config.s3_bucket.is_none() {
             bail!(
@@ -725,7 +706,7 @@ mod tests {
             .to_string();
         assert!(err.contains("LECTOR_S3_BUCKET"), "{err}");
         let ok = config(&[("LECTOR_ENGINE", "textract"), ("LECTOR_S3_BUCKET", "b")]).unwrap();
-        assert_eq!(ok.engine.name(), "textract");
+        assert_eq!(ok.engine.as_str(), "textract");
         assert_eq!(ok.s3_prefix, "originals/");
         assert!(config(&[("LECTOR_ENGINE", "magic")]).is_err());
         let err = config(&[("LECTOR_ENGINE", "hybrid")])
@@ -733,7 +714,7 @@ mod tests {
             .to_string();
         assert!(err.contains("LECTOR_S3_BUCKET"), "{err}");
         let hybrid = config(&[("LECTOR_ENGINE", "hybrid"), ("LECTOR_S3_BUCKET", "b")]).unwrap();
-        assert_eq!(hybrid.engine.name(), "hybrid");
+        assert_eq!(hybrid.engine.as_str(), "hybrid");
     }
 
     #[test]

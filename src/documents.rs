@@ -10,9 +10,8 @@ use tokio::sync::Notify;
 use crate::{
     blobs::BlobStore,
     config::Config,
-    config::EngineChoice,
     domain::{
-        Document, User,
+        Document, Engine, User,
         ocr::{OcrChoice, OcrMode, parse_languages},
         upload,
     },
@@ -343,7 +342,7 @@ impl Documents {
                 limit: self.config.max_pages,
             });
         }
-        if self.config.engine == EngineChoice::Textract {
+        if self.config.engine == Engine::Textract {
             check_textract_limits(file.size, &inspection)?;
         }
         let stored = self.blobs.put(&sha256, file.temp.path()).await?;
@@ -353,7 +352,7 @@ impl Documents {
             sha256: sha256.clone(),
             size_bytes: file.size as i64,
             page_count: inspection.pages as i32,
-            engine: self.config.engine.name().into(),
+            engine: self.config.engine,
             blob_key: stored.as_ref().map(|object| object.key.clone()),
             // Only a password that was needed is kept.
             pdf_password: password

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     domain::{
-        Document, DocumentStatus, User,
+        Document, DocumentStatus, Engine, User,
         search::{Highlighted, QueryError, SearchFilters, SearchQuery, SearchSort},
     },
     storage::{self, Store, search::SearchRequest},
@@ -20,8 +20,6 @@ pub const DEFAULT_PER_PAGE: i64 = 10;
 pub const MAX_PER_PAGE: i64 = 50;
 /// Best pages shown under each document.
 pub const HITS_PER_DOCUMENT: i64 = 3;
-/// Engines a search can be narrowed to.
-pub const ENGINES: &[&str] = &["local", "textract", "hybrid"];
 
 /// A search as it arrives in a URL's query string (the web form and the API share it).
 #[derive(Debug, Default, Clone, Deserialize, Serialize, utoipa::IntoParams)]
@@ -89,12 +87,11 @@ impl SearchParams {
         };
         let engine = match non_empty(&self.engine) {
             None => None,
-            Some(raw) if ENGINES.contains(&raw) => Some(raw.to_owned()),
-            Some(raw) => {
-                return Err(SearchError::Invalid(format!(
+            Some(raw) => Some(Engine::parse(raw).ok_or_else(|| {
+                SearchError::Invalid(format!(
                     "unknown engine {raw:?}: use local, textract or hybrid"
-                )));
-            }
+                ))
+            })?),
         };
         let from = day(&self.from, "from")?;
         let to = day(&self.to, "to")?;
@@ -314,7 +311,7 @@ mod tests {
         .validate()
         .unwrap();
         assert_eq!(search.filters.status, Some(DocumentStatus::Done));
-        assert_eq!(search.filters.engine.as_deref(), Some("local"));
+        assert_eq!(search.filters.engine, Some(Engine::Local));
         assert_eq!(
             search.filters.uploaded_from.unwrap().to_rfc3339(),
             "2026-01-01T00:00:00+00:00"

@@ -339,7 +339,7 @@ async fn shares_of_one_document_store_their_pages_at_the_same_time(#[case] backe
                 let page = lector::storage::NewPage {
                     number,
                     text: format!("the words of page {number}"),
-                    source: "text_layer".into(),
+                    source: lector::domain::PageSource::TextLayer,
                     extraction_ms: 1,
                     error: None,
                     confidence: None,

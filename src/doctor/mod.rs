@@ -14,8 +14,8 @@ use std::{fmt, future::Future, path::Path, time::Duration};
 use secrecy::ExposeSecret;
 
 use crate::{
-    config::{BlobStoreChoice, Config, EngineChoice},
-    domain::ocr::OcrMode,
+    config::{BlobStoreChoice, Config},
+    domain::{Engine, ocr::OcrMode},
     engines::ocr::OcrAvailability,
     jobs::Engines,
     startup,
@@ -228,7 +228,7 @@ fn database_tls(config: &Config, report: &mut Report) {
 }
 
 async fn aws(config: &Config, engines: &Engines, report: &mut Report) {
-    let uses_textract = config.engine != EngineChoice::Local;
+    let uses_textract = config.engine.uses_textract();
     let uses_s3 = config.blob_store == BlobStoreChoice::S3 || uses_textract;
     if !uses_s3 && config.ingest_sqs_queue_url.is_none() {
         report.skipped(
@@ -341,7 +341,7 @@ async fn queue(engines: &Engines, check: &'static str, url: &str, report: &mut R
 }
 
 fn ocr(config: &Config, ocr: &OcrAvailability, report: &mut Report) {
-    let needed = config.engine == EngineChoice::Local && config.ocr.mode != OcrMode::Off;
+    let needed = config.engine == Engine::Local && config.ocr.mode != OcrMode::Off;
     match ocr.unavailable() {
         Some(reason) if needed => report.problem(
             "ocr",
@@ -383,7 +383,7 @@ fn time_limits(config: &Config, report: &mut Report) {
         );
     }
     // A worker waiting on Textract renews its lease once per poll.
-    if config.engine != EngineChoice::Local && config.textract_poll_max >= lease {
+    if config.engine.uses_textract() && config.textract_poll_max >= lease {
         fine = false;
         report.problem(
             "lease",
@@ -397,7 +397,7 @@ fn time_limits(config: &Config, report: &mut Report) {
         );
     }
     if fine {
-        let textract = if config.engine == EngineChoice::Local {
+        let textract = if config.engine == Engine::Local {
             String::new()
         } else {
             format!(

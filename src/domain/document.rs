@@ -55,23 +55,6 @@ impl DocumentStatus {
     }
 }
 
-/// Which engine produced a page's text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PageSource {
-    /// The PDF's own text layer.
-    TextLayer,
-}
-
-impl PageSource {
-    /// The name stored in the database and shown in the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::TextLayer => "text_layer",
-        }
-    }
-}
-
 /// A stored PDF and the state of its extraction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document {
@@ -94,7 +77,7 @@ pub struct Document {
     /// Why the document failed, in words for a person.
     pub error: Option<String>,
     /// The engine configured when it was queued.
-    pub engine: String,
+    pub engine: super::Engine,
     /// The S3 key of the original, when it is on S3 rather than in the database.
     pub blob_key: Option<String>,
     /// The account it belongs to.
@@ -158,7 +141,7 @@ pub struct Page {
     /// The extracted text (empty when the page failed or has no text).
     pub text: String,
     /// The engine that produced it.
-    pub source: String,
+    pub source: super::PageSource,
     /// Characters (not bytes) in `text`.
     pub char_count: i32,
     /// Milliseconds spent on this page.
@@ -176,11 +159,13 @@ pub struct Page {
 impl Page {
     /// The badge shown beside the page: "OCR 93 %", or "text layer".
     pub fn badge(&self) -> String {
-        match (self.source.as_str(), self.confidence) {
-            ("ocr", Some(confidence)) => format!("OCR {confidence:.0} %"),
-            ("ocr", None) => "OCR (blank)".into(),
-            ("textract", Some(confidence)) => format!("Textract {confidence:.0} %"),
-            (source, _) => source.replace('_', " "),
+        use super::PageSource;
+        match (self.source, self.confidence) {
+            (PageSource::Ocr, Some(confidence)) => format!("OCR {confidence:.0} %"),
+            (PageSource::Ocr, None) => "OCR (blank)".into(),
+            (PageSource::Textract, Some(confidence)) => format!("Textract {confidence:.0} %"),
+            (PageSource::Textract, None) => "textract".into(),
+            (PageSource::TextLayer, _) => "text layer".into(),
         }
     }
 
@@ -213,7 +198,7 @@ mod tests {
             pages_failed: 0,
             status,
             error: None,
-            engine: "local".into(),
+            engine: crate::domain::Engine::Local,
             blob_key: None,
             owner_id: None,
             ocr: crate::domain::ocr::OcrChoice {
@@ -263,7 +248,7 @@ mod tests {
         let mut page = Page {
             number: 1,
             text: "x".into(),
-            source: "ocr".into(),
+            source: crate::domain::PageSource::Ocr,
             char_count: 1,
             extraction_ms: 1_650,
             error: None,
@@ -275,9 +260,9 @@ mod tests {
         assert_eq!(page.badge_title(), "no text layer, 300 dpi, 1.6 s");
         page.confidence = None;
         assert_eq!(page.badge(), "OCR (blank)");
-        page.source = "text_layer".into();
+        page.source = crate::domain::PageSource::TextLayer;
         assert_eq!(page.badge(), "text layer");
-        page.source = "textract".into();
+        page.source = crate::domain::PageSource::Textract;
         page.confidence = Some(99.0);
         assert_eq!(page.badge(), "Textract 99 %");
     }

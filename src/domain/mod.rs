@@ -4,10 +4,12 @@
 pub mod account;
 pub mod address;
 pub mod document;
+pub mod engine;
 pub mod ocr;
 pub mod search;
 pub mod upload;
 pub mod webhook;
 
 pub use account::{ApiToken, Credentials, User};
-pub use document::{Document, DocumentStatus, Page, PageSource};
+pub use document::{Document, DocumentStatus, Page};
+pub use engine::{Engine, PageSource};

@@ -375,8 +375,8 @@ impl SearchSort {
 pub struct SearchFilters {
     /// Only documents in this state.
     pub status: Option<DocumentStatus>,
-    /// Only documents read by this engine (`local`, `textract`, `hybrid`).
-    pub engine: Option<String>,
+    /// Only documents read by this engine.
+    pub engine: Option<super::Engine>,
     /// Uploaded at or after this instant.
     pub uploaded_from: Option<DateTime<Utc>>,
     /// Uploaded before this instant.

@@ -58,8 +58,8 @@ pub struct PageText {
     pub ms: u64,
     /// Why the page failed, if it did.
     pub error: Option<String>,
-    /// The engine that produced the text (`text_layer`, `ocr`, …).
-    pub source: String,
+    /// The engine that produced the text.
+    pub source: crate::domain::PageSource,
     /// OCR's mean word confidence (0–100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confidence: Option<f64>,
@@ -98,8 +98,8 @@ pub trait OpenDocument {
     fn inspection(&self) -> Inspection;
     /// The text of page `number` (1-based); the error says why it failed.
     fn page_text(&self, number: u32) -> Result<String, String>;
-    /// The name recorded as each page's source.
-    fn source(&self) -> &'static str;
+    /// What each page's text is recorded as coming from.
+    fn source(&self) -> crate::domain::PageSource;
 }
 
 /// Text longer than this on one page is cut: a hostile PDF must not make a row of gigabytes.
@@ -173,7 +173,7 @@ fn extract_page(
         text,
         ms: 0,
         error,
-        source: doc.source().into(),
+        source: doc.source(),
         confidence: None,
         dpi: None,
         ocr_reason: ocr_reason.clone(),
@@ -190,7 +190,7 @@ fn extract_page(
             match ocr.read_page(number) {
                 Ok(read) => PageText {
                     text: clean_text(read.text),
-                    source: ocr::SOURCE.into(),
+                    source: crate::domain::PageSource::Ocr,
                     confidence: read.confidence,
                     dpi: Some(read.dpi),
                     ocr_reason: ocr_reason

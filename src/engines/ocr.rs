@@ -11,9 +11,6 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::domain::ocr::OcrMode;
 
-/// The name recorded as the source of pages read by OCR.
-pub const SOURCE: &str = "ocr";
-
 /// What the child needs to decide and run OCR, sent by the parent with each job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OcrSettings {

@@ -6,9 +6,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use pdf_oxide::PdfDocument;
 
 use super::{Inspection, OpenDocument, OpenError};
-
-/// The name recorded as the source of pages this engine extracts.
-pub const SOURCE: &str = "text_layer";
+use crate::domain::PageSource;
 
 /// The engine's name, as recorded on documents.
 pub const ENGINE_NAME: &str = "local";
@@ -108,8 +106,8 @@ impl OpenDocument for TextLayerDocument {
         }
     }
 
-    fn source(&self) -> &'static str {
-        SOURCE
+    fn source(&self) -> PageSource {
+        PageSource::TextLayer
     }
 }
 

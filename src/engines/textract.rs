@@ -19,9 +19,6 @@ use aws_sdk_textract::{
 };
 use rand::Rng;
 
-/// The name recorded as the source of pages Textract produced, and as the engine.
-pub const SOURCE: &str = "textract";
-
 /// Blocks asked for per `GetDocumentTextDetection` call (Textract's maximum).
 const BLOCKS_PER_CALL: i32 = 1000;
 /// Tries of one call while Textract says it is throttling.

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::AppState;
-use crate::{config::EngineChoice, domain::ocr::OcrMode};
+use crate::domain::{Engine, ocr::OcrMode};
 
 /// A readiness check that has not answered by then counts as failed.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -93,7 +93,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             },
         },
     );
-    if state.config.engine != EngineChoice::Local {
+    if state.config.engine.uses_textract() {
         checks.insert(
             "textract",
             match &state.textract {
@@ -110,8 +110,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     let ocr = state.documents.ocr_availability();
     // Only the local engine depends on Tesseract for scanned pages; Textract and hybrid
     // send them to AWS.
-    let needs_ocr =
-        state.config.engine == EngineChoice::Local && state.config.ocr.mode != OcrMode::Off;
+    let needs_ocr = state.config.engine == Engine::Local && state.config.ocr.mode != OcrMode::Off;
     checks.insert(
         "ocr",
         match ocr.unavailable() {
@@ -124,7 +123,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     let queue = store.queue_counts().await.ok();
     let body = json!({
         "status": if ready { "ready" } else { "not ready" },
-        "engine": state.config.engine.name(),
+        "engine": state.config.engine.as_str(),
         "checks": checks,
         "jobs_queued": queue.as_ref().map(|q| q.queued),
         "jobs_running": queue.as_ref().map(|q| q.running),

@@ -14,7 +14,7 @@ use axum::{
 use secrecy::ExposeSecret;
 
 use super::{AppError, AppState};
-use crate::engines::textract;
+use crate::domain::PageSource;
 
 /// Renders the current figures, read from the database (so every instance reports the same).
 pub async fn metrics(
@@ -33,7 +33,7 @@ pub async fn metrics(
     let queue = store.queue_counts().await?;
     let textract_pages = pages
         .iter()
-        .find(|(source, _)| source == textract::SOURCE)
+        .find(|(source, _)| source == PageSource::Textract.as_str())
         .map_or(0, |(_, n)| *n);
     let cost = estimated_cost(textract_pages, state.config.textract_price_per_1000_pages);
     let sent_this_month = store.textract_pages_this_month().await?;

@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Worker;
 use crate::{
+    domain::{Engine, PageSource},
     engines::{
         SandboxError,
         ocr::OcrSettings,
@@ -49,8 +50,8 @@ impl Outcome {
 }
 
 /// Counts a stored page by the engine that produced it.
-pub(super) fn count_page(source: &str) {
-    metrics::counter!("lector_pages_extracted_total", "source" => source.to_owned()).increment(1);
+pub(super) fn count_page(source: PageSource) {
+    metrics::counter!("lector_pages_extracted_total", "source" => source.as_str()).increment(1);
 }
 
 /// Most pages stored in one transaction.
@@ -69,7 +70,7 @@ pub(super) async fn store_pages(
     let ours = worker.store.insert_pages(job, &worker.id, pages).await?;
     if ours {
         for page in pages.iter() {
-            count_page(&page.source);
+            count_page(page.source);
         }
     }
     pages.clear();
@@ -105,18 +106,19 @@ async fn try_run(
     }
     let store = &worker.store;
     let document = store.get_document(&job.document_id).await?;
-    if document.engine == crate::engines::textract::SOURCE {
-        match super::textract::over_budget(worker, job, &document, document.page_count).await? {
-            // Textract takes a slot first: a document waiting for one stays `queued`.
-            None => return super::textract::run(worker, job, &document, shutdown).await,
-            Some(note) => {
-                tracing::info!(%note, "reading the document locally");
-                store.set_document_note(&document.id, Some(&note)).await?;
+    match document.engine {
+        Engine::Textract => {
+            match super::textract::over_budget(worker, job, &document, document.page_count).await? {
+                // Textract takes a slot first: a document waiting for one stays `queued`.
+                None => return super::textract::run(worker, job, &document, shutdown).await,
+                Some(note) => {
+                    tracing::info!(%note, "reading the document locally");
+                    store.set_document_note(&document.id, Some(&note)).await?;
+                }
             }
         }
-    }
-    if document.engine == super::hybrid::ENGINE {
-        return super::hybrid::run(worker, job, &document, shutdown).await;
+        Engine::Hybrid => return super::hybrid::run(worker, job, &document, shutdown).await,
+        Engine::Local => {}
     }
     if !store.start_document(job, &worker.id).await? {
         return Ok(Outcome::Lost);
@@ -392,7 +394,7 @@ async fn run_share(
         let page = NewPage {
             number: number as i32,
             text: String::new(),
-            source: crate::engines::ocr::SOURCE.into(),
+            source: crate::domain::PageSource::Ocr,
             extraction_ms: started.elapsed().as_millis() as i64,
             error: Some(reason),
             confidence: None,

@@ -9,9 +9,6 @@ use tokio_util::sync::CancellationToken;
 use super::{Outcome, Worker, extract::run_local};
 use crate::{domain::Document, engines::textract::TextractError, storage::ClaimedJob};
 
-/// The engine's name, as recorded on documents.
-pub const ENGINE: &str = "hybrid";
-
 /// How long copying the pages may take.
 const SPLIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 

@@ -11,7 +11,7 @@ use super::{Outcome, Worker};
 use crate::{
     blobs::S3Originals,
     domain::Document,
-    engines::textract::{JobState, SOURCE, Textract, TextractError},
+    engines::textract::{JobState, Textract, TextractError},
     storage::{ClaimedJob, NewPage},
 };
 
@@ -208,7 +208,7 @@ pub(super) async fn wait_and_store(
         let page = NewPage {
             number: number as i32,
             text: crate::engines::clean_text(page.text),
-            source: SOURCE.into(),
+            source: crate::domain::PageSource::Textract,
             extraction_ms: per_page_ms,
             error: page.error,
             confidence: page.confidence,

@@ -126,7 +126,7 @@ pub struct NewDocument {
     /// Pages in the PDF.
     pub page_count: i32,
     /// Engine to use.
-    pub engine: String,
+    pub engine: crate::domain::Engine,
     /// The user password that opens the PDF, kept so that workers (and re-process) can.
     pub pdf_password: Option<SecretString>,
     /// The S3 key of the original when it is stored on S3 (not in the database).
@@ -146,8 +146,8 @@ pub struct NewPage {
     pub number: i32,
     /// Extracted text.
     pub text: String,
-    /// Engine that produced it (`text_layer`, …).
-    pub source: String,
+    /// Engine that produced it.
+    pub source: crate::domain::PageSource,
     /// Milliseconds spent on it.
     pub extraction_ms: i64,
     /// Why it failed, if it did.
@@ -382,6 +382,8 @@ impl TryFrom<DocumentRow> for Document {
         let status = crate::domain::DocumentStatus::parse(&row.status).ok_or_else(|| {
             anyhow::anyhow!("unknown document status {:?} in the database", row.status)
         })?;
+        let engine = crate::domain::Engine::parse(&row.engine)
+            .ok_or_else(|| anyhow::anyhow!("unknown engine {:?} in the database", row.engine))?;
         Ok(Document {
             id: row.id,
             file_name: row.file_name,
@@ -392,7 +394,7 @@ impl TryFrom<DocumentRow> for Document {
             pages_failed: row.pages_failed,
             status,
             error: row.error,
-            engine: row.engine,
+            engine,
             blob_key: row.blob_key,
             owner_id: row.owner_id,
             ocr: crate::domain::ocr::OcrChoice {
@@ -423,19 +425,24 @@ struct PageRow {
     ocr_reason: Option<String>,
 }
 
-impl From<PageRow> for Page {
-    fn from(row: PageRow) -> Self {
-        Page {
+impl TryFrom<PageRow> for Page {
+    type Error = Error;
+
+    fn try_from(row: PageRow) -> Result<Self> {
+        let source = crate::domain::PageSource::parse(&row.source).ok_or_else(|| {
+            anyhow::anyhow!("unknown page source {:?} in the database", row.source)
+        })?;
+        Ok(Page {
             number: row.page_number,
             text: row.text,
-            source: row.source,
+            source,
             char_count: row.char_count,
             extraction_ms: row.extraction_ms,
             error: row.error,
             confidence: row.confidence,
             dpi: row.dpi,
             ocr_reason: row.ocr_reason,
-        }
+        })
     }
 }
 

@@ -329,7 +329,7 @@ impl super::search::SearchStore for PostgresStore {
                 .bind(&query)
                 .bind(request.owner_id)
                 .bind(request.filters.status.map(|s| s.as_str()))
-                .bind(request.filters.engine.as_deref())
+                .bind(request.filters.engine.map(crate::domain::Engine::as_str))
                 .bind(request.filters.uploaded_from)
                 .bind(request.filters.uploaded_before)
                 .bind(request.sort == crate::domain::search::SearchSort::Relevance)

@@ -291,7 +291,7 @@ macro_rules! store_impl {
                     .bind(&doc.sha256)
                     .bind(doc.size_bytes)
                     .bind(doc.page_count)
-                    .bind(&doc.engine)
+                    .bind(doc.engine.as_str())
                     .bind(
                         doc.pdf_password
                             .as_ref()
@@ -451,7 +451,7 @@ macro_rules! store_impl {
                 .bind(id)
                 .fetch_all(&self.pool)
                 .await?;
-                Ok(rows.into_iter().map(Into::into).collect())
+                rows.into_iter().map(TryInto::try_into).collect()
             }
 
             async fn stored_page_numbers(&self, id: &str) -> $crate::storage::Result<Vec<i32>> {
@@ -620,7 +620,7 @@ macro_rules! store_impl {
                         .bind(&job.document_id)
                         .bind(page.number)
                         .bind(&page.text)
-                        .bind(&page.source)
+                        .bind(page.source.as_str())
                         .bind(page.text.chars().count() as i32)
                         .bind(page.extraction_ms)
                         .bind(&page.error)

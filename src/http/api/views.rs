@@ -45,7 +45,7 @@ pub struct DocumentView {
     /// Hex SHA-256 of the original.
     pub sha256: String,
     /// Engine used.
-    pub engine: String,
+    pub engine: crate::domain::Engine,
     /// When and in which languages pages are OCR'd.
     pub ocr: crate::domain::ocr::OcrChoice,
     /// Something to know about how it was extracted (e.g. read locally because the Textract

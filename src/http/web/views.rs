@@ -39,7 +39,7 @@ impl From<&Document> for DocumentSummary {
             size: human_bytes(doc.size_bytes.max(0) as u64),
             status: doc.status.as_str(),
             status_label: doc.status_label(),
-            engine: doc.engine.clone(),
+            engine: doc.engine.as_str().into(),
             ocr_mode: doc.ocr.mode.as_str(),
             ocr_languages: doc.ocr.languages.clone(),
             uploaded_at: doc.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
@@ -72,7 +72,7 @@ impl From<Page> for PageSection {
             number: page.number,
             badge: page.badge(),
             details: page.badge_title(),
-            source: page.source.clone(),
+            source: page.source.as_str().into(),
             fragments: vec![Fragment {
                 text: page.text,
                 hit: false,
