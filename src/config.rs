@@ -11,7 +11,7 @@ use crate::{
 };
 
 /// `LECTOR_SEARCH_MAX_SCORED_PAGES`' default: at 200,000 pages it keeps broad Postgres
-/// queries under 100 ms p99 (README, benchmark 6); the search benchmark starts from it too.
+/// queries under 100 ms p99 (docs/benchmarks.md, benchmark 6); the search benchmark starts from it too.
 pub const DEFAULT_SEARCH_MAX_SCORED_PAGES: i64 = 2_000;
 
 /// Everything Lector reads from its environment. Built by [`Config::from_env`].
@@ -573,7 +573,7 @@ fn rds_url(get: &impl Fn(&str) -> Option<String>, host: &str) -> anyhow::Result<
     ))
 }
 
-/// Completion webhooks (see the README's "Webhooks").
+/// Completion webhooks (docs/webhooks.md).
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
     /// `LECTOR_WEBHOOK_ALLOW_PRIVATE`: allow URLs on loopback, private and link-local
@@ -772,5 +772,67 @@ mod tests {
     fn the_time_limit_grows_with_the_page_count() {
         let config = config(&[]).unwrap();
         assert!(config.extract_timeout(100) > config.extract_timeout(1));
+    }
+
+    #[test]
+    fn every_variable_config_reads_is_documented() {
+        use std::{cell::RefCell, collections::BTreeSet};
+        // Config is asked rather than its source searched, so a name built at run time or
+        // read through a helper counts too. The `RDS_*` variables and `LECTOR_DATABASE_SSLMODE`
+        // are read only when `RDS_HOSTNAME` is set without `DATABASE_URL`: a variable read only
+        // under some other condition needs its own case here.
+        let cases: &[&[(&str, &str)]] = &[
+            &[],
+            &[
+                ("RDS_HOSTNAME", "db.example"),
+                ("RDS_DB_NAME", "lector"),
+                ("RDS_USERNAME", "lector"),
+                ("RDS_PASSWORD", "secret"),
+            ],
+        ];
+        let asked = RefCell::new(BTreeSet::new());
+        for vars in cases {
+            Config::from_lookup(|name| {
+                asked.borrow_mut().insert(name.to_owned());
+                vars.iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| value.to_string())
+            })
+            .unwrap();
+        }
+        let mut names = asked.into_inner();
+        assert!(names.contains("LECTOR_DATABASE_SSLMODE"), "{names:?}");
+        // Read outside Config: by the command line (`extract`, `render`), by the log filter,
+        // and by the OCR engine (Tesseract's own variable).
+        names.extend(["LECTOR_PDF_PASSWORD", "RUST_LOG", "TESSDATA_PREFIX"].map(String::from));
+
+        let env_example = include_str!("../.env.example");
+        let in_env_example = |name: &str| {
+            env_example
+                .lines()
+                .map(|line| line.trim_start_matches(['#', ' ']))
+                .any(|line| line.starts_with(&format!("{name}=")))
+        };
+        // The first cell of a row of one of the tables in docs/configuration.md.
+        let table = include_str!("../docs/configuration.md");
+        let in_table = |name: &str| {
+            table
+                .lines()
+                .filter_map(|line| line.strip_prefix('|')?.split('|').next())
+                .any(|cell| cell.contains(&format!("`{name}`")))
+        };
+        let missing: Vec<String> = names
+            .iter()
+            .flat_map(|name| {
+                let env = (!in_env_example(name)).then(|| format!("{name} (.env.example)"));
+                let doc = (!in_table(name)).then(|| format!("{name} (docs/configuration.md)"));
+                env.into_iter().chain(doc)
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "read but not documented: {}",
+            missing.join(", ")
+        );
     }
 }

@@ -87,7 +87,7 @@ async fn seal_stored_secrets(connected: &Connected) -> anyhow::Result<()> {
         "LECTOR_SECRET_KEY must be set with Postgres: the secrets kept in the database (PDF \
          passwords, webhook signing secrets) are sealed under it, and every instance needs the \
          same key. Make one with `openssl rand -hex 32` (on Elastic Beanstalk the template keeps \
-         it in Secrets Manager; see the README)"
+         it in Secrets Manager; see docs/deploy.md)"
     );
     let sealed = connected.store.seal_stored_secrets().await?;
     if sealed > 0 {

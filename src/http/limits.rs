@@ -59,7 +59,7 @@ impl RateLimits {
 
     /// Counts a sign-up from `ip` against the log-ins' budget and against a tight hourly one
     /// of its own: a sign-up tells whether an e-mail has an account, so an address may ask a
-    /// few times an hour (the reason is in the README's security section).
+    /// few times an hour (the reason is in docs/security.md).
     pub fn check_signup(&self, ip: &str) -> Result<(), AppError> {
         let key = address_key(ip);
         check(&self.login_per_ip, &key)?;
