@@ -19,11 +19,11 @@ use std::{
 };
 
 use lector::{
+    app::search::SearchParams,
     domain::{
         User,
         ocr::{OcrChoice, OcrMode},
     },
-    search::SearchParams,
     storage::{NewDocument, NewPage, NewUser, Store},
 };
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -273,7 +273,7 @@ async fn measure(
     // Warm the caches once with every query, as a running server would be.
     for (_, params) in &queries {
         let valid = params.validate().unwrap();
-        lector::search::search(store.as_ref(), user, &valid, max_scored)
+        lector::app::search::search(store.as_ref(), user, &valid, max_scored)
             .await
             .unwrap();
     }
@@ -283,7 +283,7 @@ async fn measure(
     for (kind, params) in &queries {
         let valid = params.validate().unwrap();
         let started = Instant::now();
-        let results = lector::search::search(store.as_ref(), user, &valid, max_scored)
+        let results = lector::app::search::search(store.as_ref(), user, &valid, max_scored)
             .await
             .unwrap();
         let took = started.elapsed();

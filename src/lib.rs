@@ -1,24 +1,21 @@
 //! Lector turns multi-page PDFs into searchable text.
 //!
 //! Start at [`startup`]: it builds the [`http`] router over an [`http::AppState`] and starts the
-//! [`jobs`] workers. Uploads go through [`documents`] (the use cases) into [`storage`] (all
+//! [`jobs`] workers. Uploads go through [`app`] (the use cases) into [`storage`] (all
 //! SQL); workers run the [`engines`] in a sandboxed child process and write pages back.
 
-pub mod accounts;
+pub mod app;
 pub mod aws;
 pub mod blobs;
 pub mod cli;
 pub mod config;
 pub mod doctor;
-pub mod documents;
 pub mod domain;
 pub mod engines;
 pub mod http;
 pub mod jobs;
 pub mod sealing;
-pub mod search;
 pub mod sessions;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
-pub mod webhooks;

@@ -9,11 +9,11 @@ use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    accounts::Accounts,
+    app::accounts::Accounts,
+    app::documents::Documents,
     aws,
     blobs::{BlobStore, S3Originals},
     config::Config,
-    documents::Documents,
     domain::ocr::OcrMode,
     engines::{Sandbox, ocr::OcrAvailability, textract::Textract},
     http::{self, AppState},

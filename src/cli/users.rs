@@ -5,7 +5,7 @@
 use std::{io::IsTerminal, time::Duration};
 
 use crate::{
-    accounts::{Accounts, generate_password},
+    app::accounts::{Accounts, generate_password},
     config::Config,
     domain::User,
     startup,

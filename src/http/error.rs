@@ -10,7 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::{
-    documents::{ReprocessError, UploadError},
+    app::documents::{ReprocessError, UploadError},
     storage,
 };
 
@@ -78,17 +78,17 @@ impl From<storage::Error> for AppError {
     }
 }
 
-impl From<crate::search::SearchError> for AppError {
-    fn from(err: crate::search::SearchError) -> Self {
+impl From<crate::app::search::SearchError> for AppError {
+    fn from(err: crate::app::search::SearchError) -> Self {
         AppError::InvalidSearch(err.to_string())
     }
 }
 
-impl From<crate::webhooks::WebhookError> for AppError {
-    fn from(err: crate::webhooks::WebhookError) -> Self {
+impl From<crate::app::webhooks::WebhookError> for AppError {
+    fn from(err: crate::app::webhooks::WebhookError) -> Self {
         match err {
-            crate::webhooks::WebhookError::Storage(storage) => storage.into(),
-            crate::webhooks::WebhookError::NotFound => AppError::NoSuchWebhook,
+            crate::app::webhooks::WebhookError::Storage(storage) => storage.into(),
+            crate::app::webhooks::WebhookError::NotFound => AppError::NoSuchWebhook,
             refused => AppError::InvalidWebhook(refused.to_string()),
         }
     }

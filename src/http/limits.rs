@@ -1,7 +1,7 @@
 //! Abuse limits: log-in and sign-up attempts per client address, sign-ups per address and
 //! hour, uploads per user. GCRA rate limiters from `governor`, kept in this process (with
 //! several instances behind a load balancer, each enforces its own share). Wrong passwords
-//! are counted by the account use cases ([`crate::accounts::throttle`]).
+//! are counted by the account use cases ([`crate::app::accounts::throttle`]).
 
 use std::{num::NonZeroU32, time::Duration};
 
@@ -11,7 +11,7 @@ use governor::{
 };
 
 use super::AppError;
-use crate::{accounts::throttle::address_key, config::RateLimitSettings};
+use crate::{app::accounts::throttle::address_key, config::RateLimitSettings};
 
 /// The limiters of one process.
 pub struct RateLimits {

@@ -17,7 +17,11 @@ use tower_http::{
     trace::{DefaultOnResponse, TraceLayer},
 };
 
-use crate::{accounts::Accounts, config::Config, documents::Documents, storage::Store};
+use crate::{
+    app::{accounts::Accounts, documents::Documents},
+    config::Config,
+    storage::Store,
+};
 
 pub mod api;
 pub mod auth;
@@ -45,7 +49,7 @@ pub struct AppState {
     /// The account use cases.
     pub accounts: Accounts,
     /// The webhook use cases.
-    pub webhooks: crate::webhooks::Webhooks,
+    pub webhooks: crate::app::webhooks::Webhooks,
     /// Log-in and upload rate limits.
     pub limits: Arc<RateLimits>,
     /// Configuration.
@@ -61,7 +65,10 @@ impl AppState {
     /// The state over these use cases, with fresh rate limiters.
     pub fn new(documents: Documents, accounts: Accounts, config: Arc<Config>) -> Self {
         AppState {
-            webhooks: crate::webhooks::Webhooks::new(documents.store().clone(), config.clone()),
+            webhooks: crate::app::webhooks::Webhooks::new(
+                documents.store().clone(),
+                config.clone(),
+            ),
             documents,
             accounts,
             limits: Arc::new(RateLimits::new(&config.rate_limits)),

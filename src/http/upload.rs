@@ -6,7 +6,7 @@ use std::path::Path;
 use axum::extract::{Multipart, multipart::Field};
 
 use super::AppError;
-use crate::documents::{IncomingFile, IncomingFileWriter, OcrRequest, UploadError};
+use crate::app::documents::{IncomingFile, IncomingFileWriter, OcrRequest, UploadError};
 
 /// The fields of an upload: one or more files and an optional password.
 pub struct UploadForm {

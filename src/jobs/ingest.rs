@@ -9,8 +9,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    accounts::Accounts,
-    documents::{Documents, IncomingFileWriter, UploadError},
+    app::accounts::Accounts,
+    app::documents::{Documents, IncomingFileWriter, UploadError},
 };
 
 /// One object named by an S3 event.

@@ -270,7 +270,7 @@ pub struct TestUser {
 /// Adds an account straight through the library (like `lector user add`) and an API token.
 pub async fn create_account(config: &Config, email: &str) -> (lector::domain::User, String) {
     let store = lector::startup::connect(config).await.unwrap().store;
-    let accounts = lector::accounts::Accounts::new(store, Arc::new(config.clone()));
+    let accounts = lector::app::accounts::Accounts::new(store, Arc::new(config.clone()));
     let user = accounts.add_user(email, TEST_PASSWORD).await.unwrap();
     let (_, token) = accounts.create_token(&user, "tests").await.unwrap();
     (user, token)

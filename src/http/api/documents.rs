@@ -10,7 +10,7 @@ use validator::Validate;
 
 use super::views::{DocumentList, DocumentView, ListQuery, PageList};
 use crate::{
-    documents::UploadError,
+    app::documents::UploadError,
     http::{AppError, AppState, auth::ApiUser, downloads, error::Problem, upload::read_upload},
 };
 

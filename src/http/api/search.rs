@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 
 use super::views::DocumentView;
 use crate::{
+    app::search::{self, SearchParams},
     http::{AppError, AppState, auth::ApiUser, error::Problem},
-    search::{self, SearchParams},
 };
 
 /// One page of results.

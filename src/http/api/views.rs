@@ -155,9 +155,9 @@ pub struct ReprocessBody {
     pub ocr_languages: Option<String>,
 }
 
-impl From<ReprocessBody> for crate::documents::OcrRequest {
+impl From<ReprocessBody> for crate::app::documents::OcrRequest {
     fn from(body: ReprocessBody) -> Self {
-        crate::documents::OcrRequest {
+        crate::app::documents::OcrRequest {
             mode: body.ocr,
             languages: body.ocr_languages,
         }

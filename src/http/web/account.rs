@@ -12,7 +12,7 @@ use tower_sessions::Session;
 
 use super::{render, views::Nav};
 use crate::{
-    accounts::{PasswordChange, PasswordError},
+    app::accounts::{PasswordChange, PasswordError},
     domain::User,
     http::{
         AppError, AppState, HtmlError, HtmlForm,

@@ -11,7 +11,7 @@ use tower_sessions::Session;
 
 use super::{render, views::Nav};
 use crate::{
-    accounts::{LogIn, LogInAttempt, SignUpError},
+    app::accounts::{LogIn, LogInAttempt, SignUpError},
     http::{
         AppError, AppState, HtmlError, HtmlForm,
         auth::{
@@ -85,7 +85,7 @@ pub async fn login_page(
 }
 
 /// Checks the credentials: attempts are limited per client address, and wrong passwords
-/// slow down further tries for the account (see [`crate::accounts::throttle`]).
+/// slow down further tries for the account (see [`crate::app::accounts::throttle`]).
 pub async fn login(
     State(state): State<AppState>,
     session: Session,

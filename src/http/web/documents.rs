@@ -14,7 +14,7 @@ use super::{
     views::{DocumentSummary, Nav, PageSection, SearchNote},
 };
 use crate::{
-    documents::{OcrRequest, ReprocessError, UploadError, human_bytes},
+    app::documents::{OcrRequest, ReprocessError, UploadError, human_bytes},
     domain::{User, upload::clean_file_name},
     http::{
         AppError, AppState, HtmlError, HtmlForm, auth::CurrentUser, downloads,
@@ -239,7 +239,7 @@ async fn document_page(
     let document = state.documents.get_owned(user, &id).await?;
     let pages = state.store().list_pages(&id).await?;
     let highlights = match search.map(str::trim).filter(|q| !q.is_empty()) {
-        Some(q) => crate::search::highlight(state.store().as_ref(), &id, q)
+        Some(q) => crate::app::search::highlight(state.store().as_ref(), &id, q)
             .await?
             .map(|pages| (q, pages)),
         None => None,

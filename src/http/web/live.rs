@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{documents::ProgressFragment, render, views::DocumentSummary};
 use crate::{
-    documents::Documents,
+    app::documents::Documents,
     domain::{DocumentStatus, User},
     http::{AppState, HtmlError, auth::CurrentUser},
 };

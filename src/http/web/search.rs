@@ -13,8 +13,8 @@ use super::{
     views::{Nav, SearchForm, SearchResultRow},
 };
 use crate::{
+    app::search::{self, SearchParams},
     http::{AppState, HtmlError, auth::CurrentUser},
-    search::{self, SearchParams},
 };
 
 #[derive(Template)]

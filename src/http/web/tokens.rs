@@ -14,7 +14,7 @@ use super::{
     views::{Nav, TokenRow},
 };
 use crate::{
-    accounts::TokenError,
+    app::accounts::TokenError,
     domain::User,
     http::{AppError, AppState, HtmlError, HtmlForm, auth::CurrentUser},
     sessions::{set_flash, take_flash},

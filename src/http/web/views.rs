@@ -3,7 +3,7 @@
 use tower_sessions::Session;
 
 use crate::{
-    documents::human_bytes,
+    app::documents::human_bytes,
     domain::{
         ApiToken, Document, Page, User,
         search::{Fragment, Highlighted},
@@ -282,8 +282,8 @@ pub struct SearchForm {
     pub to: String,
 }
 
-impl From<&crate::search::SearchParams> for SearchForm {
-    fn from(params: &crate::search::SearchParams) -> Self {
+impl From<&crate::app::search::SearchParams> for SearchForm {
+    fn from(params: &crate::app::search::SearchParams) -> Self {
         SearchForm {
             q: params.q.clone().unwrap_or_default(),
             statuses: options(
@@ -334,7 +334,7 @@ pub struct HitRow {
 
 impl SearchResultRow {
     /// The row of `found`, its links carrying `q` so that the hits are highlighted there.
-    pub fn new(found: crate::search::DocumentResult, q: &str) -> Self {
+    pub fn new(found: crate::app::search::DocumentResult, q: &str) -> Self {
         let doc = &found.document;
         let first_page = found.hits.first().map_or(1, |h| h.page_number);
         let matching = match found.matching_pages {
@@ -342,7 +342,7 @@ impl SearchResultRow {
             n => format!("{n} matching pages"),
         };
         SearchResultRow {
-            link: crate::search::page_link(&doc.id, q, first_page),
+            link: crate::app::search::page_link(&doc.id, q, first_page),
             details: format!(
                 "{matching} of {} · {} · uploaded {}",
                 doc.page_count,
@@ -356,7 +356,7 @@ impl SearchResultRow {
                 .into_iter()
                 .map(|hit| HitRow {
                     page: hit.page_number,
-                    link: crate::search::page_link(&doc.id, q, hit.page_number),
+                    link: crate::app::search::page_link(&doc.id, q, hit.page_number),
                     fragments: hit.snippet.0,
                 })
                 .collect(),

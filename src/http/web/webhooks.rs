@@ -15,10 +15,10 @@ use super::{
     views::{DeliveryRow, Nav, WebhookRow},
 };
 use crate::{
+    app::webhooks::WebhookError,
     domain::User,
     http::{AppError, AppState, HtmlError, HtmlForm, auth::CurrentUser},
     sessions::{set_flash, take_flash},
-    webhooks::WebhookError,
 };
 
 /// A webhook just registered: its secret is on this one page and nowhere else.
