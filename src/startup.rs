@@ -9,8 +9,7 @@ use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    app::accounts::Accounts,
-    app::documents::Documents,
+    app::{App, accounts::Accounts},
     aws,
     blobs::{BlobStore, S3Originals},
     config::Config,
@@ -202,8 +201,7 @@ async fn check_aws(engines: &Engines) -> anyhow::Result<()> {
 struct Services {
     connected: Connected,
     engines: Engines,
-    documents: Documents,
-    accounts: Accounts,
+    app: App,
     /// Cancelled on shutdown: workers, senders and consumers stop taking work.
     stop: CancellationToken,
     /// Finishes once every worker has stopped.
@@ -228,16 +226,13 @@ async fn start_services(config: &Arc<Config>) -> anyhow::Result<Services> {
     let stop = CancellationToken::new();
     spawn_notice_consumer(config, &connected.store, &engines, &stop);
     spawn_queue_report(connected.store.clone(), stop.clone());
-    let documents = Documents::new(
+    let app = App::new(
         connected.store.clone(),
-        engines.blobs.clone(),
-        engines.sandbox.clone(),
-        engines.ocr.clone(),
+        &engines,
         config.clone(),
         work_available.clone(),
     );
-    let accounts = Accounts::new(connected.store.clone(), config.clone());
-    spawn_ingest_consumer(config, &documents, &accounts, &engines, &stop);
+    spawn_ingest_consumer(config, &app, &engines, &stop);
     jobs::webhooks::spawn_senders(connected.store.clone(), config, stop.clone())?;
     let workers = jobs::spawn_workers(
         config.workers,
@@ -250,8 +245,7 @@ async fn start_services(config: &Arc<Config>) -> anyhow::Result<Services> {
     Ok(Services {
         connected,
         engines,
-        documents,
-        accounts,
+        app,
         stop,
         workers,
     })
@@ -277,9 +271,7 @@ pub async fn run(
     {
         tracing::warn!(%error, "could not start the upload checkers ahead of time");
     }
-    let state = AppState::new(services.documents, services.accounts, config.clone())
-        .with_textract(services.engines.textract.clone())
-        .with_stopping(stop.clone());
+    let state = AppState::new(services.app, config.clone()).with_stopping(stop.clone());
     spawn_rate_limit_cleanup(state.limits.clone(), state.accounts.clone(), stop.clone());
     let app = http::router(state, services.connected.sessions);
     tracing::info!(address = %listener.local_addr()?, database = services.connected.store.backend(), workers = config.workers, "lector is listening");
@@ -329,21 +321,15 @@ fn spawn_notice_consumer(
 }
 
 /// One consumer of S3 `ObjectCreated` events per process, when ingestion is configured.
-fn spawn_ingest_consumer(
-    config: &Config,
-    documents: &Documents,
-    accounts: &Accounts,
-    engines: &Engines,
-    stop: &CancellationToken,
-) {
+fn spawn_ingest_consumer(config: &Config, app: &App, engines: &Engines, stop: &CancellationToken) {
     if let (Some(queue_url), Some(sqs), Some(s3)) = (
         &config.ingest_sqs_queue_url,
         &engines.sqs,
         engines.blobs.s3(),
     ) {
         tokio::spawn(jobs::ingest::consume(
-            documents.clone(),
-            accounts.clone(),
+            app.documents.clone(),
+            app.accounts.clone(),
             s3.client().clone(),
             sqs.clone(),
             queue_url.clone(),

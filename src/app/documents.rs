@@ -8,10 +8,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
 use crate::{
-    blobs::BlobStore,
+    blobs::{BlobStore, ByteStream},
     config::Config,
     domain::{
-        Document, Engine, User,
+        Document, Engine, Page, PageSource, User,
         ocr::{OcrChoice, OcrMode, parse_languages},
         upload,
     },
@@ -158,30 +158,6 @@ pub enum UploadError {
     Internal(#[from] anyhow::Error),
 }
 
-impl UploadError {
-    /// A stable machine-readable name for the API.
-    pub fn code(&self) -> &'static str {
-        match self {
-            UploadError::NoFile => "no-file",
-            UploadError::Empty => "empty-file",
-            UploadError::NotPdf => "not-a-pdf",
-            UploadError::TooLarge { .. } => "too-large",
-            UploadError::TooManyPages { .. } => "too-many-pages",
-            UploadError::TooManyFiles { .. } => "too-many-files",
-            UploadError::EngineLimit(_) => "engine-limit",
-            UploadError::InvalidOcr(_) => "invalid-ocr-settings",
-            UploadError::Refused(OpenError::PasswordRequired) => "password-required",
-            UploadError::Refused(OpenError::WrongPassword) => "wrong-password",
-            UploadError::Refused(OpenError::NoPages) => "no-pages",
-            UploadError::Refused(OpenError::Unreadable(_)) | UploadError::ParserFailed(_) => {
-                "unreadable-pdf"
-            }
-            UploadError::BadRequest(_) => "bad-request",
-            UploadError::Internal(_) => "internal",
-        }
-    }
-}
-
 impl From<storage::Error> for UploadError {
     fn from(err: storage::Error) -> Self {
         UploadError::Internal(anyhow::Error::new(err))
@@ -240,6 +216,17 @@ pub struct Uploaded {
     pub duplicate: bool,
 }
 
+/// One page of an account's documents.
+#[derive(Debug)]
+pub struct Listing {
+    /// The documents on it, newest first.
+    pub documents: Vec<Document>,
+    /// Its number, from 1.
+    pub page: i64,
+    /// How many pages there are (at least 1).
+    pub total_pages: i64,
+}
+
 /// Document use cases over one store.
 #[derive(Clone)]
 pub struct Documents {
@@ -287,9 +274,61 @@ impl Documents {
         Ok(document)
     }
 
-    /// The store, for reads that need no rules.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    /// How many documents `user` has.
+    pub async fn count(&self, user: &User) -> storage::Result<i64> {
+        self.store.count_documents(&user.id).await
+    }
+
+    /// Page `page` (from 1, clamped to the pages there are) of `user`'s documents, newest
+    /// first, `per_page` a page: the web index.
+    pub async fn listing(&self, user: &User, page: i64, per_page: i64) -> storage::Result<Listing> {
+        let total = self.store.count_documents(&user.id).await?;
+        let total_pages = ((total + per_page - 1) / per_page).max(1);
+        let page = page.clamp(1, total_pages);
+        let documents = self
+            .store
+            .list_documents_at(&user.id, (page - 1) * per_page, per_page)
+            .await?;
+        Ok(Listing {
+            documents,
+            page,
+            total_pages,
+        })
+    }
+
+    /// Up to `limit` of `user`'s documents, newest first, after the one whose id is `cursor`;
+    /// the cursor of the next batch when there are more: the API's list.
+    pub async fn list_after(
+        &self,
+        user: &User,
+        cursor: Option<&str>,
+        limit: i64,
+    ) -> storage::Result<(Vec<Document>, Option<String>)> {
+        let mut documents = self
+            .store
+            .list_documents(&user.id, cursor, limit + 1)
+            .await?;
+        let next_cursor = (documents.len() as i64 > limit)
+            .then(|| {
+                documents.truncate(limit as usize);
+                documents.last().map(|d| d.id.clone())
+            })
+            .flatten();
+        Ok((documents, next_cursor))
+    }
+
+    /// The pages of a document already checked to be the caller's.
+    pub async fn pages(&self, document: &Document) -> storage::Result<Vec<Page>> {
+        self.store.list_pages(&document.id).await
+    }
+
+    /// How many of a document's stored pages Textract read (they are what it cost).
+    pub async fn textract_pages(&self, document: &Document) -> storage::Result<i64> {
+        let by_source = self.store.document_pages_by_source(&document.id).await?;
+        Ok(by_source
+            .iter()
+            .find(|(source, _)| source == PageSource::Textract.as_str())
+            .map_or(0, |(_, n)| *n))
     }
 
     /// Checks an upload and stores it with its job, or finds the same bytes already stored.
@@ -465,8 +504,8 @@ impl Documents {
         self.blobs.forget(self.store.as_ref(), document).await
     }
 
-    /// The original of a document as a streamed body.
-    pub async fn original(&self, document: &Document) -> storage::Result<axum::body::Body> {
+    /// The original of a document, a piece at a time.
+    pub async fn original(&self, document: &Document) -> storage::Result<ByteStream> {
         self.blobs.download(self.store.clone(), document).await
     }
 }
@@ -523,10 +562,10 @@ mod tests {
             encrypted: true,
             ..fine
         };
-        assert_eq!(
-            check_textract_limits(1000, &locked).unwrap_err().code(),
-            "engine-limit"
-        );
+        assert!(matches!(
+            check_textract_limits(1000, &locked),
+            Err(UploadError::EngineLimit(_))
+        ));
         let owner_only = Inspection {
             encrypted: true,
             ..fine

@@ -1,12 +1,13 @@
 //! The search use case shared by the web UI and the API: read the request (query, filters,
 //! order, page), ask the store for the matching documents and their best pages.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    config::Config,
     domain::{
         Document, DocumentStatus, Engine, User,
         search::{Highlighted, QueryError, SearchFilters, SearchQuery, SearchSort},
@@ -22,7 +23,7 @@ pub const MAX_PER_PAGE: i64 = 50;
 pub const HITS_PER_DOCUMENT: i64 = 3;
 
 /// A search as it arrives in a URL's query string (the web form and the API share it).
-#[derive(Debug, Default, Clone, Deserialize, Serialize, utoipa::IntoParams)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 pub struct SearchParams {
     /// Words, "phrases", -excluded words, `or` between alternatives.
     pub q: Option<String>,
@@ -189,6 +190,42 @@ pub struct PageHit {
     pub snippet: Highlighted,
 }
 
+/// Search over one store, ranking at most `LECTOR_SEARCH_MAX_SCORED_PAGES` matching pages.
+#[derive(Clone)]
+pub struct Search {
+    store: Arc<dyn Store>,
+    max_scored_pages: i64,
+}
+
+impl Search {
+    /// Search over `store` with the configured ranking limit.
+    pub fn new(store: Arc<dyn Store>, config: &Config) -> Self {
+        Search {
+            store,
+            max_scored_pages: config.search_max_scored_pages,
+        }
+    }
+
+    /// How many matching pages one search ranks at most.
+    pub fn max_scored_pages(&self) -> i64 {
+        self.max_scored_pages
+    }
+
+    /// One page of results of `search` over `owner`'s documents.
+    pub async fn run(&self, owner: &User, search: &ValidSearch) -> storage::Result<SearchResults> {
+        self::search(self.store.as_ref(), owner, search, self.max_scored_pages).await
+    }
+
+    /// The matching pages of `document` with every hit of `q` marked.
+    pub async fn highlight(
+        &self,
+        document: &Document,
+        q: &str,
+    ) -> storage::Result<Option<Vec<(i32, Highlighted)>>> {
+        highlight(self.store.as_ref(), &document.id, q).await
+    }
+}
+
 /// Runs `search` over `owner`'s documents, ranking at most `max_scored_pages` matching
 /// pages (`LECTOR_SEARCH_MAX_SCORED_PAGES`).
 pub async fn search(
@@ -262,13 +299,6 @@ pub async fn search(
         total_is_exact: found.complete,
         documents,
     })
-}
-
-/// The document page opened at page `number` with the hits of `q` highlighted: where
-/// every search result links to, from the web UI and the API.
-pub fn page_link(document_id: &str, q: &str, number: i32) -> String {
-    let query = serde_urlencoded::to_string([("q", q)]).unwrap_or_default();
-    format!("/documents/{document_id}?{query}#page-{number}")
 }
 
 /// The matching pages of one document with every hit marked (the document page, opened from
@@ -347,7 +377,6 @@ mod tests {
             serde_urlencoded::to_string(&params).unwrap(),
             "q=due+date&page=2"
         );
-        assert_eq!(page_link("d1", "a&b", 3), "/documents/d1?q=a%26b#page-3");
     }
 
     #[test]

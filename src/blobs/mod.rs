@@ -5,8 +5,8 @@
 use std::{path::Path, sync::Arc};
 
 use anyhow::Context;
-use axum::body::{Body, Bytes};
-use futures_util::stream;
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt, stream, stream::BoxStream};
 use tokio::io::AsyncWriteExt;
 
 use crate::{
@@ -14,6 +14,9 @@ use crate::{
     domain::Document,
     storage::{self, Store},
 };
+
+/// An original read back a piece at a time.
+pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
 
 /// Originals on S3, under `prefix` in `bucket`.
 #[derive(Debug, Clone)]
@@ -252,11 +255,15 @@ impl BlobStore {
         Ok(())
     }
 
-    /// The original of `doc` as a streamed response body.
-    pub async fn download(&self, store: Arc<dyn Store>, doc: &Document) -> storage::Result<Body> {
+    /// The original of `doc`, a piece at a time.
+    pub async fn download(
+        &self,
+        store: Arc<dyn Store>,
+        doc: &Document,
+    ) -> storage::Result<ByteStream> {
         if let Some(key) = &doc.blob_key {
             let body = self.s3_for(key)?.get(key).await?.into_async_read();
-            return Ok(Body::from_stream(tokio_util::io::ReaderStream::new(body)));
+            return Ok(tokio_util::io::ReaderStream::new(body).boxed());
         }
         let chunks = store.blob_chunk_count(&doc.id).await?;
         let id = doc.id.clone();
@@ -270,7 +277,7 @@ impl BlobStore {
                 Ok(Some((Bytes::from(chunk), seq + 1)))
             }
         });
-        Ok(Body::from_stream(pieces))
+        Ok(pieces.map_err(std::io::Error::other).boxed())
     }
 
     /// Removes the S3 object of a deleted document when no other document uses it.

@@ -21,7 +21,7 @@ pub fn attachment(file_name: &str) -> HeaderValue {
 
 /// The original PDF, streamed from storage chunk by chunk.
 pub async fn original_pdf(state: &AppState, document: Document) -> Result<Response, AppError> {
-    let body = state.documents.original(&document).await?;
+    let body = axum::body::Body::from_stream(state.documents.original(&document).await?);
     Ok((
         [
             (
@@ -49,7 +49,7 @@ pub async fn plain_text(
     document: Document,
     as_attachment: bool,
 ) -> Result<Response, AppError> {
-    let pages = state.store().list_pages(&document.id).await?;
+    let pages = state.documents.pages(&document).await?;
     let text = pages
         .iter()
         .map(|p| p.text.as_str())

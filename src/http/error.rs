@@ -156,7 +156,7 @@ impl AppError {
             AppError::Forbidden(_) => "forbidden",
             AppError::TooManyRequests { .. } => "rate-limited",
             AppError::Internal(_) => "internal",
-            AppError::Upload(upload) => upload.code(),
+            AppError::Upload(upload) => upload_code(upload),
         }
     }
 
@@ -265,5 +265,26 @@ impl IntoResponse for HtmlError {
         };
         self.0.add_headers(&mut response);
         response
+    }
+}
+
+/// A stable machine-readable name for an upload's refusal, for the API.
+fn upload_code(error: &UploadError) -> &'static str {
+    match error {
+        UploadError::NoFile => "no-file",
+        UploadError::Empty => "empty-file",
+        UploadError::NotPdf => "not-a-pdf",
+        UploadError::TooLarge { .. } => "too-large",
+        UploadError::TooManyPages { .. } => "too-many-pages",
+        UploadError::TooManyFiles { .. } => "too-many-files",
+        UploadError::EngineLimit(_) => "engine-limit",
+        UploadError::InvalidOcr(_) => "invalid-ocr-settings",
+        UploadError::Refused(crate::engines::OpenError::PasswordRequired) => "password-required",
+        UploadError::Refused(crate::engines::OpenError::WrongPassword) => "wrong-password",
+        UploadError::Refused(crate::engines::OpenError::NoPages) => "no-pages",
+        UploadError::Refused(crate::engines::OpenError::Unreadable(_))
+        | UploadError::ParserFailed(_) => "unreadable-pdf",
+        UploadError::BadRequest(_) => "bad-request",
+        UploadError::Internal(_) => "internal",
     }
 }

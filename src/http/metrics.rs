@@ -14,7 +14,7 @@ use axum::{
 use secrecy::ExposeSecret;
 
 use super::{AppError, AppState};
-use crate::domain::PageSource;
+use crate::app::status::Figures;
 
 /// Renders the current figures, read from the database (so every instance reports the same).
 pub async fn metrics(
@@ -27,18 +27,19 @@ pub async fn metrics(
             return Err(AppError::Unauthorized { invalid: true });
         }
     }
-    let store = state.store();
-    let documents = store.documents_by_status().await?;
-    let pages = store.pages_by_source().await?;
-    let queue = store.queue_counts().await?;
-    let textract_pages = pages
-        .iter()
-        .find(|(source, _)| source == PageSource::Textract.as_str())
-        .map_or(0, |(_, n)| *n);
-    let cost = estimated_cost(textract_pages, state.config.textract_price_per_1000_pages);
-    let sent_this_month = store.textract_pages_this_month().await?;
-    let queue_age = store.queue_age_seconds().await?;
+    let mut out = render(&state.status.figures().await?);
+    out.push_str(&crate::telemetry::prometheus().render());
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    ))
+}
 
+/// The database's figures in the Prometheus text format.
+fn render(figures: &Figures) -> String {
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, rows: &[(String, i64)], label: &str| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
@@ -49,20 +50,27 @@ pub async fn metrics(
     gauge(
         "lector_documents",
         "Documents by status.",
-        &documents,
+        &figures.documents_by_status,
         "status",
     );
     gauge(
         "lector_pages",
         "Stored pages by the engine that produced them.",
-        &pages,
+        &figures.pages_by_source,
         "source",
     );
     let jobs = [
-        ("queued".to_owned(), queue.queued),
-        ("running".to_owned(), queue.running),
+        ("queued".to_owned(), figures.queue.queued),
+        ("running".to_owned(), figures.queue.running),
     ];
     gauge("lector_jobs", "Extraction jobs by state.", &jobs, "state");
+    let Figures {
+        queue_age_seconds: queue_age,
+        textract_pages,
+        textract_estimated_cost_usd: cost,
+        textract_pages_this_month: sent_this_month,
+        ..
+    } = figures;
     let _ = writeln!(
         out,
         "# HELP lector_queue_age_seconds How long the longest-waiting due job has waited.\n\
@@ -77,35 +85,12 @@ pub async fn metrics(
          # HELP lector_textract_pages_this_month Pages sent to Textract this calendar month (UTC).\n\
          # TYPE lector_textract_pages_this_month gauge\nlector_textract_pages_this_month {sent_this_month}"
     );
-    if let Some(budget) = state.config.textract_monthly_page_budget {
+    if let Some(budget) = figures.textract_monthly_page_budget {
         let _ = writeln!(
             out,
             "# HELP lector_textract_monthly_page_budget LECTOR_TEXTRACT_MONTHLY_PAGE_BUDGET.\n\
              # TYPE lector_textract_monthly_page_budget gauge\nlector_textract_monthly_page_budget {budget}"
         );
     }
-    out.push_str(&crate::telemetry::prometheus().render());
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        out,
-    ))
-}
-
-/// USD for `pages` at `price_per_1000` per thousand pages.
-pub fn estimated_cost(pages: i64, price_per_1000: f64) -> f64 {
-    pages as f64 * price_per_1000 / 1000.0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cost_is_priced_per_thousand_pages() {
-        assert!((estimated_cost(2000, 1.5) - 3.0).abs() < 1e-9);
-        assert_eq!(estimated_cost(0, 1.5), 0.0);
-    }
+    out
 }

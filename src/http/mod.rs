@@ -18,9 +18,11 @@ use tower_http::{
 };
 
 use crate::{
-    app::{accounts::Accounts, documents::Documents},
+    app::{
+        App, accounts::Accounts, documents::Documents, search::Search, status::Status,
+        webhooks::Webhooks,
+    },
     config::Config,
-    storage::Store,
 };
 
 pub mod api;
@@ -31,6 +33,7 @@ mod error;
 mod extract;
 mod health;
 mod limits;
+mod links;
 mod metrics;
 mod observe;
 pub mod server;
@@ -48,14 +51,16 @@ pub struct AppState {
     pub documents: Documents,
     /// The account use cases.
     pub accounts: Accounts,
+    /// Search over an account's documents.
+    pub search: Search,
     /// The webhook use cases.
-    pub webhooks: crate::app::webhooks::Webhooks,
+    pub webhooks: Webhooks,
+    /// Readiness and the figures behind `/metrics`.
+    pub status: Status,
     /// Log-in and upload rate limits.
     pub limits: Arc<RateLimits>,
     /// Configuration.
     pub config: Arc<Config>,
-    /// Textract, when configured: `/readyz` checks that it answers.
-    pub textract: Option<crate::engines::textract::Textract>,
     /// Cancelled when the server starts shutting down: long-lived responses (event
     /// streams) end so that the graceful shutdown does not wait for them.
     pub stopping: tokio_util::sync::CancellationToken,
@@ -63,17 +68,15 @@ pub struct AppState {
 
 impl AppState {
     /// The state over these use cases, with fresh rate limiters.
-    pub fn new(documents: Documents, accounts: Accounts, config: Arc<Config>) -> Self {
+    pub fn new(app: App, config: Arc<Config>) -> Self {
         AppState {
-            webhooks: crate::app::webhooks::Webhooks::new(
-                documents.store().clone(),
-                config.clone(),
-            ),
-            documents,
-            accounts,
+            documents: app.documents,
+            accounts: app.accounts,
+            search: app.search,
+            webhooks: app.webhooks,
+            status: app.status,
             limits: Arc::new(RateLimits::new(&config.rate_limits)),
             config,
-            textract: None,
             stopping: tokio_util::sync::CancellationToken::new(),
         }
     }
@@ -82,17 +85,6 @@ impl AppState {
     pub fn with_stopping(mut self, stopping: tokio_util::sync::CancellationToken) -> Self {
         self.stopping = stopping;
         self
-    }
-
-    /// Lets `/readyz` check `textract`.
-    pub fn with_textract(mut self, textract: Option<crate::engines::textract::Textract>) -> Self {
-        self.textract = textract;
-        self
-    }
-
-    /// The store, for plain reads.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        self.documents.store()
     }
 }
 

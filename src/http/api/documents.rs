@@ -63,17 +63,13 @@ pub async fn list(
         .validate()
         .map_err(|e| AppError::BadRequest(e.to_string()))?;
     let limit = query.limit.unwrap_or(50);
-    let mut documents = state
-        .store()
-        .list_documents(&user.id, query.cursor.as_deref(), limit + 1)
+    let (documents, next_cursor) = state
+        .documents
+        .list_after(&user, query.cursor.as_deref(), limit)
         .await?;
-    let next_cursor = (documents.len() as i64 > limit).then(|| {
-        documents.truncate(limit as usize);
-        documents.last().map(|d| d.id.clone())
-    });
     Ok(Json(DocumentList {
         documents: documents.into_iter().map(DocumentView::new).collect(),
-        next_cursor: next_cursor.flatten(),
+        next_cursor,
     }))
 }
 
@@ -99,7 +95,7 @@ pub async fn pages(
     Path(id): Path<String>,
 ) -> Result<Json<PageList>, AppError> {
     let document = state.documents.get_owned(&user, &id).await?;
-    let pages = state.store().list_pages(&document.id).await?;
+    let pages = state.documents.pages(&document).await?;
     Ok(Json(PageList {
         document_id: document.id,
         pages,

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::views::DocumentView;
 use crate::{
-    app::search::{self, SearchParams},
+    app::search::SearchParams,
     http::{AppError, AppState, auth::ApiUser, error::Problem},
 };
 
@@ -65,7 +65,17 @@ pub struct PageHitView {
 /// Search the text of your documents: words (all must occur on a page), "phrases",
 /// -excluded words, and `or` between alternatives (Postgres `websearch_to_tsquery` syntax,
 /// with English stemming). Results are grouped by document, each with its best pages.
-#[utoipa::path(get, path = "/search", tag = "search", params(SearchParams),
+#[utoipa::path(get, path = "/search", tag = "search",
+    params(
+        ("q" = Option<String>, Query, description = "Words, \"phrases\", -excluded words, `or` between alternatives."),
+        ("status" = Option<String>, Query, description = "Only documents in this state: queued, processing, done, failed, cancelled."),
+        ("engine" = Option<String>, Query, description = "Only documents read by this engine: local, textract, hybrid."),
+        ("from" = Option<String>, Query, description = "Uploaded on or after this day (YYYY-MM-DD, UTC)."),
+        ("to" = Option<String>, Query, description = "Uploaded on or before this day (YYYY-MM-DD, UTC)."),
+        ("sort" = Option<String>, Query, description = "`relevance` (default) or `date` (newest first)."),
+        ("page" = Option<i64>, Query, description = "Page of results, from 1."),
+        ("per_page" = Option<i64>, Query, description = "Documents per page, 1 to 50 (default 10)."),
+    ),
     responses((status = 200, body = SearchResultsView),
         (status = 400, description = "Empty or malformed query, unknown filter value", body = Problem)))]
 pub async fn search(
@@ -75,13 +85,7 @@ pub async fn search(
 ) -> Result<Json<SearchResultsView>, AppError> {
     let Query(params) = params.map_err(|e| AppError::InvalidSearch(e.body_text()))?;
     let valid = params.validate()?;
-    let results = search::search(
-        state.store().as_ref(),
-        &user,
-        &valid,
-        state.config.search_max_scored_pages,
-    )
-    .await?;
+    let results = state.search.run(&user, &valid).await?;
     let seen = (valid.page - 1) * valid.per_page + results.documents.len() as i64;
     Ok(Json(SearchResultsView {
         query: valid.query.text.clone(),
@@ -107,7 +111,11 @@ pub async fn search(
                             score: hit.score,
                             snippet: hit.snippet.plain(),
                             snippet_html: hit.snippet.to_html(),
-                            html: search::page_link(&id, &valid.query.text, hit.page_number),
+                            html: crate::http::links::page_link(
+                                &id,
+                                &valid.query.text,
+                                hit.page_number,
+                            ),
                         })
                         .collect(),
                 }

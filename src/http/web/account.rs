@@ -189,7 +189,7 @@ async fn delete_page(
     Ok(ConfirmDeletePage {
         nav: Nav::new(session, Some(user)).await?,
         email: user.email.clone(),
-        documents: state.store().count_documents(&user.id).await?,
+        documents: state.documents.count(user).await?,
         error,
     })
 }

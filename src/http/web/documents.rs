@@ -17,8 +17,7 @@ use crate::{
     app::documents::{OcrRequest, ReprocessError, UploadError, human_bytes},
     domain::{User, upload::clean_file_name},
     http::{
-        AppError, AppState, HtmlError, HtmlForm, auth::CurrentUser, downloads,
-        metrics::estimated_cost, upload::read_upload,
+        AppError, AppState, HtmlError, HtmlForm, auth::CurrentUser, downloads, upload::read_upload,
     },
     sessions::{set_flash, take_flash},
 };
@@ -99,19 +98,17 @@ async fn index_page(
     page: i64,
     errors: Vec<String>,
 ) -> Result<IndexPage, HtmlError> {
-    let total = state.store().count_documents(&user.id).await?;
-    let total_pages = ((total + PER_PAGE - 1) / PER_PAGE).max(1);
-    let page = page.clamp(1, total_pages);
-    let documents = state
-        .store()
-        .list_documents_at(&user.id, (page - 1) * PER_PAGE, PER_PAGE)
-        .await?;
+    let listing = state.documents.listing(user, page, PER_PAGE).await?;
     Ok(IndexPage {
         nav: Nav::new(session, Some(user)).await?,
         flash: take_flash(session).await,
-        documents: documents.iter().map(DocumentSummary::from).collect(),
-        page,
-        total_pages,
+        documents: listing
+            .documents
+            .iter()
+            .map(DocumentSummary::from)
+            .collect(),
+        page: listing.page,
+        total_pages: listing.total_pages,
         errors,
         max_upload: human_bytes(state.config.max_upload_bytes),
         max_pages: state.config.max_pages,
@@ -235,24 +232,20 @@ async fn document_page(
     form_error: Option<String>,
     search: Option<&str>,
 ) -> Result<Html<String>, HtmlError> {
-    let id = id.to_owned();
-    let document = state.documents.get_owned(user, &id).await?;
-    let pages = state.store().list_pages(&id).await?;
+    let document = state.documents.get_owned(user, id).await?;
+    let pages = state.documents.pages(&document).await?;
     let highlights = match search.map(str::trim).filter(|q| !q.is_empty()) {
-        Some(q) => crate::app::search::highlight(state.store().as_ref(), &id, q)
-            .await?
-            .map(|pages| (q, pages)),
+        Some(q) => (state.search.highlight(&document, q).await?).map(|pages| (q, pages)),
         None => None,
     };
-    let by_source = state.store().document_pages_by_source(&id).await?;
-    let textract_pages = by_source
-        .iter()
-        .find(|(s, _)| s == "textract")
-        .map_or(0, |(_, n)| *n);
+    let textract_pages = state.documents.textract_pages(&document).await?;
     render(&DocumentPage {
         nav: Nav::new(session, Some(user)).await?,
         textract_note: (textract_pages > 0).then(|| {
-            let cost = estimated_cost(textract_pages, state.config.textract_price_per_1000_pages);
+            let cost = crate::app::status::estimated_cost(
+                textract_pages,
+                state.config.textract_price_per_1000_pages,
+            );
             format!("{textract_pages} pages read by Textract · estimated cost ${cost:.4}")
         }),
         flash: take_flash(session).await,

@@ -13,7 +13,7 @@ use super::{
     views::{Nav, SearchForm, SearchResultRow},
 };
 use crate::{
-    app::search::{self, SearchParams},
+    app::search::SearchParams,
     http::{AppState, HtmlError, auth::CurrentUser},
 };
 
@@ -77,8 +77,8 @@ pub async fn page(
         Ok(valid) => valid,
         Err(reason) => return refused(page, reason.to_string()),
     };
-    let max_scored = state.config.search_max_scored_pages;
-    let results = search::search(state.store().as_ref(), &user, &valid, max_scored).await?;
+    let max_scored = state.search.max_scored_pages();
+    let results = state.search.run(&user, &valid).await?;
     let first = (valid.page - 1) * valid.per_page;
     let shown = results.documents.len() as i64;
     page.searched = true;

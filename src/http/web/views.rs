@@ -342,7 +342,7 @@ impl SearchResultRow {
             n => format!("{n} matching pages"),
         };
         SearchResultRow {
-            link: crate::app::search::page_link(&doc.id, q, first_page),
+            link: crate::http::links::page_link(&doc.id, q, first_page),
             details: format!(
                 "{matching} of {} · {} · uploaded {}",
                 doc.page_count,
@@ -356,7 +356,7 @@ impl SearchResultRow {
                 .into_iter()
                 .map(|hit| HitRow {
                     page: hit.page_number,
-                    link: crate::app::search::page_link(&doc.id, q, hit.page_number),
+                    link: crate::http::links::page_link(&doc.id, q, hit.page_number),
                     fragments: hit.snippet.0,
                 })
                 .collect(),
