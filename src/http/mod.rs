@@ -36,6 +36,7 @@ mod limits;
 mod links;
 mod metrics;
 mod observe;
+mod refusal;
 pub mod server;
 mod upload;
 pub mod web;
@@ -43,6 +44,7 @@ pub mod web;
 pub use error::{AppError, HtmlError};
 pub use extract::HtmlForm;
 pub use limits::RateLimits;
+pub use refusal::{Refusal, RefusedOr};
 
 /// Everything a handler can reach. Cheap to clone.
 #[derive(Clone)]

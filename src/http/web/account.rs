@@ -11,11 +11,12 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::{render, views::Nav};
+use crate::http::RefusedOr;
 use crate::{
     app::accounts::{PasswordChange, PasswordError},
     domain::User,
     http::{
-        AppError, AppState, HtmlError, HtmlForm,
+        AppState, HtmlError, HtmlForm,
         auth::{ClientIp, CurrentUser, end_session, set_device_cookie, start_session},
     },
     sessions::{set_flash, take_flash},
@@ -126,7 +127,12 @@ pub async fn change_password(
         revoke_tokens: form.revoke_tokens.is_some(),
         address: &ip,
     };
-    match state.accounts.change_password(&user, &change).await {
+    match state
+        .accounts
+        .change_password(&user, &change)
+        .await
+        .or_refusal()?
+    {
         Ok((epoch, device)) => {
             start_session(&session, &user, epoch).await?;
             let revoked = if change.revoke_tokens {
@@ -146,11 +152,10 @@ pub async fn change_password(
             );
             Ok(response)
         }
-        Err(PasswordError::Internal(error)) => Err(AppError::Internal(error).into()),
         Err(refused) => {
-            let (status, retry_after) = refusal_status(&refused);
-            let page = account_page(&state, &session, &user, Some(refused.to_string())).await?;
-            Ok(with_status(status, retry_after, render(&page)?))
+            let message = Some(refused.message.clone());
+            let page = account_page(&state, &session, &user, message).await?;
+            Ok(refused.form_again(render(&page)?))
         }
     }
 }
@@ -202,22 +207,18 @@ pub async fn delete(
     ClientIp(ip): ClientIp,
     HtmlForm(form): HtmlForm<DeleteForm>,
 ) -> Result<Response, HtmlError> {
-    match state
+    let checked = state
         .accounts
         .check_password(&user, &form.password, &ip)
-        .await
-    {
-        Ok(()) => {}
-        Err(PasswordError::Internal(error)) => return Err(AppError::Internal(error).into()),
-        Err(refused) => {
-            let (status, retry_after) = refusal_status(&refused);
-            let message = match refused {
-                PasswordError::WrongPassword => "The password is wrong.".to_owned(),
-                other => other.to_string(),
-            };
-            let page = delete_page(&state, &session, &user, Some(message)).await?;
-            return Ok(with_status(status, retry_after, render(&page)?));
+        .await;
+    // Here it is the account's only password, not the "current" one of a change.
+    let wrong = matches!(checked, Err(PasswordError::WrongPassword));
+    if let Err(mut refused) = checked.or_refusal()? {
+        if wrong {
+            refused.message = "The password is wrong.".into();
         }
+        let page = delete_page(&state, &session, &user, Some(refused.message.clone())).await?;
+        return Ok(refused.form_again(render(&page)?));
     }
     state
         .accounts
@@ -271,6 +272,7 @@ pub async fn reset(
         .accounts
         .reset_password(&token, &form.password, &form.confirm)
         .await
+        .or_refusal()?
     {
         Ok(user) => {
             end_session(&session).await?;
@@ -284,43 +286,22 @@ pub async fn reset(
             .await;
             Ok(Redirect::to("/login").into_response())
         }
-        Err(PasswordError::Internal(error)) => Err(AppError::Internal(error).into()),
-        Err(PasswordError::LinkExpired) => {
-            let page = reset_form(&state, &session, token, None, None).await?;
-            Ok(private(StatusCode::GONE, render(&page)?))
-        }
         Err(refused) => {
-            let email = state
-                .accounts
-                .reset_link_user(&token)
-                .await?
-                .map(|u| u.email);
-            let page =
-                reset_form(&state, &session, token, email, Some(refused.to_string())).await?;
-            Ok(private(StatusCode::UNPROCESSABLE_ENTITY, render(&page)?))
+            // A link that no longer works (410) shows its page without the form.
+            let email = state.accounts.reset_link_user(&token).await?;
+            let email = email.map(|user| user.email);
+            let message = email.is_some().then(|| refused.message.clone());
+            let page = reset_form(&state, &session, token, email, message).await?;
+            let mut response = refused.form_again(render(&page)?);
+            (response.headers_mut()).insert(header::CACHE_CONTROL, NO_STORE);
+            Ok(response)
         }
     }
 }
 
 /// A page that holds a reset link in its address: not kept by caches.
 fn private(status: StatusCode, page: Html<String>) -> Response {
-    (status, [(header::CACHE_CONTROL, "no-store")], page).into_response()
+    (status, [(header::CACHE_CONTROL, NO_STORE)], page).into_response()
 }
 
-/// 422 for a wrong or weak password, 429 with `Retry-After` when it must wait.
-fn refusal_status(refused: &PasswordError) -> (StatusCode, Option<u64>) {
-    match refused {
-        PasswordError::Wait(wait) => (StatusCode::TOO_MANY_REQUESTS, Some(wait.as_secs().max(1))),
-        _ => (StatusCode::UNPROCESSABLE_ENTITY, None),
-    }
-}
-
-fn with_status(status: StatusCode, retry_after: Option<u64>, page: Html<String>) -> Response {
-    let mut response = (status, page).into_response();
-    if let Some(seconds) = retry_after {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
-    }
-    response
-}
+const NO_STORE: header::HeaderValue = header::HeaderValue::from_static("no-store");

@@ -3,13 +3,14 @@
 use askama::Template;
 use axum::{
     extract::State,
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, header},
     response::{IntoResponse, Redirect, Response},
 };
 use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::{render, views::Nav};
+use crate::http::{Refusal, RefusedOr};
 use crate::{
     app::accounts::{LogIn, LogInAttempt, SignUpError},
     http::{
@@ -101,7 +102,8 @@ pub async fn login(
         };
         let message =
             format!("Too many log-in attempts: wait {retry_after} seconds and try again.");
-        return login_error(&state, &session, form.email, message, Some(retry_after)).await;
+        let refused = Refusal::new(message).wait(retry_after);
+        return login_error(&state, &session, form.email, refused).await;
     }
     let device = device_cookie(&headers);
     let attempt = LogInAttempt {
@@ -129,8 +131,8 @@ pub async fn login(
         }
         LogIn::Refused => {
             tracing::info!(client.ip = %ip, "log-in refused");
-            let message = "The e-mail or the password is wrong.".to_owned();
-            login_error(&state, &session, form.email, message, None).await
+            let refused = Refusal::new("The e-mail or the password is wrong.");
+            login_error(&state, &session, form.email, refused).await
         }
         LogIn::Wait(wait) => {
             tracing::warn!(client.ip = %ip, "log-in held back after wrong passwords");
@@ -138,35 +140,27 @@ pub async fn login(
             let message = format!(
                 "Too many wrong passwords for this account: wait {retry_after} seconds and try again."
             );
-            login_error(&state, &session, form.email, message, Some(retry_after)).await
+            let refused = Refusal::new(message).wait(retry_after);
+            login_error(&state, &session, form.email, refused).await
         }
     }
 }
 
-/// The log-in page again with `message`: 422, or 429 with `Retry-After` when rate-limited.
+/// The log-in page again with the refusal: 422, or 429 with `Retry-After` when held back.
 async fn login_error(
     state: &AppState,
     session: &Session,
     email: String,
-    message: String,
-    retry_after: Option<u64>,
+    refused: Refusal,
 ) -> Result<Response, HtmlError> {
     let page = LoginPage {
         nav: Nav::new(session, None).await?,
         flash: None,
-        error: Some(message),
+        error: Some(refused.message.clone()),
         email,
         signup_open: state.accounts.signup_state().await?.open,
     };
-    let Some(retry_after) = retry_after else {
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response());
-    };
-    Ok((
-        StatusCode::TOO_MANY_REQUESTS,
-        [(axum::http::header::RETRY_AFTER, retry_after)],
-        render(&page)?,
-    )
-        .into_response())
+    Ok(refused.form_again(render(&page)?))
 }
 
 /// The sign-up page, when the policy allows one now.
@@ -221,7 +215,7 @@ pub async fn signup(
         }
         Err(refused) => Err(refused),
     };
-    match result {
+    match result.or_refusal()? {
         Ok(user) => {
             start_session(&session, &user, 0).await?;
             set_flash(&session, "Welcome! Upload a PDF to begin.").await;
@@ -233,23 +227,11 @@ pub async fn signup(
             );
             Ok(response)
         }
-        Err(SignUpError::Internal(error)) => Err(AppError::Internal(error).into()),
         Err(refused) => {
-            let status = match refused {
-                SignUpError::Closed => StatusCode::FORBIDDEN,
-                SignUpError::Taken => StatusCode::CONFLICT,
-                _ => StatusCode::UNPROCESSABLE_ENTITY,
-            };
             let first = state.accounts.signup_state().await?.first;
-            let page = signup_form(
-                &state,
-                &session,
-                first,
-                Some(refused.to_string()),
-                form.email,
-            )
-            .await?;
-            Ok((status, render(&page)?).into_response())
+            let message = Some(refused.message.clone());
+            let page = signup_form(&state, &session, first, message, form.email).await?;
+            Ok(refused.form_again(render(&page)?))
         }
     }
 }

@@ -3,7 +3,7 @@
 use askama::Template;
 use axum::{
     extract::{Multipart, Path, Query, State},
-    http::{HeaderMap, StatusCode},
+    http::HeaderMap,
     response::{Html, IntoResponse, Redirect, Response},
 };
 use serde::Deserialize;
@@ -13,12 +13,11 @@ use super::{
     render,
     views::{DocumentSummary, Nav, PageSection, SearchNote},
 };
+use crate::http::{Refusal, RefusedOr};
 use crate::{
-    app::documents::{OcrRequest, ReprocessError, UploadError, human_bytes},
+    app::documents::{OcrRequest, UploadError, human_bytes},
     domain::{User, upload::clean_file_name},
-    http::{
-        AppError, AppState, HtmlError, HtmlForm, auth::CurrentUser, downloads, upload::read_upload,
-    },
+    http::{AppState, HtmlError, HtmlForm, auth::CurrentUser, downloads, upload::read_upload},
     sessions::{set_flash, take_flash},
 };
 
@@ -127,60 +126,38 @@ pub async fn upload(
 ) -> Result<Response, HtmlError> {
     state.limits.check_upload(&user.id)?;
     let config = &state.config;
-    let form = match read_upload(
+    let read = read_upload(
         multipart,
         state.documents.uploads_dir(),
         config.max_upload_bytes,
         config.max_files_per_upload,
-    )
-    .await
-    {
-        Ok(form) if form.files.is_empty() => {
-            let errors = vec![UploadError::NoFile.to_string()];
-            return form_error(
-                &state,
-                &session,
-                &user,
-                errors,
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await;
-        }
+    );
+    let form = match read.await.or_refusal()? {
+        Ok(form) if form.files.is_empty() => Err(Refusal::new(UploadError::NoFile.to_string())),
+        read => read,
+    };
+    let form = match form {
         Ok(form) => form,
-        Err(e @ (AppError::Forbidden(_) | AppError::Internal(_))) => return Err(e.into()),
-        Err(AppError::Upload(UploadError::Internal(e))) => {
-            return Err(AppError::Internal(e).into());
-        }
-        Err(e) => {
-            let status = e.status();
-            return form_error(&state, &session, &user, vec![e.public_message()], status).await;
+        Err(refused) => {
+            let errors = vec![refused.message.clone()];
+            return form_error(&state, &session, &user, errors, refused).await;
         }
     };
     let (mut stored, mut errors) = (Vec::new(), Vec::new());
     for file in form.files {
         let name = clean_file_name(&file.file_name);
-        match state
-            .documents
-            .upload(Some(&user), file, form.password.clone(), &form.ocr)
-            .await
-        {
+        let upload = (state.documents).upload(Some(&user), file, form.password.clone(), &form.ocr);
+        match upload.await.or_refusal()? {
             Ok(uploaded) => stored.push(uploaded),
-            Err(UploadError::Internal(e)) => return Err(AppError::Internal(e).into()),
-            Err(e) => errors.push(format!("{name}: {e}")),
+            Err(refused) => errors.push(format!("{name}: {}", refused.message)),
         }
     }
     if !errors.is_empty() {
         if !stored.is_empty() {
             errors.push(format!("The other {} file(s) were uploaded.", stored.len()));
         }
-        return form_error(
-            &state,
-            &session,
-            &user,
-            errors,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
+        let refused = Refusal::new(errors.join(" "));
+        return form_error(&state, &session, &user, errors, refused).await;
     }
     if let [only] = stored.as_slice() {
         let verb = if only.duplicate {
@@ -195,15 +172,16 @@ pub async fn upload(
     Ok(Redirect::to("/").into_response())
 }
 
+/// The index again with every file's refusal listed above the form.
 async fn form_error(
     state: &AppState,
     session: &Session,
     user: &User,
     errors: Vec<String>,
-    status: StatusCode,
+    refused: Refusal,
 ) -> Result<Response, HtmlError> {
     let page = index_page(state, session, user, 1, errors).await?;
-    Ok((status, render(&page)?).into_response())
+    Ok(refused.form_again(render(&page)?))
 }
 
 /// `?q=` of a document page opened from a search result.
@@ -332,7 +310,7 @@ pub async fn reprocess(
         mode: form.ocr,
         languages: form.ocr_languages,
     };
-    match state.documents.reprocess(&id, &ocr).await {
+    match state.documents.reprocess(&id, &ocr).await.or_refusal()? {
         Ok(document) => {
             set_flash(
                 &session,
@@ -341,11 +319,11 @@ pub async fn reprocess(
             .await;
             Ok(Redirect::to(&format!("/documents/{id}")).into_response())
         }
-        Err(ReprocessError::InvalidOcr(reason)) => {
-            let page = document_page(&state, &session, &user, &id, Some(reason), None).await?;
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        Err(refused) => {
+            let message = Some(refused.message.clone());
+            let page = document_page(&state, &session, &user, &id, message, None).await?;
+            Ok(refused.form_again(page))
         }
-        Err(other) => Err(AppError::from(other).into()),
     }
 }
 

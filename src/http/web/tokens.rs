@@ -13,8 +13,8 @@ use super::{
     render,
     views::{Nav, TokenRow},
 };
+use crate::http::RefusedOr;
 use crate::{
-    app::accounts::TokenError,
     domain::User,
     http::{AppError, AppState, HtmlError, HtmlForm, auth::CurrentUser},
     sessions::{set_flash, take_flash},
@@ -78,7 +78,12 @@ pub async fn create(
     CurrentUser(user): CurrentUser,
     HtmlForm(form): HtmlForm<CreateTokenForm>,
 ) -> Result<Response, HtmlError> {
-    match state.accounts.create_token(&user, &form.name).await {
+    match state
+        .accounts
+        .create_token(&user, &form.name)
+        .await
+        .or_refusal()?
+    {
         Ok((record, secret)) => {
             let new_token = NewToken {
                 name: record.name,
@@ -92,12 +97,11 @@ pub async fn create(
             )
                 .into_response())
         }
-        Err(TokenError::InvalidName) => {
-            let message = TokenError::InvalidName.to_string();
-            let html = render(&page(&state, &session, &user, Some(message), None).await?)?;
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response())
+        Err(refused) => {
+            let message = Some(refused.message.clone());
+            let html = render(&page(&state, &session, &user, message, None).await?)?;
+            Ok(refused.form_again(html))
         }
-        Err(TokenError::Storage(error)) => Err(AppError::from(error).into()),
     }
 }
 

@@ -14,10 +14,10 @@ use super::{
     render,
     views::{DeliveryRow, Nav, WebhookRow},
 };
+use crate::http::RefusedOr;
 use crate::{
-    app::webhooks::WebhookError,
     domain::User,
-    http::{AppError, AppState, HtmlError, HtmlForm, auth::CurrentUser},
+    http::{AppState, HtmlError, HtmlForm, auth::CurrentUser},
     sessions::{set_flash, take_flash},
 };
 
@@ -106,6 +106,7 @@ pub async fn create(
         .webhooks
         .register(&user, &form.url, &form.description)
         .await
+        .or_refusal()?
     {
         Ok((webhook, secret)) => {
             let new_secret = NewSecret {
@@ -128,20 +129,10 @@ pub async fn create(
             )
                 .into_response())
         }
-        Err(error @ (WebhookError::Storage(_) | WebhookError::NotFound)) => {
-            Err(AppError::from(error).into())
-        }
         Err(refused) => {
-            let page = list_page(
-                &state,
-                &session,
-                &user,
-                Some(refused.to_string()),
-                form,
-                None,
-            )
-            .await?;
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)?).into_response())
+            let message = Some(refused.message.clone());
+            let page = list_page(&state, &session, &user, message, form, None).await?;
+            Ok(refused.form_again(render(&page)?))
         }
     }
 }
