@@ -5,9 +5,9 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::{Context, bail};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::{
-    domain::{Engine, ocr::OcrMode},
-    engines::ocr::OcrSettings,
+use crate::domain::{
+    Engine,
+    ocr::{MIN_DPI, OcrMode, OcrSettings},
 };
 
 /// `LECTOR_SEARCH_MAX_SCORED_PAGES`' default: at 200,000 pages it keeps broad Postgres
@@ -456,11 +456,8 @@ impl Config {
                 })
                 .collect::<anyhow::Result<_>>()?,
         };
-        if !(crate::engines::ocr::MIN_DPI..=1200).contains(&config.ocr.dpi) {
-            bail!(
-                "LECTOR_OCR_DPI must be between {} and 1200",
-                crate::engines::ocr::MIN_DPI
-            );
+        if !(MIN_DPI..=1200).contains(&config.ocr.dpi) {
+            bail!("LECTOR_OCR_DPI must be between {} and 1200", MIN_DPI);
         }
         if !(0.0..=1.0).contains(&config.ocr.max_junk_ratio) {
             bail!("LECTOR_OCR_MAX_JUNK_RATIO must be between 0 and 1");

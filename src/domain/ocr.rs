@@ -92,6 +92,45 @@ pub fn parse_languages(raw: &str, installed: &[String]) -> Result<String, String
     Ok(codes.join("+"))
 }
 
+/// What the child needs to decide and run OCR, sent by the parent with each job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OcrSettings {
+    /// `auto`, `off` or `force`.
+    pub mode: OcrMode,
+    /// Tesseract language codes joined by `+` (`eng`, `eng+deu`).
+    pub languages: String,
+    /// Resolution pages are rasterised at.
+    pub dpi: u32,
+    /// Largest image (width × height) a page may be rasterised to; a larger page is rendered
+    /// at a lower resolution, and refused below [`MIN_DPI`].
+    pub max_pixels: u64,
+    /// A text layer with fewer non-blank characters than this is "too little text".
+    pub min_chars: usize,
+    /// A text layer with at least this share of junk characters is garbage.
+    pub max_junk_ratio: f64,
+    /// Report pages that need OCR instead of reading them (the hybrid engine sends them to
+    /// Textract).
+    #[serde(default)]
+    pub defer: bool,
+}
+
+impl Default for OcrSettings {
+    fn default() -> Self {
+        OcrSettings {
+            mode: OcrMode::Auto,
+            languages: "eng".into(),
+            dpi: 300,
+            max_pixels: 50_000_000,
+            min_chars: 2,
+            max_junk_ratio: 0.10,
+            defer: false,
+        }
+    }
+}
+
+/// Below this resolution OCR is not worth running.
+pub const MIN_DPI: u32 = 50;
+
 #[cfg(test)]
 mod tests {
     use super::*;
