@@ -13,8 +13,8 @@ use super::{
     views::{Nav, SearchForm, SearchResultRow},
 };
 use crate::{
-    app::search::SearchParams,
-    http::{AppState, HtmlError, auth::CurrentUser},
+    app::search::{SearchParams, SearchResults, ValidSearch},
+    http::{AppState, HtmlError, Refusal, auth::CurrentUser},
 };
 
 #[derive(Template)]
@@ -54,35 +54,69 @@ pub async fn page(
     params: Result<Query<SearchParams>, QueryRejection>,
 ) -> Result<Response, HtmlError> {
     let nav = Nav::new(&session, Some(&user)).await?;
-    // A search that cannot run: the form again, filled in, with the reason.
-    let refused = |page: SearchPage, reason: String| -> Result<Response, HtmlError> {
-        let page = SearchPage {
-            error: Some(reason),
-            ..page
-        };
-        Ok((StatusCode::BAD_REQUEST, render(&page)?).into_response())
+    let (params, rejected) = match params {
+        Ok(Query(params)) => (params, None),
+        Err(rejection) => (SearchParams::default(), Some(rejection.body_text())),
     };
-    let params = match params {
-        Ok(Query(params)) => params,
-        Err(rejection) => {
-            let page = SearchPage::new(nav, &SearchParams::default());
-            return refused(page, rejection.body_text());
-        }
-    };
-    let mut page = SearchPage::new(nav, &params);
-    if params.is_blank() {
+    let page = SearchPage::new(nav, &params);
+    if rejected.is_none() && params.is_blank() {
         return Ok(render(&page)?.into_response());
     }
-    let valid = match params.validate() {
-        Ok(valid) => valid,
-        Err(reason) => return refused(page, reason.to_string()),
+    let checked = match rejected {
+        Some(reason) => Err(reason),
+        None => params.validate().map_err(|reason| reason.to_string()),
     };
-    let max_scored = state.search.max_scored_pages();
+    let valid = match checked {
+        Ok(valid) => valid,
+        Err(reason) => {
+            let refused = Refusal::new(reason).with_status(StatusCode::BAD_REQUEST);
+            let page = SearchPage {
+                error: Some(refused.message.clone()),
+                ..page
+            };
+            return Ok(refused.form_again(render(&page)?));
+        }
+    };
     let results = state.search.run(&user, &valid).await?;
-    let first = (valid.page - 1) * valid.per_page;
+    let page = page.with_results(results, &valid, &params, state.search.max_scored_pages());
+    Ok(render(&page)?.into_response())
+}
+
+impl SearchPage {
+    /// The page showing one page of `results`, with links to the pages around it.
+    fn with_results(
+        mut self,
+        results: SearchResults,
+        valid: &ValidSearch,
+        params: &SearchParams,
+        max_scored: i64,
+    ) -> Self {
+        let first = (valid.page - 1) * valid.per_page;
+        let shown = results.documents.len() as i64;
+        self.searched = true;
+        self.summary = summary(&results, valid, first, max_scored);
+        let link_to = |number: i64| {
+            let mut params = params.clone();
+            params.page = Some(number);
+            let query = serde_urlencoded::to_string(&params).unwrap_or_default();
+            format!("/search?{query}")
+        };
+        self.newer_link = (valid.page > 1).then(|| link_to(valid.page - 1));
+        self.older_link =
+            (first + shown < results.total_documents).then(|| link_to(valid.page + 1));
+        self.results = results
+            .documents
+            .into_iter()
+            .map(|found| SearchResultRow::new(found, &valid.query.text))
+            .collect();
+        self
+    }
+}
+
+/// How many documents match, and which of them are shown.
+fn summary(results: &SearchResults, valid: &ValidSearch, first: i64, max_scored: i64) -> String {
     let shown = results.documents.len() as i64;
-    page.searched = true;
-    page.summary = match (results.total_documents, shown) {
+    match (results.total_documents, shown) {
         (_, 0) if valid.query.is_empty() => {
             "Only common words (such as “the” or “and”) were typed: add a more specific word."
                 .into()
@@ -101,21 +135,5 @@ pub async fn page(
             first + 1,
             first + shown
         ),
-    };
-    let link_to = |number: i64| {
-        let mut params = params.clone();
-        params.page = Some(number);
-        format!(
-            "/search?{}",
-            serde_urlencoded::to_string(&params).unwrap_or_default()
-        )
-    };
-    page.newer_link = (valid.page > 1).then(|| link_to(valid.page - 1));
-    page.older_link = (first + shown < results.total_documents).then(|| link_to(valid.page + 1));
-    page.results = results
-        .documents
-        .into_iter()
-        .map(|found| SearchResultRow::new(found, &valid.query.text))
-        .collect();
-    Ok(render(&page)?.into_response())
+    }
 }
