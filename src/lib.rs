@@ -9,6 +9,7 @@ pub mod aws;
 pub mod blobs;
 pub mod cli;
 pub mod config;
+pub mod consumers;
 pub mod doctor;
 pub mod domain;
 pub mod engines;

@@ -311,7 +311,7 @@ fn spawn_notice_consumer(
     stop: &CancellationToken,
 ) {
     if let (Some(notices), Some(sqs)) = (&config.textract_notices, &engines.sqs) {
-        tokio::spawn(jobs::notices::consume(
+        tokio::spawn(crate::consumers::notices::consume(
             store.clone(),
             sqs.clone(),
             notices.sqs_queue_url.clone(),
@@ -327,7 +327,7 @@ fn spawn_ingest_consumer(config: &Config, app: &App, engines: &Engines, stop: &C
         &engines.sqs,
         engines.blobs.s3(),
     ) {
-        tokio::spawn(jobs::ingest::consume(
+        tokio::spawn(crate::consumers::ingest::consume(
             app.documents.clone(),
             app.accounts.clone(),
             s3.client().clone(),

@@ -16,9 +16,6 @@ use crate::{
 
 mod extract;
 mod hybrid;
-pub mod ingest;
-pub mod notices;
-mod sqs;
 mod textract;
 pub mod webhooks;
 
