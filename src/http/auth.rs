@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use axum::{
     extract::{ConnectInfo, FromRequestParts},
-    http::{HeaderMap, request::Parts},
+    http::{HeaderMap, header, request::Parts},
     response::{IntoResponse, Redirect, Response},
 };
 use tower_sessions::Session;
@@ -118,6 +118,15 @@ pub fn set_device_cookie(token: &str, secure: bool) -> axum::http::HeaderValue {
         .build();
     axum::http::HeaderValue::from_str(&cookie.to_string())
         .expect("a hex token makes a valid header")
+}
+
+/// A redirect to `to` that also gives the browser its device cookie, when it gets one.
+pub fn redirect_with_device(to: &str, device: Option<&str>, secure: bool) -> Response {
+    let mut response = Redirect::to(to).into_response();
+    if let Some(token) = device {
+        (response.headers_mut()).append(header::SET_COOKIE, set_device_cookie(token, secure));
+    }
+    response
 }
 
 /// Signs out: the session and everything in it is deleted.

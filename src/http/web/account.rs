@@ -17,7 +17,7 @@ use crate::{
     domain::User,
     http::{
         AppState, HtmlError, HtmlForm,
-        auth::{ClientIp, CurrentUser, end_session, set_device_cookie, start_session},
+        auth::{ClientIp, CurrentUser, end_session, redirect_with_device, start_session},
     },
     sessions::{set_flash, take_flash},
 };
@@ -145,12 +145,8 @@ pub async fn change_password(
                 format!("Your password was changed: every other session ended{revoked}."),
             )
             .await;
-            let mut response = Redirect::to("/account").into_response();
-            response.headers_mut().append(
-                header::SET_COOKIE,
-                set_device_cookie(&device, state.config.is_https()),
-            );
-            Ok(response)
+            let secure = state.config.is_https();
+            Ok(redirect_with_device("/account", Some(&device), secure))
         }
         Err(refused) => {
             let message = Some(refused.message.clone());

@@ -3,7 +3,7 @@
 use askama::Template;
 use axum::{
     extract::State,
-    http::{HeaderMap, header},
+    http::HeaderMap,
     response::{IntoResponse, Redirect, Response},
 };
 use serde::Deserialize;
@@ -16,7 +16,7 @@ use crate::{
     http::{
         AppError, AppState, HtmlError, HtmlForm,
         auth::{
-            ClientIp, device_cookie, end_session, session_user, set_device_cookie, start_session,
+            ClientIp, device_cookie, end_session, redirect_with_device, session_user, start_session,
         },
     },
     sessions::{set_flash, take_flash},
@@ -96,14 +96,7 @@ pub async fn login(
 ) -> Result<Response, HtmlError> {
     if let Err(limited) = state.limits.check_login(&ip) {
         tracing::warn!(client.ip = %ip, "log-in attempts over the limit");
-        let retry_after = match limited {
-            AppError::TooManyRequests { retry_after } => retry_after,
-            _ => 60,
-        };
-        let message =
-            format!("Too many log-in attempts: wait {retry_after} seconds and try again.");
-        let refused = Refusal::new(message).wait(retry_after);
-        return login_error(&state, &session, form.email, refused).await;
+        return login_error(&state, &session, form.email, too_many_attempts(limited)).await;
     }
     let device = device_cookie(&headers);
     let attempt = LogInAttempt {
@@ -112,7 +105,7 @@ pub async fn login(
         address: &ip,
         device: device.as_deref(),
     };
-    match state.accounts.log_in(attempt).await? {
+    let refused = match state.accounts.log_in(attempt).await? {
         LogIn::Welcome {
             user,
             session_epoch,
@@ -120,30 +113,35 @@ pub async fn login(
         } => {
             start_session(&session, &user, session_epoch).await?;
             tracing::info!(user.id = %user.id, "logged in");
-            let mut response = Redirect::to("/").into_response();
-            if let Some(token) = new_device {
-                response.headers_mut().append(
-                    header::SET_COOKIE,
-                    set_device_cookie(&token, state.config.is_https()),
-                );
-            }
-            Ok(response)
+            let secure = state.config.is_https();
+            return Ok(redirect_with_device("/", new_device.as_deref(), secure));
         }
         LogIn::Refused => {
             tracing::info!(client.ip = %ip, "log-in refused");
-            let refused = Refusal::new("The e-mail or the password is wrong.");
-            login_error(&state, &session, form.email, refused).await
+            Refusal::new("The e-mail or the password is wrong.")
         }
         LogIn::Wait(wait) => {
             tracing::warn!(client.ip = %ip, "log-in held back after wrong passwords");
-            let retry_after = wait.as_secs().max(1);
-            let message = format!(
-                "Too many wrong passwords for this account: wait {retry_after} seconds and try again."
-            );
-            let refused = Refusal::new(message).wait(retry_after);
-            login_error(&state, &session, form.email, refused).await
+            let seconds = wait.as_secs().max(1);
+            Refusal::new(format!(
+                "Too many wrong passwords for this account: wait {seconds} seconds and try again."
+            ))
+            .wait(seconds)
         }
-    }
+    };
+    login_error(&state, &session, form.email, refused).await
+}
+
+/// The refusal for a client over the log-in rate limit.
+fn too_many_attempts(limited: AppError) -> Refusal {
+    let retry_after = match limited {
+        AppError::TooManyRequests { retry_after } => retry_after,
+        _ => 60,
+    };
+    Refusal::new(format!(
+        "Too many log-in attempts: wait {retry_after} seconds and try again."
+    ))
+    .wait(retry_after)
 }
 
 /// The log-in page again with the refusal: 422, or 429 with `Retry-After` when held back.
@@ -220,12 +218,8 @@ pub async fn signup(
             start_session(&session, &user, 0).await?;
             set_flash(&session, "Welcome! Upload a PDF to begin.").await;
             let device = state.accounts.remember_device(&user).await?;
-            let mut response = Redirect::to("/").into_response();
-            response.headers_mut().append(
-                header::SET_COOKIE,
-                set_device_cookie(&device, state.config.is_https()),
-            );
-            Ok(response)
+            let secure = state.config.is_https();
+            Ok(redirect_with_device("/", Some(&device), secure))
         }
         Err(refused) => {
             let first = state.accounts.signup_state().await?.first;
