@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::views::DocumentView;
 use crate::{
-    app::search::SearchParams,
+    app::search::{DocumentResult, SearchParams, SearchResults, ValidSearch},
     http::{AppError, AppState, auth::ApiUser, error::Problem},
 };
 
@@ -86,40 +86,45 @@ pub async fn search(
     let Query(params) = params.map_err(|e| AppError::InvalidSearch(e.body_text()))?;
     let valid = params.validate()?;
     let results = state.search.run(&user, &valid).await?;
-    let seen = (valid.page - 1) * valid.per_page + results.documents.len() as i64;
-    Ok(Json(SearchResultsView {
-        query: valid.query.text.clone(),
-        total_documents: results.total_documents,
-        total_is_exact: results.total_is_exact,
-        page: valid.page,
-        per_page: valid.per_page,
-        next_page: (seen < results.total_documents).then_some(valid.page + 1),
-        documents: results
-            .documents
-            .into_iter()
-            .map(|found| {
-                let id = found.document.id.clone();
-                DocumentHitsView {
-                    document: DocumentView::new(found.document),
-                    score: found.score,
-                    matching_pages: found.matching_pages,
-                    hits: found
-                        .hits
-                        .into_iter()
-                        .map(|hit| PageHitView {
-                            page: hit.page_number,
-                            score: hit.score,
-                            snippet: hit.snippet.plain(),
-                            snippet_html: hit.snippet.to_html(),
-                            html: crate::http::links::page_link(
-                                &id,
-                                &valid.query.text,
-                                hit.page_number,
-                            ),
-                        })
-                        .collect(),
-                }
-            })
-            .collect(),
-    }))
+    Ok(Json(SearchResultsView::new(results, &valid)))
+}
+
+impl SearchResultsView {
+    /// The answer for one page of `results` of the search `valid`.
+    fn new(results: SearchResults, valid: &ValidSearch) -> Self {
+        let seen = (valid.page - 1) * valid.per_page + results.documents.len() as i64;
+        let query = &valid.query.text;
+        SearchResultsView {
+            query: query.clone(),
+            total_documents: results.total_documents,
+            total_is_exact: results.total_is_exact,
+            page: valid.page,
+            per_page: valid.per_page,
+            next_page: (seen < results.total_documents).then_some(valid.page + 1),
+            documents: (results.documents.into_iter())
+                .map(|found| DocumentHitsView::new(found, query))
+                .collect(),
+        }
+    }
+}
+
+impl DocumentHitsView {
+    /// A matching document, its best pages linked to the document page with `query`.
+    fn new(found: DocumentResult, query: &str) -> Self {
+        let id = found.document.id.clone();
+        DocumentHitsView {
+            document: DocumentView::new(found.document),
+            score: found.score,
+            matching_pages: found.matching_pages,
+            hits: (found.hits.into_iter())
+                .map(|hit| PageHitView {
+                    page: hit.page_number,
+                    score: hit.score,
+                    snippet: hit.snippet.plain(),
+                    snippet_html: hit.snippet.to_html(),
+                    html: crate::http::links::page_link(&id, query, hit.page_number),
+                })
+                .collect(),
+        }
+    }
 }

@@ -11,12 +11,11 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::{render, views::Nav};
-use crate::http::RefusedOr;
 use crate::{
     app::accounts::{PasswordChange, PasswordError},
     domain::User,
     http::{
-        AppState, HtmlError, HtmlForm,
+        AppState, HtmlError, HtmlForm, RefusedOr,
         auth::{ClientIp, CurrentUser, end_session, redirect_with_device, start_session},
     },
     sessions::{set_flash, take_flash},

@@ -10,11 +10,10 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::{render, views::Nav};
-use crate::http::{Refusal, RefusedOr};
 use crate::{
     app::accounts::{LogIn, LogInAttempt, SignUpError},
     http::{
-        AppError, AppState, HtmlError, HtmlForm,
+        AppError, AppState, HtmlError, HtmlForm, Refusal, RefusedOr,
         auth::{
             ClientIp, device_cookie, end_session, redirect_with_device, session_user, start_session,
         },

@@ -13,11 +13,15 @@ use super::{
     render,
     views::{DocumentSummary, Nav, PageSection, SearchNote},
 };
-use crate::http::{Refusal, RefusedOr};
 use crate::{
-    app::documents::{OcrRequest, UploadError, human_bytes},
+    app::documents::{OcrRequest, UploadError, Uploaded, human_bytes},
     domain::{User, upload::clean_file_name},
-    http::{AppState, HtmlError, HtmlForm, auth::CurrentUser, downloads, upload::read_upload},
+    http::{
+        AppState, HtmlError, HtmlForm, Refusal, RefusedOr,
+        auth::CurrentUser,
+        downloads,
+        upload::{UploadForm, read_upload},
+    },
     sessions::{set_flash, take_flash},
 };
 
@@ -143,33 +147,43 @@ pub async fn upload(
             return form_error(&state, &session, &user, errors, refused).await;
         }
     };
-    let (mut stored, mut errors) = (Vec::new(), Vec::new());
-    for file in form.files {
-        let name = clean_file_name(&file.file_name);
-        let upload = (state.documents).upload(Some(&user), file, form.password.clone(), &form.ocr);
-        match upload.await.or_refusal()? {
-            Ok(uploaded) => stored.push(uploaded),
-            Err(refused) => errors.push(format!("{name}: {}", refused.message)),
-        }
-    }
+    let (stored, errors) = store_files(&state, &user, form).await?;
     if !errors.is_empty() {
-        if !stored.is_empty() {
-            errors.push(format!("The other {} file(s) were uploaded.", stored.len()));
-        }
         let refused = Refusal::new(errors.join(" "));
         return form_error(&state, &session, &user, errors, refused).await;
     }
     if let [only] = stored.as_slice() {
-        let verb = if only.duplicate {
-            "was already uploaded"
-        } else {
-            "was uploaded"
+        let verb = match only.duplicate {
+            true => "was already uploaded",
+            false => "was uploaded",
         };
         set_flash(&session, format!("{} {verb}.", only.document.file_name)).await;
         return Ok(Redirect::to(&format!("/documents/{}", only.document.id)).into_response());
     }
     set_flash(&session, format!("{} files were uploaded.", stored.len())).await;
     Ok(Redirect::to("/").into_response())
+}
+
+/// Stores each file of the form; the refused ones are listed by name (with a word on the
+/// others, which were stored anyway).
+async fn store_files(
+    state: &AppState,
+    user: &User,
+    form: UploadForm,
+) -> Result<(Vec<Uploaded>, Vec<String>), HtmlError> {
+    let (mut stored, mut errors) = (Vec::new(), Vec::new());
+    for file in form.files {
+        let name = clean_file_name(&file.file_name);
+        let upload = (state.documents).upload(Some(user), file, form.password.clone(), &form.ocr);
+        match upload.await.or_refusal()? {
+            Ok(uploaded) => stored.push(uploaded),
+            Err(refused) => errors.push(format!("{name}: {}", refused.message)),
+        }
+    }
+    if !errors.is_empty() && !stored.is_empty() {
+        errors.push(format!("The other {} file(s) were uploaded.", stored.len()));
+    }
+    Ok((stored, errors))
 }
 
 /// The index again with every file's refusal listed above the form.

@@ -13,10 +13,9 @@ use super::{
     render,
     views::{Nav, TokenRow},
 };
-use crate::http::RefusedOr;
 use crate::{
     domain::User,
-    http::{AppError, AppState, HtmlError, HtmlForm, auth::CurrentUser},
+    http::{AppError, AppState, HtmlError, HtmlForm, RefusedOr, auth::CurrentUser},
     sessions::{set_flash, take_flash},
 };
 

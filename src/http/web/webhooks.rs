@@ -14,10 +14,9 @@ use super::{
     render,
     views::{DeliveryRow, Nav, WebhookRow},
 };
-use crate::http::RefusedOr;
 use crate::{
     domain::User,
-    http::{AppState, HtmlError, HtmlForm, auth::CurrentUser},
+    http::{AppState, HtmlError, HtmlForm, RefusedOr, auth::CurrentUser},
     sessions::{set_flash, take_flash},
 };
 
