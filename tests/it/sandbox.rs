@@ -4,8 +4,6 @@
 //! written under confinement. Needs Linux with Landlock ABI ≥ 4 and seccomp filters (the CI
 //! machine has 6.18, ABI 7).
 
-mod common;
-
 use std::{
     ffi::OsString,
     io::{BufRead, BufReader, Write},
@@ -16,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use common::{fixture, lector_exe};
+use crate::harness::{self, fixture, lector_exe};
 use lector::engines::{
     Sandbox, SandboxError,
     inspector::Inspectors,
@@ -321,7 +319,7 @@ fn lector_doctor_says_which_protections_are_in_force_and_what_got_through() {
         "process": "succeeded",
         "thread": "succeeded",
     });
-    common::write_script(&unconfined, &format!("echo '{report}'"));
+    harness::write_script(&unconfined, &format!("echo '{report}'"));
     let line = sandbox_line(&[("LECTOR_SANDBOX_EXE", unconfined.to_str().unwrap())]);
     assert!(line.starts_with("PROBLEM "), "{line}");
     for words in [

@@ -1,8 +1,6 @@
 //! The JSON API, against the real app, on SQLite and on Postgres.
 
-mod common;
-
-use common::{Backend, TestApp, distinct_copy, fixture};
+use crate::harness::{Backend, TestApp, distinct_copy, fixture};
 use rstest::rstest;
 use serde_json::Value;
 

@@ -1,18 +1,16 @@
 //! The job queue and the sandbox, in process: retries, time limits, crashes, memory limits,
 //! resuming, cancelling and handing jobs back on shutdown. Both backends.
 
-mod common;
-
 use std::{path::PathBuf, time::Duration};
 
-use common::{Backend, TestApp, test_config};
+use crate::harness::{self, Backend, TestApp, test_config};
 use rstest::rstest;
 use tokio_util::sync::CancellationToken;
 
 /// A stand-in for the sandbox executable that behaves badly in a given way.
 fn script(dir: &tempfile::TempDir, name: &str, body: &str) -> PathBuf {
     let path = dir.path().join(name);
-    common::write_script(&path, body);
+    harness::write_script(&path, body);
     path
 }
 
@@ -317,7 +315,7 @@ async fn shares_of_one_document_store_their_pages_at_the_same_time(#[case] backe
     let pages: Vec<Vec<String>> = (1..=200).map(|n| vec![format!("page {n}")]).collect();
     let id = {
         let response = app
-            .upload_bytes(common::aws::text_pdf(&pages), "long.pdf", None)
+            .upload_bytes(harness::aws::text_pdf(&pages), "long.pdf", None)
             .await;
         assert_eq!(response.status(), 202);
         response.json::<serde_json::Value>().await.unwrap()["id"]

@@ -4,14 +4,12 @@
 //! locking the owner out; sign-up that does not tell strangers who has an account for free.
 //! Against the real app on SQLite and Postgres, through the browser's forms and `lector`.
 
-mod common;
-
 use std::{
     io::Write,
     process::{Command, Stdio},
 };
 
-use common::{Backend, TEST_PASSWORD, TestApp, csrf_from, lector_exe};
+use crate::harness::{self, Backend, TEST_PASSWORD, TestApp, csrf_from, lector_exe};
 use reqwest::{Client, StatusCode};
 use rstest::rstest;
 
@@ -19,7 +17,7 @@ const NEW_PASSWORD: &str = "a brand new passphrase";
 
 /// A browser that keeps its cookies (session and device) and does not follow redirects.
 fn browser() -> Client {
-    common::browser_client()
+    harness::browser_client()
 }
 
 /// Posts the log-in form from `address` (the app trusts one proxy hop in these tests).
@@ -83,7 +81,7 @@ async fn post_form(
 }
 
 async fn api_status(app: &TestApp, token: &str, path: &str) -> u16 {
-    common::client_with_token(token)
+    harness::client_with_token(token)
         .get(app.url(path))
         .send()
         .await
@@ -99,7 +97,7 @@ async fn api_status(app: &TestApp, token: &str, path: &str) -> u16 {
 async fn changing_the_password_ends_every_other_session(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let other = browser();
-    common::log_in(&other, &app.address, "owner@example.com", TEST_PASSWORD).await;
+    harness::log_in(&other, &app.address, "owner@example.com", TEST_PASSWORD).await;
     let page = app.get_text("/account").await;
     assert!(page.contains("Change your password"), "{page}");
     assert!(page.contains("owner@example.com"));
@@ -180,7 +178,7 @@ async fn changing_the_password_ends_every_other_session(#[case] backend: Backend
     )
     .await;
     assert_eq!(refused.status(), 422, "the old password no longer opens it");
-    common::log_in(&fresh, &app.address, "owner@example.com", NEW_PASSWORD).await;
+    harness::log_in(&fresh, &app.address, "owner@example.com", NEW_PASSWORD).await;
 }
 
 #[rstest]
@@ -190,7 +188,7 @@ async fn changing_the_password_ends_every_other_session(#[case] backend: Backend
 async fn log_out_everywhere_ends_this_and_every_other_session(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let other = browser();
-    common::log_in(&other, &app.address, "owner@example.com", TEST_PASSWORD).await;
+    harness::log_in(&other, &app.address, "owner@example.com", TEST_PASSWORD).await;
     let response = post_form(
         &app.client,
         &app,
@@ -213,7 +211,7 @@ async fn log_out_everywhere_ends_this_and_every_other_session(#[case] backend: B
         "API tokens stay unless asked"
     );
     // Asked: the tokens go too.
-    let csrf = common::log_in(&other, &app.address, "owner@example.com", TEST_PASSWORD).await;
+    let csrf = harness::log_in(&other, &app.address, "owner@example.com", TEST_PASSWORD).await;
     post_form(
         &other,
         &app,
@@ -255,7 +253,7 @@ async fn deleting_the_account_removes_everything_it_owns_and_nothing_else(
             reqwest::multipart::Form::new().part(
                 "file",
                 reqwest::multipart::Part::bytes(
-                    std::fs::read(common::fixture("one_page.pdf")).unwrap(),
+                    std::fs::read(harness::fixture("one_page.pdf")).unwrap(),
                 )
                 .file_name("eve.pdf"),
             ),
@@ -266,7 +264,7 @@ async fn deleting_the_account_removes_everything_it_owns_and_nothing_else(
     assert_eq!(response.status(), 202);
     app.drain_jobs().await;
     let other = browser();
-    common::log_in(&other, &app.address, "owner@example.com", TEST_PASSWORD).await;
+    harness::log_in(&other, &app.address, "owner@example.com", TEST_PASSWORD).await;
 
     let page = app.get_text("/account/delete").await;
     assert!(page.contains("1 document(s)"), "{page}");
@@ -414,7 +412,7 @@ async fn an_administrator_manages_accounts_from_the_command_line(#[case] backend
     );
     assert!(!ok && err.contains("no account"), "{err}");
     let owner = browser();
-    common::log_in(&owner, &app.address, "owner@example.com", NEW_PASSWORD).await;
+    harness::log_in(&owner, &app.address, "owner@example.com", NEW_PASSWORD).await;
 
     // Sessions and tokens revoked.
     let (ok, _, err) = lector(
@@ -503,7 +501,7 @@ async fn a_reset_link_sets_a_new_password_once_and_then_expires(#[case] backend:
         !signed_in(visit(&app.client, &app, "/").await),
         "sessions ended"
     );
-    common::log_in(&browser(), &app.address, "owner@example.com", NEW_PASSWORD).await;
+    harness::log_in(&browser(), &app.address, "owner@example.com", NEW_PASSWORD).await;
 
     // Used once: gone.
     let again = visitor.get(&link).send().await.unwrap();
@@ -530,7 +528,7 @@ async fn a_reset_link_sets_a_new_password_once_and_then_expires(#[case] backend:
     )
     .await;
     assert_eq!(reuse.status(), 410);
-    common::log_in(&browser(), &app.address, "owner@example.com", NEW_PASSWORD).await;
+    harness::log_in(&browser(), &app.address, "owner@example.com", NEW_PASSWORD).await;
 
     // An unused link past its time does not work either.
     let (ok, out, _) = lector(

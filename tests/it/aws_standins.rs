@@ -1,12 +1,10 @@
-//! The AWS stand-ins in `tests/common/aws.rs` answer the real AWS SDK clients as AWS would.
-
-mod common;
+//! The AWS stand-ins in `harness::aws` answer the real AWS SDK clients as AWS would.
 
 use std::time::{Duration, Instant};
 
+use crate::harness::aws::{BUCKET, FakeS3, FakeTextract, text_pdf};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_textract::types::{Block, BlockType, DocumentLocation, JobStatus, S3Object};
-use common::aws::{BUCKET, FakeS3, FakeTextract, sdk_config, text_pdf};
 
 const TWELVE_PAGES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -18,18 +16,7 @@ async fn clients(
     s3: &FakeS3,
     textract: &FakeTextract,
 ) -> (aws_sdk_s3::Client, aws_sdk_textract::Client) {
-    let conf = sdk_config(&s3.endpoint).await;
-    let s3_client = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&conf)
-            .force_path_style(true)
-            .build(),
-    );
-    let textract_client = aws_sdk_textract::Client::from_conf(
-        aws_sdk_textract::config::Builder::from(&conf)
-            .endpoint_url(&textract.endpoint)
-            .build(),
-    );
-    (s3_client, textract_client)
+    (s3.client().await, textract.client().await)
 }
 
 async fn fakes() -> (FakeS3, FakeTextract) {

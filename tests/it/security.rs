@@ -1,9 +1,7 @@
 //! Safe to put on the internet: accounts and sign-up policy, private documents, API tokens,
 //! CSRF, security headers and rate limits, against the real app on SQLite and Postgres.
 
-mod common;
-
-use common::{Backend, TEST_PASSWORD, TestApp, csrf_from, fixture, lector_exe};
+use crate::harness::{self, Backend, TEST_PASSWORD, TestApp, csrf_from, fixture, lector_exe};
 use reqwest::{
     StatusCode,
     multipart::{Form, Part},
@@ -138,7 +136,7 @@ async fn the_first_visitor_signs_up_takes_over_older_documents_and_then_sign_up_
     );
 
     // first-only: nobody else may sign up from the browser.
-    let stranger = common::browser_client();
+    let stranger = harness::browser_client();
     let page = stranger.get(app.url("/signup")).send().await.unwrap();
     assert_eq!(page.headers()["location"], "/login");
     let refused = sign_up(
@@ -197,7 +195,7 @@ async fn open_sign_up_refuses_a_taken_email_and_https_cookies_are_secure() {
         TEST_PASSWORD,
     )
     .await;
-    let again = common::browser_client();
+    let again = harness::browser_client();
     let taken = sign_up(
         &open_signup,
         &again,
@@ -225,7 +223,7 @@ async fn open_sign_up_refuses_a_taken_email_and_https_cookies_are_secure() {
 #[tokio::test]
 async fn log_in_checks_the_password_and_log_out_ends_the_session(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let client = common::browser_client();
+    let client = harness::browser_client();
     let (_, page) = get(&client, &app, "/login").await;
     let csrf = csrf_from(&page).unwrap();
     let wrong = client
@@ -263,7 +261,7 @@ async fn log_in_checks_the_password_and_log_out_ends_the_session(#[case] backend
             .unwrap()
             .contains("The e-mail or the password is wrong.")
     );
-    let csrf = common::log_in(&client, &app.address, "OWNER@example.com", TEST_PASSWORD).await;
+    let csrf = harness::log_in(&client, &app.address, "OWNER@example.com", TEST_PASSWORD).await;
 
     let forged = client.post(app.url("/logout")).send().await.unwrap();
     assert_eq!(forged.status(), 403, "log-out needs the CSRF token too");
@@ -1011,7 +1009,7 @@ async fn the_database_holds_no_secret_in_the_clear(#[case] backend: Backend) {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    common::log_in(&browser, &app.address, "owner@example.com", TEST_PASSWORD).await;
+    harness::log_in(&browser, &app.address, "owner@example.com", TEST_PASSWORD).await;
     let cookies =
         reqwest::cookie::CookieStore::cookies(&*jar, &app.address.parse().unwrap()).unwrap();
     let session_id = cookies
@@ -1072,7 +1070,7 @@ async fn the_database_holds_no_secret_in_the_clear(#[case] backend: Backend) {
 /// `lector user …` commands, which keep no secret, still run.
 #[tokio::test]
 async fn postgres_without_a_secret_key_does_not_start() {
-    let db = common::TestDatabase::new(Backend::Postgres).await;
+    let db = harness::TestDatabase::new(Backend::Postgres).await;
     let url = db.url.clone();
     let config = lector::config::Config::from_lookup(move |name| {
         (name == "DATABASE_URL").then(|| url.clone())
@@ -1091,7 +1089,7 @@ async fn postgres_without_a_secret_key_does_not_start() {
         format!("{error:#}").contains("LECTOR_SECRET_KEY must be set"),
         "{error:#}"
     );
-    common::create_account(&config, "admin@example.com").await;
+    harness::create_account(&config, "admin@example.com").await;
     assert_eq!(db.count("users").await, 1);
 }
 
@@ -1161,7 +1159,7 @@ async fn too_many_log_ins_or_uploads_get_429_with_retry_after(#[case] backend: B
         ],
     )
     .await;
-    let client = common::browser_client();
+    let client = harness::browser_client();
     let (_, page) = get(&client, &app, "/login").await;
     let csrf = csrf_from(&page).unwrap();
     let attempt = |email: &'static str, password: &'static str| {
@@ -1228,8 +1226,8 @@ async fn lector_user_add_generates_a_password_that_logs_in() {
         .unwrap()
         .to_owned();
     assert_eq!(password.len(), 20);
-    let client = common::browser_client();
-    let csrf = common::log_in(&client, &app.address, "grace@example.com", &password).await;
+    let client = harness::browser_client();
+    let csrf = harness::log_in(&client, &app.address, "grace@example.com", &password).await;
     assert_eq!(csrf.len(), 64);
     let again = std::process::Command::new(lector_exe())
         .args(["user", "add", "grace@example.com"])

@@ -3,16 +3,14 @@
 //! the delivery log in the API and the UI, a delivery picked up after its sender died, and
 //! the refusal of internal addresses (at registration and when sending).
 
-mod common;
-
 use std::{
     collections::VecDeque,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
+use crate::harness::{self, Backend, TestApp};
 use axum::{body::Bytes, http::HeaderMap, routing::post};
-use common::{Backend, TestApp};
 use hmac::{Hmac, Mac};
 use lector::jobs::webhooks::WebhookSender;
 use rstest::rstest;
@@ -280,10 +278,7 @@ async fn failed_deliveries_are_retried_with_the_same_event_then_given_up(#[case]
     assert!(log[0]["finished_at"].is_string());
 
     // Nothing listening: the connection error is logged and retried.
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let closed = harness::free_port();
     let (webhook, _) = register(&app, &format!("http://127.0.0.1:{closed}/hook")).await;
     ping(&app, &webhook).await;
     assert_eq!(deliver_all(&sender).await, 3);
@@ -638,7 +633,7 @@ fn current_key(app: &TestApp) -> String {
             let db = std::path::PathBuf::from(app.db.url.trim_start_matches("sqlite://"));
             std::fs::read_to_string(db.with_file_name("lector-secret.key")).unwrap()
         }
-        Backend::Postgres => common::TEST_SECRET_KEY.to_owned(),
+        Backend::Postgres => harness::TEST_SECRET_KEY.to_owned(),
     }
 }
 
@@ -679,7 +674,7 @@ async fn stored_secrets_are_sealed_at_start_and_follow_a_key_rotation(#[case] ba
     // Rotation: a new key, the old one as previous.
     let old_key = current_key(&app);
     let new_key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-    let rotated = common::test_config(
+    let rotated = harness::test_config(
         &app.db.url,
         &[
             ("LECTOR_SECRET_KEY", new_key),
@@ -694,7 +689,7 @@ async fn stored_secrets_are_sealed_at_start_and_follow_a_key_rotation(#[case] ba
         sealed,
         "sealed again under the new key"
     );
-    let only_new = common::test_config(
+    let only_new = harness::test_config(
         &app.db.url,
         &[
             ("LECTOR_SECRET_KEY", new_key),
@@ -709,7 +704,7 @@ async fn stored_secrets_are_sealed_at_start_and_follow_a_key_rotation(#[case] ba
 
     // A process given only the old key cannot open it: no delivery goes out unsigned or
     // signed with something else.
-    let only_old = common::test_config(
+    let only_old = harness::test_config(
         &app.db.url,
         &[
             ("LECTOR_SECRET_KEY", old_key.trim()),

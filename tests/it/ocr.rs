@@ -3,9 +3,7 @@
 //!
 //! Needs Tesseract with English and German (`.ci/run` installs them).
 
-mod common;
-
-use common::{Backend, TestApp, collapse_whitespace, fixture};
+use crate::harness::{self, Backend, TestApp, collapse_whitespace, fixture};
 use reqwest::multipart::{Form, Part};
 use rstest::rstest;
 use serde_json::{Value, json};
@@ -358,7 +356,7 @@ async fn a_page_that_crashes_the_ocr_fails_alone_and_the_rest_completes() {
 /// Runs the `lector` binary with `args` and extra environment; returns (success, stdout,
 /// stderr).
 fn lector(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let output = std::process::Command::new(common::lector_exe())
+    let output = std::process::Command::new(harness::lector_exe())
         .args(args)
         .env_remove("LECTOR_OCR")
         .env_remove("LECTOR_OCR_LANGUAGES")
@@ -520,8 +518,8 @@ fn without_tesseract_data_pages_that_need_ocr_say_so() {
 
 #[tokio::test]
 async fn the_server_refuses_to_start_with_an_ocr_language_that_is_not_installed() {
-    let db = common::TestDatabase::new(Backend::Sqlite).await;
-    let config = common::test_config(&db.url, &[("LECTOR_OCR_LANGUAGES", "eng+xyz")]);
+    let db = harness::TestDatabase::new(Backend::Sqlite).await;
+    let config = harness::test_config(&db.url, &[("LECTOR_OCR_LANGUAGES", "eng+xyz")]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let error = lector::startup::run(config, listener, std::future::pending())
         .await
@@ -546,7 +544,7 @@ async fn free_cores_read_one_document_s_pages_in_parallel_each_page_once(#[case]
     // A sandbox that keeps each child's request, then runs the real one.
     let dir = tempfile::tempdir().unwrap();
     let wrapper = dir.path().join("sandbox");
-    common::write_script(
+    harness::write_script(
         &wrapper,
         &format!(
             "tee \"{}/request-$$.json\" | exec {} \"$@\"",
@@ -555,7 +553,7 @@ async fn free_cores_read_one_document_s_pages_in_parallel_each_page_once(#[case]
         ),
     );
     let worker = app
-        .worker_with(common::test_config(
+        .worker_with(harness::test_config(
             &app.db.url,
             &[("LECTOR_SANDBOX_EXE", wrapper.to_str().unwrap())],
         ))

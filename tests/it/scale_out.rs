@@ -1,20 +1,17 @@
 //! Scale-out on the Textract path: two `lector serve` and three `lector worker` processes (the
-//! real binary) share one Postgres database and the AWS stand-ins of `common::aws`, take 100
+//! real binary) share one Postgres database and the AWS stand-ins of `harness::aws`, take 100
 //! uploads, and extract each exactly once, starting Textract at most once per document and
 //! never running more Textract jobs at once than the cap counted in the database.
 
-mod common;
-
 use std::{
     collections::{BTreeMap, HashSet},
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use common::{
-    Backend, TestDatabase,
+use crate::harness::{
+    self, Backend, Lector, LectorServer, TestDatabase,
     aws::{ACCESS_KEY, BUCKET, FakeS3, FakeTextract, REGION, SECRET_KEY},
-    distinct_copy, fixture, lector_exe,
+    distinct_copy, fixture,
 };
 use futures_util::{StreamExt, stream};
 use reqwest::multipart::{Form, Part};
@@ -27,121 +24,12 @@ const CAP: usize = 8;
 /// [`CAP`], so the cap is what limits Textract jobs in flight, not the number of workers.
 const WORKERS_PER_WORKER_PROCESS: &str = "3";
 
-/// A running `lector` process; killed (SIGKILL) and reaped when dropped. Its output (the log
-/// lines) goes to a file, whose tail is printed when the test fails.
-struct Lector {
-    child: Child,
-    what: String,
-    log: tempfile::NamedTempFile,
-}
-
-impl Lector {
-    fn start(command: &str, vars: &[(&str, &str)]) -> Self {
-        let log = tempfile::Builder::new()
-            .prefix("lector-scale-out-")
-            .suffix(".log")
-            .tempfile()
-            .unwrap();
-        let mut cmd = Command::new(lector_exe());
-        cmd.arg(command)
-            .env("LECTOR_LOG_FORMAT", "compact")
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .env_remove("AWS_ENDPOINT_URL")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_SESSION_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.reopen().unwrap()))
-            .stderr(Stdio::from(log.reopen().unwrap()));
-        for (name, value) in vars {
-            cmd.env(name, value);
-        }
-        Lector {
-            child: cmd.spawn().expect("the lector binary starts"),
-            what: format!("lector {command}"),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
-    }
-
-    /// Panics with the log if the process has exited.
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!("{} exited with {status}:\n{}", self.what, self.log());
-        }
-    }
-
-    /// Waits (bounded) until the log contains `line`.
-    async fn wait_for_log(&mut self, line: &str, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while !self.log().contains(line) {
-            self.assert_running();
-            assert!(
-                Instant::now() < deadline,
-                "{} never logged {line:?}",
-                self.what
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Lector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            eprintln!("--- last lines of {} ---", self.what);
-            for line in tail.into_iter().rev() {
-                eprintln!("{line}");
-            }
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `lector serve` on a free port.
-struct Server {
-    process: Lector,
-    address: String,
-}
-
-impl Server {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
-    }
-
-    async fn wait_until_healthy(&mut self, client: &reqwest::Client) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(response) = client.get(self.url("/healthz")).send().await
-                && response.status().is_success()
-            {
-                return;
-            }
-            self.process.assert_running();
-            assert!(
-                Instant::now() < deadline,
-                "lector serve did not become healthy"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-async fn upload(client: &reqwest::Client, server: &Server, bytes: Vec<u8>, name: &str) -> String {
+async fn upload(
+    client: &reqwest::Client,
+    server: &LectorServer,
+    bytes: Vec<u8>,
+    name: &str,
+) -> String {
     let form = Form::new().part("file", Part::bytes(bytes).file_name(name.to_owned()));
     let response = client
         .post(server.url("/api/v1/documents"))
@@ -156,7 +44,7 @@ async fn upload(client: &reqwest::Client, server: &Server, bytes: Vec<u8>, name:
     body["id"].as_str().unwrap().to_owned()
 }
 
-async fn documents(client: &reqwest::Client, server: &Server) -> BTreeMap<String, Value> {
+async fn documents(client: &reqwest::Client, server: &LectorServer) -> BTreeMap<String, Value> {
     let body: Value = client
         .get(server.url("/api/v1/documents?limit=200"))
         .send()
@@ -188,7 +76,7 @@ async fn three_workers_and_two_servers_on_one_postgres_extract_100_uploads_exact
     let cap = CAP.to_string();
     let common_vars: Vec<(&str, &str)> = vec![
         ("DATABASE_URL", db.url.as_str()),
-        ("LECTOR_SECRET_KEY", common::TEST_SECRET_KEY),
+        ("LECTOR_SECRET_KEY", harness::TEST_SECRET_KEY),
         ("LECTOR_ENGINE", "textract"),
         ("LECTOR_S3_BUCKET", BUCKET),
         ("AWS_REGION", REGION),
@@ -214,42 +102,25 @@ async fn three_workers_and_two_servers_on_one_postgres_extract_100_uploads_exact
         vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
         vars
     };
-    let start = |command: &str, vars: Vec<(String, String)>| {
-        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        Lector::start(command, &vars)
-    };
 
     // The two servers migrate the fresh database; the workers start once it is migrated (so
     // that this test is about the queue, not about concurrent migrations).
-    let mut servers: Vec<Server> = (0..2)
-        .map(|_| {
-            let bind = format!("127.0.0.1:{}", free_port());
-            Server {
-                process: start(
-                    "serve",
-                    with(&[
-                        ("LECTOR_BIND", bind.clone()),
-                        ("LECTOR_WORKERS", "1".into()),
-                    ]),
-                ),
-                address: format!("http://{bind}"),
-            }
-        })
+    let servers: Vec<LectorServer> = (0..2)
+        .map(|_| LectorServer::start_without_waiting(&with(&[("LECTOR_WORKERS", "1".into())])))
         .collect();
-    let anonymous = reqwest::Client::new();
-    for server in &mut servers {
-        server.wait_until_healthy(&anonymous).await;
+    for server in &servers {
+        server.wait_until_healthy().await;
     }
-    let client = common::client_with_token(&common::cli_token(&db.url));
-    let mut workers: Vec<Lector> = (0..3)
+    let client = harness::client_with_token(&harness::cli_token(&db.url));
+    let workers: Vec<Lector> = (0..3)
         .map(|_| {
-            start(
+            Lector::start(
                 "worker",
-                with(&[("LECTOR_WORKERS", WORKERS_PER_WORKER_PROCESS.into())]),
+                &with(&[("LECTOR_WORKERS", WORKERS_PER_WORKER_PROCESS.into())]),
             )
         })
         .collect();
-    for worker in &mut workers {
+    for worker in &workers {
         worker
             .wait_for_log("lector workers started", Duration::from_secs(60))
             .await;
@@ -302,11 +173,7 @@ async fn three_workers_and_two_servers_on_one_postgres_extract_100_uploads_exact
         if documents.len() == DOCUMENTS && documents.values().all(|d| d["status"] == "done") {
             break documents;
         }
-        for process in servers
-            .iter_mut()
-            .map(|s| &mut s.process)
-            .chain(workers.iter_mut())
-        {
+        for process in servers.iter().map(|s| &s.process).chain(&workers) {
             process.assert_running();
         }
         if Instant::now() >= deadline {

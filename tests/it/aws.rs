@@ -1,12 +1,10 @@
 //! Originals on S3 and the Textract engine, through the real AWS SDK clients pointed at local
-//! stand-ins (`common::aws`), on SQLite and on Postgres.
-
-mod common;
+//! stand-ins (`harness::aws`), on SQLite and on Postgres.
 
 use std::time::Duration;
 
-use common::{
-    Backend, TestApp,
+use crate::harness::{
+    self, Backend, TestApp,
     aws::{ACCESS_KEY, BUCKET, FakeS3, FakeTextract, REGION, SECRET_KEY},
     fixture,
 };
@@ -141,7 +139,7 @@ async fn deleting_an_account_deletes_its_originals_on_s3(#[case] backend: Backen
 
     // Awaited, not blocking: the S3 stand-in answers on this test's runtime.
     let (ok, out, err) = {
-        let output = tokio::process::Command::new(common::lector_exe())
+        let output = tokio::process::Command::new(harness::lector_exe())
             .args(["user", "delete", "owner@example.com", "--yes"])
             .env("DATABASE_URL", &app.db.url)
             .envs(aws.vars(&[("LECTOR_BLOB_STORE", "s3")]).iter().copied())
@@ -259,7 +257,7 @@ async fn once_the_monthly_page_budget_is_spent_documents_are_read_locally_and_sa
     app.drain_jobs().await;
     let bytes = std::fs::read(fixture("twelve_pages.pdf")).unwrap();
     let response = app
-        .upload_bytes(common::distinct_copy(&bytes, 1), "again.pdf", None)
+        .upload_bytes(harness::distinct_copy(&bytes, 1), "again.pdf", None)
         .await;
     assert_eq!(response.status(), 202);
     let second = response.json::<Value>().await.unwrap()["id"]
@@ -630,11 +628,11 @@ async fn jobs_beyond_the_in_flight_cap_wait_without_losing_an_attempt(#[case] ba
 #[tokio::test]
 async fn starting_with_the_bucket_in_another_region_is_refused_with_the_reason() {
     let aws = Aws::start().await;
-    let db = common::TestDatabase::new(Backend::Sqlite).await;
+    let db = harness::TestDatabase::new(Backend::Sqlite).await;
     let mut vars = aws.vars(&[("LECTOR_ENGINE", "textract")]);
     vars.retain(|(name, _)| *name != "AWS_REGION");
     vars.push(("AWS_REGION", "eu-west-1"));
-    let config = common::test_config(&db.url, &vars);
+    let config = harness::test_config(&db.url, &vars);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let error = lector::startup::run(config, listener, std::future::pending())
         .await
@@ -657,7 +655,7 @@ async fn starting_with_the_bucket_in_another_region_is_refused_with_the_reason()
 async fn with_completion_notices_workers_wait_for_the_sqs_message_instead_of_polling(
     #[case] backend: Backend,
 ) {
-    let Some(sqs) = common::aws::MotoSqs::start().await else {
+    let Some(sqs) = harness::aws::MotoSqs::start().await else {
         println!(
             "skipped: moto_server is not installed (pip install 'moto[server]'; .ci/run does)"
         );
@@ -711,7 +709,7 @@ async fn with_completion_notices_workers_wait_for_the_sqs_message_instead_of_pol
 async fn a_pdf_arriving_on_s3_becomes_one_document_even_when_its_event_comes_twice(
     #[case] backend: Backend,
 ) {
-    let Some(sqs) = common::aws::MotoSqs::start().await else {
+    let Some(sqs) = harness::aws::MotoSqs::start().await else {
         println!(
             "skipped: moto_server is not installed (pip install 'moto[server]'; .ci/run does)"
         );
@@ -828,7 +826,7 @@ async fn a_pdf_arriving_on_s3_becomes_one_document_even_when_its_event_comes_twi
 async fn a_pdf_ingested_by_a_workers_only_process_is_read_without_waiting_for_the_poll(
     #[case] backend: Backend,
 ) {
-    let Some(sqs) = common::aws::MotoSqs::start().await else {
+    let Some(sqs) = harness::aws::MotoSqs::start().await else {
         println!(
             "skipped: moto_server is not installed (pip install 'moto[server]'; .ci/run does)"
         );
@@ -840,7 +838,7 @@ async fn a_pdf_ingested_by_a_workers_only_process_is_read_without_waiting_for_th
     // Queued before the worker process starts, so its first look finds it; once it is done
     // the worker is idle, waiting for a wake-up or the poll.
     let first = app.upload_ok("one_page.pdf").await;
-    let worker_config = common::test_config(
+    let worker_config = harness::test_config(
         &app.db.url,
         &aws.vars(&[
             ("LECTOR_WORKERS", "1"),
@@ -877,7 +875,7 @@ async fn a_pdf_ingested_by_a_workers_only_process_is_read_without_waiting_for_th
         .await
         .unwrap();
     let web = &app;
-    let ingested = common::eventually(Duration::from_secs(60), move || async move {
+    let ingested = harness::eventually(Duration::from_secs(60), move || async move {
         let (_, list) = web.get_json("/api/v1/documents").await;
         list["documents"]
             .as_array()
@@ -981,9 +979,7 @@ async fn readiness_asks_textract_once_a_minute_and_says_when_it_does_not_answer(
     assert_eq!(aws.textract.start_calls(), 0);
 
     // Nothing listens on the port Textract is said to be at.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed_endpoint = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    let closed_endpoint = format!("http://127.0.0.1:{}", harness::free_port());
     let mut vars = aws.vars(&[("LECTOR_ENGINE", "hybrid"), ("LECTOR_BLOB_STORE", "s3")]);
     vars.retain(|(name, _)| *name != "AWS_ENDPOINT_URL_TEXTRACT");
     vars.push(("AWS_ENDPOINT_URL_TEXTRACT", closed_endpoint.as_str()));

@@ -6,7 +6,6 @@
 //! extracts the PDF's real text with the local text-layer engine, so results are the real text
 //! of the real PDF, laid out as Textract does: per page one `PAGE` block, then one `LINE` block
 //! per non-empty line, then one `WORD` block per word of those lines.
-#![allow(dead_code)]
 
 use std::{
     collections::{HashMap, HashSet},
@@ -64,43 +63,17 @@ pub struct FakeS3 {
     /// The bucket created at start: [`BUCKET`].
     pub bucket: String,
     server: JoinHandle<()>,
-    _dir: tempfile::TempDir,
+    /// The temporary directory of [`FakeS3::start`], deleted on drop.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl FakeS3 {
     /// Starts the server in a fresh temporary directory and creates the bucket `lector-test`.
     pub async fn start() -> FakeS3 {
         let dir = tempfile::tempdir().expect("temporary directory for FakeS3");
-        // s3s-fs canonicalises its root; do the same so `root` matches the paths it uses.
-        let root = dir.path().canonicalize().expect("canonical FakeS3 root");
-        std::fs::create_dir(root.join(BUCKET)).expect("create the FakeS3 bucket");
-
-        let fs = s3s_fs::FileSystem::new(&root).expect("s3s-fs on the temporary directory");
-        let service = {
-            let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-            builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-            builder.build()
-        };
-        let service = HandleError::new(service, |err: s3s::HttpError| async move {
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("FakeS3 failed to handle the request: {err:?}"),
-            )
-        });
-        let app = Router::new().fallback_service(service);
-
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind FakeS3");
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("FakeS3 server");
-        });
-        FakeS3 {
-            endpoint: format!("http://{addr}"),
-            root,
-            bucket: BUCKET.to_owned(),
-            server,
-            _dir: dir,
-        }
+        let mut s3 = Self::start_in(dir.path(), 0).await;
+        s3._dir = Some(dir);
+        s3
     }
 
     /// Where the object `key` of the test bucket lives on disk.
@@ -254,27 +227,7 @@ impl FakeTextract {
     /// Starts the server; objects named in `DocumentLocation` are read from
     /// `s3_root/<bucket>/<name>` (pass [`FakeS3::root`]).
     pub async fn start(s3_root: PathBuf) -> FakeTextract {
-        let inner = Arc::new(Inner {
-            s3_root,
-            state: Mutex::new(TextractState::default()),
-        });
-        let app = Router::new()
-            .route("/", post(handle))
-            .with_state(inner.clone());
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind FakeTextract");
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .await
-                .expect("FakeTextract server");
-        });
-        FakeTextract {
-            endpoint: format!("http://{addr}"),
-            inner,
-            server,
-        }
+        Self::start_on(s3_root, 0).await
     }
 
     /// A Textract client for this server, configured as production configures one.
@@ -956,7 +909,8 @@ impl Drop for MotoSqs {
 }
 
 // ------------------------------------------------------------------------------------------
-// Fixed places, for a demo (`examples/aws_standins.rs`)
+// Where they serve: a folder and port of the demo's (`examples/aws_standins.rs`), or
+// temporary ones (`start`)
 // ------------------------------------------------------------------------------------------
 
 impl FakeS3 {
@@ -991,8 +945,7 @@ impl FakeS3 {
             root,
             bucket: BUCKET.to_owned(),
             server,
-            // Not where the objects are (that is `root`, which is kept): only fills the field.
-            _dir: tempfile::tempdir().expect("temporary directory"),
+            _dir: None,
         }
     }
 }

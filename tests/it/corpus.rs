@@ -5,15 +5,13 @@
 //! Each test prints a summary; run with `--nocapture` to read it. Without the corpus each
 //! test says it was skipped and passes.
 
-mod common;
-
 use std::{
     collections::{BTreeMap, HashMap},
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-use common::{Backend, TestApp, collapse_whitespace, corpus_dir};
+use crate::harness::{Backend, TestApp, collapse_whitespace, corpus_dir};
 use rstest::rstest;
 use serde_json::Value;
 

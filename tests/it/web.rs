@@ -1,8 +1,6 @@
 //! The browser UI, against the real app, on SQLite and on Postgres.
 
-mod common;
-
-use common::{Backend, TestApp, fixture};
+use crate::harness::{self, Backend, TestApp, fixture};
 use reqwest::multipart::{Form, Part};
 use rstest::rstest;
 
@@ -376,7 +374,7 @@ async fn the_index_is_paginated_fifty_a_page(#[case] backend: Backend) {
     for n in 0..51 {
         let response = app
             .upload_bytes(
-                common::distinct_copy(&bytes, n),
+                harness::distinct_copy(&bytes, n),
                 &format!("doc-{n:02}.pdf"),
                 None,
             )

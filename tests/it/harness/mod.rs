@@ -1,8 +1,14 @@
-//! Test support: start the real application on `127.0.0.1:0` with a fresh database (a new
-//! SQLite file, or a new database on the local Postgres server), and talk to it over HTTP.
-#![allow(dead_code)]
+//! Test support shared by every module: start the real application on `127.0.0.1:0` with a
+//! fresh database (a new SQLite file, or a new database on the local Postgres server) and talk
+//! to it over HTTP; the `lector` binary as a child process ([`process`]); the AWS stand-ins
+//! ([`aws`]); [`eventually`] for what a test waits on without a signal.
 
 pub mod aws;
+mod process;
+
+pub use process::{
+    Lector, LectorServer, build_bundle, cli_token, free_port, lector_exe, write_script,
+};
 
 use std::{
     collections::HashMap,
@@ -132,48 +138,6 @@ impl Drop for TestDatabase {
     }
 }
 
-/// The `lector` binary cargo built for these tests (also the sandbox child).
-/// Writes an executable shell script at `path`. The file is written by a `sh` child, never
-/// through a descriptor of this process: tests run in parallel threads, and a thread that forks
-/// while another holds a script open for writing hands that descriptor to its child until the
-/// child's exec, so running the script in that window fails with "Text file busy" (ETXTBSY).
-pub fn write_script(path: &Path, body: &str) {
-    use std::io::Write;
-    let mut writer = std::process::Command::new("sh")
-        .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
-        .arg(path)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = writer.stdin.take().unwrap();
-    write!(stdin, "#!/bin/sh\n{body}\n").unwrap();
-    drop(stdin);
-    assert!(writer.wait().unwrap().success(), "writing {path:?}");
-}
-
-pub fn lector_exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_lector"))
-}
-
-/// `scripts/build-eb-bundle --binary BINARY --out OUT`, uncompressed (fast), which must succeed.
-pub fn build_bundle(binary: &Path, out: &Path) {
-    let built = std::process::Command::new(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-eb-bundle"),
-    )
-    .arg("--binary")
-    .arg(binary)
-    .arg("--out")
-    .arg(out)
-    .env("BUNDLE_COMPRESSLEVEL", "0")
-    .output()
-    .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-}
-
 /// A project fixture under `tests/fixtures/`.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -192,8 +156,10 @@ pub fn corpus_dir() -> Option<PathBuf> {
 pub const TEST_SECRET_KEY: &str =
     "6c6563746f722074657374206b6579206f6e6c7920666f722074657374730a00";
 
-/// Configuration for a test: defaults, no in-process workers unless asked, then `vars`.
-pub fn test_config(database_url: &str, vars: &[(&str, &str)]) -> Config {
+/// The settings of a test's app on `database_url`: defaults, no in-process workers unless
+/// asked, then `vars`. In-process apps read them through [`test_config`]; a `lector` child
+/// process is given them as its environment.
+pub fn test_settings(database_url: &str, vars: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut map: HashMap<String, String> = HashMap::from([
         ("DATABASE_URL".into(), database_url.into()),
         ("LECTOR_WORKERS".into(), "0".into()),
@@ -212,6 +178,12 @@ pub fn test_config(database_url: &str, vars: &[(&str, &str)]) -> Config {
     for (k, v) in vars {
         map.insert(k.to_string(), v.to_string());
     }
+    map.into_iter().collect()
+}
+
+/// Configuration for a test: [`test_settings`], read the way `lector` reads its environment.
+pub fn test_config(database_url: &str, vars: &[(&str, &str)]) -> Config {
+    let map: HashMap<String, String> = test_settings(database_url, vars).into_iter().collect();
     Config::from_lookup(move |name| map.get(name).cloned()).expect("valid test configuration")
 }
 
@@ -618,40 +590,4 @@ impl TestDatabase {
             }
         }
     }
-}
-
-/// An API token for a database, made the administrator's way: `lector user add` (the account
-/// is kept if it exists) and `lector token create`, run as separate processes.
-pub fn cli_token(database_url: &str) -> String {
-    use std::{io::Write, process::Stdio};
-    let mut add = std::process::Command::new(lector_exe())
-        .args(["user", "add", "owner@example.com", "--password-stdin"])
-        .env("DATABASE_URL", database_url)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(add.stdin.take().unwrap(), "{TEST_PASSWORD}").unwrap();
-    let added = add.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&added.stderr);
-    assert!(
-        added.status.success() || stderr.contains("already exists"),
-        "lector user add: {stderr}"
-    );
-    let created = std::process::Command::new(lector_exe())
-        .args(["token", "create", "owner@example.com", "--name", "tests"])
-        .env("DATABASE_URL", database_url)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    assert!(
-        created.status.success(),
-        "lector token create: {}",
-        String::from_utf8_lossy(&created.stderr)
-    );
-    let token = String::from_utf8(created.stdout).unwrap().trim().to_owned();
-    assert!(token.starts_with("lector_"), "{token}");
-    token
 }

@@ -2,11 +2,9 @@
 //! same queries must find the same pages on both. Documents are real PDFs made in the test,
 //! extracted by the real engine.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::{Backend, TestApp, aws::text_pdf};
+use crate::harness::{self, Backend, TestApp, aws::text_pdf};
 use rstest::rstest;
 use serde_json::Value;
 
@@ -565,7 +563,7 @@ async fn a_result_opens_the_document_at_the_page_with_the_terms_highlighted(
 #[tokio::test]
 async fn pages_stored_before_the_search_migration_are_indexed_by_it(#[case] backend: Backend) {
     use lector::domain::search::SearchQuery;
-    let db = common::TestDatabase::new(backend).await;
+    let db = harness::TestDatabase::new(backend).await;
     // The schema as it was before search (every migration before 0008), with a document.
     let folder = match backend {
         Backend::Sqlite => "sqlite",
@@ -735,7 +733,7 @@ async fn past_the_scoring_limit_the_newest_pages_are_ranked_and_the_count_says_s
 #[tokio::test]
 async fn every_page_holding_a_phrase_holds_the_word_pairs_it_is_found_by() {
     use lector::domain::search::SearchQuery;
-    let db = common::TestDatabase::new(Backend::Postgres).await;
+    let db = harness::TestDatabase::new(Backend::Postgres).await;
     lector::storage::connect(&db.url.clone().into(), 2)
         .await
         .unwrap()
@@ -822,15 +820,15 @@ async fn every_page_holding_a_phrase_holds_the_word_pairs_it_is_found_by() {
 /// the background: see the next test), not an administrator's command.
 #[tokio::test]
 async fn the_phrase_index_follows_the_setting() {
-    let db = common::TestDatabase::new(Backend::Postgres).await;
+    let db = harness::TestDatabase::new(Backend::Postgres).await;
     let start = |on: &'static str| {
-        let config = common::test_config(&db.url, &[("LECTOR_SEARCH_PHRASE_INDEX", on)]);
+        let config = harness::test_config(&db.url, &[("LECTOR_SEARCH_PHRASE_INDEX", on)]);
         async move { lector::startup::migrate(&config).await.unwrap() }
     };
     start("false").await;
     assert_eq!(phrase_index_state(&db).await, "absent");
     // An administrator's command run with other settings leaves it as the service keeps it.
-    let admin = common::test_config(&db.url, &[("LECTOR_SEARCH_PHRASE_INDEX", "true")]);
+    let admin = harness::test_config(&db.url, &[("LECTOR_SEARCH_PHRASE_INDEX", "true")]);
     lector::startup::connect(&admin).await.unwrap();
     assert_eq!(phrase_index_state(&db).await, "absent");
     start("true").await;
@@ -848,7 +846,7 @@ async fn the_phrase_index_follows_the_setting() {
 }
 
 /// Whether the index of adjacent words is built: "true", "false" (invalid) or "absent".
-async fn phrase_index_state(db: &common::TestDatabase) -> String {
+async fn phrase_index_state(db: &harness::TestDatabase) -> String {
     db.query_text(
         "select coalesce((select cast(indisvalid as text) from pg_index \
          where indexrelid = to_regclass('pages_search_pairs')), 'absent')",
@@ -858,7 +856,7 @@ async fn phrase_index_state(db: &common::TestDatabase) -> String {
 }
 
 /// The index's state once it is `wanted`, or after 30 s.
-async fn phrase_index_state_within(db: &common::TestDatabase, wanted: &str) -> String {
+async fn phrase_index_state_within(db: &harness::TestDatabase, wanted: &str) -> String {
     let mut state = phrase_index_state(db).await;
     for _ in 0..300 {
         if state == wanted {
@@ -875,7 +873,7 @@ async fn phrase_index_state_within(db: &common::TestDatabase, wanted: &str) -> S
 /// is there once the build could run.
 #[tokio::test]
 async fn the_service_answers_while_the_phrase_index_is_built() {
-    let db = common::TestDatabase::new(Backend::Postgres).await;
+    let db = harness::TestDatabase::new(Backend::Postgres).await;
     let other_instance = sqlx::PgPool::connect(&db.url).await.unwrap();
     let mut lock_holder = other_instance.acquire().await.unwrap();
     sqlx::query("select pg_advisory_lock($1)")
@@ -902,8 +900,8 @@ async fn the_service_answers_while_the_phrase_index_is_built() {
 #[tokio::test]
 async fn a_sparse_phrase_is_found_through_the_index_of_adjacent_words() {
     use lector::domain::search::SearchQuery;
-    let db = common::TestDatabase::new(Backend::Postgres).await;
-    let config = common::test_config(&db.url, &[("LECTOR_SEARCH_PHRASE_INDEX", "true")]);
+    let db = harness::TestDatabase::new(Backend::Postgres).await;
+    let config = harness::test_config(&db.url, &[("LECTOR_SEARCH_PHRASE_INDEX", "true")]);
     lector::startup::migrate(&config).await.unwrap();
     for statement in [
         "insert into users (id, email, password_hash) values ('u1', 'pairs@example.com', 'x')",

@@ -3,11 +3,9 @@
 //! expects and settings that agree with Lector's (port, health check, upload limit vs nginx).
 //! The release build for glibc 2.34 is the same script without `--binary` (slow; not run here).
 
-mod common;
-
 use std::{path::Path, process::Command};
 
-use common::lector_exe;
+use crate::harness::{self, lector_exe};
 
 fn read(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
@@ -18,7 +16,7 @@ fn the_bundle_has_the_binary_procfile_and_platform_settings_elastic_beanstalk_ne
     let work = tempfile::tempdir().unwrap();
     let zip = work.path().join("lector-eb.zip");
     // The debug binary is large; compressing it would only slow the test.
-    common::build_bundle(&lector_exe(), &zip);
+    harness::build_bundle(&lector_exe(), &zip);
     let unpacked = work.path().join("bundle");
     let unzip = Command::new("unzip")
         .arg("-q")

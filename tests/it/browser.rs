@@ -8,15 +8,16 @@
 //! skipped when they are missing. With `LECTOR_SCREENSHOTS=1` it saves the screenshots shown
 //! in the README under `docs/screenshots/`.
 
-mod common;
-
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
 };
 
-use common::{Backend, TEST_PASSWORD, TestApp, create_account, fixture};
+use crate::harness::{
+    Backend, LectorServer, TEST_PASSWORD, TestDatabase, create_account, fixture, free_port,
+    test_config, test_settings,
+};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
@@ -38,11 +39,7 @@ impl Drop for Driver {
 }
 
 async fn start_driver() -> Driver {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
@@ -158,11 +155,7 @@ async fn a_person_signs_up_uploads_reads_downloads_uses_a_token_and_stays_privat
         );
         return;
     }
-    let app = TestApp::spawn_without_accounts(
-        Backend::Sqlite,
-        &[("LECTOR_WORKERS", "1"), ("LECTOR_POLL_INTERVAL_MS", "100")],
-    )
-    .await;
+    let app = App::start().await;
     let driver = start_driver().await;
     let client = browser(&driver).await;
     let outcome = run_journey(&app, &client).await;
@@ -170,7 +163,33 @@ async fn a_person_signs_up_uploads_reads_downloads_uses_a_token_and_stays_privat
     outcome.unwrap();
 }
 
-async fn run_journey(app: &TestApp, client: &Client) -> Result<(), String> {
+/// The real app, with no account yet and a worker, as a `lector serve` process of its own:
+/// the journey counts the requests the page made in `/metrics`, and the recorder behind it is
+/// the process's, which other tests' requests would reach in this one.
+struct App {
+    server: LectorServer,
+    db: TestDatabase,
+}
+
+impl App {
+    async fn start() -> Self {
+        let db = TestDatabase::new(Backend::Sqlite).await;
+        let settings = test_settings(
+            &db.url,
+            &[("LECTOR_WORKERS", "1"), ("LECTOR_POLL_INTERVAL_MS", "100")],
+        );
+        App {
+            server: LectorServer::start(&settings).await,
+            db,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        self.server.url(path)
+    }
+}
+
+async fn run_journey(app: &App, client: &Client) -> Result<(), String> {
     // Sign up: the first visitor is sent to the sign-up page.
     client.goto(&app.url("/")).await.unwrap();
     wait_for_path(client, "/signup").await;
@@ -307,7 +326,7 @@ async fn run_journey(app: &TestApp, client: &Client) -> Result<(), String> {
     wait_for_path(client, "/login").await;
     client.goto(&app.url("/")).await.unwrap();
     wait_for_path(client, "/login").await;
-    create_account(&app.config, "eve@example.com").await;
+    create_account(&test_config(&app.db.url, &[]), "eve@example.com").await;
     fill(client, "#email", "eve@example.com").await;
     fill(client, "#password", TEST_PASSWORD).await;
     click(client, "form[action='/login'] button[type=submit]").await;

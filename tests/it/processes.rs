@@ -3,168 +3,56 @@
 //! running job back, and what a production process logs (JSON lines, no secrets). Every
 //! child is killed when its guard is dropped.
 
-mod common;
-
 use std::{
     collections::BTreeMap,
     path::PathBuf,
-    process::{Child, Command, ExitStatus, Stdio},
     time::{Duration, Instant},
 };
 
-use common::{
-    Backend, TestDatabase, cli_token, client_with_token, corpus_dir, distinct_copy, fixture,
-    lector_exe,
+use crate::harness::{
+    self, Backend, Lector, LectorServer, TestDatabase, cli_token, client_with_token, corpus_dir,
+    distinct_copy, fixture,
 };
 use reqwest::multipart::{Form, Part};
 use rstest::rstest;
 use serde_json::Value;
 
-/// A running `lector` process; killed (SIGKILL) and reaped when dropped. Its stdout and
-/// stderr (the log lines) go to a file, printed when a test fails.
-struct Lector {
-    child: Child,
-    what: String,
-    log: tempfile::NamedTempFile,
+/// The settings of these tests' processes on `db` (short leases and polls), then `vars`.
+fn settings<'a>(db: &'a TestDatabase, vars: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut all = vec![
+        ("DATABASE_URL", db.url.as_str()),
+        ("LECTOR_SECRET_KEY", harness::TEST_SECRET_KEY),
+        ("LECTOR_JOB_LEASE_SECS", "2"),
+        ("LECTOR_POLL_INTERVAL_MS", "100"),
+        ("LECTOR_JOB_RETRY_BASE_SECS", "0"),
+        ("LECTOR_DATABASE_MAX_CONNECTIONS", "6"),
+    ];
+    all.extend_from_slice(vars);
+    all
 }
 
-impl Lector {
-    /// Starts `lector <command>` on `db` with the test's settings and then `vars`.
-    fn start(command: &str, db: &TestDatabase, vars: &[(&str, &str)]) -> Self {
-        let log = tempfile::Builder::new()
-            .prefix("lector-process-")
-            .suffix(".log")
-            .tempfile()
-            .unwrap();
-        let mut cmd = Command::new(lector_exe());
-        cmd.arg(command)
-            .env("DATABASE_URL", &db.url)
-            .env("LECTOR_SECRET_KEY", common::TEST_SECRET_KEY)
-            .env("LECTOR_JOB_LEASE_SECS", "2")
-            .env("LECTOR_POLL_INTERVAL_MS", "100")
-            .env("LECTOR_JOB_RETRY_BASE_SECS", "0")
-            .env("LECTOR_DATABASE_MAX_CONNECTIONS", "6")
-            .env("LECTOR_LOG_FORMAT", "compact")
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.reopen().unwrap()))
-            .stderr(Stdio::from(log.reopen().unwrap()));
-        for (name, value) in vars {
-            cmd.env(name, value);
-        }
-        let child = cmd.spawn().expect("the lector binary starts");
-        Lector {
-            child,
-            what: format!("lector {command} {vars:?}"),
-            log,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Everything the process has logged so far.
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
-    }
-
-    /// SIGKILL, as the OOM killer or a power cut would.
-    fn kill_hard(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// Sends SIGTERM, as a deploy or scale-in does.
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -TERM {}", self.pid());
-    }
-
-    /// Waits up to `limit` for the process to exit on its own.
-    async fn wait_for_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
-    }
-}
-
-impl Drop for Lector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!("--- last lines of {} ---", self.what);
-            for line in tail.into_iter().rev() {
-                eprintln!("{line}");
-            }
-        }
-    }
-}
-
-/// A free port on 127.0.0.1 (bound, then released for the child to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `lector serve` and an HTTP client for it.
+/// `lector serve` on `db`, and an API client with a token made by `lector token create`.
 struct Server {
-    process: Lector,
-    address: String,
+    lector: LectorServer,
     client: reqwest::Client,
 }
 
 impl Server {
     /// Starts `lector serve` on a free port and waits until `/healthz` answers.
     async fn start(db: &TestDatabase, vars: &[(&str, &str)]) -> Self {
-        let bind = format!("127.0.0.1:{}", free_port());
-        let mut all = vec![("LECTOR_BIND", bind.as_str())];
-        all.extend_from_slice(vars);
-        let mut server = Server {
-            process: Lector::start("serve", db, &all),
-            address: format!("http://{bind}"),
-            client: reqwest::Client::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(response) = server.client.get(server.url("/healthz")).send().await
-                && response.status().is_success()
-            {
-                server.client = client_with_token(&cli_token(&db.url));
-                return server;
-            }
-            if let Some(status) = server.process.child.try_wait().unwrap() {
-                panic!(
-                    "lector serve exited with {status} before it was healthy:\n{}",
-                    server.process.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "lector serve did not become healthy"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let lector = LectorServer::start(&settings(db, vars)).await;
+        Server {
+            lector,
+            client: client_with_token(&cli_token(&db.url)),
         }
     }
 
+    fn process(&self) -> &Lector {
+        &self.lector.process
+    }
+
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
+        self.lector.url(path)
     }
 
     /// Uploads `bytes`; it must be accepted. Returns the document id.
@@ -277,7 +165,7 @@ async fn a_server_killed_mid_batch_finishes_every_document_after_restart_without
 ) {
     let started = Instant::now();
     let db = TestDatabase::new(backend).await;
-    let mut first = Server::start(&db, &[("LECTOR_WORKERS", "1")]).await;
+    let first = Server::start(&db, &[("LECTOR_WORKERS", "1")]).await;
 
     // Twelve documents; with the corpus, two of them are 500 pages long so that one is
     // surely being extracted when the process dies.
@@ -313,7 +201,7 @@ async fn a_server_killed_mid_batch_finishes_every_document_after_restart_without
         assert!(Instant::now() < deadline, "no progress: {documents:#?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    first.process.kill_hard();
+    first.process().kill_hard();
     let done_before = before_kill
         .values()
         .filter(|d| d["status"] == "done")
@@ -364,7 +252,7 @@ async fn a_server_killed_mid_batch_finishes_every_document_after_restart_without
         assert_eq!(first_attempts + second_attempts, 12);
     }
     assert!(
-        second.process.log().contains("document extracted"),
+        second.process().log().contains("document extracted"),
         "the restarted server extracted something"
     );
     println!(
@@ -395,8 +283,8 @@ async fn two_worker_processes_on_one_postgres_database_process_each_document_exa
     // is tested here is that two processes never claim the same queued job.
     let worker_vars = [("LECTOR_WORKERS", "2"), ("LECTOR_JOB_LEASE_SECS", "30")];
     let workers = [
-        Lector::start("worker", &db, &worker_vars),
-        Lector::start("worker", &db, &worker_vars),
+        Lector::start("worker", &settings(&db, &worker_vars)),
+        Lector::start("worker", &settings(&db, &worker_vars)),
     ];
     let documents = web.wait_until_all_done(Duration::from_secs(300)).await;
     println!(
@@ -445,7 +333,7 @@ async fn sigterm_hands_running_jobs_back_and_stops_cleanly(#[case] backend: Back
     };
     let started = Instant::now();
     let db = TestDatabase::new(backend).await;
-    let mut first = Server::start(
+    let first = Server::start(
         &db,
         &[("LECTOR_WORKERS", "1"), ("LECTOR_SHUTDOWN_GRACE_SECS", "0")],
     )
@@ -470,9 +358,9 @@ async fn sigterm_hands_running_jobs_back_and_stops_cleanly(#[case] backend: Back
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let signalled = Instant::now();
-    first.process.terminate();
+    first.process().terminate();
     let status = first
-        .process
+        .process()
         .wait_for_exit(Duration::from_secs(15))
         .await
         .expect("lector serve exits within 15 s of SIGTERM");
@@ -483,11 +371,11 @@ async fn sigterm_hands_running_jobs_back_and_stops_cleanly(#[case] backend: Back
     assert!(status.success(), "exit status {status}");
     assert!(
         first
-            .process
+            .process()
             .log()
             .contains("shutting down: job handed back to the queue"),
         "{}",
-        first.process.log()
+        first.process().log()
     );
 
     let document_status = db
@@ -565,10 +453,10 @@ async fn json_logs_have_a_line_per_request_and_per_job_step_and_no_secret() {
 
     // The job's last line is written just after the row says done.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !server.process.log().contains("document extracted") && Instant::now() < deadline {
+    while !server.process().log().contains("document extracted") && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let log = server.process.log();
+    let log = server.process().log();
     let lines: Vec<Value> = log
         .lines()
         .filter(|l| !l.trim().is_empty())
@@ -617,7 +505,7 @@ async fn json_logs_have_a_line_per_request_and_per_job_step_and_no_secret() {
     assert!(queue[0]["jobs_queued"].as_i64().is_some(), "{}", queue[0]);
 
     // No secret reaches the log: not the API token, the PDF's password or the account's.
-    for secret in [token.as_str(), "open-sesame", common::TEST_PASSWORD] {
+    for secret in [token.as_str(), "open-sesame", harness::TEST_PASSWORD] {
         assert!(!log.contains(secret), "{secret:?} is in the log:\n{log}");
     }
 }

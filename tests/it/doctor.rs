@@ -3,17 +3,15 @@
 //! `scripts/build-eb-bundle`. A well-wired deployment passes; a mis-wired one gets each
 //! problem named in words, and the command fails.
 
-mod common;
-
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
 };
 
-use common::{
-    Backend, TestDatabase,
+use crate::harness::{
+    self, Backend, TestDatabase,
     aws::{ACCESS_KEY, BUCKET, FakeS3, FakeTextract, MotoSqs, REGION, SECRET_KEY},
-    lector_exe,
+    free_port, lector_exe,
 };
 
 /// Runs `lector doctor` with only `vars` (and PATH) in its environment. Asynchronously: the
@@ -43,9 +41,9 @@ fn lines_for<'a>(stdout: &'a str, check: &str) -> Vec<&'a str> {
 /// its place and mode matter here; tests/bundle.rs runs the real one).
 fn bundle_zip(dir: &Path) -> PathBuf {
     let binary = dir.join("lector-binary");
-    common::write_script(&binary, "echo lector");
+    harness::write_script(&binary, "echo lector");
     let zip = dir.join("lector-eb.zip");
-    common::build_bundle(&binary, &zip);
+    harness::build_bundle(&binary, &zip);
     zip
 }
 
@@ -61,7 +59,7 @@ async fn a_well_wired_deployment_passes_every_check() {
     let migrated = Command::new(lector_exe())
         .arg("migrate")
         .env("DATABASE_URL", &db.url)
-        .env("LECTOR_SECRET_KEY", common::TEST_SECRET_KEY)
+        .env("LECTOR_SECRET_KEY", harness::TEST_SECRET_KEY)
         .output()
         .unwrap();
     assert!(
@@ -77,7 +75,7 @@ async fn a_well_wired_deployment_passes_every_check() {
     let output = doctor(
         &[
             ("DATABASE_URL", db.url.as_str()),
-            ("LECTOR_SECRET_KEY", common::TEST_SECRET_KEY),
+            ("LECTOR_SECRET_KEY", harness::TEST_SECRET_KEY),
             ("LECTOR_ENGINE", "hybrid"),
             ("LECTOR_BLOB_STORE", "s3"),
             ("LECTOR_S3_BUCKET", BUCKET),
@@ -143,12 +141,7 @@ async fn a_miswired_deployment_gets_each_problem_in_words() {
     let db = TestDatabase::new(Backend::Sqlite).await;
     let s3 = FakeS3::start().await;
     // Nothing listens here: Textract is unreachable.
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let textract_endpoint = format!("http://127.0.0.1:{closed_port}");
+    let textract_endpoint = format!("http://127.0.0.1:{}", free_port());
     let sqs = MotoSqs::start().await;
     let queue_url = sqs.as_ref().map_or_else(
         || "http://127.0.0.1:9/queue/none".to_owned(),
@@ -172,7 +165,7 @@ async fn a_miswired_deployment_gets_each_problem_in_words() {
     let output = doctor(
         &[
             ("DATABASE_URL", db.url.as_str()),
-            ("LECTOR_SECRET_KEY", common::TEST_SECRET_KEY),
+            ("LECTOR_SECRET_KEY", harness::TEST_SECRET_KEY),
             ("LECTOR_ENGINE", "textract"),
             ("LECTOR_S3_BUCKET", BUCKET),
             // The stand-in's bucket is in us-east-1.
