@@ -4,12 +4,7 @@
 //! locking the owner out; sign-up that does not tell strangers who has an account for free.
 //! Against the real app on SQLite and Postgres, through the browser's forms and `lector`.
 
-use std::{
-    io::Write,
-    process::{Command, Stdio},
-};
-
-use crate::harness::{self, Backend, TEST_PASSWORD, TestApp, csrf_from, lector_exe};
+use crate::harness::{self, Backend, TEST_PASSWORD, TestApp, csrf_from, lector_command};
 use reqwest::{Client, StatusCode};
 use rstest::rstest;
 
@@ -344,28 +339,11 @@ async fn deleting_the_account_removes_everything_it_owns_and_nothing_else(
 
 /// Runs `lector args…` on the app's database with `stdin`; (success, stdout, stderr).
 fn lector(app: &TestApp, args: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut child = Command::new(lector_exe())
-        .args(args)
+    lector_command(args)
         .env("DATABASE_URL", &app.db.url)
         .env("LECTOR_PUBLIC_URL", &app.address)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+        .stdin(stdin)
+        .run()
 }
 
 #[rstest]

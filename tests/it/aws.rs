@@ -5,42 +5,13 @@ use std::time::Duration;
 
 use crate::harness::{
     self, Backend, TestApp,
-    aws::{ACCESS_KEY, BUCKET, FakeS3, FakeTextract, REGION, SECRET_KEY},
+    aws::{BUCKET, Standins},
     fixture,
 };
 use rstest::rstest;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
-
-/// Stand-ins for S3 and Textract, and the app's settings that point at them.
-struct Aws {
-    s3: FakeS3,
-    textract: FakeTextract,
-}
-
-impl Aws {
-    async fn start() -> Self {
-        let s3 = FakeS3::start().await;
-        let textract = FakeTextract::start(s3.root.clone()).await;
-        Aws { s3, textract }
-    }
-
-    fn vars<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-        let mut vars = vec![
-            ("LECTOR_S3_BUCKET", BUCKET),
-            ("AWS_REGION", REGION),
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
-            ("AWS_ENDPOINT_URL_S3", self.s3.endpoint.as_str()),
-            ("AWS_ENDPOINT_URL_TEXTRACT", self.textract.endpoint.as_str()),
-            ("LECTOR_TEXTRACT_POLL_INITIAL_MS", "20"),
-            ("LECTOR_TEXTRACT_POLL_MAX_MS", "100"),
-        ];
-        vars.extend_from_slice(extra);
-        vars
-    }
-}
 
 fn sha256_of(name: &str) -> String {
     hex::encode(Sha256::digest(std::fs::read(fixture(name)).unwrap()))
@@ -58,7 +29,7 @@ async fn pages(app: &TestApp, id: &str) -> Vec<Value> {
 async fn with_the_s3_blob_store_originals_live_on_s3_and_come_back_and_go(
     #[case] backend: Backend,
 ) {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_BLOB_STORE", "s3")])).await;
     let id = app.upload_ok("three_pages.pdf").await;
     let key = format!("originals/{}.pdf", sha256_of("three_pages.pdf"));
@@ -114,7 +85,7 @@ async fn with_the_s3_blob_store_originals_live_on_s3_and_come_back_and_go(
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn deleting_an_account_deletes_its_originals_on_s3(#[case] backend: Backend) {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_BLOB_STORE", "s3")])).await;
     app.upload_ok("three_pages.pdf").await;
     app.upload_ok("one_page.pdf").await;
@@ -138,21 +109,11 @@ async fn deleting_an_account_deletes_its_originals_on_s3(#[case] backend: Backen
     assert_eq!(aws.s3.object_keys().len(), 2);
 
     // Awaited, not blocking: the S3 stand-in answers on this test's runtime.
-    let (ok, out, err) = {
-        let output = tokio::process::Command::new(harness::lector_exe())
-            .args(["user", "delete", "owner@example.com", "--yes"])
-            .env("DATABASE_URL", &app.db.url)
-            .envs(aws.vars(&[("LECTOR_BLOB_STORE", "s3")]).iter().copied())
-            .env_remove("RUST_LOG")
-            .output()
-            .await
-            .unwrap();
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    };
+    let (ok, out, err) = harness::lector_command(&["user", "delete", "owner@example.com", "--yes"])
+        .env("DATABASE_URL", &app.db.url)
+        .envs(&aws.vars(&[("LECTOR_BLOB_STORE", "s3")]))
+        .run_async()
+        .await;
     assert!(ok, "{err}");
     assert!(out.contains("its 2 document(s)"), "{out}");
     assert!(
@@ -173,7 +134,7 @@ async fn deleting_an_account_deletes_its_originals_on_s3(#[case] backend: Backen
 async fn textract_reads_every_page_following_next_token_and_is_started_once(
     #[case] backend: Backend,
 ) {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     aws.textract.in_progress_polls(3);
     aws.textract.page_size(100);
     let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "textract")])).await;
@@ -243,7 +204,7 @@ async fn textract_reads_every_page_following_next_token_and_is_started_once(
 async fn once_the_monthly_page_budget_is_spent_documents_are_read_locally_and_say_so(
     #[case] backend: Backend,
 ) {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     let app = TestApp::spawn_with(
         backend,
         &aws.vars(&[
@@ -333,7 +294,7 @@ async fn once_the_monthly_page_budget_is_spent_documents_are_read_locally_and_sa
 async fn hybrid_takes_good_text_layers_locally_and_sends_only_scanned_pages_to_textract(
     #[case] backend: Backend,
 ) {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "hybrid")])).await;
     let text_only = app.upload_ok("three_pages.pdf").await;
     let mixed = app.upload_ok("mixed_text_and_scan.pdf").await;
@@ -392,7 +353,7 @@ async fn hybrid_takes_good_text_layers_locally_and_sends_only_scanned_pages_to_t
 
 #[tokio::test]
 async fn hybrid_reads_scanned_pages_with_local_ocr_once_the_budget_is_spent() {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     let app = TestApp::spawn_with(
         Backend::Sqlite,
         &aws.vars(&[
@@ -430,7 +391,7 @@ async fn hybrid_reads_scanned_pages_with_local_ocr_once_the_budget_is_spent() {
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_job_handed_back_mid_poll_resumes_the_same_textract_job(#[case] backend: Backend) {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     aws.textract.in_progress_polls(1000);
     let app = TestApp::spawn_with(
         backend,
@@ -469,7 +430,7 @@ async fn a_job_handed_back_mid_poll_resumes_the_same_textract_job(#[case] backen
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn partial_success_fails_only_the_pages_textract_names(#[case] backend: Backend) {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     aws.textract.partial_success(vec![2], "PARTIAL_PAGE_ERROR");
     let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "textract")])).await;
     let id = app.upload_ok("three_pages.pdf").await;
@@ -493,7 +454,7 @@ async fn partial_success_fails_only_the_pages_textract_names(#[case] backend: Ba
 async fn a_failed_textract_job_fails_the_document_with_its_status_message(
     #[case] backend: Backend,
 ) {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     aws.textract.fail("Request has unsupported document format");
     let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "textract")])).await;
     let id = app.upload_ok("one_page.pdf").await;
@@ -511,7 +472,7 @@ async fn a_failed_textract_job_fails_the_document_with_its_status_message(
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn throttling_is_retried_with_backoff_until_textract_answers(#[case] backend: Backend) {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     // More than the SDK's own three tries: Lector's backoff has to carry it.
     aws.textract
         .throttle_next(4, "ProvisionedThroughputExceededException");
@@ -528,7 +489,7 @@ async fn throttling_is_retried_with_backoff_until_textract_answers(#[case] backe
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_missing_s3_object_fails_the_document_with_a_clear_reason(#[case] backend: Backend) {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     let app = TestApp::spawn_with(
         backend,
         &aws.vars(&[("LECTOR_ENGINE", "textract"), ("LECTOR_BLOB_STORE", "s3")]),
@@ -557,7 +518,7 @@ async fn a_missing_s3_object_fails_the_document_with_a_clear_reason(#[case] back
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn password_protected_pdfs_are_refused_for_textract_at_upload(#[case] backend: Backend) {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "textract")])).await;
     let response = app
         .upload_fixture("user_password.pdf", Some("open-sesame"))
@@ -582,7 +543,7 @@ async fn password_protected_pdfs_are_refused_for_textract_at_upload(#[case] back
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn jobs_beyond_the_in_flight_cap_wait_without_losing_an_attempt(#[case] backend: Backend) {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     aws.textract.in_progress_polls(15);
     let app = TestApp::spawn_with(
         backend,
@@ -627,7 +588,7 @@ async fn jobs_beyond_the_in_flight_cap_wait_without_losing_an_attempt(#[case] ba
 
 #[tokio::test]
 async fn starting_with_the_bucket_in_another_region_is_refused_with_the_reason() {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     let db = harness::TestDatabase::new(Backend::Sqlite).await;
     let mut vars = aws.vars(&[("LECTOR_ENGINE", "textract")]);
     vars.retain(|(name, _)| *name != "AWS_REGION");
@@ -655,13 +616,10 @@ async fn starting_with_the_bucket_in_another_region_is_refused_with_the_reason()
 async fn with_completion_notices_workers_wait_for_the_sqs_message_instead_of_polling(
     #[case] backend: Backend,
 ) {
-    let Some(sqs) = harness::aws::MotoSqs::start().await else {
-        println!(
-            "skipped: moto_server is not installed (pip install 'moto[server]'; .ci/run does)"
-        );
+    let Some(sqs) = harness::aws::MotoSqs::start_or_skip().await else {
         return;
     };
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     aws.textract.in_progress_polls(1000);
     aws.textract
         .deliver_notices_to(sqs.client().await, &sqs.queue_url);
@@ -709,13 +667,10 @@ async fn with_completion_notices_workers_wait_for_the_sqs_message_instead_of_pol
 async fn a_pdf_arriving_on_s3_becomes_one_document_even_when_its_event_comes_twice(
     #[case] backend: Backend,
 ) {
-    let Some(sqs) = harness::aws::MotoSqs::start().await else {
-        println!(
-            "skipped: moto_server is not installed (pip install 'moto[server]'; .ci/run does)"
-        );
+    let Some(sqs) = harness::aws::MotoSqs::start_or_skip().await else {
         return;
     };
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     let s3 = aws.s3.client().await;
     let put = |key: &'static str, bytes: Vec<u8>| {
         let s3 = s3.clone();
@@ -826,13 +781,10 @@ async fn a_pdf_arriving_on_s3_becomes_one_document_even_when_its_event_comes_twi
 async fn a_pdf_ingested_by_a_workers_only_process_is_read_without_waiting_for_the_poll(
     #[case] backend: Backend,
 ) {
-    let Some(sqs) = harness::aws::MotoSqs::start().await else {
-        println!(
-            "skipped: moto_server is not installed (pip install 'moto[server]'; .ci/run does)"
-        );
+    let Some(sqs) = harness::aws::MotoSqs::start_or_skip().await else {
         return;
     };
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     // The web side has no workers and no consumer: it holds the account and answers the API.
     let app = TestApp::spawn_with(backend, &aws.vars(&[])).await;
     // Queued before the worker process starts, so its first look finds it; once it is done
@@ -906,7 +858,7 @@ async fn a_pdf_ingested_by_a_workers_only_process_is_read_without_waiting_for_th
 
 #[tokio::test]
 async fn a_hybrid_job_handed_back_mid_poll_resumes_its_textract_job_with_the_page_map() {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     aws.textract.in_progress_polls(1000);
     let app = TestApp::spawn_with(
         Backend::Sqlite,
@@ -959,7 +911,7 @@ async fn a_hybrid_job_handed_back_mid_poll_resumes_its_textract_job_with_the_pag
 
 #[tokio::test]
 async fn readiness_asks_textract_once_a_minute_and_says_when_it_does_not_answer() {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     let app = TestApp::spawn_with(
         Backend::Sqlite,
         &aws.vars(&[("LECTOR_ENGINE", "textract"), ("LECTOR_BLOB_STORE", "s3")]),

@@ -3,30 +3,22 @@
 //! `scripts/build-eb-bundle`. A well-wired deployment passes; a mis-wired one gets each
 //! problem named in words, and the command fails.
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Output},
-};
+use std::path::{Path, PathBuf};
 
 use crate::harness::{
     self, Backend, TestDatabase,
-    aws::{ACCESS_KEY, BUCKET, FakeS3, FakeTextract, MotoSqs, REGION, SECRET_KEY},
-    free_port, lector_exe,
+    aws::{ACCESS_KEY, BUCKET, FakeS3, MotoSqs, SECRET_KEY, Standins},
+    free_port, lector_command,
 };
 
-/// Runs `lector doctor` with only `vars` (and PATH) in its environment. Asynchronously: the
-/// stand-ins it talks to run on this test's runtime.
-async fn doctor(vars: &[(&str, &str)], bundle: &Path) -> Output {
-    tokio::process::Command::new(lector_exe())
-        .arg("doctor")
-        .arg("--bundle")
-        .arg(bundle)
+/// Runs `lector doctor` with only `vars` (and PATH) in its environment; (success, stdout,
+/// stderr). Asynchronously: the stand-ins it talks to run on this test's runtime.
+async fn doctor(vars: &[(&str, &str)], bundle: &Path) -> (bool, String, String) {
+    lector_command(&["doctor", "--bundle", bundle.to_str().unwrap()])
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(vars.iter().copied())
-        .output()
+        .envs(vars)
+        .run_async()
         .await
-        .expect("lector doctor runs")
 }
 
 /// The line `lector doctor` printed for `check`, whatever its verdict.
@@ -49,62 +41,39 @@ fn bundle_zip(dir: &Path) -> PathBuf {
 
 #[tokio::test]
 async fn a_well_wired_deployment_passes_every_check() {
-    let Some(sqs) = MotoSqs::start().await else {
-        println!(
-            "skipped: moto_server is not installed (pip install 'moto[server]'; .ci/run does)"
-        );
+    let Some(sqs) = MotoSqs::start_or_skip().await else {
         return;
     };
     let db = TestDatabase::new(Backend::Postgres).await;
-    let migrated = Command::new(lector_exe())
-        .arg("migrate")
+    let (migrated, _, stderr) = lector_command(&["migrate"])
         .env("DATABASE_URL", &db.url)
         .env("LECTOR_SECRET_KEY", harness::TEST_SECRET_KEY)
-        .output()
-        .unwrap();
-    assert!(
-        migrated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&migrated.stderr)
-    );
-    let s3 = FakeS3::start().await;
-    let textract = FakeTextract::start(s3.root.clone()).await;
+        .run();
+    assert!(migrated, "{stderr}");
+    let aws = Standins::start().await;
     let work = tempfile::tempdir().unwrap();
     let zip = bundle_zip(work.path());
+    let mut vars = aws.settings();
+    vars.extend_from_slice(&[
+        ("DATABASE_URL", db.url.as_str()),
+        ("LECTOR_SECRET_KEY", harness::TEST_SECRET_KEY),
+        ("LECTOR_ENGINE", "hybrid"),
+        ("LECTOR_BLOB_STORE", "s3"),
+        ("AWS_ENDPOINT_URL_SQS", sqs.endpoint.as_str()),
+        (
+            "LECTOR_TEXTRACT_SNS_TOPIC_ARN",
+            "arn:aws:sns:us-east-1:123456789012:AmazonTextract-lector",
+        ),
+        (
+            "LECTOR_TEXTRACT_SNS_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/lector-textract-publish",
+        ),
+        ("LECTOR_TEXTRACT_SQS_QUEUE_URL", sqs.queue_url.as_str()),
+    ]);
 
-    let output = doctor(
-        &[
-            ("DATABASE_URL", db.url.as_str()),
-            ("LECTOR_SECRET_KEY", harness::TEST_SECRET_KEY),
-            ("LECTOR_ENGINE", "hybrid"),
-            ("LECTOR_BLOB_STORE", "s3"),
-            ("LECTOR_S3_BUCKET", BUCKET),
-            ("AWS_REGION", REGION),
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
-            ("AWS_ENDPOINT_URL_S3", s3.endpoint.as_str()),
-            ("AWS_ENDPOINT_URL_TEXTRACT", textract.endpoint.as_str()),
-            ("AWS_ENDPOINT_URL_SQS", sqs.endpoint.as_str()),
-            (
-                "LECTOR_TEXTRACT_SNS_TOPIC_ARN",
-                "arn:aws:sns:us-east-1:123456789012:AmazonTextract-lector",
-            ),
-            (
-                "LECTOR_TEXTRACT_SNS_ROLE_ARN",
-                "arn:aws:iam::123456789012:role/lector-textract-publish",
-            ),
-            ("LECTOR_TEXTRACT_SQS_QUEUE_URL", sqs.queue_url.as_str()),
-        ],
-        &zip,
-    )
-    .await;
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let (ok, stdout, stderr) = doctor(&vars, &zip).await;
     println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(ok, "{stdout}\n{stderr}");
     for (check, words) in [
         ("database", "postgres answers"),
         ("database-tls", "not required for local 127.0.0.1"),
@@ -132,7 +101,11 @@ async fn a_well_wired_deployment_passes_every_check() {
             "{check}: expected one ok line with {words:?} in\n{stdout}"
         );
     }
-    assert_eq!(textract.start_calls(), 0, "doctor starts no Textract job");
+    assert_eq!(
+        aws.textract.start_calls(),
+        0,
+        "doctor starts no Textract job"
+    );
     assert!(!stdout.contains("PROBLEM"), "{stdout}");
 }
 
@@ -162,7 +135,7 @@ async fn a_miswired_deployment_gets_each_problem_in_words() {
     .unwrap();
     std::fs::write(bundle.join("Procfile"), "web: ./lector serve\n").unwrap();
 
-    let output = doctor(
+    let (ok, stdout, stderr) = doctor(
         &[
             ("DATABASE_URL", db.url.as_str()),
             ("LECTOR_SECRET_KEY", harness::TEST_SECRET_KEY),
@@ -190,10 +163,8 @@ async fn a_miswired_deployment_gets_each_problem_in_words() {
         bundle,
     )
     .await;
-    let stdout = String::from_utf8_lossy(&output.stdout);
     println!("{stdout}");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stdout}");
+    assert!(!ok, "{stdout}");
     for (check, words) in [
         ("migrations", "a new database needs `lector migrate`"),
         (

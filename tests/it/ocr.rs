@@ -356,18 +356,11 @@ async fn a_page_that_crashes_the_ocr_fails_alone_and_the_rest_completes() {
 /// Runs the `lector` binary with `args` and extra environment; returns (success, stdout,
 /// stderr).
 fn lector(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let output = std::process::Command::new(harness::lector_exe())
-        .args(args)
+    harness::lector_command(args)
         .env_remove("LECTOR_OCR")
         .env_remove("LECTOR_OCR_LANGUAGES")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+        .envs(env)
+        .run()
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use crate::harness::{self, fixture, lector_exe};
+use crate::harness::{self, fixture, lector_command, lector_exe};
 use lector::engines::{
     Sandbox, SandboxError,
     inspector::Inspectors,
@@ -280,13 +280,10 @@ fn lector_doctor_says_which_protections_are_in_force_and_what_got_through() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("doctor.db").display());
     let sandbox_line = |vars: &[(&str, &str)]| {
-        let output = Command::new(lector_exe())
-            .arg("doctor")
+        let (_, stdout, _) = lector_command(&["doctor"])
             .env("DATABASE_URL", &url)
-            .envs(vars.iter().copied())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            .envs(vars)
+            .run();
         stdout
             .lines()
             .find(|line| line.split_whitespace().nth(1) == Some("sandbox"))

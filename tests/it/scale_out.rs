@@ -9,9 +9,7 @@ use std::{
 };
 
 use crate::harness::{
-    self, Backend, Lector, LectorServer, TestDatabase,
-    aws::{ACCESS_KEY, BUCKET, FakeS3, FakeTextract, REGION, SECRET_KEY},
-    distinct_copy, fixture,
+    self, Backend, Lector, LectorServer, TestDatabase, aws::Standins, distinct_copy, fixture,
 };
 use futures_util::{StreamExt, stream};
 use reqwest::multipart::{Form, Part};
@@ -65,8 +63,8 @@ async fn documents(client: &reqwest::Client, server: &LectorServer) -> BTreeMap<
 async fn three_workers_and_two_servers_on_one_postgres_extract_100_uploads_exactly_once_and_start_textract_at_most_once_each()
  {
     let started = Instant::now();
-    let s3 = FakeS3::start().await;
-    let textract = FakeTextract::start(s3.root.clone()).await;
+    let aws = Standins::start().await;
+    let textract = &aws.textract;
     // Every job answers IN_PROGRESS twice before it succeeds: jobs really poll, and hold
     // their Textract slot meanwhile.
     textract.in_progress_polls(2);
@@ -74,18 +72,11 @@ async fn three_workers_and_two_servers_on_one_postgres_extract_100_uploads_exact
 
     let lease = "30";
     let cap = CAP.to_string();
-    let common_vars: Vec<(&str, &str)> = vec![
+    let common_vars = aws.vars(&[
         ("DATABASE_URL", db.url.as_str()),
         ("LECTOR_SECRET_KEY", harness::TEST_SECRET_KEY),
         ("LECTOR_ENGINE", "textract"),
-        ("LECTOR_S3_BUCKET", BUCKET),
-        ("AWS_REGION", REGION),
-        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
-        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
-        ("AWS_ENDPOINT_URL_S3", s3.endpoint.as_str()),
-        ("AWS_ENDPOINT_URL_TEXTRACT", textract.endpoint.as_str()),
         ("LECTOR_POLL_INTERVAL_MS", "100"),
-        ("LECTOR_TEXTRACT_POLL_INITIAL_MS", "20"),
         ("LECTOR_TEXTRACT_POLL_MAX_MS", "200"),
         ("LECTOR_TEXTRACT_MAX_IN_FLIGHT", cap.as_str()),
         // Long enough that no job is taken over for being slow on a busy machine: what is
@@ -93,7 +84,7 @@ async fn three_workers_and_two_servers_on_one_postgres_extract_100_uploads_exact
         ("LECTOR_JOB_LEASE_SECS", lease),
         ("LECTOR_JOB_RETRY_BASE_SECS", "1"),
         ("LECTOR_DATABASE_MAX_CONNECTIONS", "6"),
-    ];
+    ]);
     let with = |extra: &[(&'static str, String)]| -> Vec<(String, String)> {
         let mut vars: Vec<(String, String)> = common_vars
             .iter()

@@ -1,7 +1,7 @@
 //! Safe to put on the internet: accounts and sign-up policy, private documents, API tokens,
 //! CSRF, security headers and rate limits, against the real app on SQLite and Postgres.
 
-use crate::harness::{self, Backend, TEST_PASSWORD, TestApp, csrf_from, fixture, lector_exe};
+use crate::harness::{self, Backend, TEST_PASSWORD, TestApp, csrf_from, fixture, lector_command};
 use reqwest::{
     StatusCode,
     multipart::{Form, Part},
@@ -1207,18 +1207,10 @@ async fn too_many_log_ins_or_uploads_get_429_with_retry_after(#[case] backend: B
 #[tokio::test]
 async fn lector_user_add_generates_a_password_that_logs_in() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let output = std::process::Command::new(lector_exe())
-        .args(["user", "add", "Grace@Example.com"])
+    let (added, stdout, stderr) = lector_command(&["user", "add", "Grace@Example.com"])
         .env("DATABASE_URL", &app.db.url)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8(output.stdout).unwrap();
+        .run();
+    assert!(added, "{stderr}");
     assert!(stdout.contains("added grace@example.com"), "{stdout}");
     let password = stdout
         .lines()
@@ -1229,14 +1221,11 @@ async fn lector_user_add_generates_a_password_that_logs_in() {
     let client = harness::browser_client();
     let csrf = harness::log_in(&client, &app.address, "grace@example.com", &password).await;
     assert_eq!(csrf.len(), 64);
-    let again = std::process::Command::new(lector_exe())
-        .args(["user", "add", "grace@example.com"])
+    let (again, _, stderr) = lector_command(&["user", "add", "grace@example.com"])
         .env("DATABASE_URL", &app.db.url)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+        .run();
+    assert!(!again);
+    assert!(stderr.contains("already exists"));
 }
 
 #[tokio::test]

@@ -48,6 +48,47 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
+/// Both stand-ins, Textract reading the S3 stand-in's objects, and the settings that point
+/// Lector at them.
+pub struct Standins {
+    pub s3: FakeS3,
+    pub textract: FakeTextract,
+}
+
+impl Standins {
+    pub async fn start() -> Self {
+        let s3 = FakeS3::start().await;
+        let textract = FakeTextract::start(s3.root.clone()).await;
+        Standins { s3, textract }
+    }
+
+    /// Where the stand-ins are and how to sign in to them: the bucket, the region, the keys and
+    /// the two endpoints.
+    pub fn settings(&self) -> Vec<(&str, &str)> {
+        vec![
+            ("LECTOR_S3_BUCKET", BUCKET),
+            ("AWS_REGION", REGION),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_ENDPOINT_URL_S3", self.s3.endpoint.as_str()),
+            ("AWS_ENDPOINT_URL_TEXTRACT", self.textract.endpoint.as_str()),
+        ]
+    }
+
+    /// An app's settings: [`Standins::settings`], Textract polled every 20 ms and at most every
+    /// 100 ms (so tests do not wait), then `extra` (which wins where it names the same
+    /// variable).
+    pub fn vars<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut vars = self.settings();
+        vars.extend_from_slice(&[
+            ("LECTOR_TEXTRACT_POLL_INITIAL_MS", "20"),
+            ("LECTOR_TEXTRACT_POLL_MAX_MS", "100"),
+        ]);
+        vars.extend_from_slice(extra);
+        vars
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // FakeS3
 // ------------------------------------------------------------------------------------------
@@ -894,6 +935,17 @@ impl MotoSqs {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         panic!("moto_server did not start on {}", moto.endpoint);
+    }
+
+    /// [`MotoSqs::start`], or `None` once it has said that the test is skipped.
+    pub async fn start_or_skip() -> Option<MotoSqs> {
+        let moto = Self::start().await;
+        if moto.is_none() {
+            println!(
+                "skipped: moto_server is not installed (pip install 'moto[server]'; .ci/run does)"
+            );
+        }
+        moto
     }
 
     pub async fn client(&self) -> aws_sdk_sqs::Client {

@@ -1,5 +1,5 @@
-//! The `lector` binary as a child process: commands run to their end (`lector user add`,
-//! `lector token create`) and services left running ([`Lector`]: `serve`,
+//! The `lector` binary as a child process: commands run to their end ([`lector_command`]:
+//! `lector user add`, `lector doctor` …) and services left running ([`Lector`]: `serve`,
 //! `worker`) whose log is kept for the test to read and printed when it fails; and free ports
 //! for them to bind.
 
@@ -64,38 +64,114 @@ pub fn build_bundle(binary: &Path, out: &Path) {
     );
 }
 
+/// `lector ARGS…` as an administrator runs it, to its end: the test's environment without
+/// `RUST_LOG` (the logs' level is the default), then what the test adds.
+pub fn lector_command(args: &[&str]) -> LectorCommand {
+    let mut command = std::process::Command::new(lector_exe());
+    command.args(args).env_remove("RUST_LOG");
+    LectorCommand {
+        command,
+        stdin: None,
+    }
+}
+
+/// A `lector` command to run to its end; see [`lector_command`].
+pub struct LectorCommand {
+    command: std::process::Command,
+    stdin: Option<String>,
+}
+
+impl LectorCommand {
+    pub fn env(mut self, name: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.command.env(name, value);
+        self
+    }
+
+    pub fn envs<'a>(mut self, vars: impl IntoIterator<Item = &'a (&'a str, &'a str)>) -> Self {
+        self.command.envs(vars.into_iter().copied());
+        self
+    }
+
+    pub fn env_remove(mut self, name: &str) -> Self {
+        self.command.env_remove(name);
+        self
+    }
+
+    /// Nothing of the test's environment but `PATH`.
+    pub fn env_clear(mut self) -> Self {
+        self.command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
+        self
+    }
+
+    /// What the command reads on its standard input (nothing by default).
+    pub fn stdin(mut self, text: &str) -> Self {
+        self.stdin = Some(text.to_owned());
+        self
+    }
+
+    /// Runs it, blocking this thread: (success, stdout, stderr).
+    pub fn run(mut self) -> (bool, String, String) {
+        self.command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = self.command.spawn().expect("the lector binary starts");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(self.stdin.unwrap_or_default().as_bytes())
+            .unwrap();
+        drop(stdin);
+        finished(child.wait_with_output().unwrap())
+    }
+
+    /// Runs it, awaited: for a command that talks to a stand-in served on this test's runtime,
+    /// which a blocked thread would never let answer. (success, stdout, stderr).
+    pub async fn run_async(self) -> (bool, String, String) {
+        use tokio::io::AsyncWriteExt;
+        let mut command = tokio::process::Command::from(self.command);
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("the lector binary starts");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(self.stdin.unwrap_or_default().as_bytes())
+            .await
+            .unwrap();
+        drop(stdin);
+        finished(child.wait_with_output().await.unwrap())
+    }
+}
+
+fn finished(output: std::process::Output) -> (bool, String, String) {
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// An API token for a database, made the administrator's way: `lector user add` (the account
 /// is kept if it exists) and `lector token create`, run as separate processes.
 pub fn cli_token(database_url: &str) -> String {
-    use std::{io::Write, process::Stdio};
-    let mut add = std::process::Command::new(lector_exe())
-        .args(["user", "add", "owner@example.com", "--password-stdin"])
-        .env("DATABASE_URL", database_url)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(add.stdin.take().unwrap(), "{TEST_PASSWORD}").unwrap();
-    let added = add.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&added.stderr);
+    let (added, _, stderr) =
+        lector_command(&["user", "add", "owner@example.com", "--password-stdin"])
+            .env("DATABASE_URL", database_url)
+            .stdin(&format!("{TEST_PASSWORD}\n"))
+            .run();
     assert!(
-        added.status.success() || stderr.contains("already exists"),
+        added || stderr.contains("already exists"),
         "lector user add: {stderr}"
     );
-    let created = std::process::Command::new(lector_exe())
-        .args(["token", "create", "owner@example.com", "--name", "tests"])
-        .env("DATABASE_URL", database_url)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    assert!(
-        created.status.success(),
-        "lector token create: {}",
-        String::from_utf8_lossy(&created.stderr)
-    );
-    let token = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+    let (created, stdout, stderr) =
+        lector_command(&["token", "create", "owner@example.com", "--name", "tests"])
+            .env("DATABASE_URL", database_url)
+            .run();
+    assert!(created, "lector token create: {stderr}");
+    let token = stdout.trim().to_owned();
     assert!(token.starts_with("lector_"), "{token}");
     token
 }
