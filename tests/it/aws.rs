@@ -1,12 +1,12 @@
 //! Originals on S3 and the Textract engine, through the real AWS SDK clients pointed at local
 //! stand-ins (`harness::aws`), on SQLite and on Postgres.
 
-use std::time::Duration;
+use std::{future::ready, time::Duration};
 
 use crate::harness::{
-    self, Backend, TestApp,
+    self, Backend, MotoSqs, TestApp,
     aws::{BUCKET, Standins},
-    fixture,
+    eventually, fixture,
 };
 use rstest::rstest;
 use serde_json::Value;
@@ -406,11 +406,11 @@ async fn a_job_handed_back_mid_poll_resumes_the_same_textract_job(#[case] backen
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     let running = tokio::spawn(async move { worker.run_next(&stop).await.unwrap() });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while aws.textract.get_calls() < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "never polled");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(Duration::from_secs(20), || {
+        ready((aws.textract.get_calls() >= 2).then_some(()))
+    })
+    .await
+    .expect("never polled");
     shutdown.cancel();
     running.await.unwrap();
     assert_eq!(app.document(&id).await["status"], "queued");
@@ -558,11 +558,11 @@ async fn jobs_beyond_the_in_flight_cap_wait_without_losing_an_attempt(#[case] ba
     let worker = app.worker().await;
     let running =
         tokio::spawn(async move { worker.run_next(&CancellationToken::new()).await.unwrap() });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while aws.textract.started_jobs().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "never started");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(Duration::from_secs(20), || {
+        ready((!aws.textract.started_jobs().is_empty()).then_some(()))
+    })
+    .await
+    .expect("never started");
     // A second worker finds the only slot taken: the other document goes back to the queue.
     let other = app.worker().await;
     assert!(other.run_next(&CancellationToken::new()).await.unwrap());
@@ -616,7 +616,7 @@ async fn starting_with_the_bucket_in_another_region_is_refused_with_the_reason()
 async fn with_completion_notices_workers_wait_for_the_sqs_message_instead_of_polling(
     #[case] backend: Backend,
 ) {
-    let Some(sqs) = harness::aws::MotoSqs::start_or_skip().await else {
+    let Some(sqs) = MotoSqs::start_or_skip().await else {
         return;
     };
     let aws = Standins::start().await;
@@ -667,7 +667,7 @@ async fn with_completion_notices_workers_wait_for_the_sqs_message_instead_of_pol
 async fn a_pdf_arriving_on_s3_becomes_one_document_even_when_its_event_comes_twice(
     #[case] backend: Backend,
 ) {
-    let Some(sqs) = harness::aws::MotoSqs::start_or_skip().await else {
+    let Some(sqs) = MotoSqs::start_or_skip().await else {
         return;
     };
     let aws = Standins::start().await;
@@ -707,15 +707,8 @@ async fn a_pdf_arriving_on_s3_becomes_one_document_even_when_its_event_comes_twi
         {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": BUCKET}, "object": {"key": "elsewhere/other.pdf"}}},
     ]})
     .to_string();
-    let client = sqs.client().await;
     for _ in 0..2 {
-        client
-            .send_message()
-            .queue_url(&sqs.queue_url)
-            .message_body(&event)
-            .send()
-            .await
-            .unwrap();
+        sqs.send(&event).await;
     }
     let vars = aws.vars(&[
         ("LECTOR_WORKERS", "1"),
@@ -726,32 +719,12 @@ async fn a_pdf_arriving_on_s3_becomes_one_document_even_when_its_event_comes_twi
     ]);
     let app = TestApp::spawn_with(backend, &vars).await;
     // Both deliveries are handled (and deleted) once the queue is empty.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let attributes = client
-            .get_queue_attributes()
-            .queue_url(&sqs.queue_url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
-            .send()
-            .await
-            .unwrap();
-        let count = |name: aws_sdk_sqs::types::QueueAttributeName| {
-            attributes
-                .attributes()
-                .and_then(|a| a.get(&name))
-                .map_or(0, |v| v.parse::<i64>().unwrap())
-        };
-        let left = count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            + count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
-        if left == 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "events were not consumed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let sqs = &sqs;
+    eventually(Duration::from_secs(60), || async move {
+        (sqs.messages_left().await == 0).then_some(())
+    })
+    .await
+    .expect("events were not consumed");
     let (_, list) = app.get_json("/api/v1/documents").await;
     let documents = list["documents"].as_array().unwrap();
     assert_eq!(
@@ -781,7 +754,7 @@ async fn a_pdf_arriving_on_s3_becomes_one_document_even_when_its_event_comes_twi
 async fn a_pdf_ingested_by_a_workers_only_process_is_read_without_waiting_for_the_poll(
     #[case] backend: Backend,
 ) {
-    let Some(sqs) = harness::aws::MotoSqs::start_or_skip().await else {
+    let Some(sqs) = MotoSqs::start_or_skip().await else {
         return;
     };
     let aws = Standins::start().await;
@@ -818,16 +791,9 @@ async fn a_pdf_ingested_by_a_workers_only_process_is_read_without_waiting_for_th
     );
     let event = serde_json::json!({"Records": [{"eventName": "ObjectCreated:Put",
         "s3": {"bucket": {"name": BUCKET}, "object": {"key": "inbox/report.pdf"}}}]});
-    sqs.client()
-        .await
-        .send_message()
-        .queue_url(&sqs.queue_url)
-        .message_body(event.to_string())
-        .send()
-        .await
-        .unwrap();
+    sqs.send(&event.to_string()).await;
     let web = &app;
-    let ingested = harness::eventually(Duration::from_secs(60), move || async move {
+    let ingested = eventually(Duration::from_secs(60), move || async move {
         let (_, list) = web.get_json("/api/v1/documents").await;
         list["documents"]
             .as_array()
@@ -873,11 +839,11 @@ async fn a_hybrid_job_handed_back_mid_poll_resumes_its_textract_job_with_the_pag
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     let running = tokio::spawn(async move { worker.run_next(&stop).await.unwrap() });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while aws.textract.get_calls() < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "never polled");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(Duration::from_secs(30), || {
+        ready((aws.textract.get_calls() >= 2).then_some(()))
+    })
+    .await
+    .expect("never polled");
     shutdown.cancel();
     running.await.unwrap();
     assert_eq!(app.document(&id).await["status"], "queued");

@@ -15,8 +15,8 @@ use std::{
 };
 
 use crate::harness::{
-    Backend, LectorServer, TEST_PASSWORD, TestDatabase, create_account, fixture, free_port,
-    test_config, test_settings,
+    Backend, LectorServer, TEST_PASSWORD, TestDatabase, create_account, eventually,
+    eventually_every, fixture, free_port, test_config, test_settings,
 };
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
@@ -48,14 +48,13 @@ async fn start_driver() -> Driver {
         .expect("chromedriver starts");
     let url = format!("http://127.0.0.1:{port}");
     let probe = reqwest::Client::new();
-    for _ in 0..200 {
-        if let Ok(response) = probe.get(format!("{url}/status")).send().await
-            && response.status().is_success()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let status = format!("{url}/status");
+    // If it never answers, opening the session says so.
+    let _ = eventually(Duration::from_secs(10), || {
+        let request = probe.get(&status).send();
+        async move { request.await.ok()?.status().is_success().then_some(()) }
+    })
+    .await;
     Driver {
         child,
         url,
@@ -121,13 +120,14 @@ async fn text_of(client: &Client, css: &str) -> String {
 
 /// Waits until the browser is at `path` (after a click or a redirect).
 async fn wait_for_path(client: &Client, path: &str) {
-    for _ in 0..300 {
-        if client.current_url().await.unwrap().path() == path {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
+    let arrived = eventually_every(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async move { (client.current_url().await.unwrap().path() == path).then_some(()) },
+    )
+    .await;
+    assert!(
+        arrived.is_some(),
         "the browser stayed at {} instead of {path}",
         client.current_url().await.unwrap()
     );

@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::harness::{
-    self, Backend, TestDatabase,
-    aws::{ACCESS_KEY, BUCKET, FakeS3, MotoSqs, SECRET_KEY, Standins},
+    self, Backend, MotoSqs, TestDatabase,
+    aws::{ACCESS_KEY, BUCKET, FakeS3, SECRET_KEY, Standins},
     free_port, lector_command,
 };
 

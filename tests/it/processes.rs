@@ -4,6 +4,7 @@
 //! child is killed when its guard is dropped.
 
 use std::{
+    cell::RefCell,
     collections::BTreeMap,
     path::PathBuf,
     time::{Duration, Instant},
@@ -11,7 +12,7 @@ use std::{
 
 use crate::harness::{
     self, Backend, Lector, LectorServer, TestDatabase, cli_token, client_with_token, corpus_dir,
-    distinct_copy, fixture,
+    distinct_copy, eventually, eventually_every, fixture,
 };
 use reqwest::multipart::{Form, Part};
 use rstest::rstest;
@@ -103,21 +104,24 @@ impl Server {
 
     /// Polls until every document is done (bounded); returns them.
     async fn wait_until_all_done(&self, limit: Duration) -> BTreeMap<String, Value> {
-        let deadline = Instant::now() + limit;
-        loop {
+        let last = &RefCell::new(BTreeMap::new());
+        eventually_every(limit, Duration::from_millis(100), || async move {
             let documents = self.documents().await;
             if documents.values().all(|doc| doc["status"] == "done") {
-                return documents;
+                return Some(documents);
             }
-            if Instant::now() >= deadline {
-                let states: Vec<String> = documents
-                    .values()
-                    .map(|d| format!("{} {} {}", d["file_name"], d["status"], d["status_label"]))
-                    .collect();
-                panic!("not every document was done within {limit:?}: {states:#?}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            *last.borrow_mut() = documents;
+            None
+        })
+        .await
+        .unwrap_or_else(|| {
+            let states: Vec<String> = last
+                .borrow()
+                .values()
+                .map(|d| format!("{} {} {}", d["file_name"], d["status"], d["status_label"]))
+                .collect();
+            panic!("not every document was done within {limit:?}: {states:#?}");
+        })
     }
 }
 
@@ -185,8 +189,9 @@ async fn a_server_killed_mid_batch_finishes_every_document_after_restart_without
 
     // Kill as soon as some are done and some are not (and, with a large one in the batch, as
     // soon as it has some of its pages stored).
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let before_kill = loop {
+    let last = &RefCell::new(BTreeMap::new());
+    let (first, large) = (&first, &large);
+    let before_kill = eventually(Duration::from_secs(120), || async move {
         let documents = first.documents().await;
         let done = documents.values().filter(|d| d["status"] == "done").count();
         let partly = documents.values().any(|d| {
@@ -196,11 +201,13 @@ async fn a_server_killed_mid_batch_finishes_every_document_after_restart_without
         });
         let ready = done > 0 && done < documents.len() && (large.is_none() || partly);
         if ready || done == documents.len() {
-            break documents;
+            return Some(documents);
         }
-        assert!(Instant::now() < deadline, "no progress: {documents:#?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        *last.borrow_mut() = documents;
+        None
+    })
+    .await
+    .unwrap_or_else(|| panic!("no progress: {:#?}", last.borrow()));
     first.process().kill_hard();
     let done_before = before_kill
         .values()
@@ -343,20 +350,23 @@ async fn sigterm_hands_running_jobs_back_and_stops_cleanly(#[case] backend: Back
         .await;
 
     // Wait until the worker has stored some pages, so there is something to resume after.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let doc = first.document(&id).await;
+    let last = &RefCell::new(Value::Null);
+    let (first, id) = (&first, id.as_str());
+    let started_pages = eventually(Duration::from_secs(120), || async move {
+        let doc = first.document(id).await;
         let done = doc["pages_done"].as_i64().unwrap();
         if doc["status"] == "processing" && done >= MIN_PAGES_STORED {
-            break;
+            return Some(());
         }
         assert!(
             doc["status"] != "done",
             "finished before SIGTERM could be sent: {doc}"
         );
-        assert!(Instant::now() < deadline, "never started: {doc}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        *last.borrow_mut() = doc;
+        None
+    })
+    .await;
+    assert!(started_pages.is_some(), "never started: {}", last.borrow());
     let signalled = Instant::now();
     first.process().terminate();
     let status = first
@@ -407,7 +417,7 @@ async fn sigterm_hands_running_jobs_back_and_stops_cleanly(#[case] backend: Back
 
     let second = Server::start(&db, &[("LECTOR_WORKERS", "1")]).await;
     let documents = second.wait_until_all_done(Duration::from_secs(300)).await;
-    assert_eq!(documents[&id]["page_count"], 500);
+    assert_eq!(documents[id]["page_count"], 500);
     assert_one_row_per_page(&db, &documents).await;
     println!(
         "{backend:?}: SIGTERM test took {:.1}s",
@@ -451,11 +461,18 @@ async fn json_logs_have_a_line_per_request_and_per_job_step_and_no_secret() {
     let documents = server.wait_until_all_done(Duration::from_secs(60)).await;
     assert_eq!(documents[&id]["status"], "done", "{:?}", documents[&id]);
 
-    // The job's last line is written just after the row says done.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !server.process().log().contains("document extracted") && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // The job's last line is written just after the row says done (the assertions below say
+    // if it never is).
+    let _ = eventually(Duration::from_secs(10), || {
+        std::future::ready(
+            server
+                .process()
+                .log()
+                .contains("document extracted")
+                .then_some(()),
+        )
+    })
+    .await;
     let log = server.process().log();
     let lines: Vec<Value> = log
         .lines()

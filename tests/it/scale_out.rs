@@ -4,12 +4,14 @@
 //! never running more Textract jobs at once than the cap counted in the database.
 
 use std::{
+    cell::RefCell,
     collections::{BTreeMap, HashSet},
     time::{Duration, Instant},
 };
 
 use crate::harness::{
-    self, Backend, Lector, LectorServer, TestDatabase, aws::Standins, distinct_copy, fixture,
+    self, Backend, Lector, LectorServer, TestDatabase, aws::Standins, distinct_copy,
+    eventually_every, fixture,
 };
 use futures_util::{StreamExt, stream};
 use reqwest::multipart::{Form, Part};
@@ -153,29 +155,40 @@ async fn three_workers_and_two_servers_on_one_postgres_extract_100_uploads_exact
     );
 
     // Wait (bounded) until every document is done; stop early on a failure.
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let documents = loop {
-        let documents = documents(&client, &servers[0]).await;
-        let failed: Vec<&Value> = documents
-            .values()
-            .filter(|d| matches!(d["status"].as_str(), Some("failed" | "cancelled")))
-            .collect();
-        assert!(failed.is_empty(), "documents did not succeed: {failed:#?}");
-        if documents.len() == DOCUMENTS && documents.values().all(|d| d["status"] == "done") {
-            break documents;
-        }
-        for process in servers.iter().map(|s| &s.process).chain(&workers) {
-            process.assert_running();
-        }
-        if Instant::now() >= deadline {
-            let states: Vec<String> = documents
+    let last = &RefCell::new(BTreeMap::new());
+    let documents = {
+        let (client, servers, workers) = (&client, &servers, &workers);
+        eventually_every(
+            Duration::from_secs(180),
+            Duration::from_millis(100),
+            || async move {
+                let documents = documents(client, &servers[0]).await;
+                let failed: Vec<&Value> = documents
+                    .values()
+                    .filter(|d| matches!(d["status"].as_str(), Some("failed" | "cancelled")))
+                    .collect();
+                assert!(failed.is_empty(), "documents did not succeed: {failed:#?}");
+                if documents.len() == DOCUMENTS && documents.values().all(|d| d["status"] == "done")
+                {
+                    return Some(documents);
+                }
+                for process in servers.iter().map(|s| &s.process).chain(workers) {
+                    process.assert_running();
+                }
+                *last.borrow_mut() = documents;
+                None
+            },
+        )
+        .await
+        .unwrap_or_else(|| {
+            let states: Vec<String> = last
+                .borrow()
                 .values()
                 .filter(|d| d["status"] != "done")
                 .map(|d| format!("{} {}", d["file_name"], d["status_label"]))
                 .collect();
             panic!("not every document was done within 180 s: {states:#?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        })
     };
     let all_done = uploading.elapsed();
 

@@ -2,9 +2,9 @@
 //! same queries must find the same pages on both. Documents are real PDFs made in the test,
 //! extracted by the real engine.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
-use crate::harness::{self, Backend, TestApp, aws::text_pdf};
+use crate::harness::{self, Backend, TestApp, aws::text_pdf, eventually_every};
 use rstest::rstest;
 use serde_json::Value;
 
@@ -64,7 +64,7 @@ async fn seed(app: &TestApp) -> BTreeMap<&'static str, String> {
         let body: Value = response.json().await.unwrap();
         ids.insert(name, body["id"].as_str().unwrap().to_owned());
         // Distinct upload instants, so that "newest first" has one answer.
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     app.drain_jobs().await;
     for id in ids.values() {
@@ -857,15 +857,19 @@ async fn phrase_index_state(db: &harness::TestDatabase) -> String {
 
 /// The index's state once it is `wanted`, or after 30 s.
 async fn phrase_index_state_within(db: &harness::TestDatabase, wanted: &str) -> String {
-    let mut state = phrase_index_state(db).await;
-    for _ in 0..300 {
-        if state == wanted {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        state = phrase_index_state(db).await;
+    let reached = eventually_every(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async move {
+            let state = phrase_index_state(db).await;
+            (state == wanted).then_some(state)
+        },
+    )
+    .await;
+    match reached {
+        Some(state) => state,
+        None => phrase_index_state(db).await,
     }
-    state
 }
 
 /// The service builds the index in the background: it answers while the build waits (here
@@ -941,15 +945,14 @@ async fn a_sparse_phrase_is_found_through_the_index_of_adjacent_words() {
     drop(store);
     let scans = "select cast(coalesce(sum(idx_scan), 0) as int8) from pg_stat_user_indexes \
                  where indexrelname = 'pages_search_pairs'";
-    let mut read = 0;
-    for _ in 0..40 {
-        read = db.query_i64(scans).await;
-        if read > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
-    assert!(read > 0, "the index of adjacent words was never read");
+    let db = &db;
+    let read = eventually_every(
+        Duration::from_secs(20),
+        Duration::from_millis(500),
+        || async move { Some(db.query_i64(scans).await).filter(|&read| read > 0) },
+    )
+    .await;
+    assert!(read.is_some(), "the index of adjacent words was never read");
 }
 
 /// Asks the store itself (not the service) for the first ten of owner `u1`'s documents

@@ -2,33 +2,31 @@
 //! fresh database and an account signed in, and talks to it over HTTP as the API and the
 //! browser's forms do.
 
-use std::{sync::Arc, time::Duration};
+use std::{cell::RefCell, sync::Arc, time::Duration};
 
 use lector::{config::Config, jobs::Worker, storage::Store};
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{Backend, TEST_PASSWORD, TestDatabase, fixture, test_config};
+use super::{
+    Backend, TEST_PASSWORD, TestDatabase, eventually, eventually_every, fixture, test_config,
+};
 
 /// Waits until `/healthz` answers: the listener is bound before the app starts, so this
 /// only waits for migrations (bounded, no fixed sleep). Each request is bounded too: until
 /// the app serves, the bound listener accepts connections that nothing answers.
 pub async fn wait_until_healthy(client: &reqwest::Client, address: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while tokio::time::Instant::now() < deadline {
-        if let Ok(response) = client
-            .get(format!("{address}/healthz"))
-            .timeout(Duration::from_secs(1))
-            .send()
-            .await
-            && response.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the app at {address} did not become healthy");
+    let url = format!("{address}/healthz");
+    let healthy = eventually(Duration::from_secs(60), || {
+        let request = client.get(&url).timeout(Duration::from_secs(1)).send();
+        async move { request.await.ok()?.status().is_success().then_some(()) }
+    })
+    .await;
+    assert!(
+        healthy.is_some(),
+        "the app at {address} did not become healthy"
+    );
 }
 
 /// An account on a running app, and a client signed in as it: the API with its bearer token
@@ -281,33 +279,29 @@ impl TestApp {
 
     /// Polls the API until the document has `status`.
     pub async fn wait_for_status(&self, id: &str, status: &str, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        while self.document(id).await["status"] != status {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "document {id} never became {status}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let reached = eventually(limit, || async move {
+            (self.document(id).await["status"] == status).then_some(())
+        })
+        .await;
+        assert!(reached.is_some(), "document {id} never became {status}");
     }
 
     /// Polls the API until the document has finished (for tests with real workers).
     pub async fn wait_until_finished(&self, id: &str, limit: Duration) -> Value {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
+        let last = &RefCell::new(Value::Null);
+        eventually_every(limit, Duration::from_millis(50), || async move {
             let doc = self.document(id).await;
             if matches!(
                 doc["status"].as_str(),
                 Some("done" | "failed" | "cancelled")
             ) {
-                return doc;
+                return Some(doc);
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "document {id} did not finish: {doc}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            *last.borrow_mut() = doc;
+            None
+        })
+        .await
+        .unwrap_or_else(|| panic!("document {id} did not finish: {}", last.borrow()))
     }
 
     /// Stops the server and its workers the way SIGTERM does.

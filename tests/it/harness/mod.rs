@@ -1,15 +1,17 @@
 //! Test support shared by every module: start the real application on `127.0.0.1:0` with a
 //! fresh database (a new SQLite file, or a new database on the local Postgres server) and talk
 //! to it over HTTP; the `lector` binary as a child process ([`process`]); the AWS stand-ins
-//! ([`aws`]); [`eventually`] for what a test waits on without a signal.
+//! ([`aws`]) and moto's SQS ([`MotoSqs`]); [`eventually`] for what a test waits on without a signal.
 
 mod app;
 pub mod aws;
 mod database;
+mod moto;
 mod process;
 
 use std::{
     collections::HashMap,
+    future::Future,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -18,6 +20,7 @@ use lector::config::Config;
 
 pub use app::{TestApp, browser_client, client_with_token, create_account, csrf_from, log_in};
 pub use database::{Backend, TestDatabase};
+pub use moto::MotoSqs;
 pub use process::{
     Lector, LectorServer, build_bundle, cli_token, free_port, lector_command, lector_exe,
     write_script,
@@ -77,10 +80,24 @@ pub fn test_config(database_url: &str, vars: &[(&str, &str)]) -> Config {
 
 /// Asks `check` every 20 ms until it gives an answer, for at most `limit`; `None` if it never
 /// did. For what a test waits on without a signal to wait for (a queue, another process).
-pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+pub async fn eventually<T, F, Fut>(limit: Duration, check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
+    Fut: Future<Output = Option<T>>,
+{
+    eventually_every(limit, Duration::from_millis(20), check).await
+}
+
+/// [`eventually`], asking every `every`: for a check that costs what it watches (every
+/// document listed by a busy server, a new database connection).
+pub async fn eventually_every<T, F, Fut>(
+    limit: Duration,
+    every: Duration,
+    mut check: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
 {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
@@ -90,7 +107,7 @@ where
         if tokio::time::Instant::now() >= deadline {
             return None;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(every).await;
     }
 }
 
