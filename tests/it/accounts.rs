@@ -232,30 +232,9 @@ async fn deleting_the_account_removes_everything_it_owns_and_nothing_else(
     let app = TestApp::spawn(backend).await;
     let owner_doc = app.upload_ok("three_pages.pdf").await;
     app.drain_jobs().await;
-    let response = app
-        .client
-        .post(app.url("/api/v1/webhooks"))
-        .json(&serde_json::json!({"url": "http://93.184.216.34/in"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
+    app.add_webhook("http://93.184.216.34/in").await;
     let eve = app.another_user("eve@example.com").await;
-    let response = eve
-        .client
-        .post(app.url("/api/v1/documents"))
-        .multipart(
-            reqwest::multipart::Form::new().part(
-                "file",
-                reqwest::multipart::Part::bytes(
-                    std::fs::read(harness::fixture("one_page.pdf")).unwrap(),
-                )
-                .file_name("eve.pdf"),
-            ),
-        )
-        .send()
-        .await
-        .unwrap();
+    let response = app.upload_fixture_as(&eve, "one_page.pdf").await;
     assert_eq!(response.status(), 202);
     app.drain_jobs().await;
     let other = browser();

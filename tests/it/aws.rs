@@ -90,19 +90,7 @@ async fn deleting_an_account_deletes_its_originals_on_s3(#[case] backend: Backen
     app.upload_ok("three_pages.pdf").await;
     app.upload_ok("one_page.pdf").await;
     let eve = app.another_user("eve@example.com").await;
-    let response = eve
-        .client
-        .post(app.url("/api/v1/documents"))
-        .multipart(
-            reqwest::multipart::Form::new().part(
-                "file",
-                reqwest::multipart::Part::bytes(std::fs::read(fixture("one_page.pdf")).unwrap())
-                    .file_name("one_page.pdf"),
-            ),
-        )
-        .send()
-        .await
-        .unwrap();
+    let response = app.upload_fixture_as(&eve, "one_page.pdf").await;
     assert_eq!(response.status(), 202);
     let mine = format!("originals/{}.pdf", sha256_of("three_pages.pdf"));
     let shared = format!("originals/{}.pdf", sha256_of("one_page.pdf"));

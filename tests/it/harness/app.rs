@@ -229,6 +229,34 @@ impl TestApp {
             .await
     }
 
+    /// Posts a fixture to the API as `user` (another account on this app).
+    pub async fn upload_fixture_as(&self, user: &TestUser, name: &str) -> reqwest::Response {
+        let bytes = std::fs::read(fixture(name)).unwrap();
+        let form = Form::new().part("file", Part::bytes(bytes).file_name(name.to_owned()));
+        user.client
+            .post(self.url("/api/v1/documents"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Registers a webhook for `url` through the API, which must accept it; returns its
+    /// description with the signing secret.
+    pub async fn add_webhook(&self, url: &str) -> Value {
+        let response = self
+            .client
+            .post(self.url("/api/v1/webhooks"))
+            .json(&serde_json::json!({ "url": url }))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let webhook: Value = response.json().await.unwrap();
+        assert_eq!(status, 201, "registering {url}: {webhook}");
+        webhook
+    }
+
     /// Uploads a fixture that must be accepted; returns the new document's id.
     pub async fn upload_ok(&self, name: &str) -> String {
         let response = self.upload_fixture(name, None).await;

@@ -18,7 +18,9 @@ use std::{
 
 use lector::config::Config;
 
-pub use app::{TestApp, browser_client, client_with_token, create_account, csrf_from, log_in};
+pub use app::{
+    TestApp, TestUser, browser_client, client_with_token, create_account, csrf_from, log_in,
+};
 pub use database::{Backend, TestDatabase};
 pub use moto::MotoSqs;
 pub use process::{
