@@ -35,6 +35,7 @@ fn settings<'a>(db: &'a TestDatabase, vars: &[(&'a str, &'a str)]) -> Vec<(&'a s
 /// `lector serve` on `db`, and an API client with a token made by `lector token create`.
 struct Server {
     lector: LectorServer,
+    token: String,
     client: reqwest::Client,
 }
 
@@ -42,9 +43,11 @@ impl Server {
     /// Starts `lector serve` on a free port and waits until `/healthz` answers.
     async fn start(db: &TestDatabase, vars: &[(&str, &str)]) -> Self {
         let lector = LectorServer::start(&settings(db, vars)).await;
+        let token = cli_token(&db.url);
         Server {
             lector,
-            client: client_with_token(&cli_token(&db.url)),
+            client: client_with_token(&token),
+            token,
         }
     }
 
@@ -59,6 +62,11 @@ impl Server {
     /// Uploads `bytes`; it must be accepted. Returns the document id.
     async fn upload(&self, bytes: Vec<u8>, file_name: &str) -> String {
         let form = Form::new().part("file", Part::bytes(bytes).file_name(file_name.to_owned()));
+        self.upload_form(form, file_name).await
+    }
+
+    /// Posts the upload `form` (of `file_name`); it must be accepted. Returns the document id.
+    async fn upload_form(&self, form: Form, file_name: &str) -> String {
         let response = self
             .client
             .post(self.url("/api/v1/documents"))
@@ -160,6 +168,63 @@ fn large_corpus_file() -> Option<PathBuf> {
         .filter(|path| path.is_file())
 }
 
+/// Uploads twelve documents; with the corpus, two of them are 500 pages long so that one is
+/// surely being extracted when the process dies. Returns their ids, and whether the large
+/// ones are in the batch.
+async fn upload_a_batch(server: &Server) -> (Vec<String>, bool) {
+    let small = std::fs::read(fixture("twelve_pages.pdf")).unwrap();
+    let large = large_corpus_file().map(|path| std::fs::read(path).unwrap());
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        let (bytes, name) = match &large {
+            Some(large) if n == 4 || n == 11 => (distinct_copy(large, n), format!("large{n}.pdf")),
+            _ => (distinct_copy(&small, n), format!("small{n}.pdf")),
+        };
+        ids.push(server.upload(bytes, &name).await);
+    }
+    if large.is_none() {
+        println!("note: ../shared/corpus is not present; the batch has only small documents");
+    }
+    (ids, large.is_some())
+}
+
+/// Waits until some documents are done and some are not (and, with a large one in the
+/// batch, until one has some of its pages stored); returns the documents as they were then.
+async fn some_done_and_some_in_flight(server: &Server, large: bool) -> BTreeMap<String, Value> {
+    let last = &RefCell::new(BTreeMap::new());
+    eventually(Duration::from_secs(120), || async move {
+        let documents = server.documents().await;
+        let done = documents.values().filter(|d| d["status"] == "done").count();
+        let partly = documents.values().any(|d| {
+            d["status"] == "processing"
+                && d["pages_done"].as_i64().unwrap() >= MIN_PAGES_STORED
+                && d["pages_done"].as_i64() < d["page_count"].as_i64()
+        });
+        let ready = done > 0 && done < documents.len() && (!large || partly);
+        if ready || done == documents.len() {
+            return Some(documents);
+        }
+        *last.borrow_mut() = documents;
+        None
+    })
+    .await
+    .unwrap_or_else(|| panic!("no progress: {:#?}", last.borrow()))
+}
+
+/// The documents being extracted, as `name (pages done of page count)`.
+fn in_flight(documents: &BTreeMap<String, Value>) -> Vec<String> {
+    documents
+        .values()
+        .filter(|d| d["status"] == "processing")
+        .map(|d| {
+            format!(
+                "{} ({} of {})",
+                d["file_name"], d["pages_done"], d["page_count"]
+            )
+        })
+        .collect()
+}
+
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
@@ -170,59 +235,14 @@ async fn a_server_killed_mid_batch_finishes_every_document_after_restart_without
     let started = Instant::now();
     let db = TestDatabase::new(backend).await;
     let first = Server::start(&db, &[("LECTOR_WORKERS", "1")]).await;
-
-    // Twelve documents; with the corpus, two of them are 500 pages long so that one is
-    // surely being extracted when the process dies.
-    let small = std::fs::read(fixture("twelve_pages.pdf")).unwrap();
-    let large = large_corpus_file().map(|path| std::fs::read(path).unwrap());
-    let mut ids = Vec::new();
-    for n in 0..12 {
-        let (bytes, name) = match &large {
-            Some(large) if n == 4 || n == 11 => (distinct_copy(large, n), format!("large{n}.pdf")),
-            _ => (distinct_copy(&small, n), format!("small{n}.pdf")),
-        };
-        ids.push(first.upload(bytes, &name).await);
-    }
-    if large.is_none() {
-        println!("note: ../shared/corpus is not present; the batch has only small documents");
-    }
-
-    // Kill as soon as some are done and some are not (and, with a large one in the batch, as
-    // soon as it has some of its pages stored).
-    let last = &RefCell::new(BTreeMap::new());
-    let (first, large) = (&first, &large);
-    let before_kill = eventually(Duration::from_secs(120), || async move {
-        let documents = first.documents().await;
-        let done = documents.values().filter(|d| d["status"] == "done").count();
-        let partly = documents.values().any(|d| {
-            d["status"] == "processing"
-                && d["pages_done"].as_i64().unwrap() >= MIN_PAGES_STORED
-                && d["pages_done"].as_i64() < d["page_count"].as_i64()
-        });
-        let ready = done > 0 && done < documents.len() && (large.is_none() || partly);
-        if ready || done == documents.len() {
-            return Some(documents);
-        }
-        *last.borrow_mut() = documents;
-        None
-    })
-    .await
-    .unwrap_or_else(|| panic!("no progress: {:#?}", last.borrow()));
+    let (ids, large) = upload_a_batch(&first).await;
+    let before_kill = some_done_and_some_in_flight(&first, large).await;
     first.process().kill_hard();
     let done_before = before_kill
         .values()
         .filter(|d| d["status"] == "done")
         .count();
-    let in_flight: Vec<String> = before_kill
-        .values()
-        .filter(|d| d["status"] == "processing")
-        .map(|d| {
-            format!(
-                "{} ({} of {})",
-                d["file_name"], d["pages_done"], d["page_count"]
-            )
-        })
-        .collect();
+    let in_flight = in_flight(&before_kill);
     println!(
         "{backend:?}: killed after {:.1}s with {done_before} of 12 done, in flight: {in_flight:?}",
         started.elapsed().as_secs_f64()
@@ -245,14 +265,10 @@ async fn a_server_killed_mid_batch_finishes_every_document_after_restart_without
     assert_one_row_per_page(&db, &documents).await;
     // The job that was running when the process died is reclaimed once its lease expires:
     // that is its second attempt; every other job ran once.
-    let second_attempts = db
-        .query_i64("select count(*) from jobs where attempts = 2")
-        .await;
-    let first_attempts = db
-        .query_i64("select count(*) from jobs where attempts = 1")
-        .await;
+    let second_attempts = db.count("jobs where attempts = 2").await;
+    let first_attempts = db.count("jobs where attempts = 1").await;
     println!("{backend:?}: jobs on their first attempt {first_attempts}, second {second_attempts}");
-    if large.is_some() {
+    if large {
         assert_eq!(second_attempts, in_flight.len() as i64, "{in_flight:?}");
         assert_eq!(first_attempts, 12 - second_attempts);
     } else {
@@ -348,25 +364,7 @@ async fn sigterm_hands_running_jobs_back_and_stops_cleanly(#[case] backend: Back
     let id = first
         .upload(std::fs::read(&large).unwrap(), "large.pdf")
         .await;
-
-    // Wait until the worker has stored some pages, so there is something to resume after.
-    let last = &RefCell::new(Value::Null);
-    let (first, id) = (&first, id.as_str());
-    let started_pages = eventually(Duration::from_secs(120), || async move {
-        let doc = first.document(id).await;
-        let done = doc["pages_done"].as_i64().unwrap();
-        if doc["status"] == "processing" && done >= MIN_PAGES_STORED {
-            return Some(());
-        }
-        assert!(
-            doc["status"] != "done",
-            "finished before SIGTERM could be sent: {doc}"
-        );
-        *last.borrow_mut() = doc;
-        None
-    })
-    .await;
-    assert!(started_pages.is_some(), "never started: {}", last.borrow());
+    some_pages_stored(&first, &id).await;
     let signalled = Instant::now();
     first.process().terminate();
     let status = first
@@ -387,7 +385,43 @@ async fn sigterm_hands_running_jobs_back_and_stops_cleanly(#[case] backend: Back
         "{}",
         first.process().log()
     );
+    let stored = assert_handed_back(&db, &id).await;
+    println!("{backend:?}: handed back with {stored} of 500 pages stored");
 
+    let second = Server::start(&db, &[("LECTOR_WORKERS", "1")]).await;
+    let documents = second.wait_until_all_done(Duration::from_secs(300)).await;
+    assert_eq!(documents[&id]["page_count"], 500);
+    assert_one_row_per_page(&db, &documents).await;
+    println!(
+        "{backend:?}: SIGTERM test took {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Waits until the worker has stored some pages of `id`, so there is something to resume
+/// after; panics if the document finishes first.
+async fn some_pages_stored(server: &Server, id: &str) {
+    let last = &RefCell::new(Value::Null);
+    let stored = eventually(Duration::from_secs(120), || async move {
+        let doc = server.document(id).await;
+        let done = doc["pages_done"].as_i64().unwrap();
+        if doc["status"] == "processing" && done >= MIN_PAGES_STORED {
+            return Some(());
+        }
+        assert!(
+            doc["status"] != "done",
+            "finished before SIGTERM could be sent: {doc}"
+        );
+        *last.borrow_mut() = doc;
+        None
+    })
+    .await;
+    assert!(stored.is_some(), "never started: {}", last.borrow());
+}
+
+/// Checks in the database that `id` and its job are queued again, the attempt not counted,
+/// with the pages stored so far kept; returns how many there are.
+async fn assert_handed_back(db: &TestDatabase, id: &str) -> i64 {
     let document_status = db
         .query_text(&format!("select status from documents where id = '{id}'"))
         .await;
@@ -397,16 +431,9 @@ async fn sigterm_hands_running_jobs_back_and_stops_cleanly(#[case] backend: Back
         ))
         .await;
     let attempts = db
-        .query_i64(&format!(
-            "select count(*) from jobs where document_id = '{id}' and attempts = 0"
-        ))
+        .count(&format!("jobs where document_id = '{id}' and attempts = 0"))
         .await;
-    let stored = db
-        .query_i64(&format!(
-            "select count(*) from pages where document_id = '{id}'"
-        ))
-        .await;
-    println!("{backend:?}: handed back with {stored} of 500 pages stored");
+    let stored = db.count(&format!("pages where document_id = '{id}'")).await;
     assert_eq!(document_status.as_deref(), Some("queued"));
     assert_eq!(job_status.as_deref(), Some("queued"));
     assert_eq!(attempts, 1, "the handed-back attempt is not counted");
@@ -414,15 +441,7 @@ async fn sigterm_hands_running_jobs_back_and_stops_cleanly(#[case] backend: Back
         (MIN_PAGES_STORED..500).contains(&stored),
         "{stored} pages stored"
     );
-
-    let second = Server::start(&db, &[("LECTOR_WORKERS", "1")]).await;
-    let documents = second.wait_until_all_done(Duration::from_secs(300)).await;
-    assert_eq!(documents[id]["page_count"], 500);
-    assert_one_row_per_page(&db, &documents).await;
-    println!(
-        "{backend:?}: SIGTERM test took {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
+    stored
 }
 
 /// The JSON lines of a log whose `message` is `message`.
@@ -438,8 +457,6 @@ async fn json_logs_have_a_line_per_request_and_per_job_step_and_no_secret() {
         &[("LECTOR_LOG_FORMAT", "json"), ("LECTOR_WORKERS", "1")],
     )
     .await;
-    let token = cli_token(&db.url);
-    let client = client_with_token(&token);
     let form = Form::new()
         .part(
             "file",
@@ -447,22 +464,23 @@ async fn json_logs_have_a_line_per_request_and_per_job_step_and_no_secret() {
                 .file_name("user_password.pdf"),
         )
         .text("password", "open-sesame");
-    let response = client
-        .post(server.url("/api/v1/documents"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let id = response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = server.upload_form(form, "user_password.pdf").await;
     let documents = server.wait_until_all_done(Duration::from_secs(60)).await;
     assert_eq!(documents[&id]["status"], "done", "{:?}", documents[&id]);
+    let (log, lines) = json_log_once_extracted(&server).await;
+    assert_one_line_for_the_upload(&lines, &log);
+    assert_job_lines_name_the_document(&lines, &log, &id);
+    assert_queue_lines(&lines, &log);
+    // No secret reaches the log: not the API token, the PDF's password or the account's.
+    for secret in [server.token.as_str(), "open-sesame", harness::TEST_PASSWORD] {
+        assert!(!log.contains(secret), "{secret:?} is in the log:\n{log}");
+    }
+}
 
-    // The job's last line is written just after the row says done (the assertions below say
-    // if it never is).
+/// The server's log once it says a document was extracted (the job's last line is written
+/// just after the row says done), and its lines, each of which must be JSON.
+async fn json_log_once_extracted(server: &Server) -> (String, Vec<Value>) {
+    // The assertions on the lines say if it never does.
     let _ = eventually(Duration::from_secs(10), || {
         std::future::ready(
             server
@@ -479,8 +497,12 @@ async fn json_logs_have_a_line_per_request_and_per_job_step_and_no_secret() {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
+    (log, lines)
+}
 
-    let uploads: Vec<_> = json_lines(&lines, "request")
+/// One request line for the one upload, with its status, latency, request id and user.
+fn assert_one_line_for_the_upload(lines: &[Value], log: &str) {
+    let uploads: Vec<_> = json_lines(lines, "request")
         .into_iter()
         .filter(|l| l["route"] == "/api/v1/documents" && l["method"] == "POST")
         .collect();
@@ -495,24 +517,28 @@ async fn json_logs_have_a_line_per_request_and_per_job_step_and_no_secret() {
     let user_id = upload["user_id"].as_str().unwrap();
     assert!(!user_id.is_empty(), "the token's owner is named: {upload}");
     assert_eq!(upload["level"], "INFO");
+}
 
-    // The job's steps carry the document id (from the job's span) and how long they took.
-    let ended: Vec<_> = json_lines(&lines, "job attempt ended")
+/// The job's steps carry the document id (from the job's span) and how long they took.
+fn assert_job_lines_name_the_document(lines: &[Value], log: &str, id: &str) {
+    let ended: Vec<_> = json_lines(lines, "job attempt ended")
         .into_iter()
-        .filter(|l| l["span"]["document.id"] == id.as_str())
+        .filter(|l| l["span"]["document.id"] == id)
         .collect();
     assert_eq!(ended.len(), 1, "{log}");
     assert_eq!(ended[0]["outcome"], "done");
     assert!(ended[0]["seconds"].as_f64().unwrap() > 0.0);
     assert!(
-        json_lines(&lines, "document extracted")
+        json_lines(lines, "document extracted")
             .iter()
-            .any(|l| l["span"]["document.id"] == id.as_str()),
+            .any(|l| l["span"]["document.id"] == id),
         "{log}"
     );
+}
 
-    // The queue's state, once a minute and at start, for the CloudWatch queue-age alarm.
-    let queue = json_lines(&lines, "queue");
+/// The queue's state, once a minute and at start, for the CloudWatch queue-age alarm.
+fn assert_queue_lines(lines: &[Value], log: &str) {
+    let queue = json_lines(lines, "queue");
     assert!(!queue.is_empty(), "{log}");
     assert!(
         queue[0]["queue_age_seconds"].as_f64().is_some(),
@@ -520,9 +546,4 @@ async fn json_logs_have_a_line_per_request_and_per_job_step_and_no_secret() {
         queue[0]
     );
     assert!(queue[0]["jobs_queued"].as_i64().is_some(), "{}", queue[0]);
-
-    // No secret reaches the log: not the API token, the PDF's password or the account's.
-    for secret in [token.as_str(), "open-sesame", harness::TEST_PASSWORD] {
-        assert!(!log.contains(secret), "{secret:?} is in the log:\n{log}");
-    }
 }
