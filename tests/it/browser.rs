@@ -190,7 +190,25 @@ impl App {
 }
 
 async fn run_journey(app: &App, client: &Client) -> Result<(), String> {
-    // Sign up: the first visitor is sent to the sign-up page.
+    sign_up(app, client).await;
+    let id = upload_and_read(client).await?;
+    followed_over_events_not_polling(app).await;
+    download_the_text(client).await;
+    client.goto(&app.url("/")).await.unwrap();
+    assert!(
+        text_of(client, "table.documents")
+            .await
+            .contains("three_pages.pdf")
+    );
+    screenshot(client, "index.png").await;
+
+    create_and_use_a_token(app, client, &id).await;
+    a_second_account_sees_nothing_of_the_first(app, client, &id).await;
+    Ok(())
+}
+
+/// Signs up as the first visitor, who is sent to the sign-up page; a mistake first.
+async fn sign_up(app: &App, client: &Client) {
     client.goto(&app.url("/")).await.unwrap();
     wait_for_path(client, "/signup").await;
     fill(client, "#email", "ada@example.com").await;
@@ -206,8 +224,11 @@ async fn run_journey(app: &App, client: &Client) -> Result<(), String> {
     fill(client, "#confirm", TEST_PASSWORD).await;
     click(client, "form[action='/signup'] button[type=submit]").await;
     assert_eq!(text_of(client, "#signed-in-as").await, "ada@example.com");
+}
 
-    // Upload a multi-page PDF; the page polls (htmx) and reloads itself when it is done.
+/// Uploads a multi-page PDF and waits on its page until the text appears (the page follows
+/// the extraction live); returns the document's id.
+async fn upload_and_read(client: &Client) -> Result<String, String> {
     let pdf: PathBuf = fixture("three_pages.pdf");
     client
         .find(Locator::Css("#file"))
@@ -239,8 +260,12 @@ async fn run_journey(app: &App, client: &Client) -> Result<(), String> {
     );
     assert!(text_of(client, "#progress").await.contains("3 of 3 pages"));
     screenshot(client, "document.png").await;
-    // The page followed the extraction over its event stream, not by polling: the progress
-    // fragment was asked for at most once (the reload when the stream said done).
+    Ok(id)
+}
+
+/// The page followed the extraction over its event stream, not by polling: the progress
+/// fragment was asked for at most once (the reload when the stream said done).
+async fn followed_over_events_not_polling(app: &App) {
     let metrics = reqwest::get(app.url("/metrics"))
         .await
         .unwrap()
@@ -265,8 +290,10 @@ async fn run_journey(app: &App, client: &Client) -> Result<(), String> {
         requests("/documents/{id}/progress") <= 1,
         "the page did not poll:\n{metrics}"
     );
+}
 
-    // Download the text, as the link does (same session, same origin).
+/// Downloads the text, as the link does (same session, same origin).
+async fn download_the_text(client: &Client) {
     let href = client
         .find(Locator::Css("a[href$='/text.txt']"))
         .await
@@ -288,16 +315,10 @@ async fn run_journey(app: &App, client: &Client) -> Result<(), String> {
     let pages: Vec<&str> = downloaded[2].as_str().unwrap().split('\x0c').collect();
     assert_eq!(pages.len(), 3);
     assert!(pages[1].contains("zebras and quartz"));
+}
 
-    client.goto(&app.url("/")).await.unwrap();
-    assert!(
-        text_of(client, "table.documents")
-            .await
-            .contains("three_pages.pdf")
-    );
-    screenshot(client, "index.png").await;
-
-    // An API token, created in the UI and used by a script.
+/// An API token, created in the UI and used by a script, shown once.
+async fn create_and_use_a_token(app: &App, client: &Client, id: &str) {
     click(client, "a[href='/tokens']").await;
     text_of(client, "#token-name").await;
     fill(client, "#token-name", "backup script").await;
@@ -313,15 +334,17 @@ async fn run_journey(app: &App, client: &Client) -> Result<(), String> {
         .json()
         .await
         .unwrap();
-    assert_eq!(listed["documents"][0]["id"], id.as_str());
+    assert_eq!(listed["documents"][0]["id"], id);
     client.goto(&app.url("/tokens")).await.unwrap();
     assert!(
         !client.source().await.unwrap().contains(&token),
         "shown once"
     );
     assert!(text_of(client, "#tokens").await.contains("backup script"));
+}
 
-    // Log out, then a second account sees nothing of the first one's.
+/// Logs out; a second account sees nothing of the first one's.
+async fn a_second_account_sees_nothing_of_the_first(app: &App, client: &Client, id: &str) {
     click(client, "#log-out").await;
     wait_for_path(client, "/login").await;
     client.goto(&app.url("/")).await.unwrap();
@@ -345,5 +368,4 @@ async fn run_journey(app: &App, client: &Client) -> Result<(), String> {
     let heading = text_of(client, "h1").await;
     assert!(heading.contains("404"), "{heading}");
     assert!(!client.source().await.unwrap().contains("zebras"));
-    Ok(())
 }
