@@ -74,33 +74,7 @@ async fn a_well_wired_deployment_passes_every_check() {
     let (ok, stdout, stderr) = doctor(&vars, &zip).await;
     println!("{stdout}");
     assert!(ok, "{stdout}\n{stderr}");
-    for (check, words) in [
-        ("database", "postgres answers"),
-        ("database-tls", "not required for local 127.0.0.1"),
-        ("migrations", "all applied"),
-        ("s3", "bucket lector-test is there"),
-        ("region", "both in us-east-1"),
-        ("textract", "answers"),
-        ("notices", "topic AmazonTextract-lector"),
-        ("notices-queue", "may be read"),
-        (
-            "lease",
-            "60 s, renewed every 5 s while a job runs and after each Textract poll",
-        ),
-        ("procfile", "web: ./lector serve"),
-        ("binary", "executable"),
-        (
-            "nginx-body",
-            "client_max_body_size 110 MiB covers the upload limit",
-        ),
-        ("nginx-timeout", "proxy_read_timeout 300 s"),
-    ] {
-        let lines = lines_for(&stdout, check);
-        assert!(
-            lines.len() == 1 && lines[0].starts_with("ok ") && lines[0].contains(words),
-            "{check}: expected one ok line with {words:?} in\n{stdout}"
-        );
-    }
+    assert_one_ok_line_each(&stdout, WELL_WIRED);
     assert_eq!(
         aws.textract.start_calls(),
         0,
@@ -124,16 +98,8 @@ async fn a_miswired_deployment_gets_each_problem_in_words() {
         || "http://127.0.0.1:9".to_owned(),
         |sqs| sqs.endpoint.clone(),
     );
-    // A bundle whose nginx keeps its 60 s timeout and lets only 1 MiB through.
     let work = tempfile::tempdir().unwrap();
-    let bundle = work.path();
-    std::fs::create_dir_all(bundle.join(".platform/nginx/conf.d")).unwrap();
-    std::fs::write(
-        bundle.join(".platform/nginx/conf.d/lector.conf"),
-        "client_max_body_size 1m;\n",
-    )
-    .unwrap();
-    std::fs::write(bundle.join("Procfile"), "web: ./lector serve\n").unwrap();
+    let bundle = a_bundle_whose_nginx_is_too_narrow(work.path());
 
     let (ok, stdout, stderr) = doctor(
         &[
@@ -160,39 +126,12 @@ async fn a_miswired_deployment_gets_each_problem_in_words() {
             ("LECTOR_JOB_LEASE_SECS", "15"),
             ("LECTOR_TEXTRACT_POLL_MAX_MS", "20000"),
         ],
-        bundle,
+        &bundle,
     )
     .await;
     println!("{stdout}");
     assert!(!ok, "{stdout}");
-    for (check, words) in [
-        ("migrations", "a new database needs `lector migrate`"),
-        (
-            "region",
-            "the bucket lector-test is in us-east-1 but Lector calls Textract in eu-west-1",
-        ),
-        ("textract", "Textract did not answer as it should"),
-        (
-            "notices",
-            "\"lector-notices\" does not start with AmazonTextract",
-        ),
-        ("notices-queue", "-missing"),
-        ("lease", "would lose its job between two polls"),
-        ("binary", "no lector binary"),
-        (
-            "nginx-body",
-            "client_max_body_size 1 MiB is smaller than this environment's LECTOR_MAX_UPLOAD_BYTES (100 MiB)",
-        ),
-        ("nginx-timeout", "proxy_read_timeout 60 s (nginx's default)"),
-    ] {
-        let lines = lines_for(&stdout, check);
-        assert!(
-            lines
-                .iter()
-                .any(|line| line.starts_with("PROBLEM ") && line.contains(words)),
-            "{check}: expected a problem with {words:?} in\n{stdout}"
-        );
-    }
+    assert_a_problem_each(&stdout, MISWIRED);
     assert!(
         lines_for(&stdout, "database")[0].starts_with("ok "),
         "{stdout}"
@@ -207,4 +146,87 @@ async fn a_miswired_deployment_gets_each_problem_in_words() {
         stderr.contains(&format!("{problems} problems found")),
         "{stderr}"
     );
+}
+
+/// What a well-wired deployment's doctor says: per check, words of its `ok` line.
+const WELL_WIRED: &[(&str, &str)] = &[
+    ("database", "postgres answers"),
+    ("database-tls", "not required for local 127.0.0.1"),
+    ("migrations", "all applied"),
+    ("s3", "bucket lector-test is there"),
+    ("region", "both in us-east-1"),
+    ("textract", "answers"),
+    ("notices", "topic AmazonTextract-lector"),
+    ("notices-queue", "may be read"),
+    (
+        "lease",
+        "60 s, renewed every 5 s while a job runs and after each Textract poll",
+    ),
+    ("procfile", "web: ./lector serve"),
+    ("binary", "executable"),
+    (
+        "nginx-body",
+        "client_max_body_size 110 MiB covers the upload limit",
+    ),
+    ("nginx-timeout", "proxy_read_timeout 300 s"),
+];
+
+/// Each check has exactly one line, `ok`, with its words.
+fn assert_one_ok_line_each(stdout: &str, checks: &[(&str, &str)]) {
+    for (check, words) in checks {
+        let lines = lines_for(stdout, check);
+        assert!(
+            lines.len() == 1 && lines[0].starts_with("ok ") && lines[0].contains(words),
+            "{check}: expected one ok line with {words:?} in\n{stdout}"
+        );
+    }
+}
+
+/// What the mis-wired deployment's doctor says: per check, words of a `PROBLEM` line.
+const MISWIRED: &[(&str, &str)] = &[
+    ("migrations", "a new database needs `lector migrate`"),
+    (
+        "region",
+        "the bucket lector-test is in us-east-1 but Lector calls Textract in eu-west-1",
+    ),
+    ("textract", "Textract did not answer as it should"),
+    (
+        "notices",
+        "\"lector-notices\" does not start with AmazonTextract",
+    ),
+    ("notices-queue", "-missing"),
+    ("lease", "would lose its job between two polls"),
+    ("binary", "no lector binary"),
+    (
+        "nginx-body",
+        "client_max_body_size 1 MiB is smaller than this environment's LECTOR_MAX_UPLOAD_BYTES (100 MiB)",
+    ),
+    ("nginx-timeout", "proxy_read_timeout 60 s (nginx's default)"),
+];
+
+/// Each check has a `PROBLEM` line with its words.
+fn assert_a_problem_each(stdout: &str, checks: &[(&str, &str)]) {
+    for (check, words) in checks {
+        let lines = lines_for(stdout, check);
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.starts_with("PROBLEM ") && line.contains(words)),
+            "{check}: expected a problem with {words:?} in\n{stdout}"
+        );
+    }
+}
+
+/// A bundle whose nginx keeps its 60 s timeout and lets only 1 MiB through.
+fn a_bundle_whose_nginx_is_too_narrow(dir: &Path) -> PathBuf {
+    let bundle = dir.to_owned();
+    std::fs::create_dir_all(bundle.join(".platform/nginx/conf.d")).unwrap();
+    std::fs::write(
+        bundle.join(".platform/nginx/conf.d/lector.conf"),
+        "client_max_body_size 1m;\n",
+    )
+    .unwrap();
+    std::fs::write(bundle.join("Procfile"), "web: ./lector serve\n").unwrap();
+
+    bundle
 }
