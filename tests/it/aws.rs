@@ -115,6 +115,18 @@ async fn deleting_an_account_deletes_its_originals_on_s3(#[case] backend: Backen
     assert_eq!(app.db.count("documents").await, 1);
 }
 
+/// An app on Textract, whose stand-in answers `IN_PROGRESS` three times and 100 blocks a
+/// page, after it has read `twelve_pages.pdf`: the document's id.
+async fn twelve_pages_read_by_textract(aws: &Standins, backend: Backend) -> (TestApp, String) {
+    aws.textract.in_progress_polls(3);
+    aws.textract.page_size(100);
+    let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "textract")])).await;
+    let id = app.upload_ok("twelve_pages.pdf").await;
+    assert_eq!(app.document(&id).await["engine"], "textract");
+    app.drain_jobs().await;
+    (app, id)
+}
+
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
@@ -123,13 +135,7 @@ async fn textract_reads_every_page_following_next_token_and_is_started_once(
     #[case] backend: Backend,
 ) {
     let aws = Standins::start().await;
-    aws.textract.in_progress_polls(3);
-    aws.textract.page_size(100);
-    let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "textract")])).await;
-    let id = app.upload_ok("twelve_pages.pdf").await;
-    assert_eq!(app.document(&id).await["engine"], "textract");
-    app.drain_jobs().await;
-
+    let (app, id) = twelve_pages_read_by_textract(&aws, backend).await;
     let doc = app.document(&id).await;
     assert_eq!(doc["status"], "done", "{doc}");
     assert_eq!(doc["pages_done"], 12);
@@ -159,21 +165,26 @@ async fn textract_reads_every_page_following_next_token_and_is_started_once(
         aws.textract.get_calls() > 4,
         "polled, then read several result pages"
     );
+}
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn textract_pages_and_their_cost_show_in_metrics_and_on_the_document_page(
+    #[case] backend: Backend,
+) {
+    let aws = Standins::start().await;
+    let (app, id) = twelve_pages_read_by_textract(&aws, backend).await;
     let metrics = app.get_text("/metrics").await;
-    assert!(metrics.contains("lector_textract_pages 12\n"), "{metrics}");
-    assert!(
-        metrics.contains("lector_textract_estimated_cost_usd 0.0180\n"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("lector_pages{source=\"textract\"} 12\n"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("lector_documents{status=\"done\"} 1\n"),
-        "{metrics}"
-    );
+    for line in [
+        "lector_textract_pages 12\n",
+        "lector_textract_estimated_cost_usd 0.0180\n",
+        "lector_pages{source=\"textract\"} 12\n",
+        "lector_documents{status=\"done\"} 1\n",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
     let html = app.get_text(&format!("/documents/{id}")).await;
     assert!(
         html.contains("12 pages read by Textract · estimated cost $0.0180"),
@@ -185,14 +196,9 @@ async fn textract_reads_every_page_following_next_token_and_is_started_once(
     );
 }
 
-#[rstest]
-#[case::sqlite(Backend::Sqlite)]
-#[case::postgres(Backend::Postgres)]
-#[tokio::test]
-async fn once_the_monthly_page_budget_is_spent_documents_are_read_locally_and_say_so(
-    #[case] backend: Backend,
-) {
-    let aws = Standins::start().await;
+/// An app on Textract with a monthly budget of 15 pages, which has been sent 12 pages (they
+/// fit), 12 more (they do not) and 3 (they still do): the three documents' ids.
+async fn a_spent_budget(aws: &Standins, backend: Backend) -> (TestApp, [String; 3]) {
     let app = TestApp::spawn_with(
         backend,
         &aws.vars(&[
@@ -201,7 +207,6 @@ async fn once_the_monthly_page_budget_is_spent_documents_are_read_locally_and_sa
         ]),
     )
     .await;
-    // 12 pages fit in the budget of 15; the next 12 do not, the 3-page file still does.
     let first = app.upload_ok("twelve_pages.pdf").await;
     app.drain_jobs().await;
     let bytes = std::fs::read(fixture("twelve_pages.pdf")).unwrap();
@@ -216,7 +221,18 @@ async fn once_the_monthly_page_budget_is_spent_documents_are_read_locally_and_sa
     app.drain_jobs().await;
     let third = app.upload_ok("three_pages.pdf").await;
     app.drain_jobs().await;
+    (app, [first, second, third])
+}
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn once_the_monthly_page_budget_is_spent_documents_are_read_locally_and_say_so(
+    #[case] backend: Backend,
+) {
+    let aws = Standins::start().await;
+    let (app, [first, second, third]) = a_spent_budget(&aws, backend).await;
     assert_eq!(
         aws.textract.started_jobs().len(),
         2,
@@ -254,7 +270,19 @@ async fn once_the_monthly_page_budget_is_spent_documents_are_read_locally_and_sa
             .iter()
             .all(|p| p["source"] == "textract")
     );
+}
 
+/// The month's Textract pages and the budget show in `/metrics`; usage outlives the
+/// documents (the pages were paid for).
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn the_month_s_textract_pages_are_counted_in_metrics_and_outlive_the_documents(
+    #[case] backend: Backend,
+) {
+    let aws = Standins::start().await;
+    let (app, [first, ..]) = a_spent_budget(&aws, backend).await;
     let metrics = app.get_text("/metrics").await;
     assert!(
         metrics.contains("lector_textract_pages_this_month 15\n"),
@@ -264,7 +292,6 @@ async fn once_the_monthly_page_budget_is_spent_documents_are_read_locally_and_sa
         metrics.contains("lector_textract_monthly_page_budget 15\n"),
         "{metrics}"
     );
-    // Usage outlives the documents: the pages were paid for.
     let deleted = app
         .client
         .delete(app.url(&format!("/api/v1/documents/{first}")))
@@ -648,6 +675,44 @@ async fn with_completion_notices_workers_wait_for_the_sqs_message_instead_of_pol
     app.shutdown().await;
 }
 
+/// Settings of a process with a worker, polling every `poll_ms`, that takes PDFs put under
+/// `inbox/` from the S3 events on moto's queue.
+fn ingesting<'a>(aws: &'a Standins, sqs: &'a MotoSqs, poll_ms: &'a str) -> Vec<(&'a str, &'a str)> {
+    aws.vars(&[
+        ("LECTOR_WORKERS", "1"),
+        ("LECTOR_POLL_INTERVAL_MS", poll_ms),
+        ("LECTOR_INGEST_SQS_QUEUE_URL", sqs.queue_url.as_str()),
+        ("LECTOR_INGEST_S3_PREFIX", "inbox/"),
+        ("AWS_ENDPOINT_URL_SQS", sqs.endpoint.as_str()),
+    ])
+}
+
+/// Puts each (key, bytes) in the stand-in's bucket through the S3 API.
+async fn put_objects<const N: usize>(aws: &Standins, objects: [(&str, Vec<u8>); N]) {
+    let s3 = aws.s3.client().await;
+    for (key, bytes) in objects {
+        s3.put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .body(bytes.into())
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// The notice S3 sends for objects created at `keys` (URL-encoded, as S3 writes them).
+fn s3_event(keys: &[&str]) -> String {
+    let records: Vec<Value> = keys
+        .iter()
+        .map(|key| {
+            serde_json::json!({"eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": BUCKET}, "object": {"key": key}}})
+        })
+        .collect();
+    serde_json::json!({ "Records": records }).to_string()
+}
+
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
@@ -659,53 +724,30 @@ async fn a_pdf_arriving_on_s3_becomes_one_document_even_when_its_event_comes_twi
         return;
     };
     let aws = Standins::start().await;
-    let s3 = aws.s3.client().await;
-    let put = |key: &'static str, bytes: Vec<u8>| {
-        let s3 = s3.clone();
-        async move {
-            s3.put_object()
-                .bucket(BUCKET)
-                .key(key)
-                .body(bytes.into())
-                .send()
-                .await
-                .unwrap();
-        }
-    };
-    put(
-        "inbox/Quarterly Report.pdf",
-        std::fs::read(fixture("three_pages.pdf")).unwrap(),
+    let fixture_bytes = |name| std::fs::read(fixture(name)).unwrap();
+    put_objects(
+        &aws,
+        [
+            (
+                "inbox/Quarterly Report.pdf",
+                fixture_bytes("three_pages.pdf"),
+            ),
+            ("inbox/notes.txt", b"not a pdf".to_vec()),
+            ("inbox/fake.pdf", fixture_bytes("not_a_pdf.pdf")),
+            ("elsewhere/other.pdf", fixture_bytes("one_page.pdf")),
+        ],
     )
     .await;
-    put("inbox/notes.txt", b"not a pdf".to_vec()).await;
-    put(
+    let event = s3_event(&[
+        "inbox/Quarterly+Report.pdf",
+        "inbox/notes.txt",
         "inbox/fake.pdf",
-        std::fs::read(fixture("not_a_pdf.pdf")).unwrap(),
-    )
-    .await;
-    put(
         "elsewhere/other.pdf",
-        std::fs::read(fixture("one_page.pdf")).unwrap(),
-    )
-    .await;
-    let event = serde_json::json!({"Records": [
-        {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": BUCKET}, "object": {"key": "inbox/Quarterly+Report.pdf"}}},
-        {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": BUCKET}, "object": {"key": "inbox/notes.txt"}}},
-        {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": BUCKET}, "object": {"key": "inbox/fake.pdf"}}},
-        {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": BUCKET}, "object": {"key": "elsewhere/other.pdf"}}},
-    ]})
-    .to_string();
+    ]);
     for _ in 0..2 {
         sqs.send(&event).await;
     }
-    let vars = aws.vars(&[
-        ("LECTOR_WORKERS", "1"),
-        ("LECTOR_POLL_INTERVAL_MS", "50"),
-        ("LECTOR_INGEST_SQS_QUEUE_URL", sqs.queue_url.as_str()),
-        ("LECTOR_INGEST_S3_PREFIX", "inbox/"),
-        ("AWS_ENDPOINT_URL_SQS", sqs.endpoint.as_str()),
-    ]);
-    let app = TestApp::spawn_with(backend, &vars).await;
+    let app = TestApp::spawn_with(backend, &ingesting(&aws, &sqs, "50")).await;
     // Both deliveries are handled (and deleted) once the queue is empty.
     let sqs = &sqs;
     eventually(Duration::from_secs(60), || async move {
@@ -751,16 +793,7 @@ async fn a_pdf_ingested_by_a_workers_only_process_is_read_without_waiting_for_th
     // Queued before the worker process starts, so its first look finds it; once it is done
     // the worker is idle, waiting for a wake-up or the poll.
     let first = app.upload_ok("one_page.pdf").await;
-    let worker_config = harness::test_config(
-        &app.db.url,
-        &aws.vars(&[
-            ("LECTOR_WORKERS", "1"),
-            ("LECTOR_POLL_INTERVAL_MS", "600000"),
-            ("LECTOR_INGEST_SQS_QUEUE_URL", sqs.queue_url.as_str()),
-            ("LECTOR_INGEST_S3_PREFIX", "inbox/"),
-            ("AWS_ENDPOINT_URL_SQS", sqs.endpoint.as_str()),
-        ]),
-    );
+    let worker_config = harness::test_config(&app.db.url, &ingesting(&aws, &sqs, "600000"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(lector::startup::run_workers_only(
         worker_config,
@@ -777,9 +810,7 @@ async fn a_pdf_ingested_by_a_workers_only_process_is_read_without_waiting_for_th
         "inbox/report.pdf",
         &std::fs::read(fixture("three_pages.pdf")).unwrap(),
     );
-    let event = serde_json::json!({"Records": [{"eventName": "ObjectCreated:Put",
-        "s3": {"bucket": {"name": BUCKET}, "object": {"key": "inbox/report.pdf"}}}]});
-    sqs.send(&event.to_string()).await;
+    sqs.send(&s3_event(&["inbox/report.pdf"])).await;
     let web = &app;
     let ingested = eventually(Duration::from_secs(60), move || async move {
         let (_, list) = web.get_json("/api/v1/documents").await;

@@ -1,11 +1,18 @@
 //! A real SQS-compatible server for the tests that need one: `moto_server` (Python package
-//! `moto[server]`, which `.ci/run` installs) on a free loopback port, with one queue.
+//! `moto[server]`, which `.ci/run` installs) on a loopback port of its choosing, with one
+//! queue.
 
-use std::{process::Stdio, time::Duration};
+use std::{
+    future::ready,
+    io::{BufRead, BufReader},
+    process::{ChildStderr, Stdio},
+    sync::mpsc::Receiver,
+    time::Duration,
+};
 
 use aws_sdk_sqs::types::QueueAttributeName;
 
-use super::{aws::sdk_config, eventually, free_port};
+use super::{aws::sdk_config, eventually};
 
 /// `moto_server` with the queue `lector-textract-notices`; stopped when dropped.
 pub struct MotoSqs {
@@ -16,23 +23,27 @@ pub struct MotoSqs {
 
 impl MotoSqs {
     /// Starts it and makes the queue; `None` when moto is not installed (another program:
-    /// `MOTO_SERVER`).
+    /// `MOTO_SERVER`). It takes a port of its own and says which on stderr: a port chosen
+    /// here would be free only until something else took it in the second Python needs to
+    /// start.
     pub async fn start() -> Option<MotoSqs> {
         let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-        let port = free_port();
-        let child = std::process::Command::new(&program)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut child = std::process::Command::new(&program)
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .ok()?;
+        let port = listening_port(child.stderr.take().unwrap());
+        // Up to a minute: a loaded machine (coverage runs) starts Python slowly.
+        let port = eventually(Duration::from_secs(60), || ready(port.try_recv().ok())).await;
         let mut moto = MotoSqs {
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint: format!("http://127.0.0.1:{}", port.unwrap_or_default()),
             queue_url: String::new(),
             child,
         };
+        assert!(port.is_some(), "moto_server did not say where it listens");
         let client = &moto.client().await;
-        // Up to a minute: a loaded machine (coverage runs) starts Python slowly.
         let created = eventually(Duration::from_secs(60), || async move {
             let created = client
                 .create_queue()
@@ -97,6 +108,21 @@ impl MotoSqs {
         count(QueueAttributeName::ApproximateNumberOfMessages)
             + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
     }
+}
+
+/// The port moto's server (Werkzeug) says it listens on, once it does. Its stderr is read to
+/// the end, so that the request log it writes there never fills the pipe.
+fn listening_port(stderr: ChildStderr) -> Receiver<u16> {
+    let (port, said) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("Running on http://127.0.0.1:").nth(1) {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                let _ = port.send(digits.parse().expect("a port number"));
+            }
+        }
+    });
+    said
 }
 
 impl Drop for MotoSqs {
