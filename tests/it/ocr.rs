@@ -225,8 +225,19 @@ async fn reprocessing_with_other_ocr_settings_reads_the_pages_again(#[case] back
     );
 }
 
+/// An upload form with `scanned_two_pages.pdf` and `field`, as the index page sends it.
+fn scanned_form(field: (&str, &str)) -> Form {
+    let bytes = std::fs::read(fixture("scanned_two_pages.pdf")).unwrap();
+    Form::new()
+        .part(
+            "file",
+            Part::bytes(bytes).file_name("scanned_two_pages.pdf"),
+        )
+        .text(field.0.to_owned(), field.1.to_owned())
+}
+
 #[tokio::test]
-async fn the_web_forms_take_ocr_settings_and_show_mistakes_in_place() {
+async fn the_upload_form_offers_ocr_settings_and_shows_a_missing_language_in_place() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let index = app.get_text("/").await;
     assert!(index.contains(r#"name="ocr""#) && index.contains(r#"name="ocr_languages""#));
@@ -237,16 +248,9 @@ async fn the_web_forms_take_ocr_settings_and_show_mistakes_in_place() {
     );
 
     // A language that is not installed: the form again, with the reason, and no document.
-    let bytes = std::fs::read(fixture("scanned_two_pages.pdf")).unwrap();
-    let form = Form::new()
-        .part(
-            "file",
-            Part::bytes(bytes.clone()).file_name("scanned_two_pages.pdf"),
-        )
-        .text("ocr_languages", "xyz");
     let refused = app
         .web_post("/documents")
-        .multipart(form)
+        .multipart(scanned_form(("ocr_languages", "xyz")))
         .send()
         .await
         .unwrap();
@@ -254,16 +258,14 @@ async fn the_web_forms_take_ocr_settings_and_show_mistakes_in_place() {
     let html = refused.text().await.unwrap();
     assert!(html.contains("xyz is not installed"), "{html}");
     assert_eq!(app.db.count("documents").await, 0);
+}
 
-    let form = Form::new()
-        .part(
-            "file",
-            Part::bytes(bytes).file_name("scanned_two_pages.pdf"),
-        )
-        .text("ocr", "off");
+#[tokio::test]
+async fn the_document_page_reprocesses_with_other_ocr_settings_and_shows_mistakes_in_place() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
     let stored = app
         .web_post("/documents")
-        .multipart(form)
+        .multipart(scanned_form(("ocr", "off")))
         .send()
         .await
         .unwrap();
@@ -565,7 +567,19 @@ async fn free_cores_read_one_document_s_pages_in_parallel_each_page_once(#[case]
         assert!(text(page).contains(words), "{}", text(page));
     }
     // One child per free core (at most one per page), each reading its own share.
-    let mut shares: Vec<Vec<u64>> = std::fs::read_dir(dir.path())
+    let mut shares = pages_each_child_read(dir.path());
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(shares.len(), cores.min(3), "{shares:?}");
+    shares.sort();
+    let mut read = shares.concat();
+    read.sort_unstable();
+    assert_eq!(read, [1, 2, 3], "{shares:?}");
+}
+
+/// The pages each sandbox child was asked to read, from the requests the wrapper kept in
+/// `dir` (each names the pages to skip).
+fn pages_each_child_read(dir: &std::path::Path) -> Vec<Vec<u64>> {
+    std::fs::read_dir(dir)
         .unwrap()
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.file_name().unwrap() != "sandbox")
@@ -580,11 +594,5 @@ async fn free_cores_read_one_document_s_pages_in_parallel_each_page_once(#[case]
                 .collect();
             (1..=3).filter(|n| !skip.contains(n)).collect()
         })
-        .collect();
-    let cores = std::thread::available_parallelism().unwrap().get();
-    assert_eq!(shares.len(), cores.min(3), "{shares:?}");
-    shares.sort();
-    let mut read = shares.concat();
-    read.sort_unstable();
-    assert_eq!(read, [1, 2, 3], "{shares:?}");
+        .collect()
 }

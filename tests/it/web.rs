@@ -115,7 +115,19 @@ async fn uploading_one_pdf_redirects_to_its_page_which_shows_progress_then_every
     assert!(html.contains(&format!(r#"href="/documents/{id}/original.pdf""#)));
     assert!(html.contains(&format!(r#"href="/documents/{id}/text.txt""#)));
     assert!(html.contains(&format!(r#"action="/documents/{id}/reprocess""#)));
+}
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn the_text_download_is_named_after_the_pdf_with_a_form_feed_between_pages(
+    #[case] backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.upload_ok("three_pages.pdf").await;
+    app.drain_jobs().await;
+    let browser = app.client.clone();
     let text = browser
         .get(app.url(&format!("/documents/{id}/text.txt")))
         .send()
