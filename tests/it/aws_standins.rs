@@ -210,8 +210,16 @@ async fn s3_refuses_a_wrong_secret() {
     assert!(!s3.object_exists("x"));
 }
 
-#[tokio::test]
-async fn textract_reads_twelve_pages_through_in_progress_and_pagination() {
+/// The stand-ins with the twelve-page fixture in the bucket, its job started (answering
+/// `IN_PROGRESS` twice, 100 blocks a response), and a Textract client.
+struct TwelvePagesJob {
+    _s3: FakeS3,
+    textract: FakeTextract,
+    client: aws_sdk_textract::Client,
+    job_id: String,
+}
+
+async fn twelve_pages_job() -> TwelvePagesJob {
     let (s3, textract) = fakes().await;
     let (s3_client, client) = clients(&s3, &textract).await;
     put(
@@ -222,19 +230,47 @@ async fn textract_reads_twelve_pages_through_in_progress_and_pagination() {
     .await;
     textract.in_progress_polls(2);
     textract.page_size(100);
-
     let job_id = start_job(&client, "doc/twelve.pdf", "doc-12")
         .await
         .unwrap();
+    TwelvePagesJob {
+        _s3: s3,
+        textract,
+        client,
+        job_id,
+    }
+}
+
+#[tokio::test]
+async fn textract_answers_in_progress_then_succeeds_and_is_started_once() {
+    let job = twelve_pages_job().await;
+    let (textract, client, job_id) = (&job.textract, &job.client, &job.job_id);
     assert_eq!(textract.jobs_in_progress(), 1);
-    let (done, in_progress) = wait(&client, &job_id).await;
+    let (done, in_progress) = wait(client, job_id).await;
     assert_eq!(in_progress, 2);
     assert_eq!(done.job_status(), Some(&JobStatus::Succeeded));
     assert_eq!(done.document_metadata().and_then(|m| m.pages()), Some(12));
     assert!(done.next_token().is_some());
     assert_eq!(textract.jobs_in_progress(), 0);
+    assert_eq!(textract.start_calls(), 1);
+    assert_eq!(
+        textract.started_jobs(),
+        vec![(
+            Some("doc-12".into()),
+            Some("lector-doc".into()),
+            BUCKET.into(),
+            "doc/twelve.pdf".into()
+        )]
+    );
+    assert_eq!(textract.max_concurrent_jobs_in_progress(), 1);
+}
 
-    let (blocks, responses) = all_blocks(&client, &job_id, None).await;
+#[tokio::test]
+async fn textract_reads_twelve_pages_through_in_progress_and_pagination() {
+    // (Bound whole: a stand-in left out of a pattern would stop at once.)
+    let job = twelve_pages_job().await;
+    wait(&job.client, &job.job_id).await;
+    let (blocks, responses) = all_blocks(&job.client, &job.job_id, None).await;
     // 12 × (1 PAGE + 4 LINEs + 36 WORDs): the fixture is too small for 1,000 blocks.
     assert_eq!(blocks.len(), 492);
     assert_eq!(responses, 5);
@@ -266,18 +302,6 @@ async fn textract_reads_twelve_pages_through_in_progress_and_pagination() {
         .take(6)
         .collect();
     assert_eq!(words, ["This", "is", "page", "3", "of", "twelve."]);
-
-    assert_eq!(textract.start_calls(), 1);
-    assert_eq!(
-        textract.started_jobs(),
-        vec![(
-            Some("doc-12".into()),
-            Some("lector-doc".into()),
-            BUCKET.into(),
-            "doc/twelve.pdf".into()
-        )]
-    );
-    assert_eq!(textract.max_concurrent_jobs_in_progress(), 1);
 }
 
 #[tokio::test]
