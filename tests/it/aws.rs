@@ -401,27 +401,30 @@ async fn hybrid_reads_scanned_pages_with_local_ocr_once_the_budget_is_spent() {
     );
 }
 
-#[rstest]
-#[case::sqlite(Backend::Sqlite)]
-#[case::postgres(Backend::Postgres)]
-#[tokio::test]
-async fn a_job_handed_back_mid_poll_resumes_the_same_textract_job(#[case] backend: Backend) {
-    let aws = Standins::start().await;
+/// Uploads `fixture` to an app on `engine`, and stops the worker reading it (as a shutdown
+/// does) once it has asked Textract twice how the job is going (the job never finishes by
+/// itself); the document must be queued again. The app and the document's id.
+async fn handed_back_mid_poll(
+    aws: &Standins,
+    backend: Backend,
+    engine: &str,
+    fixture: &str,
+) -> (TestApp, String) {
     aws.textract.in_progress_polls(1000);
     let app = TestApp::spawn_with(
         backend,
         &aws.vars(&[
-            ("LECTOR_ENGINE", "textract"),
+            ("LECTOR_ENGINE", engine),
             ("LECTOR_SHUTDOWN_GRACE_SECS", "0"),
         ]),
     )
     .await;
-    let id = app.upload_ok("three_pages.pdf").await;
+    let id = app.upload_ok(fixture).await;
     let worker = app.worker().await;
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     let running = tokio::spawn(async move { worker.run_next(&stop).await.unwrap() });
-    eventually(Duration::from_secs(20), || {
+    eventually(Duration::from_secs(30), || {
         ready((aws.textract.get_calls() >= 2).then_some(()))
     })
     .await
@@ -429,6 +432,16 @@ async fn a_job_handed_back_mid_poll_resumes_the_same_textract_job(#[case] backen
     shutdown.cancel();
     running.await.unwrap();
     assert_eq!(app.document(&id).await["status"], "queued");
+    (app, id)
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_job_handed_back_mid_poll_resumes_the_same_textract_job(#[case] backend: Backend) {
+    let aws = Standins::start().await;
+    let (app, id) = handed_back_mid_poll(&aws, backend, "textract", "three_pages.pdf").await;
 
     aws.textract.finish_running_jobs();
     app.drain_jobs().await;
@@ -844,28 +857,8 @@ async fn a_pdf_ingested_by_a_workers_only_process_is_read_without_waiting_for_th
 #[tokio::test]
 async fn a_hybrid_job_handed_back_mid_poll_resumes_its_textract_job_with_the_page_map() {
     let aws = Standins::start().await;
-    aws.textract.in_progress_polls(1000);
-    let app = TestApp::spawn_with(
-        Backend::Sqlite,
-        &aws.vars(&[
-            ("LECTOR_ENGINE", "hybrid"),
-            ("LECTOR_SHUTDOWN_GRACE_SECS", "0"),
-        ]),
-    )
-    .await;
-    let id = app.upload_ok("mixed_text_and_scan.pdf").await;
-    let worker = app.worker().await;
-    let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    let running = tokio::spawn(async move { worker.run_next(&stop).await.unwrap() });
-    eventually(Duration::from_secs(30), || {
-        ready((aws.textract.get_calls() >= 2).then_some(()))
-    })
-    .await
-    .expect("never polled");
-    shutdown.cancel();
-    running.await.unwrap();
-    assert_eq!(app.document(&id).await["status"], "queued");
+    let (app, id) =
+        handed_back_mid_poll(&aws, Backend::Sqlite, "hybrid", "mixed_text_and_scan.pdf").await;
     let kept = app
         .db
         .query_text(&format!(

@@ -4,6 +4,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use crate::harness::{self, Backend, TestApp, test_config};
+use lector::jobs::Worker;
 use rstest::rstest;
 use tokio_util::sync::CancellationToken;
 
@@ -12,6 +13,16 @@ fn script(dir: &tempfile::TempDir, name: &str, body: &str) -> PathBuf {
     let path = dir.path().join(name);
     harness::write_script(&path, body);
     path
+}
+
+/// A worker over `app`'s database whose parser never answers (its sandbox executable
+/// sleeps), with `vars`; and the folder its script is in, to keep while it runs.
+async fn hanging_worker(app: &TestApp, vars: &[(&str, &str)]) -> (Worker, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let hang = script(&dir, "hang", "exec sleep 600");
+    let mut all = vec![("LECTOR_SANDBOX_EXE", hang.to_str().unwrap())];
+    all.extend_from_slice(vars);
+    (app.worker_with(config_with(app, &all)).await, dir)
 }
 
 fn config_with(app: &TestApp, vars: &[(&str, &str)]) -> lector::config::Config {
@@ -109,18 +120,14 @@ async fn a_parser_that_hangs_is_killed_at_the_time_limit_and_the_document_fails(
 ) {
     let app = TestApp::spawn(backend).await;
     let id = app.upload_ok("three_pages.pdf").await;
-    let dir = tempfile::tempdir().unwrap();
-    let hang = script(&dir, "hang", "exec sleep 600");
-    let worker = app
-        .worker_with(config_with(
-            &app,
-            &[
-                ("LECTOR_SANDBOX_EXE", hang.to_str().unwrap()),
-                ("LECTOR_EXTRACT_TIMEOUT_BASE_SECS", "1"),
-                ("LECTOR_EXTRACT_TIMEOUT_PER_PAGE_MS", "0"),
-            ],
-        ))
-        .await;
+    let (worker, _dir) = hanging_worker(
+        &app,
+        &[
+            ("LECTOR_EXTRACT_TIMEOUT_BASE_SECS", "1"),
+            ("LECTOR_EXTRACT_TIMEOUT_PER_PAGE_MS", "0"),
+        ],
+    )
+    .await;
     let started = std::time::Instant::now();
     assert!(worker.run_next(&CancellationToken::new()).await.unwrap());
     assert!(started.elapsed() < Duration::from_secs(30));
@@ -234,17 +241,7 @@ async fn a_job_whose_worker_died_is_taken_over_and_resumes_after_the_stored_page
 async fn cancelling_a_running_document_stops_its_worker(#[case] backend: Backend) {
     let app = TestApp::spawn_with(backend, &[("LECTOR_JOB_LEASE_SECS", "3")]).await;
     let id = app.upload_ok("three_pages.pdf").await;
-    let dir = tempfile::tempdir().unwrap();
-    let hang = script(&dir, "hang", "exec sleep 600");
-    let worker = app
-        .worker_with(config_with(
-            &app,
-            &[
-                ("LECTOR_SANDBOX_EXE", hang.to_str().unwrap()),
-                ("LECTOR_JOB_LEASE_SECS", "3"),
-            ],
-        ))
-        .await;
+    let (worker, _dir) = hanging_worker(&app, &[("LECTOR_JOB_LEASE_SECS", "3")]).await;
     let running =
         tokio::spawn(async move { worker.run_next(&CancellationToken::new()).await.unwrap() });
     app.wait_for_status(&id, "processing", Duration::from_secs(20))
@@ -272,17 +269,7 @@ async fn cancelling_a_running_document_stops_its_worker(#[case] backend: Backend
 async fn on_shutdown_a_running_job_is_handed_back_to_the_queue(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let id = app.upload_ok("three_pages.pdf").await;
-    let dir = tempfile::tempdir().unwrap();
-    let hang = script(&dir, "hang", "exec sleep 600");
-    let worker = app
-        .worker_with(config_with(
-            &app,
-            &[
-                ("LECTOR_SANDBOX_EXE", hang.to_str().unwrap()),
-                ("LECTOR_SHUTDOWN_GRACE_SECS", "0"),
-            ],
-        ))
-        .await;
+    let (worker, _dir) = hanging_worker(&app, &[("LECTOR_SHUTDOWN_GRACE_SECS", "0")]).await;
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let running = tokio::spawn(async move { worker.run_next(&token).await.unwrap() });

@@ -67,36 +67,13 @@ impl Server {
 
     /// Posts the upload `form` (of `file_name`); it must be accepted. Returns the document id.
     async fn upload_form(&self, form: Form, file_name: &str) -> String {
-        let response = self
-            .client
-            .post(self.url("/api/v1/documents"))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(status, 202, "uploading {file_name}: {body}");
+        let body = self.lector.upload(&self.client, form, file_name).await;
         body["id"].as_str().unwrap().to_owned()
     }
 
     /// Every document, by id.
     async fn documents(&self) -> BTreeMap<String, Value> {
-        let body: Value = self
-            .client
-            .get(self.url("/api/v1/documents?limit=200"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["documents"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|doc| (doc["id"].as_str().unwrap().to_owned(), doc.clone()))
-            .collect()
+        self.lector.documents(&self.client).await
     }
 
     async fn document(&self, id: &str) -> Value {

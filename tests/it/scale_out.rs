@@ -106,16 +106,7 @@ impl Deployment {
     /// Uploads `bytes` to `server`; it must be accepted for Textract. Returns the document id.
     async fn upload(&self, server: &LectorServer, bytes: Vec<u8>, name: &str) -> String {
         let form = Form::new().part("file", Part::bytes(bytes).file_name(name.to_owned()));
-        let response = self
-            .client
-            .post(server.url("/api/v1/documents"))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(status, 202, "uploading {name}: {body}");
+        let body = server.upload(&self.client, form, name).await;
         assert_eq!(body["engine"], "textract", "{body}");
         body["id"].as_str().unwrap().to_owned()
     }
@@ -152,21 +143,7 @@ impl Deployment {
 
     /// Every document, by id.
     async fn documents(&self) -> BTreeMap<String, Value> {
-        let body: Value = self
-            .client
-            .get(self.servers[0].url("/api/v1/documents?limit=200"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["documents"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|doc| (doc["id"].as_str().unwrap().to_owned(), doc.clone()))
-            .collect()
+        self.servers[0].documents(&self.client).await
     }
 
     /// Waits (bounded) until every document is done; stops early on a failure or a process

@@ -4,12 +4,15 @@
 //! for them to bind.
 
 use std::{
+    collections::BTreeMap,
     io::Write,
     path::{Path, PathBuf},
     process::{Child, ExitStatus, Stdio},
     sync::{Mutex, MutexGuard},
     time::Duration,
 };
+
+use serde_json::Value;
 
 use super::{TEST_PASSWORD, eventually};
 
@@ -318,6 +321,44 @@ impl LectorServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
+    }
+
+    /// Posts the upload `form` (of `file_name`) as `client`; it must be accepted. The new
+    /// document, as the API describes it.
+    pub async fn upload(
+        &self,
+        client: &reqwest::Client,
+        form: reqwest::multipart::Form,
+        file_name: &str,
+    ) -> Value {
+        let response = client
+            .post(self.url("/api/v1/documents"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 202, "uploading {file_name}: {body}");
+        body
+    }
+
+    /// The documents of the account `client` is signed in as (200 at most), by id.
+    pub async fn documents(&self, client: &reqwest::Client) -> BTreeMap<String, Value> {
+        let body: Value = client
+            .get(self.url("/api/v1/documents?limit=200"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["documents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|doc| (doc["id"].as_str().unwrap().to_owned(), doc.clone()))
+            .collect()
     }
 
     /// Waits (bounded) until `/healthz` answers; panics with the log if the process exits.
