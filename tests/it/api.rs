@@ -372,11 +372,8 @@ async fn a_cancelled_document_is_not_extracted_and_a_finished_one_cannot_be_canc
     let app = TestApp::spawn(backend).await;
     let queued = app.upload_ok("three_pages.pdf").await;
     let response = app
-        .client
-        .post(app.url(&format!("/api/v1/documents/{queued}/cancel")))
-        .send()
-        .await
-        .unwrap();
+        .post(&format!("/api/v1/documents/{queued}/cancel"))
+        .await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.json::<Value>().await.unwrap()["status"],
@@ -388,12 +385,7 @@ async fn a_cancelled_document_is_not_extracted_and_a_finished_one_cannot_be_canc
 
     let done = app.upload_ok("one_page.pdf").await;
     app.drain_jobs().await;
-    let response = app
-        .client
-        .post(app.url(&format!("/api/v1/documents/{done}/cancel")))
-        .send()
-        .await
-        .unwrap();
+    let response = app.post(&format!("/api/v1/documents/{done}/cancel")).await;
     assert_eq!(response.status(), 409);
     assert_eq!(response.json::<Value>().await.unwrap()["code"], "conflict");
 }
@@ -406,12 +398,7 @@ async fn reprocessing_clears_the_pages_and_extracts_them_again(#[case] backend: 
     let app = TestApp::spawn(backend).await;
     let id = app.upload_ok("three_pages.pdf").await;
     app.drain_jobs().await;
-    let response = app
-        .client
-        .post(app.url(&format!("/api/v1/documents/{id}/reprocess")))
-        .send()
-        .await
-        .unwrap();
+    let response = app.post(&format!("/api/v1/documents/{id}/reprocess")).await;
     assert_eq!(response.status(), 202);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "queued");
@@ -423,16 +410,10 @@ async fn reprocessing_clears_the_pages_and_extracts_them_again(#[case] backend: 
     assert_eq!(doc["pages_done"], 3);
     // Cancelled documents can be re-processed too.
     let cancelled = app.upload_ok("one_page.pdf").await;
-    app.client
-        .post(app.url(&format!("/api/v1/documents/{cancelled}/cancel")))
-        .send()
-        .await
-        .unwrap();
-    app.client
-        .post(app.url(&format!("/api/v1/documents/{cancelled}/reprocess")))
-        .send()
-        .await
-        .unwrap();
+    app.post(&format!("/api/v1/documents/{cancelled}/cancel"))
+        .await;
+    app.post(&format!("/api/v1/documents/{cancelled}/reprocess"))
+        .await;
     app.drain_jobs().await;
     assert_eq!(app.document(&cancelled).await["status"], "done");
 }

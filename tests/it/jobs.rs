@@ -102,11 +102,7 @@ async fn an_attempt_that_fails_outside_the_document_is_retried_then_the_document
         "nothing left to claim"
     );
     // The original is kept: re-processing with a working parser succeeds.
-    app.client
-        .post(app.url(&format!("/api/v1/documents/{id}/reprocess")))
-        .send()
-        .await
-        .unwrap();
+    app.post(&format!("/api/v1/documents/{id}/reprocess")).await;
     app.drain_jobs().await;
     assert_eq!(app.document(&id).await["status"], "done");
 }
@@ -192,12 +188,7 @@ async fn the_real_parser_is_held_to_its_memory_limit(#[case] backend: Backend) {
         "the PDF parser ran out of memory on this file"
     );
     // The same file within the default limit is read: it was the limit, not the file.
-    let again = app
-        .client
-        .post(app.url(&format!("/api/v1/documents/{id}/reprocess")))
-        .send()
-        .await
-        .unwrap();
+    let again = app.post(&format!("/api/v1/documents/{id}/reprocess")).await;
     assert_eq!(again.status(), 202);
     app.drain_jobs().await;
     assert_eq!(app.document(&id).await["status"], "done");
@@ -246,12 +237,7 @@ async fn cancelling_a_running_document_stops_its_worker(#[case] backend: Backend
         tokio::spawn(async move { worker.run_next(&CancellationToken::new()).await.unwrap() });
     app.wait_for_status(&id, "processing", Duration::from_secs(20))
         .await;
-    let response = app
-        .client
-        .post(app.url(&format!("/api/v1/documents/{id}/cancel")))
-        .send()
-        .await
-        .unwrap();
+    let response = app.post(&format!("/api/v1/documents/{id}/cancel")).await;
     assert_eq!(response.status(), 200);
     // The heartbeat (every second with a 3 s lease) notices and the worker stops.
     let ran = tokio::time::timeout(Duration::from_secs(20), running)

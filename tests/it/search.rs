@@ -369,11 +369,8 @@ async fn the_index_follows_deletes_and_reprocessing(#[case] backend: Backend) {
     // Re-process clears the pages, so they are not found until extracted again.
     let animals = &ids["animals.pdf"];
     let response = app
-        .client
-        .post(app.url(&format!("/api/v1/documents/{animals}/reprocess")))
-        .send()
-        .await
-        .unwrap();
+        .post(&format!("/api/v1/documents/{animals}/reprocess"))
+        .await;
     assert_eq!(response.status(), 202);
     assert_eq!(found(&app, "dog").await, expect(&[]));
     app.drain_jobs().await;

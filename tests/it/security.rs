@@ -1141,12 +1141,7 @@ async fn upload_with_a_password_and_reprocess(app: &TestApp) -> String {
         .to_owned();
     app.drain_jobs().await;
     assert_eq!(app.document(&id).await["status"], "done");
-    let response = app
-        .client
-        .post(app.url(&format!("/api/v1/documents/{id}/reprocess")))
-        .send()
-        .await
-        .unwrap();
+    let response = app.post(&format!("/api/v1/documents/{id}/reprocess")).await;
     assert_eq!(response.status(), 202);
     app.drain_jobs().await;
     let text = app.get_text(&format!("/api/v1/documents/{id}/text")).await;

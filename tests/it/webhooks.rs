@@ -108,12 +108,7 @@ async fn register(app: &TestApp, url: &str) -> (String, String) {
 
 /// Asks for a ping event through the API, which queues it.
 async fn ping(app: &TestApp, webhook: &str) {
-    let response = app
-        .client
-        .post(app.url(&format!("/api/v1/webhooks/{webhook}/ping")))
-        .send()
-        .await
-        .unwrap();
+    let response = app.post(&format!("/api/v1/webhooks/{webhook}/ping")).await;
     assert_eq!(response.status(), 202, "pinging {webhook}");
 }
 

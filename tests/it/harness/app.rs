@@ -197,6 +197,11 @@ impl TestApp {
         TestUser::new(&self.config, &self.address, email).await
     }
 
+    /// A POST to `path` as the owner, with no body: the API's actions (cancel, reprocess, ping).
+    pub async fn post(&self, path: &str) -> reqwest::Response {
+        self.client.post(self.url(path)).send().await.unwrap()
+    }
+
     /// A POST from one of the UI's pages (htmx's way: the CSRF token in a header).
     pub fn web_post(&self, path: &str) -> reqwest::RequestBuilder {
         self.client
