@@ -30,7 +30,7 @@ fn lines_for<'a>(stdout: &'a str, check: &str) -> Vec<&'a str> {
 }
 
 /// A bundle zip as `scripts/build-eb-bundle` makes it, around a small stand-in binary (only
-/// its place and mode matter here; tests/bundle.rs runs the real one).
+/// its place and mode matter here; bundle.rs runs the real one).
 fn bundle_zip(dir: &Path) -> PathBuf {
     let binary = dir.join("lector-binary");
     harness::write_script(&binary, "echo lector");
