@@ -1,5 +1,5 @@
 //! Local stand-ins for S3 and Textract, to watch Lector's Textract path without an AWS
-//! account. They are the ones the tests use (`tests/common/aws.rs`): an S3 server on the
+//! account. They are the ones the tests use (`tests/it/harness/aws.rs`): an S3 server on the
 //! filesystem, and a Textract server that answers with the PDF's own text layer, laid out in
 //! Textract's blocks. Both are reached through the real AWS SDK, as AWS would be.
 //!
@@ -17,7 +17,8 @@
 //! - `STANDIN_IN_PROGRESS_POLLS`: how many times each Textract job answers `IN_PROGRESS`
 //!   before it succeeds (default 3), so that a progress bar visibly waits.
 
-#[path = "../tests/common/aws.rs"]
+#[path = "../tests/it/harness/aws.rs"]
+#[allow(dead_code)] // the example uses only the stand-ins, not every helper the tests use
 mod aws;
 
 use std::{path::PathBuf, time::Duration};

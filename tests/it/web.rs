@@ -1,8 +1,6 @@
 //! The browser UI, against the real app, on SQLite and on Postgres.
 
-mod common;
-
-use common::{Backend, TestApp, fixture};
+use crate::harness::{self, Backend, TestApp, fixture};
 use reqwest::multipart::{Form, Part};
 use rstest::rstest;
 
@@ -117,7 +115,19 @@ async fn uploading_one_pdf_redirects_to_its_page_which_shows_progress_then_every
     assert!(html.contains(&format!(r#"href="/documents/{id}/original.pdf""#)));
     assert!(html.contains(&format!(r#"href="/documents/{id}/text.txt""#)));
     assert!(html.contains(&format!(r#"action="/documents/{id}/reprocess""#)));
+}
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn the_text_download_is_named_after_the_pdf_with_a_form_feed_between_pages(
+    #[case] backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.upload_ok("three_pages.pdf").await;
+    app.drain_jobs().await;
+    let browser = app.client.clone();
     let text = browser
         .get(app.url(&format!("/documents/{id}/text.txt")))
         .send()
@@ -376,7 +386,7 @@ async fn the_index_is_paginated_fifty_a_page(#[case] backend: Backend) {
     for n in 0..51 {
         let response = app
             .upload_bytes(
-                common::distinct_copy(&bytes, n),
+                harness::distinct_copy(&bytes, n),
                 &format!("doc-{n:02}.pdf"),
                 None,
             )

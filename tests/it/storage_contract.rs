@@ -9,12 +9,10 @@
 //! (slots, budget, completions), metrics counts, notes, accounts, search, webhooks and their
 //! deliveries, sealed secrets, migrations.
 
-mod common;
-
 use std::{fmt::Debug, sync::Arc, time::Duration};
 
+use crate::harness::{Backend, TestDatabase};
 use chrono::{TimeDelta, TimeZone, Utc};
-use common::{Backend, TestDatabase};
 use lector::{
     domain::{
         Document, DocumentStatus, Engine, Page, PageSource, User,
@@ -50,7 +48,7 @@ struct Contract {
 impl Contract {
     async fn new(backend: Backend) -> Self {
         let db = TestDatabase::new(backend).await;
-        let config = common::test_config(&db.url, &[]);
+        let config = crate::harness::test_config(&db.url, &[]);
         let store = lector::startup::connect(&config).await.unwrap().store;
         Contract { store, db }
     }
@@ -2144,10 +2142,10 @@ async fn secrets_left_in_the_clear_or_under_a_previous_key_are_sealed_once(
             let db = std::path::PathBuf::from(c.db.url.trim_start_matches("sqlite://"));
             std::fs::read_to_string(db.with_file_name("lector-secret.key")).unwrap()
         }
-        Backend::Postgres => common::TEST_SECRET_KEY.to_owned(),
+        Backend::Postgres => crate::harness::TEST_SECRET_KEY.to_owned(),
     };
     let new_key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-    let rotated = common::test_config(
+    let rotated = crate::harness::test_config(
         &c.db.url,
         &[
             ("LECTOR_SECRET_KEY", new_key),
@@ -2239,22 +2237,22 @@ const TRAITS: [(&str, &str, &str); 4] = [
     (
         "Store",
         "src/storage/mod.rs",
-        include_str!("../src/storage/mod.rs"),
+        include_str!("../../src/storage/mod.rs"),
     ),
     (
         "AccountStore",
         "src/storage/accounts.rs",
-        include_str!("../src/storage/accounts.rs"),
+        include_str!("../../src/storage/accounts.rs"),
     ),
     (
         "SearchStore",
         "src/storage/search.rs",
-        include_str!("../src/storage/search.rs"),
+        include_str!("../../src/storage/search.rs"),
     ),
     (
         "WebhookStore",
         "src/storage/webhooks.rs",
-        include_str!("../src/storage/webhooks.rs"),
+        include_str!("../../src/storage/webhooks.rs"),
     ),
 ];
 

@@ -2,11 +2,9 @@
 //! same queries must find the same pages on both. Documents are real PDFs made in the test,
 //! extracted by the real engine.
 
-mod common;
+use std::{collections::BTreeMap, time::Duration};
 
-use std::collections::BTreeMap;
-
-use common::{Backend, TestApp, aws::text_pdf};
+use crate::harness::{self, Backend, TestApp, aws::text_pdf, eventually_every};
 use rstest::rstest;
 use serde_json::Value;
 
@@ -66,7 +64,7 @@ async fn seed(app: &TestApp) -> BTreeMap<&'static str, String> {
         let body: Value = response.json().await.unwrap();
         ids.insert(name, body["id"].as_str().unwrap().to_owned());
         // Distinct upload instants, so that "newest first" has one answer.
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     app.drain_jobs().await;
     for id in ids.values() {
@@ -176,9 +174,9 @@ async fn both_backends_answer_the_query_language_the_same_way(#[case] backend: B
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn results_are_ranked_grouped_paginated_and_filtered(#[case] backend: Backend) {
+async fn results_are_ranked_by_relevance_or_date_and_paginated(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let ids = seed(&app).await;
+    seed(&app).await;
 
     // The page that says zeppelin five times ranks above the one that mentions it once.
     let (_, body) = search(&app, &[("q", "zeppelin")]).await;
@@ -218,8 +216,18 @@ async fn results_are_ranked_grouped_paginated_and_filtered(#[case] backend: Back
         "travel.pdf"
     );
     assert_eq!(second["next_page"], Value::Null);
+}
 
-    // Grouped: one entry per document, with how many of its pages match and a link to each.
+/// Grouped: one entry per document, with how many of its pages match and a link to each.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn results_are_grouped_per_document_with_a_link_to_each_matching_page(
+    #[case] backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let ids = seed(&app).await;
     let (_, body) = search(&app, &[("q", "invoice")]).await;
     let invoices = body["documents"]
         .as_array()
@@ -239,8 +247,15 @@ async fn results_are_ranked_grouped_paginated_and_filtered(#[case] backend: Back
         links.contains(&format!("/documents/{id}?q=invoice#page-2").as_str()),
         "{links:?}"
     );
+}
 
-    // Filters: status, engine, upload dates.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn results_are_filtered_by_status_engine_and_upload_date(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    seed(&app).await;
     let today = chrono::Utc::now().date_naive();
     let tomorrow = (today + chrono::Days::new(1)).to_string();
     let yesterday = (today - chrono::Days::new(1)).to_string();
@@ -261,8 +276,15 @@ async fn results_are_ranked_grouped_paginated_and_filtered(#[case] backend: Back
         assert_eq!(status, 200, "{filters:?}: {body}");
         assert_eq!(count(&body), expected, "{filters:?}: {body}");
     }
+}
 
-    // Only the caller's own documents.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_search_finds_only_the_caller_s_own_documents(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    seed(&app).await;
     let stranger = app.another_user("stranger@example.com").await;
     let response = stranger
         .client
@@ -347,11 +369,8 @@ async fn the_index_follows_deletes_and_reprocessing(#[case] backend: Backend) {
     // Re-process clears the pages, so they are not found until extracted again.
     let animals = &ids["animals.pdf"];
     let response = app
-        .client
-        .post(app.url(&format!("/api/v1/documents/{animals}/reprocess")))
-        .send()
-        .await
-        .unwrap();
+        .post(&format!("/api/v1/documents/{animals}/reprocess"))
+        .await;
     assert_eq!(response.status(), 202);
     assert_eq!(found(&app, "dog").await, expect(&[]));
     app.drain_jobs().await;
@@ -444,7 +463,7 @@ async fn control_characters_in_a_search_separate_words(#[case] backend: Backend)
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn bad_searches_get_a_problem_or_the_form_again(#[case] backend: Backend) {
+async fn bad_searches_get_a_problem(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
     for (query, message) in [
         ("/api/v1/search", "type something to search for"),
@@ -489,7 +508,14 @@ async fn bad_searches_get_a_problem_or_the_form_again(#[case] backend: Backend) 
     // Without a token: 401, like the rest of the API.
     let response = reqwest::get(app.url("/api/v1/search?q=x")).await.unwrap();
     assert_eq!(response.status(), 401);
+}
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_bad_search_in_the_browser_gets_the_form_again_with_the_reason(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     // The browser gets the form back, filled in, with the reason.
     let response = app
         .client
@@ -559,14 +585,9 @@ async fn a_result_opens_the_document_at_the_page_with_the_terms_highlighted(
     assert!(!plain.contains("<mark>") && !plain.contains("search-note"));
 }
 
-#[rstest]
-#[case::sqlite(Backend::Sqlite)]
-#[case::postgres(Backend::Postgres)]
-#[tokio::test]
-async fn pages_stored_before_the_search_migration_are_indexed_by_it(#[case] backend: Backend) {
-    use lector::domain::search::SearchQuery;
-    let db = common::TestDatabase::new(backend).await;
-    // The schema as it was before search (every migration before 0008), with a document.
+/// Gives `db` the schema as it was before search: every migration before 0008.
+async fn migrate_to_before_search(db: &harness::TestDatabase) {
+    let backend = db.backend;
     let folder = match backend {
         Backend::Sqlite => "sqlite",
         Backend::Postgres => "postgres",
@@ -594,6 +615,17 @@ async fn pages_stored_before_the_search_migration_are_indexed_by_it(#[case] back
             pool.close().await;
         }
     }
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn pages_stored_before_the_search_migration_are_indexed_by_it(#[case] backend: Backend) {
+    use lector::domain::search::SearchQuery;
+    let db = harness::TestDatabase::new(backend).await;
+    migrate_to_before_search(&db).await;
+    // A document from then.
     for statement in [
         "insert into users (id, email, password_hash) values ('u1', 'old@example.com', 'x')",
         "insert into documents (id, file_name, sha256, size_bytes, page_count, status, engine, owner_id) \
@@ -704,8 +736,13 @@ async fn past_the_scoring_limit_the_newest_pages_are_ranked_and_the_count_says_s
     assert_eq!(file_names(&body), ["animals.pdf"], "{body}");
     let (_, body) = search(&app, &[("q", "\"fox brown\"")]).await;
     assert_eq!(body["total_documents"], 0, "{body}");
-    // With the phrase index on Postgres these find phrases through the pairs of their words
-    // (migration 0011), with the rest of the query checked on each page found.
+    assert_phrases_with_other_conditions_are_found(&app).await;
+}
+
+/// Phrases with exclusions, other phrases and words, and alternatives, each found where it
+/// is. With the phrase index on Postgres these find phrases through the pairs of their words
+/// (migration 0011), with the rest of the query checked on each page found.
+async fn assert_phrases_with_other_conditions_are_found(app: &TestApp) {
     for (query, expected) in [
         ("\"lazy dog\" -zeppelin", &["animals.pdf"][..]),
         ("\"lazy dog\" -cats", &["animals.pdf"]),
@@ -722,7 +759,7 @@ async fn past_the_scoring_limit_the_newest_pages_are_ranked_and_the_count_says_s
         // No two words of it stand together once common words are left out: no pairs.
         ("\"invoice for the veterinary\"", &["animals.pdf"]),
     ] {
-        let (_, body) = search(&app, &[("q", query), ("sort", "date")]).await;
+        let (_, body) = search(app, &[("q", query), ("sort", "date")]).await;
         assert_eq!(file_names(&body), expected, "{query}: {body}");
     }
 }
@@ -734,8 +771,7 @@ async fn past_the_scoring_limit_the_newest_pages_are_ranked_and_the_count_says_s
 /// four words of it, parsed as a typed query is.
 #[tokio::test]
 async fn every_page_holding_a_phrase_holds_the_word_pairs_it_is_found_by() {
-    use lector::domain::search::SearchQuery;
-    let db = common::TestDatabase::new(Backend::Postgres).await;
+    let db = harness::TestDatabase::new(Backend::Postgres).await;
     lector::storage::connect(&db.url.clone().into(), 2)
         .await
         .unwrap()
@@ -751,39 +787,8 @@ async fn every_page_holding_a_phrase_holds_the_word_pairs_it_is_found_by() {
         "running dogs ran faster than the running cats; dogs run",
         "state-of-the-art co-operation and re-use of v2.0.1 /usr/local/bin paths",
     ];
-    db.execute(
-        "insert into users (id, email, password_hash) values ('u1', 'pairs@example.com', 'x')",
-    )
-    .await;
-    db.execute(
-        "insert into documents (id, file_name, sha256, size_bytes, page_count, status, engine, owner_id) \
-         values ('d1', 'odd.pdf', 'abc', 10, 7, 'done', 'local', 'u1')",
-    )
-    .await;
-    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    for (n, text) in texts.iter().enumerate() {
-        sqlx::query(
-            "insert into pages (document_id, page_number, text, source, char_count, extraction_ms) \
-             values ('d1', $1, $2, 'text_layer', $3, 1)",
-        )
-        .bind(n as i32 + 1)
-        .bind(*text)
-        .bind(text.len() as i32)
-        .execute(&pool)
-        .await
-        .unwrap();
-    }
-    // Every run of 2-4 words of every text (and across two texts' ends, which no page
-    // holds), as the search passes a typed phrase on.
-    let mut phrases: Vec<String> = Vec::new();
-    let all_words: Vec<&str> = texts.iter().flat_map(|t| t.split_whitespace()).collect();
-    for length in 2..=4 {
-        for run in all_words.windows(length) {
-            let typed = format!("\"{}\"", run.join(" ").replace('"', ""));
-            let query = SearchQuery::parse(&typed).unwrap();
-            phrases.extend(lector::storage::postgres::required_phrases(&query));
-        }
-    }
+    let pool = a_document_with_a_page_each(&db, &texts).await;
+    let phrases = typed_phrases(&texts);
     assert!(phrases.len() > 150, "{}", phrases.len());
     let (matched, missed, absent, told_apart): (i64, i64, i64, i64) = sqlx::query_as(
         "select count(*) filter (where found), count(*) filter (where found and not paired), \
@@ -816,21 +821,64 @@ async fn every_page_holding_a_phrase_holds_the_word_pairs_it_is_found_by() {
     pool.close().await;
 }
 
+/// Owner `u1`'s document `d1` with one page per text; a pool on `db`.
+async fn a_document_with_a_page_each(db: &harness::TestDatabase, texts: &[&str]) -> sqlx::PgPool {
+    db.execute(
+        "insert into users (id, email, password_hash) values ('u1', 'pairs@example.com', 'x')",
+    )
+    .await;
+    db.execute(
+        "insert into documents (id, file_name, sha256, size_bytes, page_count, status, engine, owner_id) \
+         values ('d1', 'odd.pdf', 'abc', 10, 7, 'done', 'local', 'u1')",
+    )
+    .await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    for (n, text) in texts.iter().enumerate() {
+        sqlx::query(
+            "insert into pages (document_id, page_number, text, source, char_count, extraction_ms) \
+             values ('d1', $1, $2, 'text_layer', $3, 1)",
+        )
+        .bind(n as i32 + 1)
+        .bind(*text)
+        .bind(text.len() as i32)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool
+}
+
+/// Every run of 2-4 words of every text (and across two texts' ends, which no page holds),
+/// as the search passes a typed phrase on.
+fn typed_phrases(texts: &[&str]) -> Vec<String> {
+    use lector::domain::search::SearchQuery;
+    let mut phrases: Vec<String> = Vec::new();
+    let all_words: Vec<&str> = texts.iter().flat_map(|t| t.split_whitespace()).collect();
+    for length in 2..=4 {
+        for run in all_words.windows(length) {
+            let typed = format!("\"{}\"", run.join(" ").replace('"', ""));
+            let query = SearchQuery::parse(&typed).unwrap();
+            phrases.extend(lector::storage::postgres::required_phrases(&query));
+        }
+    }
+    phrases
+}
+
 /// `LECTOR_SEARCH_PHRASE_INDEX` makes the index of adjacent words, built and usable, and
 /// turning it off drops it; a half-built one (an invalid index left by a build that failed)
 /// is built again. Only the processes that migrate, serve or work do that (the last two in
 /// the background: see the next test), not an administrator's command.
 #[tokio::test]
 async fn the_phrase_index_follows_the_setting() {
-    let db = common::TestDatabase::new(Backend::Postgres).await;
+    let db = harness::TestDatabase::new(Backend::Postgres).await;
     let start = |on: &'static str| {
-        let config = common::test_config(&db.url, &[("LECTOR_SEARCH_PHRASE_INDEX", on)]);
+        let config = harness::test_config(&db.url, &[("LECTOR_SEARCH_PHRASE_INDEX", on)]);
         async move { lector::startup::migrate(&config).await.unwrap() }
     };
     start("false").await;
     assert_eq!(phrase_index_state(&db).await, "absent");
     // An administrator's command run with other settings leaves it as the service keeps it.
-    let admin = common::test_config(&db.url, &[("LECTOR_SEARCH_PHRASE_INDEX", "true")]);
+    let admin = harness::test_config(&db.url, &[("LECTOR_SEARCH_PHRASE_INDEX", "true")]);
     lector::startup::connect(&admin).await.unwrap();
     assert_eq!(phrase_index_state(&db).await, "absent");
     start("true").await;
@@ -848,7 +896,7 @@ async fn the_phrase_index_follows_the_setting() {
 }
 
 /// Whether the index of adjacent words is built: "true", "false" (invalid) or "absent".
-async fn phrase_index_state(db: &common::TestDatabase) -> String {
+async fn phrase_index_state(db: &harness::TestDatabase) -> String {
     db.query_text(
         "select coalesce((select cast(indisvalid as text) from pg_index \
          where indexrelid = to_regclass('pages_search_pairs')), 'absent')",
@@ -858,16 +906,20 @@ async fn phrase_index_state(db: &common::TestDatabase) -> String {
 }
 
 /// The index's state once it is `wanted`, or after 30 s.
-async fn phrase_index_state_within(db: &common::TestDatabase, wanted: &str) -> String {
-    let mut state = phrase_index_state(db).await;
-    for _ in 0..300 {
-        if state == wanted {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        state = phrase_index_state(db).await;
+async fn phrase_index_state_within(db: &harness::TestDatabase, wanted: &str) -> String {
+    let reached = eventually_every(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async move {
+            let state = phrase_index_state(db).await;
+            (state == wanted).then_some(state)
+        },
+    )
+    .await;
+    match reached {
+        Some(state) => state,
+        None => phrase_index_state(db).await,
     }
-    state
 }
 
 /// The service builds the index in the background: it answers while the build waits (here
@@ -875,7 +927,7 @@ async fn phrase_index_state_within(db: &common::TestDatabase, wanted: &str) -> S
 /// is there once the build could run.
 #[tokio::test]
 async fn the_service_answers_while_the_phrase_index_is_built() {
-    let db = common::TestDatabase::new(Backend::Postgres).await;
+    let db = harness::TestDatabase::new(Backend::Postgres).await;
     let other_instance = sqlx::PgPool::connect(&db.url).await.unwrap();
     let mut lock_holder = other_instance.acquire().await.unwrap();
     sqlx::query("select pg_advisory_lock($1)")
@@ -902,8 +954,8 @@ async fn the_service_answers_while_the_phrase_index_is_built() {
 #[tokio::test]
 async fn a_sparse_phrase_is_found_through_the_index_of_adjacent_words() {
     use lector::domain::search::SearchQuery;
-    let db = common::TestDatabase::new(Backend::Postgres).await;
-    let config = common::test_config(&db.url, &[("LECTOR_SEARCH_PHRASE_INDEX", "true")]);
+    let db = harness::TestDatabase::new(Backend::Postgres).await;
+    let config = harness::test_config(&db.url, &[("LECTOR_SEARCH_PHRASE_INDEX", "true")]);
     lector::startup::migrate(&config).await.unwrap();
     for statement in [
         "insert into users (id, email, password_hash) values ('u1', 'pairs@example.com', 'x')",
@@ -943,15 +995,14 @@ async fn a_sparse_phrase_is_found_through_the_index_of_adjacent_words() {
     drop(store);
     let scans = "select cast(coalesce(sum(idx_scan), 0) as int8) from pg_stat_user_indexes \
                  where indexrelname = 'pages_search_pairs'";
-    let mut read = 0;
-    for _ in 0..40 {
-        read = db.query_i64(scans).await;
-        if read > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
-    assert!(read > 0, "the index of adjacent words was never read");
+    let db = &db;
+    let read = eventually_every(
+        Duration::from_secs(20),
+        Duration::from_millis(500),
+        || async move { Some(db.query_i64(scans).await).filter(|&read| read > 0) },
+    )
+    .await;
+    assert!(read.is_some(), "the index of adjacent words was never read");
 }
 
 /// Asks the store itself (not the service) for the first ten of owner `u1`'s documents

@@ -1,8 +1,6 @@
 //! The JSON API, against the real app, on SQLite and on Postgres.
 
-mod common;
-
-use common::{Backend, TestApp, distinct_copy, fixture};
+use crate::harness::{Backend, TestApp, distinct_copy, fixture};
 use rstest::rstest;
 use serde_json::Value;
 
@@ -36,26 +34,26 @@ async fn uploading_a_pdf_queues_it_and_every_page_is_extracted(#[case] backend: 
     assert_eq!(status, 200);
     let pages = pages["pages"].as_array().unwrap();
     assert_eq!(pages.len(), 3);
-    assert!(
-        pages[0]["text"]
-            .as_str()
-            .unwrap()
-            .contains("the quick brown fox jumps over the lazy dog")
-    );
-    assert!(
-        pages[1]["text"]
-            .as_str()
-            .unwrap()
-            .contains("zebras and quartz watches")
-    );
-    assert!(pages[2]["text"].as_str().unwrap().contains("xylophone"));
+    let text = |n: usize| pages[n]["text"].as_str().unwrap();
+    assert!(text(0).contains("the quick brown fox jumps over the lazy dog"));
+    assert!(text(1).contains("zebras and quartz watches"));
+    assert!(text(2).contains("xylophone"));
     assert_eq!(pages[1]["number"], 2);
     assert_eq!(pages[1]["source"], "text_layer");
     assert_eq!(
         pages[1]["char_count"].as_i64().unwrap(),
-        pages[1]["text"].as_str().unwrap().chars().count() as i64
+        text(1).chars().count() as i64
     );
+}
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_document_s_text_is_plain_text_with_a_form_feed_between_pages(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.upload_ok("three_pages.pdf").await;
+    app.drain_jobs().await;
     let text = app
         .client
         .get(app.url(&format!("/api/v1/documents/{id}/text")))
@@ -91,45 +89,47 @@ async fn uploading_the_same_bytes_again_returns_the_existing_document_with_200(
     assert_eq!(app.db.count("jobs").await, 1);
 }
 
-/// One case per kind of bad upload: the status, the problem code, words of the message.
+/// One case per kind of bad upload: the fixture, its password, the status, the problem code,
+/// words of the message.
+const BAD_UPLOADS: &[(&str, Option<&str>, u16, &str, &str)] = &[
+    ("not_a_pdf.pdf", None, 415, "not-a-pdf", "not a PDF"),
+    (
+        "corrupt.pdf",
+        None,
+        422,
+        "unreadable-pdf",
+        "could not be read as a PDF",
+    ),
+    (
+        "user_password.pdf",
+        None,
+        422,
+        "password-required",
+        "password-protected",
+    ),
+    (
+        "user_password.pdf",
+        Some("wrong"),
+        422,
+        "wrong-password",
+        "password does not open",
+    ),
+    (
+        "user_password_rc4.pdf",
+        None,
+        422,
+        "password-required",
+        "password-protected",
+    ),
+];
+
 #[rstest]
 #[tokio::test]
 async fn bad_uploads_are_refused_with_a_problem_and_leave_nothing_behind(
     #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
     let app = TestApp::spawn(backend).await;
-    let cases: &[(&str, Option<&str>, u16, &str, &str)] = &[
-        ("not_a_pdf.pdf", None, 415, "not-a-pdf", "not a PDF"),
-        (
-            "corrupt.pdf",
-            None,
-            422,
-            "unreadable-pdf",
-            "could not be read as a PDF",
-        ),
-        (
-            "user_password.pdf",
-            None,
-            422,
-            "password-required",
-            "password-protected",
-        ),
-        (
-            "user_password.pdf",
-            Some("wrong"),
-            422,
-            "wrong-password",
-            "password does not open",
-        ),
-        (
-            "user_password_rc4.pdf",
-            None,
-            422,
-            "password-required",
-            "password-protected",
-        ),
-    ];
-    for (name, password, status, code, words) in cases {
+    for (name, password, status, code, words) in BAD_UPLOADS {
         let response = app.upload_fixture(name, *password).await;
         assert_eq!(response.status().as_u16(), *status, "{name}");
         assert_eq!(
@@ -372,11 +372,8 @@ async fn a_cancelled_document_is_not_extracted_and_a_finished_one_cannot_be_canc
     let app = TestApp::spawn(backend).await;
     let queued = app.upload_ok("three_pages.pdf").await;
     let response = app
-        .client
-        .post(app.url(&format!("/api/v1/documents/{queued}/cancel")))
-        .send()
-        .await
-        .unwrap();
+        .post(&format!("/api/v1/documents/{queued}/cancel"))
+        .await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.json::<Value>().await.unwrap()["status"],
@@ -388,12 +385,7 @@ async fn a_cancelled_document_is_not_extracted_and_a_finished_one_cannot_be_canc
 
     let done = app.upload_ok("one_page.pdf").await;
     app.drain_jobs().await;
-    let response = app
-        .client
-        .post(app.url(&format!("/api/v1/documents/{done}/cancel")))
-        .send()
-        .await
-        .unwrap();
+    let response = app.post(&format!("/api/v1/documents/{done}/cancel")).await;
     assert_eq!(response.status(), 409);
     assert_eq!(response.json::<Value>().await.unwrap()["code"], "conflict");
 }
@@ -406,12 +398,7 @@ async fn reprocessing_clears_the_pages_and_extracts_them_again(#[case] backend: 
     let app = TestApp::spawn(backend).await;
     let id = app.upload_ok("three_pages.pdf").await;
     app.drain_jobs().await;
-    let response = app
-        .client
-        .post(app.url(&format!("/api/v1/documents/{id}/reprocess")))
-        .send()
-        .await
-        .unwrap();
+    let response = app.post(&format!("/api/v1/documents/{id}/reprocess")).await;
     assert_eq!(response.status(), 202);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "queued");
@@ -423,16 +410,10 @@ async fn reprocessing_clears_the_pages_and_extracts_them_again(#[case] backend: 
     assert_eq!(doc["pages_done"], 3);
     // Cancelled documents can be re-processed too.
     let cancelled = app.upload_ok("one_page.pdf").await;
-    app.client
-        .post(app.url(&format!("/api/v1/documents/{cancelled}/cancel")))
-        .send()
-        .await
-        .unwrap();
-    app.client
-        .post(app.url(&format!("/api/v1/documents/{cancelled}/reprocess")))
-        .send()
-        .await
-        .unwrap();
+    app.post(&format!("/api/v1/documents/{cancelled}/cancel"))
+        .await;
+    app.post(&format!("/api/v1/documents/{cancelled}/reprocess"))
+        .await;
     app.drain_jobs().await;
     assert_eq!(app.document(&cancelled).await["status"], "done");
 }
@@ -441,7 +422,7 @@ async fn reprocessing_clears_the_pages_and_extracts_them_again(#[case] backend: 
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn the_openapi_document_describes_every_route_and_health_answers(#[case] backend: Backend) {
+async fn the_openapi_document_describes_every_route(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (status, spec) = app.get_json("/api/v1/openapi.json").await;
     assert_eq!(status, 200);
@@ -471,6 +452,20 @@ async fn the_openapi_document_describes_every_route_and_health_answers(#[case] b
             "{status}"
         );
     }
+    // A route it does not describe is a problem too.
+    let (status, problem) = app.get_json("/api/v1/no-such-route").await;
+    assert_eq!(status, 404);
+    assert_eq!(problem["code"], "not-found");
+}
+
+/// Liveness does no I/O; readiness checks the database, its migrations, the blob store and
+/// OCR, and a database behind this build's migrations is not ready, and says why.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn health_and_readiness_answer_and_say_what_is_not_ready(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let (status, health) = app.get_json("/healthz").await;
     assert_eq!(status, 200);
     assert_eq!(health["status"], "ok");
@@ -501,7 +496,4 @@ async fn the_openapi_document_describes_every_route_and_health_answers(#[case] b
     );
     let (status, _) = app.get_json("/healthz").await;
     assert_eq!(status, 200, "liveness does no I/O");
-    let (status, problem) = app.get_json("/api/v1/no-such-route").await;
-    assert_eq!(status, 404);
-    assert_eq!(problem["code"], "not-found");
 }

@@ -8,15 +8,16 @@
 //! skipped when they are missing. With `LECTOR_SCREENSHOTS=1` it saves the screenshots shown
 //! in the README under `docs/screenshots/`.
 
-mod common;
-
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
 };
 
-use common::{Backend, TEST_PASSWORD, TestApp, create_account, fixture};
+use crate::harness::{
+    Backend, LectorServer, TEST_PASSWORD, TestDatabase, create_account, eventually,
+    eventually_every, fixture, free_port, test_config, test_settings,
+};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
@@ -38,11 +39,7 @@ impl Drop for Driver {
 }
 
 async fn start_driver() -> Driver {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
@@ -51,14 +48,13 @@ async fn start_driver() -> Driver {
         .expect("chromedriver starts");
     let url = format!("http://127.0.0.1:{port}");
     let probe = reqwest::Client::new();
-    for _ in 0..200 {
-        if let Ok(response) = probe.get(format!("{url}/status")).send().await
-            && response.status().is_success()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let status = format!("{url}/status");
+    // If it never answers, opening the session says so.
+    let _ = eventually(Duration::from_secs(10), || {
+        let request = probe.get(&status).send();
+        async move { request.await.ok()?.status().is_success().then_some(()) }
+    })
+    .await;
     Driver {
         child,
         url,
@@ -124,13 +120,14 @@ async fn text_of(client: &Client, css: &str) -> String {
 
 /// Waits until the browser is at `path` (after a click or a redirect).
 async fn wait_for_path(client: &Client, path: &str) {
-    for _ in 0..300 {
-        if client.current_url().await.unwrap().path() == path {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
+    let arrived = eventually_every(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async move { (client.current_url().await.unwrap().path() == path).then_some(()) },
+    )
+    .await;
+    assert!(
+        arrived.is_some(),
         "the browser stayed at {} instead of {path}",
         client.current_url().await.unwrap()
     );
@@ -158,11 +155,7 @@ async fn a_person_signs_up_uploads_reads_downloads_uses_a_token_and_stays_privat
         );
         return;
     }
-    let app = TestApp::spawn_without_accounts(
-        Backend::Sqlite,
-        &[("LECTOR_WORKERS", "1"), ("LECTOR_POLL_INTERVAL_MS", "100")],
-    )
-    .await;
+    let app = App::start().await;
     let driver = start_driver().await;
     let client = browser(&driver).await;
     let outcome = run_journey(&app, &client).await;
@@ -170,8 +163,52 @@ async fn a_person_signs_up_uploads_reads_downloads_uses_a_token_and_stays_privat
     outcome.unwrap();
 }
 
-async fn run_journey(app: &TestApp, client: &Client) -> Result<(), String> {
-    // Sign up: the first visitor is sent to the sign-up page.
+/// The real app, with no account yet and a worker, as a `lector serve` process of its own:
+/// the journey counts the requests the page made in `/metrics`, and the recorder behind it is
+/// the process's, which other tests' requests would reach in this one.
+struct App {
+    server: LectorServer,
+    db: TestDatabase,
+}
+
+impl App {
+    async fn start() -> Self {
+        let db = TestDatabase::new(Backend::Sqlite).await;
+        let settings = test_settings(
+            &db.url,
+            &[("LECTOR_WORKERS", "1"), ("LECTOR_POLL_INTERVAL_MS", "100")],
+        );
+        App {
+            server: LectorServer::start(&settings).await,
+            db,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        self.server.url(path)
+    }
+}
+
+async fn run_journey(app: &App, client: &Client) -> Result<(), String> {
+    sign_up(app, client).await;
+    let id = upload_and_read(client).await?;
+    followed_over_events_not_polling(app).await;
+    download_the_text(client).await;
+    client.goto(&app.url("/")).await.unwrap();
+    assert!(
+        text_of(client, "table.documents")
+            .await
+            .contains("three_pages.pdf")
+    );
+    screenshot(client, "index.png").await;
+
+    create_and_use_a_token(app, client, &id).await;
+    a_second_account_sees_nothing_of_the_first(app, client, &id).await;
+    Ok(())
+}
+
+/// Signs up as the first visitor, who is sent to the sign-up page; a mistake first.
+async fn sign_up(app: &App, client: &Client) {
     client.goto(&app.url("/")).await.unwrap();
     wait_for_path(client, "/signup").await;
     fill(client, "#email", "ada@example.com").await;
@@ -187,8 +224,11 @@ async fn run_journey(app: &TestApp, client: &Client) -> Result<(), String> {
     fill(client, "#confirm", TEST_PASSWORD).await;
     click(client, "form[action='/signup'] button[type=submit]").await;
     assert_eq!(text_of(client, "#signed-in-as").await, "ada@example.com");
+}
 
-    // Upload a multi-page PDF; the page polls (htmx) and reloads itself when it is done.
+/// Uploads a multi-page PDF and waits on its page until the text appears (the page follows
+/// the extraction live); returns the document's id.
+async fn upload_and_read(client: &Client) -> Result<String, String> {
     let pdf: PathBuf = fixture("three_pages.pdf");
     client
         .find(Locator::Css("#file"))
@@ -220,8 +260,12 @@ async fn run_journey(app: &TestApp, client: &Client) -> Result<(), String> {
     );
     assert!(text_of(client, "#progress").await.contains("3 of 3 pages"));
     screenshot(client, "document.png").await;
-    // The page followed the extraction over its event stream, not by polling: the progress
-    // fragment was asked for at most once (the reload when the stream said done).
+    Ok(id)
+}
+
+/// The page followed the extraction over its event stream, not by polling: the progress
+/// fragment was asked for at most once (the reload when the stream said done).
+async fn followed_over_events_not_polling(app: &App) {
     let metrics = reqwest::get(app.url("/metrics"))
         .await
         .unwrap()
@@ -246,8 +290,10 @@ async fn run_journey(app: &TestApp, client: &Client) -> Result<(), String> {
         requests("/documents/{id}/progress") <= 1,
         "the page did not poll:\n{metrics}"
     );
+}
 
-    // Download the text, as the link does (same session, same origin).
+/// Downloads the text, as the link does (same session, same origin).
+async fn download_the_text(client: &Client) {
     let href = client
         .find(Locator::Css("a[href$='/text.txt']"))
         .await
@@ -269,16 +315,10 @@ async fn run_journey(app: &TestApp, client: &Client) -> Result<(), String> {
     let pages: Vec<&str> = downloaded[2].as_str().unwrap().split('\x0c').collect();
     assert_eq!(pages.len(), 3);
     assert!(pages[1].contains("zebras and quartz"));
+}
 
-    client.goto(&app.url("/")).await.unwrap();
-    assert!(
-        text_of(client, "table.documents")
-            .await
-            .contains("three_pages.pdf")
-    );
-    screenshot(client, "index.png").await;
-
-    // An API token, created in the UI and used by a script.
+/// An API token, created in the UI and used by a script, shown once.
+async fn create_and_use_a_token(app: &App, client: &Client, id: &str) {
     click(client, "a[href='/tokens']").await;
     text_of(client, "#token-name").await;
     fill(client, "#token-name", "backup script").await;
@@ -294,20 +334,22 @@ async fn run_journey(app: &TestApp, client: &Client) -> Result<(), String> {
         .json()
         .await
         .unwrap();
-    assert_eq!(listed["documents"][0]["id"], id.as_str());
+    assert_eq!(listed["documents"][0]["id"], id);
     client.goto(&app.url("/tokens")).await.unwrap();
     assert!(
         !client.source().await.unwrap().contains(&token),
         "shown once"
     );
     assert!(text_of(client, "#tokens").await.contains("backup script"));
+}
 
-    // Log out, then a second account sees nothing of the first one's.
+/// Logs out; a second account sees nothing of the first one's.
+async fn a_second_account_sees_nothing_of_the_first(app: &App, client: &Client, id: &str) {
     click(client, "#log-out").await;
     wait_for_path(client, "/login").await;
     client.goto(&app.url("/")).await.unwrap();
     wait_for_path(client, "/login").await;
-    create_account(&app.config, "eve@example.com").await;
+    create_account(&test_config(&app.db.url, &[]), "eve@example.com").await;
     fill(client, "#email", "eve@example.com").await;
     fill(client, "#password", TEST_PASSWORD).await;
     click(client, "form[action='/login'] button[type=submit]").await;
@@ -326,5 +368,4 @@ async fn run_journey(app: &TestApp, client: &Client) -> Result<(), String> {
     let heading = text_of(client, "h1").await;
     assert!(heading.contains("404"), "{heading}");
     assert!(!client.source().await.unwrap().contains("zebras"));
-    Ok(())
 }

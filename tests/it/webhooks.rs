@@ -3,16 +3,14 @@
 //! the delivery log in the API and the UI, a delivery picked up after its sender died, and
 //! the refusal of internal addresses (at registration and when sending).
 
-mod common;
-
 use std::{
     collections::VecDeque,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
+use crate::harness::{self, Backend, TestApp};
 use axum::{body::Bytes, http::HeaderMap, routing::post};
-use common::{Backend, TestApp};
 use hmac::{Hmac, Mac};
 use lector::jobs::webhooks::WebhookSender;
 use rstest::rstest;
@@ -110,12 +108,7 @@ async fn register(app: &TestApp, url: &str) -> (String, String) {
 
 /// Asks for a ping event through the API, which queues it.
 async fn ping(app: &TestApp, webhook: &str) {
-    let response = app
-        .client
-        .post(app.url(&format!("/api/v1/webhooks/{webhook}/ping")))
-        .send()
-        .await
-        .unwrap();
+    let response = app.post(&format!("/api/v1/webhooks/{webhook}/ping")).await;
     assert_eq!(response.status(), 202, "pinging {webhook}");
 }
 
@@ -200,9 +193,22 @@ async fn a_finished_document_is_posted_signed_to_every_webhook(#[case] backend: 
     assert_eq!(event.header("content-type"), "application/json");
     assert!(event.header("user-agent").starts_with("Lector-Webhooks/"));
     let body = event.json();
+    assert_document_done(&body, &webhook, &id);
+    // The links work: the text behind them is the document's.
+    let text = app.get_text(&format!("/api/v1/documents/{id}/text")).await;
+    assert!(!text.trim().is_empty());
+    assert!(other_receiver.received().is_empty());
+
+    let log = deliveries(&app, &webhook).await;
+    assert_delivered_once(&log, &body, event, &id);
+}
+
+/// The body of a `document.done` event for webhook `webhook` about the three-page document
+/// `id`.
+fn assert_document_done(body: &Value, webhook: &str, id: &str) {
     assert_eq!(body["type"], "document.done");
-    assert_eq!(body["webhook"]["id"], webhook.as_str());
-    assert_eq!(body["document"]["id"], id.as_str());
+    assert_eq!(body["webhook"]["id"], webhook);
+    assert_eq!(body["document"]["id"], id);
     assert_eq!(body["document"]["file_name"], "three_pages.pdf");
     assert_eq!(body["document"]["status"], "done");
     assert_eq!(body["document"]["page_count"], 3);
@@ -213,17 +219,15 @@ async fn a_finished_document_is_posted_signed_to_every_webhook(#[case] backend: 
         body["links"]["text"],
         format!("http://localhost:8080/api/v1/documents/{id}/text")
     );
-    // The links work: the text behind them is the document's.
-    let text = app.get_text(&format!("/api/v1/documents/{id}/text")).await;
-    assert!(!text.trim().is_empty());
-    assert!(other_receiver.received().is_empty());
+}
 
-    let log = deliveries(&app, &webhook).await;
+/// The delivery log after one delivery of `body` as `event`, answered 200.
+fn assert_delivered_once(log: &[Value], body: &Value, event: &Received, id: &str) {
     assert_eq!(log.len(), 1);
     assert_eq!(log[0]["status"], "delivered");
     assert_eq!(log[0]["event"], "document.done");
     assert_eq!(log[0]["event_id"], body["id"]);
-    assert_eq!(log[0]["document_id"], id.as_str());
+    assert_eq!(log[0]["document_id"], id);
     assert_eq!(log[0]["id"].to_string(), event.header("lector-delivery"));
     assert_eq!(log[0]["log"][0]["status_code"], 200);
     assert_eq!(
@@ -280,10 +284,7 @@ async fn failed_deliveries_are_retried_with_the_same_event_then_given_up(#[case]
     assert!(log[0]["finished_at"].is_string());
 
     // Nothing listening: the connection error is logged and retried.
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let closed = harness::free_port();
     let (webhook, _) = register(&app, &format!("http://127.0.0.1:{closed}/hook")).await;
     ping(&app, &webhook).await;
     assert_eq!(deliver_all(&sender).await, 3);
@@ -451,8 +452,15 @@ async fn internal_addresses_are_refused(#[case] backend: Backend) {
         .unwrap();
     assert_eq!(response.status(), 400);
     assert_eq!(app.db.count("webhooks").await, 0, "nothing was stored");
+}
 
-    // The form shows the reason and keeps what was typed.
+/// The form shows why an address is refused and keeps what was typed.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_webhook_form_says_why_an_internal_address_is_refused(#[case] backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("LECTOR_WEBHOOK_RETRY_BASE_SECS", "0")]).await;
     let page = app
         .web_post("/webhooks")
         .form(&[
@@ -468,9 +476,19 @@ async fn internal_addresses_are_refused(#[case] backend: Backend) {
     assert!(html.contains(r#"value="http://169.254.169.254/latest/""#));
     assert!(html.contains("metadata &#60;b&#62;"));
     assert_eq!(app.db.count("webhooks").await, 0);
+}
 
-    // A URL stored before the guard (or a name that now resolves inward) is refused when
-    // sending, without a request and without retries.
+/// A URL stored before the guard (or a name that now resolves inward) is refused when
+/// sending, without a request and without retries.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stored_internal_address_is_refused_when_sending_and_not_retried(
+    #[case] backend: Backend,
+) {
+    let app = TestApp::spawn_with(backend, &[("LECTOR_WEBHOOK_RETRY_BASE_SECS", "0")]).await;
+    let receiver = Receiver::start(&[]).await;
     let owner: String = app.user_id().await;
     for (id, url) in [
         ("w-literal", receiver.url()),
@@ -499,16 +517,9 @@ async fn internal_addresses_are_refused(#[case] backend: Backend) {
     }
 }
 
-#[rstest]
-#[case::sqlite(Backend::Sqlite)]
-#[case::postgres(Backend::Postgres)]
-#[tokio::test(flavor = "multi_thread")]
-async fn webhooks_are_managed_in_the_browser(#[case] backend: Backend) {
-    let app = app(backend, &[]).await;
-    let receiver = Receiver::start(&[]).await;
-    let html = app.get_text("/webhooks").await;
-    assert!(html.contains("No webhooks yet"));
-
+/// Makes a webhook for `receiver` through the browser's form; returns its id and the signing
+/// secret the page showed (once).
+async fn webhook_made_in_the_browser(app: &TestApp, receiver: &Receiver) -> (String, String) {
     let created = app
         .web_post("/webhooks")
         .form(&[
@@ -525,16 +536,37 @@ async fn webhooks_are_managed_in_the_browser(#[case] backend: Backend) {
         .find(r#"<code id="new-secret">"#)
         .expect("the secret is shown")
         + 22;
-    let secret = &html[start..start + html[start..].find('<').unwrap()];
+    let secret = html[start..start + html[start..].find('<').unwrap()].to_owned();
     assert!(secret.starts_with("whsec_"));
-    let again = app.get_text("/webhooks").await;
-    assert!(!again.contains(secret), "the secret is shown only once");
-    assert!(again.contains("wiki index"));
-
     let (_, list) = app.get_json("/api/v1/webhooks").await;
     let id = list["webhooks"][0]["id"].as_str().unwrap().to_owned();
     assert!(list["webhooks"][0].get("secret").is_none());
+    (id, secret)
+}
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_made_in_the_browser_shows_its_secret_once(#[case] backend: Backend) {
+    let app = app(backend, &[]).await;
+    let receiver = Receiver::start(&[]).await;
+    let html = app.get_text("/webhooks").await;
+    assert!(html.contains("No webhooks yet"));
+    let (_, secret) = webhook_made_in_the_browser(&app, &receiver).await;
+    let again = app.get_text("/webhooks").await;
+    assert!(!again.contains(&secret), "the secret is shown only once");
+    assert!(again.contains("wiki index"));
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ping_from_the_browser_shows_in_the_delivery_log(#[case] backend: Backend) {
+    let app = app(backend, &[]).await;
+    let receiver = Receiver::start(&[]).await;
+    let (id, secret) = webhook_made_in_the_browser(&app, &receiver).await;
     let page = app.get_text(&format!("/webhooks/{id}")).await;
     assert!(page.contains("Nothing sent yet"));
     let ping = app
@@ -551,13 +583,22 @@ async fn webhooks_are_managed_in_the_browser(#[case] backend: Backend) {
     );
     let sender = WebhookSender::new(app.store.clone(), &app.config).unwrap();
     assert_eq!(deliver_all(&sender).await, 1);
-    assert_signed(&receiver.received()[0], secret);
+    assert_signed(&receiver.received()[0], &secret);
     let page = app.get_text(&format!("/webhooks/{id}")).await;
     assert!(page.contains("delivered (200)"), "{page}");
     assert!(page.contains("receiver answered 200"));
     assert!(!page.contains("hx-trigger=\"every 2s\""));
+}
 
-    // Someone else's webhook is not found, in the UI and the API.
+/// Someone else's webhook is not found, in the UI and the API.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread")]
+async fn another_user_s_webhook_is_not_found_in_the_browser_or_the_api(#[case] backend: Backend) {
+    let app = app(backend, &[]).await;
+    let receiver = Receiver::start(&[]).await;
+    let (id, _) = webhook_made_in_the_browser(&app, &receiver).await;
     let other = app.another_user("other@example.com").await;
     let response = other
         .client
@@ -583,7 +624,19 @@ async fn webhooks_are_managed_in_the_browser(#[case] backend: Backend) {
         let problem: Value = response.json().await.unwrap();
         assert_eq!(problem["detail"], "no such webhook");
     }
+}
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_webhook_in_the_browser_removes_its_deliveries(#[case] backend: Backend) {
+    let app = app(backend, &[]).await;
+    let receiver = Receiver::start(&[]).await;
+    let (id, _) = webhook_made_in_the_browser(&app, &receiver).await;
+    ping(&app, &id).await;
+    let sender = WebhookSender::new(app.store.clone(), &app.config).unwrap();
+    assert_eq!(deliver_all(&sender).await, 1);
     let deleted = app
         .web_post(&format!("/webhooks/{id}/delete"))
         .send()
@@ -638,14 +691,10 @@ fn current_key(app: &TestApp) -> String {
             let db = std::path::PathBuf::from(app.db.url.trim_start_matches("sqlite://"));
             std::fs::read_to_string(db.with_file_name("lector-secret.key")).unwrap()
         }
-        Backend::Postgres => common::TEST_SECRET_KEY.to_owned(),
+        Backend::Postgres => harness::TEST_SECRET_KEY.to_owned(),
     }
 }
 
-/// A signing secret an older Lector stored in plaintext is sealed when a serving process
-/// starts, and still signs; after a key rotation the previous key opens what it sealed until
-/// it is sealed again under the new one, and a process without the key that sealed a secret
-/// says so instead of signing with something else.
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
@@ -671,54 +720,57 @@ async fn stored_secrets_are_sealed_at_start_and_follow_a_key_rotation(#[case] ba
     let sealed = stored().await.unwrap();
     assert!(sealed.starts_with("sealed1:"), "{sealed}");
     assert_eq!(app.store.seal_stored_secrets().await.unwrap(), 0, "once");
-    app.store.queue_ping("w-old", "e1").await.unwrap();
-    let sender = WebhookSender::new(app.store.clone(), &app.config).unwrap();
-    assert_eq!(deliver_all(&sender).await, 1);
+    assert_eq!(ping_w_old(&app.store, &app.config, "e1").await, 1);
     assert_signed(&receiver.received()[0], "whsec_stored_in_the_clear");
 
     // Rotation: a new key, the old one as previous.
     let old_key = current_key(&app);
+    let old_key = old_key.trim();
     let new_key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-    let rotated = common::test_config(
-        &app.db.url,
-        &[
-            ("LECTOR_SECRET_KEY", new_key),
-            ("LECTOR_SECRET_KEY_PREVIOUS", old_key.trim()),
-            ("LECTOR_WEBHOOK_ALLOW_PRIVATE", "true"),
-        ],
-    );
-    let store = lector::startup::connect(&rotated).await.unwrap().store;
+    let (store, _) = with_keys(&app, new_key, Some(old_key)).await;
     assert_eq!(store.seal_stored_secrets().await.unwrap(), 1);
     assert_ne!(
         stored().await.unwrap(),
         sealed,
         "sealed again under the new key"
     );
-    let only_new = common::test_config(
-        &app.db.url,
-        &[
-            ("LECTOR_SECRET_KEY", new_key),
-            ("LECTOR_WEBHOOK_ALLOW_PRIVATE", "true"),
-        ],
-    );
-    let store = lector::startup::connect(&only_new).await.unwrap().store;
-    store.queue_ping("w-old", "e2").await.unwrap();
-    let sender = WebhookSender::new(store.clone(), &only_new).unwrap();
-    assert_eq!(deliver_all(&sender).await, 1);
+    let (store, config) = with_keys(&app, new_key, None).await;
+    assert_eq!(ping_w_old(&store, &config, "e2").await, 1);
     assert_signed(&receiver.received()[1], "whsec_stored_in_the_clear");
 
     // A process given only the old key cannot open it: no delivery goes out unsigned or
     // signed with something else.
-    let only_old = common::test_config(
-        &app.db.url,
-        &[
-            ("LECTOR_SECRET_KEY", old_key.trim()),
-            ("LECTOR_WEBHOOK_ALLOW_PRIVATE", "true"),
-        ],
-    );
-    let store = lector::startup::connect(&only_old).await.unwrap().store;
+    let (store, config) = with_keys(&app, old_key, None).await;
     store.queue_ping("w-old", "e3").await.unwrap();
-    let sender = WebhookSender::new(store.clone(), &only_old).unwrap();
+    let sender = WebhookSender::new(store.clone(), &config).unwrap();
     assert!(sender.deliver_next().await.is_err());
     assert_eq!(receiver.received().len(), 2, "nothing more was sent");
+}
+
+/// A store on the app's database for a process given `key` (and `previous`), with its
+/// configuration.
+async fn with_keys(
+    app: &TestApp,
+    key: &str,
+    previous: Option<&str>,
+) -> (Arc<dyn lector::storage::Store>, lector::config::Config) {
+    let mut vars = vec![
+        ("LECTOR_SECRET_KEY", key),
+        ("LECTOR_WEBHOOK_ALLOW_PRIVATE", "true"),
+    ];
+    vars.extend(previous.map(|previous| ("LECTOR_SECRET_KEY_PREVIOUS", previous)));
+    let config = harness::test_config(&app.db.url, &vars);
+    let store = lector::startup::connect(&config).await.unwrap().store;
+    (store, config)
+}
+
+/// Queues a ping of webhook `w-old` as event `event` and sends what is due with `store`
+/// and `config`; how many were sent.
+async fn ping_w_old(
+    store: &Arc<dyn lector::storage::Store>,
+    config: &lector::config::Config,
+    event: &str,
+) -> usize {
+    store.queue_ping("w-old", event).await.unwrap();
+    deliver_all(&WebhookSender::new(store.clone(), config).unwrap()).await
 }

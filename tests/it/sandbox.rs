@@ -4,8 +4,6 @@
 //! written under confinement. Needs Linux with Landlock ABI ≥ 4 and seccomp filters (the CI
 //! machine has 6.18, ABI 7).
 
-mod common;
-
 use std::{
     ffi::OsString,
     io::{BufRead, BufReader, Write},
@@ -16,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use common::{fixture, lector_exe};
+use crate::harness::{self, fixture, lector_command, lector_exe};
 use lector::engines::{
     Sandbox, SandboxError,
     inspector::Inspectors,
@@ -49,9 +47,20 @@ fn parent_env_with_secrets(name: &str) -> Option<OsString> {
         .or_else(|| std::env::var_os(name))
 }
 
-#[tokio::test]
-async fn a_parser_child_has_no_secret_and_cannot_write_connect_start_programs_or_read_others_files()
-{
+/// A probe of a parser child started the way the server starts one, from a parent whose
+/// environment holds [`SECRETS`]: it read its own file, the parent's environment and a
+/// database beside it, tried to write a new file and its own, and to connect to `listener`.
+struct Probed {
+    report: lector::engines::probe::ProbeReport,
+    file: PathBuf,
+    parent_environ: PathBuf,
+    database: PathBuf,
+    written: PathBuf,
+    listener: TcpListener,
+    _dir: tempfile::TempDir,
+}
+
+async fn probed() -> Probed {
     let dir = tempfile::tempdir().unwrap();
     let database = dir.path().join("lector.db");
     std::fs::write(&database, "SQLite format 3\0 accounts and sessions").unwrap();
@@ -69,31 +78,54 @@ async fn a_parser_child_has_no_secret_and_cannot_write_connect_start_programs_or
     let report = probe(&lector_exe(), &request, parent_env_with_secrets)
         .await
         .unwrap();
+    Probed {
+        report,
+        file,
+        parent_environ,
+        database,
+        written,
+        listener,
+        _dir: dir,
+    }
+}
 
-    // Every expectation is checked and whatever got through is listed at once.
-    let mut got_through = Vec::new();
-    let mut expect = |ok: bool, what: String| {
+/// What got through the confinement: every expectation of a test is checked, and whatever
+/// got through is listed at once.
+#[derive(Default)]
+struct GotThrough(Vec<String>);
+
+impl GotThrough {
+    fn expect(&mut self, ok: bool, what: String) {
         if !ok {
-            got_through.push(what);
+            self.0.push(what);
         }
-    };
+    }
 
-    // An empty environment but for the few variables the parser needs.
+    fn assert_nothing(self) {
+        assert!(self.0.is_empty(), "{:#?}", self.0);
+    }
+}
+
+/// An empty environment but for the few variables the parser needs.
+#[tokio::test]
+async fn a_parser_child_has_no_secret_only_the_variables_it_needs() {
+    let Probed { report, .. } = probed().await;
+    let mut got_through = GotThrough::default();
     let allowed: Vec<&str> = PASSED_ON
         .iter()
         .copied()
         .chain(["MIMALLOC_ARENA_RESERVE", "OMP_THREAD_LIMIT"])
         .collect();
     for (name, value) in &report.environment {
-        expect(
+        got_through.expect(
             allowed.contains(&name.as_str()),
             format!("{name}={value} reached it"),
         );
         for (_, secret) in SECRETS {
-            expect(!value.contains(secret), format!("{name} holds a secret"));
+            got_through.expect(!value.contains(secret), format!("{name} holds a secret"));
         }
     }
-    expect(
+    got_through.expect(
         report
             .environment
             .get("OMP_THREAD_LIMIT")
@@ -101,82 +133,114 @@ async fn a_parser_child_has_no_secret_and_cannot_write_connect_start_programs_or
             == Some("1"),
         "OMP_THREAD_LIMIT is not 1".into(),
     );
+    got_through.assert_nothing();
+}
 
-    // It reads its own file, and nothing of the parent's or anyone else's (EACCES: Landlock).
+/// It reads its own file, and nothing of the parent's or anyone else's (EACCES: Landlock).
+#[tokio::test]
+async fn a_parser_child_reads_its_file_and_nothing_of_the_parent_s_or_anyone_else_s() {
+    let probed = probed().await;
+    let mut got_through = GotThrough::default();
+    let report = &probed.report;
     let read = |path: &Path| &report.reads.iter().find(|(p, _)| p == path).unwrap().1;
-    expect(
-        read(&file).succeeded(),
-        format!("its file: {:?}", read(&file)),
+    let file = &probed.file;
+    got_through.expect(
+        read(file).succeeded(),
+        format!("its file: {:?}", read(file)),
     );
-    for other in [&parent_environ, &database] {
+    for other in [&probed.parent_environ, &probed.database] {
         let answer = read(other);
-        expect(
+        got_through.expect(
             answer.errno() == Some(EACCES),
             format!("read {other:?}: {answer:?}"),
         );
     }
+    got_through.assert_nothing();
+}
 
-    // It writes nowhere, not even to the file it reads.
-    for (path, attempt) in &report.writes {
-        expect(
+/// It writes nowhere, not even to the file it reads, and may not grow a file.
+#[tokio::test]
+async fn a_parser_child_writes_nowhere() {
+    let probed = probed().await;
+    let mut got_through = GotThrough::default();
+    for (path, attempt) in &probed.report.writes {
+        got_through.expect(
             attempt.errno() == Some(EACCES),
             format!("write {path:?}: {attempt:?}"),
         );
     }
-    expect(!written.exists(), format!("{written:?} was created"));
+    let written = &probed.written;
+    got_through.expect(!written.exists(), format!("{written:?} was created"));
     // (A coverage build lets the child write its profile: scripts/coverage.)
-    expect(
-        report.limits["file_size"] == 0 || cfg!(tarpaulin),
+    got_through.expect(
+        probed.report.limits["file_size"] == 0 || cfg!(tarpaulin),
         "a file may grow".into(),
     );
+    got_through.assert_nothing();
+}
 
-    // No network: the socket itself is refused (EPERM: seccomp), and nothing arrives.
-    let connect = report.connect.as_ref().unwrap();
-    expect(
+/// No network: the socket itself is refused (EPERM: seccomp), and nothing arrives.
+#[tokio::test]
+async fn a_parser_child_cannot_connect() {
+    let probed = probed().await;
+    let mut got_through = GotThrough::default();
+    let connect = probed.report.connect.as_ref().unwrap();
+    got_through.expect(
         connect.errno() == Some(EPERM),
         format!("connect: {connect:?}"),
     );
-    let accepted = listener.accept();
-    expect(
+    let accepted = probed.listener.accept();
+    got_through.expect(
         accepted.is_err(),
         format!("the listener accepted {accepted:?}"),
     );
+    got_through.assert_nothing();
+}
 
-    // No new program, nor any process (EPERM: seccomp; a process that was made would answer
-    // ENOENT for the missing folder it is sent to); a thread still starts (as root:
-    // RLIMIT_NPROC, 0 here, does not bind root, and refuses threads to anyone else).
+/// No new program, nor any process (EPERM: seccomp; a process that was made would answer
+/// ENOENT for the missing folder it is sent to); a thread still starts (as root:
+/// RLIMIT_NPROC, 0 here, does not bind root, and refuses threads to anyone else); few open
+/// files and no core file.
+#[tokio::test]
+async fn a_parser_child_cannot_start_programs_or_processes_and_is_held_to_its_limits() {
+    let Probed { report, .. } = probed().await;
+    let mut got_through = GotThrough::default();
     let (spawn, process) = (&report.spawn, &report.process);
-    expect(
+    got_through.expect(
         spawn.errno() == Some(EPERM),
         format!("start a program: {spawn:?}"),
     );
-    expect(
+    got_through.expect(
         process.errno() == Some(EPERM),
         format!("start a process: {process:?}"),
     );
-    expect(
+    got_through.expect(
         report.limits["processes"] == 0,
         "processes are not limited".into(),
     );
     if std::fs::metadata("/proc/self").unwrap().uid() == 0 {
         let thread = &report.thread;
-        expect(thread.succeeded(), format!("no thread: {thread:?}"));
+        got_through.expect(thread.succeeded(), format!("no thread: {thread:?}"));
     }
-    expect(
+    got_through.expect(
         report.limits["open_files"] <= 64,
         "many files may be open".into(),
     );
-    expect(
+    got_through.expect(
         report.limits["core"] == 0,
         "a core file may be written".into(),
     );
+    got_through.assert_nothing();
+}
 
+#[tokio::test]
+async fn this_kernel_gives_a_parser_child_every_protection() {
+    let Probed { report, .. } = probed().await;
     let protections = &report.protections;
-    expect(
+    assert!(
         protections.landlock_abi >= 4 && protections.landlock == "full" && protections.seccomp,
-        format!("this kernel should give every protection: {protections}"),
+        "this kernel should give every protection: {protections}"
     );
-    assert!(got_through.is_empty(), "{got_through:#?}");
 }
 
 #[tokio::test]
@@ -282,13 +346,10 @@ fn lector_doctor_says_which_protections_are_in_force_and_what_got_through() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("doctor.db").display());
     let sandbox_line = |vars: &[(&str, &str)]| {
-        let output = Command::new(lector_exe())
-            .arg("doctor")
+        let (_, stdout, _) = lector_command(&["doctor"])
             .env("DATABASE_URL", &url)
-            .envs(vars.iter().copied())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            .envs(vars)
+            .run();
         stdout
             .lines()
             .find(|line| line.split_whitespace().nth(1) == Some("sandbox"))
@@ -321,7 +382,7 @@ fn lector_doctor_says_which_protections_are_in_force_and_what_got_through() {
         "process": "succeeded",
         "thread": "succeeded",
     });
-    common::write_script(&unconfined, &format!("echo '{report}'"));
+    harness::write_script(&unconfined, &format!("echo '{report}'"));
     let line = sandbox_line(&[("LECTOR_SANDBOX_EXE", unconfined.to_str().unwrap())]);
     assert!(line.starts_with("PROBLEM "), "{line}");
     for words in [

@@ -6,7 +6,6 @@
 //! extracts the PDF's real text with the local text-layer engine, so results are the real text
 //! of the real PDF, laid out as Textract does: per page one `PAGE` block, then one `LINE` block
 //! per non-empty line, then one `WORD` block per word of those lines.
-#![allow(dead_code)]
 
 use std::{
     collections::{HashMap, HashSet},
@@ -49,6 +48,47 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
+/// Both stand-ins, Textract reading the S3 stand-in's objects, and the settings that point
+/// Lector at them.
+pub struct Standins {
+    pub s3: FakeS3,
+    pub textract: FakeTextract,
+}
+
+impl Standins {
+    pub async fn start() -> Self {
+        let s3 = FakeS3::start().await;
+        let textract = FakeTextract::start(s3.root.clone()).await;
+        Standins { s3, textract }
+    }
+
+    /// Where the stand-ins are and how to sign in to them: the bucket, the region, the keys and
+    /// the two endpoints.
+    pub fn settings(&self) -> Vec<(&str, &str)> {
+        vec![
+            ("LECTOR_S3_BUCKET", BUCKET),
+            ("AWS_REGION", REGION),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_ENDPOINT_URL_S3", self.s3.endpoint.as_str()),
+            ("AWS_ENDPOINT_URL_TEXTRACT", self.textract.endpoint.as_str()),
+        ]
+    }
+
+    /// An app's settings: [`Standins::settings`], Textract polled every 20 ms and at most every
+    /// 100 ms (so tests do not wait), then `extra` (which wins where it names the same
+    /// variable).
+    pub fn vars<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut vars = self.settings();
+        vars.extend_from_slice(&[
+            ("LECTOR_TEXTRACT_POLL_INITIAL_MS", "20"),
+            ("LECTOR_TEXTRACT_POLL_MAX_MS", "100"),
+        ]);
+        vars.extend_from_slice(extra);
+        vars
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // FakeS3
 // ------------------------------------------------------------------------------------------
@@ -64,43 +104,17 @@ pub struct FakeS3 {
     /// The bucket created at start: [`BUCKET`].
     pub bucket: String,
     server: JoinHandle<()>,
-    _dir: tempfile::TempDir,
+    /// The temporary directory of [`FakeS3::start`], deleted on drop.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl FakeS3 {
     /// Starts the server in a fresh temporary directory and creates the bucket `lector-test`.
     pub async fn start() -> FakeS3 {
         let dir = tempfile::tempdir().expect("temporary directory for FakeS3");
-        // s3s-fs canonicalises its root; do the same so `root` matches the paths it uses.
-        let root = dir.path().canonicalize().expect("canonical FakeS3 root");
-        std::fs::create_dir(root.join(BUCKET)).expect("create the FakeS3 bucket");
-
-        let fs = s3s_fs::FileSystem::new(&root).expect("s3s-fs on the temporary directory");
-        let service = {
-            let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-            builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-            builder.build()
-        };
-        let service = HandleError::new(service, |err: s3s::HttpError| async move {
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("FakeS3 failed to handle the request: {err:?}"),
-            )
-        });
-        let app = Router::new().fallback_service(service);
-
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind FakeS3");
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("FakeS3 server");
-        });
-        FakeS3 {
-            endpoint: format!("http://{addr}"),
-            root,
-            bucket: BUCKET.to_owned(),
-            server,
-            _dir: dir,
-        }
+        let mut s3 = Self::start_in(dir.path(), 0).await;
+        s3._dir = Some(dir);
+        s3
     }
 
     /// Where the object `key` of the test bucket lives on disk.
@@ -254,27 +268,7 @@ impl FakeTextract {
     /// Starts the server; objects named in `DocumentLocation` are read from
     /// `s3_root/<bucket>/<name>` (pass [`FakeS3::root`]).
     pub async fn start(s3_root: PathBuf) -> FakeTextract {
-        let inner = Arc::new(Inner {
-            s3_root,
-            state: Mutex::new(TextractState::default()),
-        });
-        let app = Router::new()
-            .route("/", post(handle))
-            .with_state(inner.clone());
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind FakeTextract");
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .await
-                .expect("FakeTextract server");
-        });
-        FakeTextract {
-            endpoint: format!("http://{addr}"),
-            inner,
-            server,
-        }
+        Self::start_on(s3_root, 0).await
     }
 
     /// A Textract client for this server, configured as production configures one.
@@ -895,68 +889,8 @@ pub fn text_pdf(pages: &[Vec<String>]) -> Vec<u8> {
 }
 
 // ------------------------------------------------------------------------------------------
-// SQS (moto_server)
-// ------------------------------------------------------------------------------------------
-
-/// A real SQS-compatible server: `moto_server` (Python package `moto[server]`, which `.ci/run`
-/// installs) on a random loopback port, with one queue. `None` when moto is not installed.
-pub struct MotoSqs {
-    pub endpoint: String,
-    pub queue_url: String,
-    child: std::process::Child,
-}
-
-impl MotoSqs {
-    pub async fn start() -> Option<MotoSqs> {
-        let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new(&program)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .ok()?;
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let mut moto = MotoSqs {
-            endpoint,
-            queue_url: String::new(),
-            child,
-        };
-        let client = moto.client().await;
-        // Up to a minute: a loaded machine (coverage runs) starts Python slowly.
-        for _ in 0..1200 {
-            if let Ok(created) = client
-                .create_queue()
-                .queue_name("lector-textract-notices")
-                .send()
-                .await
-            {
-                moto.queue_url = created.queue_url().unwrap().to_owned();
-                return Some(moto);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!("moto_server did not start on {}", moto.endpoint);
-    }
-
-    pub async fn client(&self) -> aws_sdk_sqs::Client {
-        aws_sdk_sqs::Client::new(&sdk_config(&self.endpoint).await)
-    }
-}
-
-impl Drop for MotoSqs {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-// ------------------------------------------------------------------------------------------
-// Fixed places, for a demo (`examples/aws_standins.rs`)
+// Where they serve: a folder and port of the demo's (`examples/aws_standins.rs`), or
+// temporary ones (`start`)
 // ------------------------------------------------------------------------------------------
 
 impl FakeS3 {
@@ -991,8 +925,7 @@ impl FakeS3 {
             root,
             bucket: BUCKET.to_owned(),
             server,
-            // Not where the objects are (that is `root`, which is kept): only fills the field.
-            _dir: tempfile::tempdir().expect("temporary directory"),
+            _dir: None,
         }
     }
 }

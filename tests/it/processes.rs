@@ -3,203 +3,77 @@
 //! running job back, and what a production process logs (JSON lines, no secrets). Every
 //! child is killed when its guard is dropped.
 
-mod common;
-
 use std::{
+    cell::RefCell,
     collections::BTreeMap,
     path::PathBuf,
-    process::{Child, Command, ExitStatus, Stdio},
     time::{Duration, Instant},
 };
 
-use common::{
-    Backend, TestDatabase, cli_token, client_with_token, corpus_dir, distinct_copy, fixture,
-    lector_exe,
+use crate::harness::{
+    self, Backend, Lector, LectorServer, TestDatabase, cli_token, client_with_token, corpus_dir,
+    distinct_copy, eventually, eventually_every, fixture,
 };
 use reqwest::multipart::{Form, Part};
 use rstest::rstest;
 use serde_json::Value;
 
-/// A running `lector` process; killed (SIGKILL) and reaped when dropped. Its stdout and
-/// stderr (the log lines) go to a file, printed when a test fails.
-struct Lector {
-    child: Child,
-    what: String,
-    log: tempfile::NamedTempFile,
+/// The settings of these tests' processes on `db` (short leases and polls), then `vars`.
+fn settings<'a>(db: &'a TestDatabase, vars: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut all = vec![
+        ("DATABASE_URL", db.url.as_str()),
+        ("LECTOR_SECRET_KEY", harness::TEST_SECRET_KEY),
+        ("LECTOR_JOB_LEASE_SECS", "2"),
+        ("LECTOR_POLL_INTERVAL_MS", "100"),
+        ("LECTOR_JOB_RETRY_BASE_SECS", "0"),
+        ("LECTOR_DATABASE_MAX_CONNECTIONS", "6"),
+    ];
+    all.extend_from_slice(vars);
+    all
 }
 
-impl Lector {
-    /// Starts `lector <command>` on `db` with the test's settings and then `vars`.
-    fn start(command: &str, db: &TestDatabase, vars: &[(&str, &str)]) -> Self {
-        let log = tempfile::Builder::new()
-            .prefix("lector-process-")
-            .suffix(".log")
-            .tempfile()
-            .unwrap();
-        let mut cmd = Command::new(lector_exe());
-        cmd.arg(command)
-            .env("DATABASE_URL", &db.url)
-            .env("LECTOR_SECRET_KEY", common::TEST_SECRET_KEY)
-            .env("LECTOR_JOB_LEASE_SECS", "2")
-            .env("LECTOR_POLL_INTERVAL_MS", "100")
-            .env("LECTOR_JOB_RETRY_BASE_SECS", "0")
-            .env("LECTOR_DATABASE_MAX_CONNECTIONS", "6")
-            .env("LECTOR_LOG_FORMAT", "compact")
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.reopen().unwrap()))
-            .stderr(Stdio::from(log.reopen().unwrap()));
-        for (name, value) in vars {
-            cmd.env(name, value);
-        }
-        let child = cmd.spawn().expect("the lector binary starts");
-        Lector {
-            child,
-            what: format!("lector {command} {vars:?}"),
-            log,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Everything the process has logged so far.
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log.path()).unwrap_or_default()
-    }
-
-    /// SIGKILL, as the OOM killer or a power cut would.
-    fn kill_hard(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// Sends SIGTERM, as a deploy or scale-in does.
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -TERM {}", self.pid());
-    }
-
-    /// Waits up to `limit` for the process to exit on its own.
-    async fn wait_for_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
-    }
-}
-
-impl Drop for Lector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!("--- last lines of {} ---", self.what);
-            for line in tail.into_iter().rev() {
-                eprintln!("{line}");
-            }
-        }
-    }
-}
-
-/// A free port on 127.0.0.1 (bound, then released for the child to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `lector serve` and an HTTP client for it.
+/// `lector serve` on `db`, and an API client with a token made by `lector token create`.
 struct Server {
-    process: Lector,
-    address: String,
+    lector: LectorServer,
+    token: String,
     client: reqwest::Client,
 }
 
 impl Server {
     /// Starts `lector serve` on a free port and waits until `/healthz` answers.
     async fn start(db: &TestDatabase, vars: &[(&str, &str)]) -> Self {
-        let bind = format!("127.0.0.1:{}", free_port());
-        let mut all = vec![("LECTOR_BIND", bind.as_str())];
-        all.extend_from_slice(vars);
-        let mut server = Server {
-            process: Lector::start("serve", db, &all),
-            address: format!("http://{bind}"),
-            client: reqwest::Client::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(response) = server.client.get(server.url("/healthz")).send().await
-                && response.status().is_success()
-            {
-                server.client = client_with_token(&cli_token(&db.url));
-                return server;
-            }
-            if let Some(status) = server.process.child.try_wait().unwrap() {
-                panic!(
-                    "lector serve exited with {status} before it was healthy:\n{}",
-                    server.process.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "lector serve did not become healthy"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let lector = LectorServer::start(&settings(db, vars)).await;
+        let token = cli_token(&db.url);
+        Server {
+            lector,
+            client: client_with_token(&token),
+            token,
         }
     }
 
+    fn process(&self) -> &Lector {
+        &self.lector.process
+    }
+
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
+        self.lector.url(path)
     }
 
     /// Uploads `bytes`; it must be accepted. Returns the document id.
     async fn upload(&self, bytes: Vec<u8>, file_name: &str) -> String {
         let form = Form::new().part("file", Part::bytes(bytes).file_name(file_name.to_owned()));
-        let response = self
-            .client
-            .post(self.url("/api/v1/documents"))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(status, 202, "uploading {file_name}: {body}");
+        self.upload_form(form, file_name).await
+    }
+
+    /// Posts the upload `form` (of `file_name`); it must be accepted. Returns the document id.
+    async fn upload_form(&self, form: Form, file_name: &str) -> String {
+        let body = self.lector.upload(&self.client, form, file_name).await;
         body["id"].as_str().unwrap().to_owned()
     }
 
     /// Every document, by id.
     async fn documents(&self) -> BTreeMap<String, Value> {
-        let body: Value = self
-            .client
-            .get(self.url("/api/v1/documents?limit=200"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["documents"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|doc| (doc["id"].as_str().unwrap().to_owned(), doc.clone()))
-            .collect()
+        self.lector.documents(&self.client).await
     }
 
     async fn document(&self, id: &str) -> Value {
@@ -215,21 +89,24 @@ impl Server {
 
     /// Polls until every document is done (bounded); returns them.
     async fn wait_until_all_done(&self, limit: Duration) -> BTreeMap<String, Value> {
-        let deadline = Instant::now() + limit;
-        loop {
+        let last = &RefCell::new(BTreeMap::new());
+        eventually_every(limit, Duration::from_millis(100), || async move {
             let documents = self.documents().await;
             if documents.values().all(|doc| doc["status"] == "done") {
-                return documents;
+                return Some(documents);
             }
-            if Instant::now() >= deadline {
-                let states: Vec<String> = documents
-                    .values()
-                    .map(|d| format!("{} {} {}", d["file_name"], d["status"], d["status_label"]))
-                    .collect();
-                panic!("not every document was done within {limit:?}: {states:#?}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            *last.borrow_mut() = documents;
+            None
+        })
+        .await
+        .unwrap_or_else(|| {
+            let states: Vec<String> = last
+                .borrow()
+                .values()
+                .map(|d| format!("{} {} {}", d["file_name"], d["status"], d["status_label"]))
+                .collect();
+            panic!("not every document was done within {limit:?}: {states:#?}");
+        })
     }
 }
 
@@ -268,6 +145,63 @@ fn large_corpus_file() -> Option<PathBuf> {
         .filter(|path| path.is_file())
 }
 
+/// Uploads twelve documents; with the corpus, two of them are 500 pages long so that one is
+/// surely being extracted when the process dies. Returns their ids, and whether the large
+/// ones are in the batch.
+async fn upload_a_batch(server: &Server) -> (Vec<String>, bool) {
+    let small = std::fs::read(fixture("twelve_pages.pdf")).unwrap();
+    let large = large_corpus_file().map(|path| std::fs::read(path).unwrap());
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        let (bytes, name) = match &large {
+            Some(large) if n == 4 || n == 11 => (distinct_copy(large, n), format!("large{n}.pdf")),
+            _ => (distinct_copy(&small, n), format!("small{n}.pdf")),
+        };
+        ids.push(server.upload(bytes, &name).await);
+    }
+    if large.is_none() {
+        println!("note: ../shared/corpus is not present; the batch has only small documents");
+    }
+    (ids, large.is_some())
+}
+
+/// Waits until some documents are done and some are not (and, with a large one in the
+/// batch, until one has some of its pages stored); returns the documents as they were then.
+async fn some_done_and_some_in_flight(server: &Server, large: bool) -> BTreeMap<String, Value> {
+    let last = &RefCell::new(BTreeMap::new());
+    eventually(Duration::from_secs(120), || async move {
+        let documents = server.documents().await;
+        let done = documents.values().filter(|d| d["status"] == "done").count();
+        let partly = documents.values().any(|d| {
+            d["status"] == "processing"
+                && d["pages_done"].as_i64().unwrap() >= MIN_PAGES_STORED
+                && d["pages_done"].as_i64() < d["page_count"].as_i64()
+        });
+        let ready = done > 0 && done < documents.len() && (!large || partly);
+        if ready || done == documents.len() {
+            return Some(documents);
+        }
+        *last.borrow_mut() = documents;
+        None
+    })
+    .await
+    .unwrap_or_else(|| panic!("no progress: {:#?}", last.borrow()))
+}
+
+/// The documents being extracted, as `name (pages done of page count)`.
+fn in_flight(documents: &BTreeMap<String, Value>) -> Vec<String> {
+    documents
+        .values()
+        .filter(|d| d["status"] == "processing")
+        .map(|d| {
+            format!(
+                "{} ({} of {})",
+                d["file_name"], d["pages_done"], d["page_count"]
+            )
+        })
+        .collect()
+}
+
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
@@ -277,57 +211,15 @@ async fn a_server_killed_mid_batch_finishes_every_document_after_restart_without
 ) {
     let started = Instant::now();
     let db = TestDatabase::new(backend).await;
-    let mut first = Server::start(&db, &[("LECTOR_WORKERS", "1")]).await;
-
-    // Twelve documents; with the corpus, two of them are 500 pages long so that one is
-    // surely being extracted when the process dies.
-    let small = std::fs::read(fixture("twelve_pages.pdf")).unwrap();
-    let large = large_corpus_file().map(|path| std::fs::read(path).unwrap());
-    let mut ids = Vec::new();
-    for n in 0..12 {
-        let (bytes, name) = match &large {
-            Some(large) if n == 4 || n == 11 => (distinct_copy(large, n), format!("large{n}.pdf")),
-            _ => (distinct_copy(&small, n), format!("small{n}.pdf")),
-        };
-        ids.push(first.upload(bytes, &name).await);
-    }
-    if large.is_none() {
-        println!("note: ../shared/corpus is not present; the batch has only small documents");
-    }
-
-    // Kill as soon as some are done and some are not (and, with a large one in the batch, as
-    // soon as it has some of its pages stored).
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let before_kill = loop {
-        let documents = first.documents().await;
-        let done = documents.values().filter(|d| d["status"] == "done").count();
-        let partly = documents.values().any(|d| {
-            d["status"] == "processing"
-                && d["pages_done"].as_i64().unwrap() >= MIN_PAGES_STORED
-                && d["pages_done"].as_i64() < d["page_count"].as_i64()
-        });
-        let ready = done > 0 && done < documents.len() && (large.is_none() || partly);
-        if ready || done == documents.len() {
-            break documents;
-        }
-        assert!(Instant::now() < deadline, "no progress: {documents:#?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    first.process.kill_hard();
+    let first = Server::start(&db, &[("LECTOR_WORKERS", "1")]).await;
+    let (ids, large) = upload_a_batch(&first).await;
+    let before_kill = some_done_and_some_in_flight(&first, large).await;
+    first.process().kill_hard();
     let done_before = before_kill
         .values()
         .filter(|d| d["status"] == "done")
         .count();
-    let in_flight: Vec<String> = before_kill
-        .values()
-        .filter(|d| d["status"] == "processing")
-        .map(|d| {
-            format!(
-                "{} ({} of {})",
-                d["file_name"], d["pages_done"], d["page_count"]
-            )
-        })
-        .collect();
+    let in_flight = in_flight(&before_kill);
     println!(
         "{backend:?}: killed after {:.1}s with {done_before} of 12 done, in flight: {in_flight:?}",
         started.elapsed().as_secs_f64()
@@ -350,21 +242,17 @@ async fn a_server_killed_mid_batch_finishes_every_document_after_restart_without
     assert_one_row_per_page(&db, &documents).await;
     // The job that was running when the process died is reclaimed once its lease expires:
     // that is its second attempt; every other job ran once.
-    let second_attempts = db
-        .query_i64("select count(*) from jobs where attempts = 2")
-        .await;
-    let first_attempts = db
-        .query_i64("select count(*) from jobs where attempts = 1")
-        .await;
+    let second_attempts = db.count("jobs where attempts = 2").await;
+    let first_attempts = db.count("jobs where attempts = 1").await;
     println!("{backend:?}: jobs on their first attempt {first_attempts}, second {second_attempts}");
-    if large.is_some() {
+    if large {
         assert_eq!(second_attempts, in_flight.len() as i64, "{in_flight:?}");
         assert_eq!(first_attempts, 12 - second_attempts);
     } else {
         assert_eq!(first_attempts + second_attempts, 12);
     }
     assert!(
-        second.process.log().contains("document extracted"),
+        second.process().log().contains("document extracted"),
         "the restarted server extracted something"
     );
     println!(
@@ -395,8 +283,8 @@ async fn two_worker_processes_on_one_postgres_database_process_each_document_exa
     // is tested here is that two processes never claim the same queued job.
     let worker_vars = [("LECTOR_WORKERS", "2"), ("LECTOR_JOB_LEASE_SECS", "30")];
     let workers = [
-        Lector::start("worker", &db, &worker_vars),
-        Lector::start("worker", &db, &worker_vars),
+        Lector::start("worker", &settings(&db, &worker_vars)),
+        Lector::start("worker", &settings(&db, &worker_vars)),
     ];
     let documents = web.wait_until_all_done(Duration::from_secs(300)).await;
     println!(
@@ -445,7 +333,7 @@ async fn sigterm_hands_running_jobs_back_and_stops_cleanly(#[case] backend: Back
     };
     let started = Instant::now();
     let db = TestDatabase::new(backend).await;
-    let mut first = Server::start(
+    let first = Server::start(
         &db,
         &[("LECTOR_WORKERS", "1"), ("LECTOR_SHUTDOWN_GRACE_SECS", "0")],
     )
@@ -453,26 +341,11 @@ async fn sigterm_hands_running_jobs_back_and_stops_cleanly(#[case] backend: Back
     let id = first
         .upload(std::fs::read(&large).unwrap(), "large.pdf")
         .await;
-
-    // Wait until the worker has stored some pages, so there is something to resume after.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let doc = first.document(&id).await;
-        let done = doc["pages_done"].as_i64().unwrap();
-        if doc["status"] == "processing" && done >= MIN_PAGES_STORED {
-            break;
-        }
-        assert!(
-            doc["status"] != "done",
-            "finished before SIGTERM could be sent: {doc}"
-        );
-        assert!(Instant::now() < deadline, "never started: {doc}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    some_pages_stored(&first, &id).await;
     let signalled = Instant::now();
-    first.process.terminate();
+    first.process().terminate();
     let status = first
-        .process
+        .process()
         .wait_for_exit(Duration::from_secs(15))
         .await
         .expect("lector serve exits within 15 s of SIGTERM");
@@ -483,39 +356,14 @@ async fn sigterm_hands_running_jobs_back_and_stops_cleanly(#[case] backend: Back
     assert!(status.success(), "exit status {status}");
     assert!(
         first
-            .process
+            .process()
             .log()
             .contains("shutting down: job handed back to the queue"),
         "{}",
-        first.process.log()
+        first.process().log()
     );
-
-    let document_status = db
-        .query_text(&format!("select status from documents where id = '{id}'"))
-        .await;
-    let job_status = db
-        .query_text(&format!(
-            "select status from jobs where document_id = '{id}'"
-        ))
-        .await;
-    let attempts = db
-        .query_i64(&format!(
-            "select count(*) from jobs where document_id = '{id}' and attempts = 0"
-        ))
-        .await;
-    let stored = db
-        .query_i64(&format!(
-            "select count(*) from pages where document_id = '{id}'"
-        ))
-        .await;
+    let stored = assert_handed_back(&db, &id).await;
     println!("{backend:?}: handed back with {stored} of 500 pages stored");
-    assert_eq!(document_status.as_deref(), Some("queued"));
-    assert_eq!(job_status.as_deref(), Some("queued"));
-    assert_eq!(attempts, 1, "the handed-back attempt is not counted");
-    assert!(
-        (MIN_PAGES_STORED..500).contains(&stored),
-        "{stored} pages stored"
-    );
 
     let second = Server::start(&db, &[("LECTOR_WORKERS", "1")]).await;
     let documents = second.wait_until_all_done(Duration::from_secs(300)).await;
@@ -525,6 +373,52 @@ async fn sigterm_hands_running_jobs_back_and_stops_cleanly(#[case] backend: Back
         "{backend:?}: SIGTERM test took {:.1}s",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Waits until the worker has stored some pages of `id`, so there is something to resume
+/// after; panics if the document finishes first.
+async fn some_pages_stored(server: &Server, id: &str) {
+    let last = &RefCell::new(Value::Null);
+    let stored = eventually(Duration::from_secs(120), || async move {
+        let doc = server.document(id).await;
+        let done = doc["pages_done"].as_i64().unwrap();
+        if doc["status"] == "processing" && done >= MIN_PAGES_STORED {
+            return Some(());
+        }
+        assert!(
+            doc["status"] != "done",
+            "finished before SIGTERM could be sent: {doc}"
+        );
+        *last.borrow_mut() = doc;
+        None
+    })
+    .await;
+    assert!(stored.is_some(), "never started: {}", last.borrow());
+}
+
+/// Checks in the database that `id` and its job are queued again, the attempt not counted,
+/// with the pages stored so far kept; returns how many there are.
+async fn assert_handed_back(db: &TestDatabase, id: &str) -> i64 {
+    let document_status = db
+        .query_text(&format!("select status from documents where id = '{id}'"))
+        .await;
+    let job_status = db
+        .query_text(&format!(
+            "select status from jobs where document_id = '{id}'"
+        ))
+        .await;
+    let attempts = db
+        .count(&format!("jobs where document_id = '{id}' and attempts = 0"))
+        .await;
+    let stored = db.count(&format!("pages where document_id = '{id}'")).await;
+    assert_eq!(document_status.as_deref(), Some("queued"));
+    assert_eq!(job_status.as_deref(), Some("queued"));
+    assert_eq!(attempts, 1, "the handed-back attempt is not counted");
+    assert!(
+        (MIN_PAGES_STORED..500).contains(&stored),
+        "{stored} pages stored"
+    );
+    stored
 }
 
 /// The JSON lines of a log whose `message` is `message`.
@@ -540,8 +434,6 @@ async fn json_logs_have_a_line_per_request_and_per_job_step_and_no_secret() {
         &[("LECTOR_LOG_FORMAT", "json"), ("LECTOR_WORKERS", "1")],
     )
     .await;
-    let token = cli_token(&db.url);
-    let client = client_with_token(&token);
     let form = Form::new()
         .part(
             "file",
@@ -549,33 +441,45 @@ async fn json_logs_have_a_line_per_request_and_per_job_step_and_no_secret() {
                 .file_name("user_password.pdf"),
         )
         .text("password", "open-sesame");
-    let response = client
-        .post(server.url("/api/v1/documents"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let id = response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = server.upload_form(form, "user_password.pdf").await;
     let documents = server.wait_until_all_done(Duration::from_secs(60)).await;
     assert_eq!(documents[&id]["status"], "done", "{:?}", documents[&id]);
-
-    // The job's last line is written just after the row says done.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !server.process.log().contains("document extracted") && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let (log, lines) = json_log_once_extracted(&server).await;
+    assert_one_line_for_the_upload(&lines, &log);
+    assert_job_lines_name_the_document(&lines, &log, &id);
+    assert_queue_lines(&lines, &log);
+    // No secret reaches the log: not the API token, the PDF's password or the account's.
+    for secret in [server.token.as_str(), "open-sesame", harness::TEST_PASSWORD] {
+        assert!(!log.contains(secret), "{secret:?} is in the log:\n{log}");
     }
-    let log = server.process.log();
+}
+
+/// The server's log once it says a document was extracted (the job's last line is written
+/// just after the row says done), and its lines, each of which must be JSON.
+async fn json_log_once_extracted(server: &Server) -> (String, Vec<Value>) {
+    // The assertions on the lines say if it never does.
+    let _ = eventually(Duration::from_secs(10), || {
+        std::future::ready(
+            server
+                .process()
+                .log()
+                .contains("document extracted")
+                .then_some(()),
+        )
+    })
+    .await;
+    let log = server.process().log();
     let lines: Vec<Value> = log
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
+    (log, lines)
+}
 
-    let uploads: Vec<_> = json_lines(&lines, "request")
+/// One request line for the one upload, with its status, latency, request id and user.
+fn assert_one_line_for_the_upload(lines: &[Value], log: &str) {
+    let uploads: Vec<_> = json_lines(lines, "request")
         .into_iter()
         .filter(|l| l["route"] == "/api/v1/documents" && l["method"] == "POST")
         .collect();
@@ -590,24 +494,28 @@ async fn json_logs_have_a_line_per_request_and_per_job_step_and_no_secret() {
     let user_id = upload["user_id"].as_str().unwrap();
     assert!(!user_id.is_empty(), "the token's owner is named: {upload}");
     assert_eq!(upload["level"], "INFO");
+}
 
-    // The job's steps carry the document id (from the job's span) and how long they took.
-    let ended: Vec<_> = json_lines(&lines, "job attempt ended")
+/// The job's steps carry the document id (from the job's span) and how long they took.
+fn assert_job_lines_name_the_document(lines: &[Value], log: &str, id: &str) {
+    let ended: Vec<_> = json_lines(lines, "job attempt ended")
         .into_iter()
-        .filter(|l| l["span"]["document.id"] == id.as_str())
+        .filter(|l| l["span"]["document.id"] == id)
         .collect();
     assert_eq!(ended.len(), 1, "{log}");
     assert_eq!(ended[0]["outcome"], "done");
     assert!(ended[0]["seconds"].as_f64().unwrap() > 0.0);
     assert!(
-        json_lines(&lines, "document extracted")
+        json_lines(lines, "document extracted")
             .iter()
-            .any(|l| l["span"]["document.id"] == id.as_str()),
+            .any(|l| l["span"]["document.id"] == id),
         "{log}"
     );
+}
 
-    // The queue's state, once a minute and at start, for the CloudWatch queue-age alarm.
-    let queue = json_lines(&lines, "queue");
+/// The queue's state, once a minute and at start, for the CloudWatch queue-age alarm.
+fn assert_queue_lines(lines: &[Value], log: &str) {
+    let queue = json_lines(lines, "queue");
     assert!(!queue.is_empty(), "{log}");
     assert!(
         queue[0]["queue_age_seconds"].as_f64().is_some(),
@@ -615,9 +523,4 @@ async fn json_logs_have_a_line_per_request_and_per_job_step_and_no_secret() {
         queue[0]
     );
     assert!(queue[0]["jobs_queued"].as_i64().is_some(), "{}", queue[0]);
-
-    // No secret reaches the log: not the API token, the PDF's password or the account's.
-    for secret in [token.as_str(), "open-sesame", common::TEST_PASSWORD] {
-        assert!(!log.contains(secret), "{secret:?} is in the log:\n{log}");
-    }
 }

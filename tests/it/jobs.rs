@@ -1,19 +1,28 @@
 //! The job queue and the sandbox, in process: retries, time limits, crashes, memory limits,
 //! resuming, cancelling and handing jobs back on shutdown. Both backends.
 
-mod common;
-
 use std::{path::PathBuf, time::Duration};
 
-use common::{Backend, TestApp, test_config};
+use crate::harness::{self, Backend, TestApp, test_config};
+use lector::jobs::Worker;
 use rstest::rstest;
 use tokio_util::sync::CancellationToken;
 
 /// A stand-in for the sandbox executable that behaves badly in a given way.
 fn script(dir: &tempfile::TempDir, name: &str, body: &str) -> PathBuf {
     let path = dir.path().join(name);
-    common::write_script(&path, body);
+    harness::write_script(&path, body);
     path
+}
+
+/// A worker over `app`'s database whose parser never answers (its sandbox executable
+/// sleeps), with `vars`; and the folder its script is in, to keep while it runs.
+async fn hanging_worker(app: &TestApp, vars: &[(&str, &str)]) -> (Worker, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let hang = script(&dir, "hang", "exec sleep 600");
+    let mut all = vec![("LECTOR_SANDBOX_EXE", hang.to_str().unwrap())];
+    all.extend_from_slice(vars);
+    (app.worker_with(config_with(app, &all)).await, dir)
 }
 
 fn config_with(app: &TestApp, vars: &[(&str, &str)]) -> lector::config::Config {
@@ -93,11 +102,7 @@ async fn an_attempt_that_fails_outside_the_document_is_retried_then_the_document
         "nothing left to claim"
     );
     // The original is kept: re-processing with a working parser succeeds.
-    app.client
-        .post(app.url(&format!("/api/v1/documents/{id}/reprocess")))
-        .send()
-        .await
-        .unwrap();
+    app.post(&format!("/api/v1/documents/{id}/reprocess")).await;
     app.drain_jobs().await;
     assert_eq!(app.document(&id).await["status"], "done");
 }
@@ -111,18 +116,14 @@ async fn a_parser_that_hangs_is_killed_at_the_time_limit_and_the_document_fails(
 ) {
     let app = TestApp::spawn(backend).await;
     let id = app.upload_ok("three_pages.pdf").await;
-    let dir = tempfile::tempdir().unwrap();
-    let hang = script(&dir, "hang", "exec sleep 600");
-    let worker = app
-        .worker_with(config_with(
-            &app,
-            &[
-                ("LECTOR_SANDBOX_EXE", hang.to_str().unwrap()),
-                ("LECTOR_EXTRACT_TIMEOUT_BASE_SECS", "1"),
-                ("LECTOR_EXTRACT_TIMEOUT_PER_PAGE_MS", "0"),
-            ],
-        ))
-        .await;
+    let (worker, _dir) = hanging_worker(
+        &app,
+        &[
+            ("LECTOR_EXTRACT_TIMEOUT_BASE_SECS", "1"),
+            ("LECTOR_EXTRACT_TIMEOUT_PER_PAGE_MS", "0"),
+        ],
+    )
+    .await;
     let started = std::time::Instant::now();
     assert!(worker.run_next(&CancellationToken::new()).await.unwrap());
     assert!(started.elapsed() < Duration::from_secs(30));
@@ -187,12 +188,7 @@ async fn the_real_parser_is_held_to_its_memory_limit(#[case] backend: Backend) {
         "the PDF parser ran out of memory on this file"
     );
     // The same file within the default limit is read: it was the limit, not the file.
-    let again = app
-        .client
-        .post(app.url(&format!("/api/v1/documents/{id}/reprocess")))
-        .send()
-        .await
-        .unwrap();
+    let again = app.post(&format!("/api/v1/documents/{id}/reprocess")).await;
     assert_eq!(again.status(), 202);
     app.drain_jobs().await;
     assert_eq!(app.document(&id).await["status"], "done");
@@ -236,27 +232,12 @@ async fn a_job_whose_worker_died_is_taken_over_and_resumes_after_the_stored_page
 async fn cancelling_a_running_document_stops_its_worker(#[case] backend: Backend) {
     let app = TestApp::spawn_with(backend, &[("LECTOR_JOB_LEASE_SECS", "3")]).await;
     let id = app.upload_ok("three_pages.pdf").await;
-    let dir = tempfile::tempdir().unwrap();
-    let hang = script(&dir, "hang", "exec sleep 600");
-    let worker = app
-        .worker_with(config_with(
-            &app,
-            &[
-                ("LECTOR_SANDBOX_EXE", hang.to_str().unwrap()),
-                ("LECTOR_JOB_LEASE_SECS", "3"),
-            ],
-        ))
-        .await;
+    let (worker, _dir) = hanging_worker(&app, &[("LECTOR_JOB_LEASE_SECS", "3")]).await;
     let running =
         tokio::spawn(async move { worker.run_next(&CancellationToken::new()).await.unwrap() });
     app.wait_for_status(&id, "processing", Duration::from_secs(20))
         .await;
-    let response = app
-        .client
-        .post(app.url(&format!("/api/v1/documents/{id}/cancel")))
-        .send()
-        .await
-        .unwrap();
+    let response = app.post(&format!("/api/v1/documents/{id}/cancel")).await;
     assert_eq!(response.status(), 200);
     // The heartbeat (every second with a 3 s lease) notices and the worker stops.
     let ran = tokio::time::timeout(Duration::from_secs(20), running)
@@ -274,17 +255,7 @@ async fn cancelling_a_running_document_stops_its_worker(#[case] backend: Backend
 async fn on_shutdown_a_running_job_is_handed_back_to_the_queue(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let id = app.upload_ok("three_pages.pdf").await;
-    let dir = tempfile::tempdir().unwrap();
-    let hang = script(&dir, "hang", "exec sleep 600");
-    let worker = app
-        .worker_with(config_with(
-            &app,
-            &[
-                ("LECTOR_SANDBOX_EXE", hang.to_str().unwrap()),
-                ("LECTOR_SHUTDOWN_GRACE_SECS", "0"),
-            ],
-        ))
-        .await;
+    let (worker, _dir) = hanging_worker(&app, &[("LECTOR_SHUTDOWN_GRACE_SECS", "0")]).await;
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let running = tokio::spawn(async move { worker.run_next(&token).await.unwrap() });
@@ -317,7 +288,7 @@ async fn shares_of_one_document_store_their_pages_at_the_same_time(#[case] backe
     let pages: Vec<Vec<String>> = (1..=200).map(|n| vec![format!("page {n}")]).collect();
     let id = {
         let response = app
-            .upload_bytes(common::aws::text_pdf(&pages), "long.pdf", None)
+            .upload_bytes(harness::aws::text_pdf(&pages), "long.pdf", None)
             .await;
         assert_eq!(response.status(), 202);
         response.json::<serde_json::Value>().await.unwrap()["id"]

@@ -3,23 +3,23 @@
 //! expects and settings that agree with Lector's (port, health check, upload limit vs nginx).
 //! The release build for glibc 2.34 is the same script without `--binary` (slow; not run here).
 
-mod common;
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
-use std::{path::Path, process::Command};
-
-use common::lector_exe;
+use crate::harness::{self, lector_exe};
 
 fn read(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-#[test]
-fn the_bundle_has_the_binary_procfile_and_platform_settings_elastic_beanstalk_needs() {
-    let work = tempfile::tempdir().unwrap();
-    let zip = work.path().join("lector-eb.zip");
+/// The bundle of the test's `lector` binary, built in `dir` and unzipped there; where.
+fn built_and_unzipped(dir: &Path) -> PathBuf {
+    let zip = dir.join("lector-eb.zip");
     // The debug binary is large; compressing it would only slow the test.
-    common::build_bundle(&lector_exe(), &zip);
-    let unpacked = work.path().join("bundle");
+    harness::build_bundle(&lector_exe(), &zip);
+    let unpacked = dir.join("bundle");
     let unzip = Command::new("unzip")
         .arg("-q")
         .arg(&zip)
@@ -28,6 +28,13 @@ fn the_bundle_has_the_binary_procfile_and_platform_settings_elastic_beanstalk_ne
         .status()
         .expect("unzip is installed");
     assert!(unzip.success());
+    unpacked
+}
+
+#[test]
+fn the_bundle_has_the_binary_procfile_and_platform_settings_elastic_beanstalk_needs() {
+    let work = tempfile::tempdir().unwrap();
+    let unpacked = built_and_unzipped(work.path());
 
     // The binary sits at the top, executable, and runs.
     let version = Command::new(unpacked.join("lector"))

@@ -5,15 +5,13 @@
 //! Each test prints a summary; run with `--nocapture` to read it. Without the corpus each
 //! test says it was skipped and passes.
 
-mod common;
-
 use std::{
     collections::{BTreeMap, HashMap},
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-use common::{Backend, TestApp, collapse_whitespace, corpus_dir};
+use crate::harness::{Backend, TestApp, collapse_whitespace, corpus_dir};
 use rstest::rstest;
 use serde_json::Value;
 
@@ -179,176 +177,16 @@ async fn every_real_world_text_pdf_gets_its_page_count_and_sample_phrases(
     let started = Instant::now();
     let app = TestApp::spawn_with(backend, &[("LECTOR_WORKERS", "2")]).await;
     let text_dir = corpus.join("text");
-    let files = pdfs_in(&text_dir);
-    assert!(!files.is_empty(), "no PDFs in {}", text_dir.display());
-
-    // Upload everything first, so the workers extract while the rest is being uploaded.
-    let mut uploaded = Vec::new();
-    let mut outcomes = Vec::new();
-    for path in &files {
-        let name = file_name(path);
-        let expected = read_json(&text_dir.join("expected").join(format!("{name}.json")));
-        let expected_pages = page_count_of(&expected, &name);
-        let (status, body, _) = upload_file(&app, path, None).await;
-        if status == 202 {
-            uploaded.push((
-                name,
-                expected_pages,
-                body["id"].as_str().unwrap().to_owned(),
-            ));
-        } else {
-            outcomes.push(FileOutcome {
-                name,
-                expected_pages,
-                outcome: format!("refused {status} {}: {}", body["code"], body["detail"]),
-                page_count: None,
-                pages: BTreeMap::new(),
-                ocr: Vec::new(),
-            });
-        }
-    }
-    let upload_secs = started.elapsed().as_secs_f64();
-    for (name, expected_pages, id) in uploaded {
-        let doc = app.wait_until_finished(&id, FINISH_LIMIT).await;
-        let status = doc["status"].as_str().unwrap();
-        let outcome = match status {
-            "done" => "done".to_owned(),
-            other => format!("{other}: {}", doc["error"]),
-        };
-        let (pages, ocr) = page_details(&app, &id).await;
-        outcomes.push(FileOutcome {
-            name,
-            expected_pages,
-            outcome,
-            page_count: doc["page_count"].as_i64(),
-            pages,
-            ocr,
-        });
-    }
-    outcomes.sort_by(|a, b| a.name.cmp(&b.name));
+    let outcomes = extract_every_file(&app, &text_dir).await;
     let total_secs = started.elapsed().as_secs_f64();
-
-    // Sample phrases (real-world files) and ground truth (generated `syn*` files).
-    let mut samples_total = 0;
-    let mut samples_found = 0;
-    let mut sample_misses = Vec::new();
-    let mut truth_total = 0;
-    let mut truth_found = 0;
-    let mut truth_misses = Vec::new();
-    let mut syn_recall = Vec::new();
     println!("{backend:?}: per file (expected pages, page count, outcome, samples found)");
-    for file in &outcomes {
-        let expected = read_json(
-            &text_dir
-                .join("expected")
-                .join(format!("{}.json", file.name)),
-        );
-        let mut found_here = 0;
-        let mut total_here = 0;
-        if let Some(samples) = expected["samples"].as_array() {
-            for sample in samples {
-                let page = sample["page"].as_i64().unwrap();
-                let phrase = collapse_whitespace(sample["contains"].as_str().unwrap());
-                total_here += 1;
-                if file.page(page).contains(&phrase) {
-                    found_here += 1;
-                } else {
-                    sample_misses.push(format!("{} p{page}: {phrase:?}", file.name));
-                }
-            }
-            samples_total += total_here;
-            samples_found += found_here;
-        }
-        if let Some(truth) = expected["ground_truth"].as_array() {
-            // Tables come out column by column (a known pdf_oxide trait, shared/ENGINES.md), so
-            // a table's page starts differently; its words must still all be there.
-            let is_table = expected["category"]
-                .as_str()
-                .is_some_and(|c| c.contains("table"))
-                || file.name.contains("table");
-            let mut lowest = 1.0_f64;
-            for (index, page_truth) in truth.iter().enumerate() {
-                let number = index as i64 + 1;
-                let page_truth = page_truth.as_str().unwrap();
-                let got = file.page(number);
-                let want = prefix(page_truth, GROUND_TRUTH_PREFIX);
-                let recall = word_recall(page_truth, &got);
-                lowest = lowest.min(recall);
-                let starts_right = got.contains(&want);
-                total_here += 1;
-                truth_total += 1;
-                if recall >= MIN_WORD_RECALL && (starts_right || is_table) {
-                    found_here += 1;
-                    truth_found += 1;
-                } else {
-                    truth_misses.push(format!(
-                        "{} p{number}: word recall {recall:.4}, want {want:?}, got {:?}",
-                        file.name,
-                        prefix(&got, GROUND_TRUTH_PREFIX * 2)
-                    ));
-                }
-            }
-            syn_recall.push(format!("{} {lowest:.4}", file.name));
-        }
-        println!(
-            "  {:<58} {:>4} {:>5} {:<10} {found_here}/{total_here}",
-            file.name,
-            file.expected_pages,
-            file.page_count
-                .map_or_else(|| "-".to_owned(), |n| n.to_string()),
-            file.outcome,
-        );
-    }
+    let score = Score::of(&outcomes, &text_dir);
+    let ocr_pages = report(backend, &outcomes, &score, total_secs);
     let files_total = outcomes.len();
-    let refused: Vec<&FileOutcome> = outcomes
-        .iter()
-        .filter(|f| f.outcome.starts_with("refused"))
-        .collect();
-    let good: Vec<&FileOutcome> = outcomes
+    let good = outcomes
         .iter()
         .filter(|f| f.done_with_right_page_count())
-        .collect();
-    let pages_extracted: usize = outcomes.iter().map(|f| f.pages.len()).sum();
-    println!(
-        "{backend:?}: {files_total} files, {} accepted ({} refused), {} done with the right \
-         page count; {pages_extracted} pages; samples found {samples_found}/{samples_total} \
-         ({:.1}%); ground-truth pages found {truth_found}/{truth_total}; uploads took {upload_secs:.1}s, \
-         everything {total_secs:.1}s",
-        files_total - refused.len(),
-        refused.len(),
-        good.len(),
-        100.0 * samples_found as f64 / samples_total.max(1) as f64,
-    );
-    for file in &outcomes {
-        if !file.done_with_right_page_count() {
-            println!(
-                "  not done right: {} ({}; page count {:?}, expected {})",
-                file.name, file.outcome, file.page_count, file.expected_pages
-            );
-        }
-    }
-    println!(
-        "{backend:?}: lowest word recall per page of the generated files: {}",
-        syn_recall.join(", ")
-    );
-    // OCR in `auto` mode: only pages whose text layer is empty or junk may go to it.
-    let ocr_pages: Vec<String> = outcomes
-        .iter()
-        .flat_map(|f| f.ocr.iter().map(move |p| format!("{} {p}", f.name)))
-        .collect();
-    println!(
-        "{backend:?}: {} of {pages_extracted} pages went to OCR:",
-        ocr_pages.len()
-    );
-    for page in &ocr_pages {
-        println!("  ocr: {page}");
-    }
-    for miss in &sample_misses {
-        println!("  sample missed: {miss}");
-    }
-    for miss in &truth_misses {
-        println!("  ground truth missed: {miss}");
-    }
+        .count();
 
     // Measured on SQLite and Postgres alike: 63 of 65 files accepted and done with the right
     // page count (96.9%; pdfjs__operator_list_cycle.pdf is refused as having no pages and
@@ -357,17 +195,19 @@ async fn every_real_world_text_pdf_gets_its_page_count_and_sample_phrases(
     // from the two reference engines'), every generated page within the word-recall and
     // prefix limits. The thresholds sit a little below that.
     assert!(
-        good.len() * 100 >= files_total * 95,
-        "only {} of {files_total} files were accepted and done with the right page count",
-        good.len()
+        good * 100 >= files_total * 95,
+        "only {good} of {files_total} files were accepted and done with the right page count",
     );
     assert!(
-        samples_found * 100 >= samples_total * 78,
-        "only {samples_found} of {samples_total} sample phrases were found"
+        score.samples_found * 100 >= score.samples_total * 78,
+        "only {} of {} sample phrases were found",
+        score.samples_found,
+        score.samples_total
     );
     assert!(
-        truth_misses.is_empty(),
-        "ground-truth pages missed: {truth_misses:#?}"
+        score.truth_misses.is_empty(),
+        "ground-truth pages missed: {:#?}",
+        score.truth_misses
     );
     // Measured: 6 of 927 pages have an empty text layer (a cover image, a JBIG2 scan, a
     // blank page, vertical CJK pages the text layer misses) and none is junk. No generated
@@ -388,6 +228,216 @@ async fn every_real_world_text_pdf_gets_its_page_count_and_sample_phrases(
     );
 }
 
+/// Uploads every PDF of `text_dir` first, so the workers extract while the rest is being
+/// uploaded, then waits for each; what became of each, sorted by name.
+async fn extract_every_file(app: &TestApp, text_dir: &Path) -> Vec<FileOutcome> {
+    let started = Instant::now();
+    let files = pdfs_in(text_dir);
+    assert!(!files.is_empty(), "no PDFs in {}", text_dir.display());
+    let mut uploaded = Vec::new();
+    let mut outcomes = Vec::new();
+    for path in &files {
+        let name = file_name(path);
+        let expected = read_json(&text_dir.join("expected").join(format!("{name}.json")));
+        let expected_pages = page_count_of(&expected, &name);
+        let (status, body, _) = upload_file(app, path, None).await;
+        if status == 202 {
+            uploaded.push((
+                name,
+                expected_pages,
+                body["id"].as_str().unwrap().to_owned(),
+            ));
+        } else {
+            outcomes.push(FileOutcome {
+                name,
+                expected_pages,
+                outcome: format!("refused {status} {}: {}", body["code"], body["detail"]),
+                page_count: None,
+                pages: BTreeMap::new(),
+                ocr: Vec::new(),
+            });
+        }
+    }
+    println!("uploads took {:.1}s", started.elapsed().as_secs_f64());
+    for (name, expected_pages, id) in uploaded {
+        let doc = app.wait_until_finished(&id, FINISH_LIMIT).await;
+        let status = doc["status"].as_str().unwrap();
+        let outcome = match status {
+            "done" => "done".to_owned(),
+            other => format!("{other}: {}", doc["error"]),
+        };
+        let (pages, ocr) = page_details(app, &id).await;
+        outcomes.push(FileOutcome {
+            name,
+            expected_pages,
+            outcome,
+            page_count: doc["page_count"].as_i64(),
+            pages,
+            ocr,
+        });
+    }
+    outcomes.sort_by(|a, b| a.name.cmp(&b.name));
+    outcomes
+}
+
+/// How the extracted text compares with the sample phrases (real-world files) and the ground
+/// truth (generated `syn*` files) of each file's expected file.
+#[derive(Default)]
+struct Score {
+    samples_total: usize,
+    samples_found: usize,
+    sample_misses: Vec<String>,
+    truth_total: usize,
+    truth_found: usize,
+    truth_misses: Vec<String>,
+    /// The lowest word recall of a page, per generated file.
+    syn_recall: Vec<String>,
+}
+
+impl Score {
+    /// Scores every file, printing a line per file.
+    fn of(outcomes: &[FileOutcome], text_dir: &Path) -> Score {
+        let mut score = Score::default();
+        for file in outcomes {
+            let expected = read_json(
+                &text_dir
+                    .join("expected")
+                    .join(format!("{}.json", file.name)),
+            );
+            let (samples_found, samples) = score.samples(file, &expected);
+            let (truth_found, truth) = score.ground_truth(file, &expected);
+            println!(
+                "  {:<58} {:>4} {:>5} {:<10} {}/{}",
+                file.name,
+                file.expected_pages,
+                file.page_count
+                    .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+                file.outcome,
+                samples_found + truth_found,
+                samples + truth,
+            );
+        }
+        score
+    }
+
+    /// Counts the file's sample phrases and those found on their page.
+    fn samples(&mut self, file: &FileOutcome, expected: &Value) -> (usize, usize) {
+        let (mut found, mut total) = (0, 0);
+        for sample in expected["samples"].as_array().into_iter().flatten() {
+            let page = sample["page"].as_i64().unwrap();
+            let phrase = collapse_whitespace(sample["contains"].as_str().unwrap());
+            total += 1;
+            if file.page(page).contains(&phrase) {
+                found += 1;
+            } else {
+                self.sample_misses
+                    .push(format!("{} p{page}: {phrase:?}", file.name));
+            }
+        }
+        self.samples_total += total;
+        self.samples_found += found;
+        (found, total)
+    }
+
+    /// Counts the file's ground-truth pages and those extracted well enough: most of their
+    /// words, and their start (tables come out column by column, a known pdf_oxide trait,
+    /// shared/ENGINES.md, so a table's page starts differently; its words must still all be
+    /// there).
+    fn ground_truth(&mut self, file: &FileOutcome, expected: &Value) -> (usize, usize) {
+        let Some(truth) = expected["ground_truth"].as_array() else {
+            return (0, 0);
+        };
+        let is_table = expected["category"]
+            .as_str()
+            .is_some_and(|c| c.contains("table"))
+            || file.name.contains("table");
+        let (mut found, mut lowest) = (0, 1.0_f64);
+        for (index, page_truth) in truth.iter().enumerate() {
+            let number = index as i64 + 1;
+            let page_truth = page_truth.as_str().unwrap();
+            let got = file.page(number);
+            let want = prefix(page_truth, GROUND_TRUTH_PREFIX);
+            let recall = word_recall(page_truth, &got);
+            lowest = lowest.min(recall);
+            if recall >= MIN_WORD_RECALL && (got.contains(&want) || is_table) {
+                found += 1;
+            } else {
+                self.truth_misses.push(format!(
+                    "{} p{number}: word recall {recall:.4}, want {want:?}, got {:?}",
+                    file.name,
+                    prefix(&got, GROUND_TRUTH_PREFIX * 2)
+                ));
+            }
+        }
+        self.truth_total += truth.len();
+        self.truth_found += found;
+        self.syn_recall.push(format!("{} {lowest:.4}", file.name));
+        (found, truth.len())
+    }
+}
+
+/// Prints the counts, the files not done right, the generated files' lowest recall, the pages
+/// that went to OCR and what was missed; returns the OCR'd pages (`file pN: reason`).
+fn report(
+    backend: Backend,
+    outcomes: &[FileOutcome],
+    score: &Score,
+    total_secs: f64,
+) -> Vec<String> {
+    let files_total = outcomes.len();
+    let refused = outcomes
+        .iter()
+        .filter(|f| f.outcome.starts_with("refused"))
+        .count();
+    let good = outcomes
+        .iter()
+        .filter(|f| f.done_with_right_page_count())
+        .count();
+    let pages_extracted: usize = outcomes.iter().map(|f| f.pages.len()).sum();
+    println!(
+        "{backend:?}: {files_total} files, {} accepted ({refused} refused), {good} done with the \
+         right page count; {pages_extracted} pages; samples found {}/{} ({:.1}%); ground-truth \
+         pages found {}/{}; everything {total_secs:.1}s",
+        files_total - refused,
+        score.samples_found,
+        score.samples_total,
+        100.0 * score.samples_found as f64 / score.samples_total.max(1) as f64,
+        score.truth_found,
+        score.truth_total,
+    );
+    for file in outcomes {
+        if !file.done_with_right_page_count() {
+            println!(
+                "  not done right: {} ({}; page count {:?}, expected {})",
+                file.name, file.outcome, file.page_count, file.expected_pages
+            );
+        }
+    }
+    println!(
+        "{backend:?}: lowest word recall per page of the generated files: {}",
+        score.syn_recall.join(", ")
+    );
+    // OCR in `auto` mode: only pages whose text layer is empty or junk may go to it.
+    let ocr_pages: Vec<String> = outcomes
+        .iter()
+        .flat_map(|f| f.ocr.iter().map(move |p| format!("{} {p}", f.name)))
+        .collect();
+    println!(
+        "{backend:?}: {} of {pages_extracted} pages went to OCR:",
+        ocr_pages.len()
+    );
+    for page in &ocr_pages {
+        println!("  ocr: {page}");
+    }
+    for miss in &score.sample_misses {
+        println!("  sample missed: {miss}");
+    }
+    for miss in &score.truth_misses {
+        println!("  ground truth missed: {miss}");
+    }
+    ocr_pages
+}
+
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
@@ -406,105 +456,16 @@ async fn every_hostile_file_is_refused_or_fails_cleanly_and_the_server_stays_up(
     )
     .await;
     let hostile_dir = corpus.join("hostile");
-    let files = pdfs_in(&hostile_dir);
-    assert!(!files.is_empty(), "no PDFs in {}", hostile_dir.display());
-
-    // First every file without a password; documents are waited for afterwards.
-    let mut rows: Vec<(String, String)> = Vec::new();
-    let mut accepted = Vec::new();
-    let mut with_password = Vec::new();
-    for path in &files {
-        let name = file_name(path);
-        let expectation = hostile_dir.join(format!("{name}.json"));
-        let password = expectation
-            .is_file()
-            .then(|| {
-                read_json(&expectation)["password"]
-                    .as_str()
-                    .map(str::to_owned)
-            })
-            .flatten();
-        let (status, body, content_type) = upload_file(&app, path, None).await;
-        if let Some(password) = password {
-            assert_eq!(status, 422, "{name} without its password: {body}");
-            assert_eq!(body["code"], "password-required", "{name}: {body}");
-            assert_eq!(content_type, "application/problem+json", "{name}");
-            with_password.push((name, path.clone(), password));
-            continue;
-        }
-        match status {
-            200 | 202 => accepted.push((name, body["id"].as_str().unwrap().to_owned())),
-            400..=499 => {
-                assert_eq!(content_type, "application/problem+json", "{name}: {body}");
-                let detail = body["detail"].as_str().unwrap_or_default();
-                assert!(!detail.trim().is_empty(), "{name}: {body}");
-                rows.push((
-                    name,
-                    format!(
-                        "refused {status} {}: {detail}",
-                        body["code"].as_str().unwrap()
-                    ),
-                ));
-            }
-            other => panic!("{name}: unexpected status {other}: {body}"),
-        }
+    let mut uploads = upload_hostile_files(&app, &hostile_dir).await;
+    for (name, id) in &uploads.accepted {
+        let outcome = hostile_outcome(&app, name, id).await;
+        uploads.rows.push((name.clone(), outcome));
     }
-    let mut unlocked = Vec::new();
-    for (name, path, password) in &with_password {
-        let (status, body, _) = upload_file(&app, path, Some(password)).await;
-        assert_eq!(status, 202, "{name} with its password: {body}");
-        unlocked.push((name.clone(), body["id"].as_str().unwrap().to_owned()));
+    for (name, id) in &uploads.unlocked {
+        let outcome = unlocked_outcome(&app, name, id).await;
+        uploads.rows.push((name.clone(), outcome));
     }
-
-    for (name, id) in &accepted {
-        let doc = app.wait_until_finished(id, FINISH_LIMIT).await;
-        let outcome = match doc["status"].as_str().unwrap() {
-            "done" => {
-                let text: usize = page_texts(&app, id)
-                    .await
-                    .values()
-                    .map(|t| t.trim().len())
-                    .sum();
-                format!(
-                    "accepted, done: {} pages ({} failed), {text} bytes of text",
-                    doc["page_count"], doc["pages_failed"]
-                )
-            }
-            "failed" => {
-                let error = doc["error"].as_str().unwrap_or_default();
-                assert!(
-                    !error.trim().is_empty(),
-                    "{name} failed without a reason: {doc}"
-                );
-                format!("accepted, failed: {error}")
-            }
-            other => panic!("{name} ended as {other}: {doc}"),
-        };
-        rows.push((name.clone(), outcome));
-    }
-    for (name, id) in &unlocked {
-        let doc = app.wait_until_finished(id, FINISH_LIMIT).await;
-        assert_eq!(doc["status"], "done", "{name} with its password: {doc}");
-        let text = collapse_whitespace(
-            &page_texts(&app, id)
-                .await
-                .into_values()
-                .collect::<Vec<_>>()
-                .join(" "),
-        );
-        let preview: String = text.chars().take(40).collect();
-        // The trap this guards against: an encrypted PDF read without its key gives empty
-        // text and no error (shared/ENGINES.md). Measured: text from all four.
-        assert!(!text.is_empty(), "{name} with its password gave no text");
-        rows.push((
-            name.clone(),
-            format!(
-                "422 password-required; with the password done, {} pages, {} chars of text {preview:?}",
-                doc["page_count"],
-                text.chars().count()
-            ),
-        ));
-    }
+    let mut rows = uploads.rows;
     rows.sort();
     println!(
         "{backend:?}: {} hostile files in {:.1}s",
@@ -531,6 +492,120 @@ async fn every_hostile_file_is_refused_or_fails_cleanly_and_the_server_stays_up(
     assert_eq!(doc["status"], "done", "{doc}");
     let pages = page_texts(&app, &id).await;
     assert!(pages[&3].contains("xylophone"), "{pages:?}");
+}
+
+/// The hostile files as uploaded: those refused (with the refusal), those accepted, and
+/// those that needed their password (accepted with it).
+#[derive(Default)]
+struct HostileUploads {
+    /// (file name, outcome), for the summary.
+    rows: Vec<(String, String)>,
+    /// (file name, document id)
+    accepted: Vec<(String, String)>,
+    /// (file name, document id)
+    unlocked: Vec<(String, String)>,
+}
+
+/// Uploads every file of `dir` without a password (documents are waited for afterwards): a
+/// refusal must be a problem that says why, and a file with a password in its expectation
+/// must be refused for the want of it; then uploads those again with their password.
+async fn upload_hostile_files(app: &TestApp, dir: &Path) -> HostileUploads {
+    let files = pdfs_in(dir);
+    assert!(!files.is_empty(), "no PDFs in {}", dir.display());
+    let mut uploads = HostileUploads::default();
+    let mut with_password = Vec::new();
+    for path in &files {
+        let name = file_name(path);
+        let expectation = dir.join(format!("{name}.json"));
+        let password = expectation
+            .is_file()
+            .then(|| {
+                read_json(&expectation)["password"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .flatten();
+        let (status, body, content_type) = upload_file(app, path, None).await;
+        if let Some(password) = password {
+            assert_eq!(status, 422, "{name} without its password: {body}");
+            assert_eq!(body["code"], "password-required", "{name}: {body}");
+            assert_eq!(content_type, "application/problem+json", "{name}");
+            with_password.push((name, path.clone(), password));
+            continue;
+        }
+        match status {
+            200 | 202 => uploads
+                .accepted
+                .push((name, body["id"].as_str().unwrap().to_owned())),
+            400..=499 => {
+                assert_eq!(content_type, "application/problem+json", "{name}: {body}");
+                let detail = body["detail"].as_str().unwrap_or_default();
+                assert!(!detail.trim().is_empty(), "{name}: {body}");
+                let code = body["code"].as_str().unwrap();
+                uploads
+                    .rows
+                    .push((name, format!("refused {status} {code}: {detail}")));
+            }
+            other => panic!("{name}: unexpected status {other}: {body}"),
+        }
+    }
+    for (name, path, password) in &with_password {
+        let (status, body, _) = upload_file(app, path, Some(password)).await;
+        assert_eq!(status, 202, "{name} with its password: {body}");
+        let id = body["id"].as_str().unwrap().to_owned();
+        uploads.unlocked.push((name.clone(), id));
+    }
+    uploads
+}
+
+/// What became of an accepted hostile file: done (its pages and text), or failed with a
+/// reason; nothing else.
+async fn hostile_outcome(app: &TestApp, name: &str, id: &str) -> String {
+    let doc = app.wait_until_finished(id, FINISH_LIMIT).await;
+    match doc["status"].as_str().unwrap() {
+        "done" => {
+            let text: usize = page_texts(app, id)
+                .await
+                .values()
+                .map(|t| t.trim().len())
+                .sum();
+            format!(
+                "accepted, done: {} pages ({} failed), {text} bytes of text",
+                doc["page_count"], doc["pages_failed"]
+            )
+        }
+        "failed" => {
+            let error = doc["error"].as_str().unwrap_or_default();
+            assert!(
+                !error.trim().is_empty(),
+                "{name} failed without a reason: {doc}"
+            );
+            format!("accepted, failed: {error}")
+        }
+        other => panic!("{name} ended as {other}: {doc}"),
+    }
+}
+
+/// What became of a file uploaded with its password: it must be done, with text.
+async fn unlocked_outcome(app: &TestApp, name: &str, id: &str) -> String {
+    let doc = app.wait_until_finished(id, FINISH_LIMIT).await;
+    assert_eq!(doc["status"], "done", "{name} with its password: {doc}");
+    let text = collapse_whitespace(
+        &page_texts(app, id)
+            .await
+            .into_values()
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    let preview: String = text.chars().take(40).collect();
+    // The trap this guards against: an encrypted PDF read without its key gives empty text and
+    // no error (shared/ENGINES.md). Measured: text from all four.
+    assert!(!text.is_empty(), "{name} with its password gave no text");
+    format!(
+        "422 password-required; with the password done, {} pages, {} chars of text {preview:?}",
+        doc["page_count"],
+        text.chars().count()
+    )
 }
 
 #[rstest]
@@ -623,27 +698,7 @@ async fn every_scanned_page_is_read_by_ocr_within_the_error_rate() {
     assert!(!files.is_empty(), "no PDFs in {}", dir.display());
     let mut uploaded = Vec::new();
     for path in &files {
-        // The documents mix European diacritics (ł, ø, ő, ñ …) that the English model does
-        // not know (measured: 2.9 % CER with `eng`): read them with Tesseract's Latin-script
-        // model, as a user with such documents would.
-        let form = reqwest::multipart::Form::new()
-            .part(
-                "file",
-                reqwest::multipart::Part::bytes(std::fs::read(path).unwrap())
-                    .file_name(file_name(path)),
-            )
-            .text("ocr_languages", OCR_LANGUAGES);
-        let response = app
-            .client
-            .post(app.url("/api/v1/documents"))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(status, 202, "{}: {body}", file_name(path));
-        uploaded.push((file_name(path), body["id"].as_str().unwrap().to_owned()));
+        uploaded.push((file_name(path), upload_scan(&app, path).await));
     }
     let mut failures = Vec::new();
     let mut pages_read = 0;
@@ -657,37 +712,22 @@ async fn every_scanned_page_is_read_by_ocr_within_the_error_rate() {
         let expected = read_json(&dir.join("expected").join(format!("{name}.json")));
         let truth = expected["ground_truth"].as_array().unwrap();
         assert_eq!(pages.len(), truth.len(), "{name}: page count");
-        let (mut edits, mut length) = (0_usize, 0_usize);
-        let (mut all_truth, mut all_got) = (String::new(), String::new());
-        for (page, page_truth) in pages.iter().zip(truth) {
-            assert_eq!(page["source"], "ocr", "{name}: {page}");
-            pages_read += 1;
-            let want: Vec<char> = collapse_whitespace(page_truth.as_str().unwrap())
-                .chars()
-                .collect();
-            let got = collapse_whitespace(page["text"].as_str().unwrap());
-            edits += edit_distance(&want, &got.chars().collect::<Vec<_>>());
-            length += want.len();
-            all_truth.push_str(page_truth.as_str().unwrap());
-            all_truth.push(' ');
-            all_got.push_str(&got);
-            all_got.push(' ');
-        }
-        let cer = edits as f64 / length.max(1) as f64;
+        pages_read += pages.len();
+        let read = ReadScan::of(name, pages, truth);
         if name.contains("syn05_courier_table") {
-            let recall = word_recall(&all_truth, &all_got);
+            let recall = word_recall(&read.truth, &read.got);
             println!(
                 "  {name:<44} CER {:>6.2} %  word recall {:.4}",
-                cer * 100.0,
+                read.cer() * 100.0,
                 recall
             );
             if recall < MIN_TABLE_WORD_RECALL {
                 failures.push(format!("{name}: word recall {recall:.4}"));
             }
         } else {
-            println!("  {name:<44} CER {:>6.2} %", cer * 100.0);
-            if cer > MAX_CER {
-                failures.push(format!("{name}: CER {:.2} %", cer * 100.0));
+            println!("  {name:<44} CER {:>6.2} %", read.cer() * 100.0);
+            if read.cer() > MAX_CER {
+                failures.push(format!("{name}: CER {:.2} %", read.cer() * 100.0));
             }
         }
     }
@@ -697,6 +737,73 @@ async fn every_scanned_page_is_read_by_ocr_within_the_error_rate() {
         started.elapsed().as_secs_f64()
     );
     assert!(failures.is_empty(), "over the limits: {failures:#?}");
+}
+
+/// Uploads a scanned file to be read with Tesseract's Latin-script model; returns its id.
+async fn upload_scan(app: &TestApp, path: &Path) -> String {
+    // The documents mix European diacritics (ł, ø, ő, ñ …) that the English model does not
+    // know (measured: 2.9 % CER with `eng`): read them with Tesseract's Latin-script model, as
+    // a user with such documents would.
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(std::fs::read(path).unwrap())
+                .file_name(file_name(path)),
+        )
+        .text("ocr_languages", OCR_LANGUAGES);
+    let response = app
+        .client
+        .post(app.url("/api/v1/documents"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 202, "{}: {body}", file_name(path));
+    body["id"].as_str().unwrap().to_owned()
+}
+
+/// A scanned file's pages as OCR read them, against the ground truth.
+struct ReadScan {
+    /// Character edits from the truth to what was read, over all pages.
+    edits: usize,
+    /// Characters of the truth.
+    length: usize,
+    /// All pages' truth, and all pages as read, one after the other.
+    truth: String,
+    got: String,
+}
+
+impl ReadScan {
+    /// Compares each page (which must come from OCR) with its truth, white space collapsed.
+    fn of(name: &str, pages: &[Value], truth: &[Value]) -> ReadScan {
+        let mut read = ReadScan {
+            edits: 0,
+            length: 0,
+            truth: String::new(),
+            got: String::new(),
+        };
+        for (page, page_truth) in pages.iter().zip(truth) {
+            assert_eq!(page["source"], "ocr", "{name}: {page}");
+            let want: Vec<char> = collapse_whitespace(page_truth.as_str().unwrap())
+                .chars()
+                .collect();
+            let got = collapse_whitespace(page["text"].as_str().unwrap());
+            read.edits += edit_distance(&want, &got.chars().collect::<Vec<_>>());
+            read.length += want.len();
+            read.truth.push_str(page_truth.as_str().unwrap());
+            read.truth.push(' ');
+            read.got.push_str(&got);
+            read.got.push(' ');
+        }
+        read
+    }
+
+    /// The character error rate.
+    fn cer(&self) -> f64 {
+        self.edits as f64 / self.length.max(1) as f64
+    }
 }
 
 #[test]

@@ -1,48 +1,17 @@
 //! Originals on S3 and the Textract engine, through the real AWS SDK clients pointed at local
-//! stand-ins (`common::aws`), on SQLite and on Postgres.
+//! stand-ins (`harness::aws`), on SQLite and on Postgres.
 
-mod common;
+use std::{future::ready, time::Duration};
 
-use std::time::Duration;
-
-use common::{
-    Backend, TestApp,
-    aws::{ACCESS_KEY, BUCKET, FakeS3, FakeTextract, REGION, SECRET_KEY},
-    fixture,
+use crate::harness::{
+    self, Backend, MotoSqs, TestApp,
+    aws::{BUCKET, Standins},
+    eventually, fixture,
 };
 use rstest::rstest;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
-
-/// Stand-ins for S3 and Textract, and the app's settings that point at them.
-struct Aws {
-    s3: FakeS3,
-    textract: FakeTextract,
-}
-
-impl Aws {
-    async fn start() -> Self {
-        let s3 = FakeS3::start().await;
-        let textract = FakeTextract::start(s3.root.clone()).await;
-        Aws { s3, textract }
-    }
-
-    fn vars<'a>(&'a self, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-        let mut vars = vec![
-            ("LECTOR_S3_BUCKET", BUCKET),
-            ("AWS_REGION", REGION),
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
-            ("AWS_ENDPOINT_URL_S3", self.s3.endpoint.as_str()),
-            ("AWS_ENDPOINT_URL_TEXTRACT", self.textract.endpoint.as_str()),
-            ("LECTOR_TEXTRACT_POLL_INITIAL_MS", "20"),
-            ("LECTOR_TEXTRACT_POLL_MAX_MS", "100"),
-        ];
-        vars.extend_from_slice(extra);
-        vars
-    }
-}
 
 fn sha256_of(name: &str) -> String {
     hex::encode(Sha256::digest(std::fs::read(fixture(name)).unwrap()))
@@ -60,7 +29,7 @@ async fn pages(app: &TestApp, id: &str) -> Vec<Value> {
 async fn with_the_s3_blob_store_originals_live_on_s3_and_come_back_and_go(
     #[case] backend: Backend,
 ) {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_BLOB_STORE", "s3")])).await;
     let id = app.upload_ok("three_pages.pdf").await;
     let key = format!("originals/{}.pdf", sha256_of("three_pages.pdf"));
@@ -116,45 +85,23 @@ async fn with_the_s3_blob_store_originals_live_on_s3_and_come_back_and_go(
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn deleting_an_account_deletes_its_originals_on_s3(#[case] backend: Backend) {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_BLOB_STORE", "s3")])).await;
     app.upload_ok("three_pages.pdf").await;
     app.upload_ok("one_page.pdf").await;
     let eve = app.another_user("eve@example.com").await;
-    let response = eve
-        .client
-        .post(app.url("/api/v1/documents"))
-        .multipart(
-            reqwest::multipart::Form::new().part(
-                "file",
-                reqwest::multipart::Part::bytes(std::fs::read(fixture("one_page.pdf")).unwrap())
-                    .file_name("one_page.pdf"),
-            ),
-        )
-        .send()
-        .await
-        .unwrap();
+    let response = app.upload_fixture_as(&eve, "one_page.pdf").await;
     assert_eq!(response.status(), 202);
     let mine = format!("originals/{}.pdf", sha256_of("three_pages.pdf"));
     let shared = format!("originals/{}.pdf", sha256_of("one_page.pdf"));
     assert_eq!(aws.s3.object_keys().len(), 2);
 
     // Awaited, not blocking: the S3 stand-in answers on this test's runtime.
-    let (ok, out, err) = {
-        let output = tokio::process::Command::new(common::lector_exe())
-            .args(["user", "delete", "owner@example.com", "--yes"])
-            .env("DATABASE_URL", &app.db.url)
-            .envs(aws.vars(&[("LECTOR_BLOB_STORE", "s3")]).iter().copied())
-            .env_remove("RUST_LOG")
-            .output()
-            .await
-            .unwrap();
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    };
+    let (ok, out, err) = harness::lector_command(&["user", "delete", "owner@example.com", "--yes"])
+        .env("DATABASE_URL", &app.db.url)
+        .envs(&aws.vars(&[("LECTOR_BLOB_STORE", "s3")]))
+        .run_async()
+        .await;
     assert!(ok, "{err}");
     assert!(out.contains("its 2 document(s)"), "{out}");
     assert!(
@@ -168,6 +115,18 @@ async fn deleting_an_account_deletes_its_originals_on_s3(#[case] backend: Backen
     assert_eq!(app.db.count("documents").await, 1);
 }
 
+/// An app on Textract, whose stand-in answers `IN_PROGRESS` three times and 100 blocks a
+/// page, after it has read `twelve_pages.pdf`: the document's id.
+async fn twelve_pages_read_by_textract(aws: &Standins, backend: Backend) -> (TestApp, String) {
+    aws.textract.in_progress_polls(3);
+    aws.textract.page_size(100);
+    let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "textract")])).await;
+    let id = app.upload_ok("twelve_pages.pdf").await;
+    assert_eq!(app.document(&id).await["engine"], "textract");
+    app.drain_jobs().await;
+    (app, id)
+}
+
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
@@ -175,14 +134,8 @@ async fn deleting_an_account_deletes_its_originals_on_s3(#[case] backend: Backen
 async fn textract_reads_every_page_following_next_token_and_is_started_once(
     #[case] backend: Backend,
 ) {
-    let aws = Aws::start().await;
-    aws.textract.in_progress_polls(3);
-    aws.textract.page_size(100);
-    let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "textract")])).await;
-    let id = app.upload_ok("twelve_pages.pdf").await;
-    assert_eq!(app.document(&id).await["engine"], "textract");
-    app.drain_jobs().await;
-
+    let aws = Standins::start().await;
+    let (app, id) = twelve_pages_read_by_textract(&aws, backend).await;
     let doc = app.document(&id).await;
     assert_eq!(doc["status"], "done", "{doc}");
     assert_eq!(doc["pages_done"], 12);
@@ -212,21 +165,26 @@ async fn textract_reads_every_page_following_next_token_and_is_started_once(
         aws.textract.get_calls() > 4,
         "polled, then read several result pages"
     );
+}
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn textract_pages_and_their_cost_show_in_metrics_and_on_the_document_page(
+    #[case] backend: Backend,
+) {
+    let aws = Standins::start().await;
+    let (app, id) = twelve_pages_read_by_textract(&aws, backend).await;
     let metrics = app.get_text("/metrics").await;
-    assert!(metrics.contains("lector_textract_pages 12\n"), "{metrics}");
-    assert!(
-        metrics.contains("lector_textract_estimated_cost_usd 0.0180\n"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("lector_pages{source=\"textract\"} 12\n"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("lector_documents{status=\"done\"} 1\n"),
-        "{metrics}"
-    );
+    for line in [
+        "lector_textract_pages 12\n",
+        "lector_textract_estimated_cost_usd 0.0180\n",
+        "lector_pages{source=\"textract\"} 12\n",
+        "lector_documents{status=\"done\"} 1\n",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
     let html = app.get_text(&format!("/documents/{id}")).await;
     assert!(
         html.contains("12 pages read by Textract · estimated cost $0.0180"),
@@ -238,14 +196,9 @@ async fn textract_reads_every_page_following_next_token_and_is_started_once(
     );
 }
 
-#[rstest]
-#[case::sqlite(Backend::Sqlite)]
-#[case::postgres(Backend::Postgres)]
-#[tokio::test]
-async fn once_the_monthly_page_budget_is_spent_documents_are_read_locally_and_say_so(
-    #[case] backend: Backend,
-) {
-    let aws = Aws::start().await;
+/// An app on Textract with a monthly budget of 15 pages, which has been sent 12 pages (they
+/// fit), 12 more (they do not) and 3 (they still do): the three documents' ids.
+async fn a_spent_budget(aws: &Standins, backend: Backend) -> (TestApp, [String; 3]) {
     let app = TestApp::spawn_with(
         backend,
         &aws.vars(&[
@@ -254,12 +207,11 @@ async fn once_the_monthly_page_budget_is_spent_documents_are_read_locally_and_sa
         ]),
     )
     .await;
-    // 12 pages fit in the budget of 15; the next 12 do not, the 3-page file still does.
     let first = app.upload_ok("twelve_pages.pdf").await;
     app.drain_jobs().await;
     let bytes = std::fs::read(fixture("twelve_pages.pdf")).unwrap();
     let response = app
-        .upload_bytes(common::distinct_copy(&bytes, 1), "again.pdf", None)
+        .upload_bytes(harness::distinct_copy(&bytes, 1), "again.pdf", None)
         .await;
     assert_eq!(response.status(), 202);
     let second = response.json::<Value>().await.unwrap()["id"]
@@ -269,7 +221,18 @@ async fn once_the_monthly_page_budget_is_spent_documents_are_read_locally_and_sa
     app.drain_jobs().await;
     let third = app.upload_ok("three_pages.pdf").await;
     app.drain_jobs().await;
+    (app, [first, second, third])
+}
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn once_the_monthly_page_budget_is_spent_documents_are_read_locally_and_say_so(
+    #[case] backend: Backend,
+) {
+    let aws = Standins::start().await;
+    let (app, [first, second, third]) = a_spent_budget(&aws, backend).await;
     assert_eq!(
         aws.textract.started_jobs().len(),
         2,
@@ -307,7 +270,19 @@ async fn once_the_monthly_page_budget_is_spent_documents_are_read_locally_and_sa
             .iter()
             .all(|p| p["source"] == "textract")
     );
+}
 
+/// The month's Textract pages and the budget show in `/metrics`; usage outlives the
+/// documents (the pages were paid for).
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn the_month_s_textract_pages_are_counted_in_metrics_and_outlive_the_documents(
+    #[case] backend: Backend,
+) {
+    let aws = Standins::start().await;
+    let (app, [first, ..]) = a_spent_budget(&aws, backend).await;
     let metrics = app.get_text("/metrics").await;
     assert!(
         metrics.contains("lector_textract_pages_this_month 15\n"),
@@ -317,7 +292,6 @@ async fn once_the_monthly_page_budget_is_spent_documents_are_read_locally_and_sa
         metrics.contains("lector_textract_monthly_page_budget 15\n"),
         "{metrics}"
     );
-    // Usage outlives the documents: the pages were paid for.
     let deleted = app
         .client
         .delete(app.url(&format!("/api/v1/documents/{first}")))
@@ -335,7 +309,7 @@ async fn once_the_monthly_page_budget_is_spent_documents_are_read_locally_and_sa
 async fn hybrid_takes_good_text_layers_locally_and_sends_only_scanned_pages_to_textract(
     #[case] backend: Backend,
 ) {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "hybrid")])).await;
     let text_only = app.upload_ok("three_pages.pdf").await;
     let mixed = app.upload_ok("mixed_text_and_scan.pdf").await;
@@ -394,7 +368,7 @@ async fn hybrid_takes_good_text_layers_locally_and_sends_only_scanned_pages_to_t
 
 #[tokio::test]
 async fn hybrid_reads_scanned_pages_with_local_ocr_once_the_budget_is_spent() {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     let app = TestApp::spawn_with(
         Backend::Sqlite,
         &aws.vars(&[
@@ -427,34 +401,47 @@ async fn hybrid_reads_scanned_pages_with_local_ocr_once_the_budget_is_spent() {
     );
 }
 
+/// Uploads `fixture` to an app on `engine`, and stops the worker reading it (as a shutdown
+/// does) once it has asked Textract twice how the job is going (the job never finishes by
+/// itself); the document must be queued again. The app and the document's id.
+async fn handed_back_mid_poll(
+    aws: &Standins,
+    backend: Backend,
+    engine: &str,
+    fixture: &str,
+) -> (TestApp, String) {
+    aws.textract.in_progress_polls(1000);
+    let app = TestApp::spawn_with(
+        backend,
+        &aws.vars(&[
+            ("LECTOR_ENGINE", engine),
+            ("LECTOR_SHUTDOWN_GRACE_SECS", "0"),
+        ]),
+    )
+    .await;
+    let id = app.upload_ok(fixture).await;
+    let worker = app.worker().await;
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let running = tokio::spawn(async move { worker.run_next(&stop).await.unwrap() });
+    eventually(Duration::from_secs(30), || {
+        ready((aws.textract.get_calls() >= 2).then_some(()))
+    })
+    .await
+    .expect("never polled");
+    shutdown.cancel();
+    running.await.unwrap();
+    assert_eq!(app.document(&id).await["status"], "queued");
+    (app, id)
+}
+
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_job_handed_back_mid_poll_resumes_the_same_textract_job(#[case] backend: Backend) {
-    let aws = Aws::start().await;
-    aws.textract.in_progress_polls(1000);
-    let app = TestApp::spawn_with(
-        backend,
-        &aws.vars(&[
-            ("LECTOR_ENGINE", "textract"),
-            ("LECTOR_SHUTDOWN_GRACE_SECS", "0"),
-        ]),
-    )
-    .await;
-    let id = app.upload_ok("three_pages.pdf").await;
-    let worker = app.worker().await;
-    let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    let running = tokio::spawn(async move { worker.run_next(&stop).await.unwrap() });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while aws.textract.get_calls() < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "never polled");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    shutdown.cancel();
-    running.await.unwrap();
-    assert_eq!(app.document(&id).await["status"], "queued");
+    let aws = Standins::start().await;
+    let (app, id) = handed_back_mid_poll(&aws, backend, "textract", "three_pages.pdf").await;
 
     aws.textract.finish_running_jobs();
     app.drain_jobs().await;
@@ -471,7 +458,7 @@ async fn a_job_handed_back_mid_poll_resumes_the_same_textract_job(#[case] backen
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn partial_success_fails_only_the_pages_textract_names(#[case] backend: Backend) {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     aws.textract.partial_success(vec![2], "PARTIAL_PAGE_ERROR");
     let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "textract")])).await;
     let id = app.upload_ok("three_pages.pdf").await;
@@ -495,7 +482,7 @@ async fn partial_success_fails_only_the_pages_textract_names(#[case] backend: Ba
 async fn a_failed_textract_job_fails_the_document_with_its_status_message(
     #[case] backend: Backend,
 ) {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     aws.textract.fail("Request has unsupported document format");
     let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "textract")])).await;
     let id = app.upload_ok("one_page.pdf").await;
@@ -513,7 +500,7 @@ async fn a_failed_textract_job_fails_the_document_with_its_status_message(
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn throttling_is_retried_with_backoff_until_textract_answers(#[case] backend: Backend) {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     // More than the SDK's own three tries: Lector's backoff has to carry it.
     aws.textract
         .throttle_next(4, "ProvisionedThroughputExceededException");
@@ -530,7 +517,7 @@ async fn throttling_is_retried_with_backoff_until_textract_answers(#[case] backe
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_missing_s3_object_fails_the_document_with_a_clear_reason(#[case] backend: Backend) {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     let app = TestApp::spawn_with(
         backend,
         &aws.vars(&[("LECTOR_ENGINE", "textract"), ("LECTOR_BLOB_STORE", "s3")]),
@@ -559,7 +546,7 @@ async fn a_missing_s3_object_fails_the_document_with_a_clear_reason(#[case] back
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn password_protected_pdfs_are_refused_for_textract_at_upload(#[case] backend: Backend) {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "textract")])).await;
     let response = app
         .upload_fixture("user_password.pdf", Some("open-sesame"))
@@ -584,7 +571,7 @@ async fn password_protected_pdfs_are_refused_for_textract_at_upload(#[case] back
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn jobs_beyond_the_in_flight_cap_wait_without_losing_an_attempt(#[case] backend: Backend) {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     aws.textract.in_progress_polls(15);
     let app = TestApp::spawn_with(
         backend,
@@ -599,11 +586,11 @@ async fn jobs_beyond_the_in_flight_cap_wait_without_losing_an_attempt(#[case] ba
     let worker = app.worker().await;
     let running =
         tokio::spawn(async move { worker.run_next(&CancellationToken::new()).await.unwrap() });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while aws.textract.started_jobs().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "never started");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(Duration::from_secs(20), || {
+        ready((!aws.textract.started_jobs().is_empty()).then_some(()))
+    })
+    .await
+    .expect("never started");
     // A second worker finds the only slot taken: the other document goes back to the queue.
     let other = app.worker().await;
     assert!(other.run_next(&CancellationToken::new()).await.unwrap());
@@ -629,12 +616,12 @@ async fn jobs_beyond_the_in_flight_cap_wait_without_losing_an_attempt(#[case] ba
 
 #[tokio::test]
 async fn starting_with_the_bucket_in_another_region_is_refused_with_the_reason() {
-    let aws = Aws::start().await;
-    let db = common::TestDatabase::new(Backend::Sqlite).await;
+    let aws = Standins::start().await;
+    let db = harness::TestDatabase::new(Backend::Sqlite).await;
     let mut vars = aws.vars(&[("LECTOR_ENGINE", "textract")]);
     vars.retain(|(name, _)| *name != "AWS_REGION");
     vars.push(("AWS_REGION", "eu-west-1"));
-    let config = common::test_config(&db.url, &vars);
+    let config = harness::test_config(&db.url, &vars);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let error = lector::startup::run(config, listener, std::future::pending())
         .await
@@ -657,13 +644,10 @@ async fn starting_with_the_bucket_in_another_region_is_refused_with_the_reason()
 async fn with_completion_notices_workers_wait_for_the_sqs_message_instead_of_polling(
     #[case] backend: Backend,
 ) {
-    let Some(sqs) = common::aws::MotoSqs::start().await else {
-        println!(
-            "skipped: moto_server is not installed (pip install 'moto[server]'; .ci/run does)"
-        );
+    let Some(sqs) = MotoSqs::start_or_skip().await else {
         return;
     };
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     aws.textract.in_progress_polls(1000);
     aws.textract
         .deliver_notices_to(sqs.client().await, &sqs.queue_url);
@@ -704,6 +688,44 @@ async fn with_completion_notices_workers_wait_for_the_sqs_message_instead_of_pol
     app.shutdown().await;
 }
 
+/// Settings of a process with a worker, polling every `poll_ms`, that takes PDFs put under
+/// `inbox/` from the S3 events on moto's queue.
+fn ingesting<'a>(aws: &'a Standins, sqs: &'a MotoSqs, poll_ms: &'a str) -> Vec<(&'a str, &'a str)> {
+    aws.vars(&[
+        ("LECTOR_WORKERS", "1"),
+        ("LECTOR_POLL_INTERVAL_MS", poll_ms),
+        ("LECTOR_INGEST_SQS_QUEUE_URL", sqs.queue_url.as_str()),
+        ("LECTOR_INGEST_S3_PREFIX", "inbox/"),
+        ("AWS_ENDPOINT_URL_SQS", sqs.endpoint.as_str()),
+    ])
+}
+
+/// Puts each (key, bytes) in the stand-in's bucket through the S3 API.
+async fn put_objects<const N: usize>(aws: &Standins, objects: [(&str, Vec<u8>); N]) {
+    let s3 = aws.s3.client().await;
+    for (key, bytes) in objects {
+        s3.put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .body(bytes.into())
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// The notice S3 sends for objects created at `keys` (URL-encoded, as S3 writes them).
+fn s3_event(keys: &[&str]) -> String {
+    let records: Vec<Value> = keys
+        .iter()
+        .map(|key| {
+            serde_json::json!({"eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": BUCKET}, "object": {"key": key}}})
+        })
+        .collect();
+    serde_json::json!({ "Records": records }).to_string()
+}
+
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
@@ -711,94 +733,41 @@ async fn with_completion_notices_workers_wait_for_the_sqs_message_instead_of_pol
 async fn a_pdf_arriving_on_s3_becomes_one_document_even_when_its_event_comes_twice(
     #[case] backend: Backend,
 ) {
-    let Some(sqs) = common::aws::MotoSqs::start().await else {
-        println!(
-            "skipped: moto_server is not installed (pip install 'moto[server]'; .ci/run does)"
-        );
+    let Some(sqs) = MotoSqs::start_or_skip().await else {
         return;
     };
-    let aws = Aws::start().await;
-    let s3 = aws.s3.client().await;
-    let put = |key: &'static str, bytes: Vec<u8>| {
-        let s3 = s3.clone();
-        async move {
-            s3.put_object()
-                .bucket(BUCKET)
-                .key(key)
-                .body(bytes.into())
-                .send()
-                .await
-                .unwrap();
-        }
-    };
-    put(
-        "inbox/Quarterly Report.pdf",
-        std::fs::read(fixture("three_pages.pdf")).unwrap(),
+    let aws = Standins::start().await;
+    let fixture_bytes = |name| std::fs::read(fixture(name)).unwrap();
+    put_objects(
+        &aws,
+        [
+            (
+                "inbox/Quarterly Report.pdf",
+                fixture_bytes("three_pages.pdf"),
+            ),
+            ("inbox/notes.txt", b"not a pdf".to_vec()),
+            ("inbox/fake.pdf", fixture_bytes("not_a_pdf.pdf")),
+            ("elsewhere/other.pdf", fixture_bytes("one_page.pdf")),
+        ],
     )
     .await;
-    put("inbox/notes.txt", b"not a pdf".to_vec()).await;
-    put(
+    let event = s3_event(&[
+        "inbox/Quarterly+Report.pdf",
+        "inbox/notes.txt",
         "inbox/fake.pdf",
-        std::fs::read(fixture("not_a_pdf.pdf")).unwrap(),
-    )
-    .await;
-    put(
         "elsewhere/other.pdf",
-        std::fs::read(fixture("one_page.pdf")).unwrap(),
-    )
-    .await;
-    let event = serde_json::json!({"Records": [
-        {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": BUCKET}, "object": {"key": "inbox/Quarterly+Report.pdf"}}},
-        {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": BUCKET}, "object": {"key": "inbox/notes.txt"}}},
-        {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": BUCKET}, "object": {"key": "inbox/fake.pdf"}}},
-        {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": BUCKET}, "object": {"key": "elsewhere/other.pdf"}}},
-    ]})
-    .to_string();
-    let client = sqs.client().await;
-    for _ in 0..2 {
-        client
-            .send_message()
-            .queue_url(&sqs.queue_url)
-            .message_body(&event)
-            .send()
-            .await
-            .unwrap();
-    }
-    let vars = aws.vars(&[
-        ("LECTOR_WORKERS", "1"),
-        ("LECTOR_POLL_INTERVAL_MS", "50"),
-        ("LECTOR_INGEST_SQS_QUEUE_URL", sqs.queue_url.as_str()),
-        ("LECTOR_INGEST_S3_PREFIX", "inbox/"),
-        ("AWS_ENDPOINT_URL_SQS", sqs.endpoint.as_str()),
     ]);
-    let app = TestApp::spawn_with(backend, &vars).await;
-    // Both deliveries are handled (and deleted) once the queue is empty.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let attributes = client
-            .get_queue_attributes()
-            .queue_url(&sqs.queue_url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
-            .send()
-            .await
-            .unwrap();
-        let count = |name: aws_sdk_sqs::types::QueueAttributeName| {
-            attributes
-                .attributes()
-                .and_then(|a| a.get(&name))
-                .map_or(0, |v| v.parse::<i64>().unwrap())
-        };
-        let left = count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            + count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible);
-        if left == 0 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "events were not consumed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..2 {
+        sqs.send(&event).await;
     }
+    let app = TestApp::spawn_with(backend, &ingesting(&aws, &sqs, "50")).await;
+    // Both deliveries are handled (and deleted) once the queue is empty.
+    let sqs = &sqs;
+    eventually(Duration::from_secs(60), || async move {
+        (sqs.messages_left().await == 0).then_some(())
+    })
+    .await
+    .expect("events were not consumed");
     let (_, list) = app.get_json("/api/v1/documents").await;
     let documents = list["documents"].as_array().unwrap();
     assert_eq!(
@@ -828,28 +797,16 @@ async fn a_pdf_arriving_on_s3_becomes_one_document_even_when_its_event_comes_twi
 async fn a_pdf_ingested_by_a_workers_only_process_is_read_without_waiting_for_the_poll(
     #[case] backend: Backend,
 ) {
-    let Some(sqs) = common::aws::MotoSqs::start().await else {
-        println!(
-            "skipped: moto_server is not installed (pip install 'moto[server]'; .ci/run does)"
-        );
+    let Some(sqs) = MotoSqs::start_or_skip().await else {
         return;
     };
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     // The web side has no workers and no consumer: it holds the account and answers the API.
     let app = TestApp::spawn_with(backend, &aws.vars(&[])).await;
     // Queued before the worker process starts, so its first look finds it; once it is done
     // the worker is idle, waiting for a wake-up or the poll.
     let first = app.upload_ok("one_page.pdf").await;
-    let worker_config = common::test_config(
-        &app.db.url,
-        &aws.vars(&[
-            ("LECTOR_WORKERS", "1"),
-            ("LECTOR_POLL_INTERVAL_MS", "600000"),
-            ("LECTOR_INGEST_SQS_QUEUE_URL", sqs.queue_url.as_str()),
-            ("LECTOR_INGEST_S3_PREFIX", "inbox/"),
-            ("AWS_ENDPOINT_URL_SQS", sqs.endpoint.as_str()),
-        ]),
-    );
+    let worker_config = harness::test_config(&app.db.url, &ingesting(&aws, &sqs, "600000"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(lector::startup::run_workers_only(
         worker_config,
@@ -866,18 +823,9 @@ async fn a_pdf_ingested_by_a_workers_only_process_is_read_without_waiting_for_th
         "inbox/report.pdf",
         &std::fs::read(fixture("three_pages.pdf")).unwrap(),
     );
-    let event = serde_json::json!({"Records": [{"eventName": "ObjectCreated:Put",
-        "s3": {"bucket": {"name": BUCKET}, "object": {"key": "inbox/report.pdf"}}}]});
-    sqs.client()
-        .await
-        .send_message()
-        .queue_url(&sqs.queue_url)
-        .message_body(event.to_string())
-        .send()
-        .await
-        .unwrap();
+    sqs.send(&s3_event(&["inbox/report.pdf"])).await;
     let web = &app;
-    let ingested = common::eventually(Duration::from_secs(60), move || async move {
+    let ingested = eventually(Duration::from_secs(60), move || async move {
         let (_, list) = web.get_json("/api/v1/documents").await;
         list["documents"]
             .as_array()
@@ -908,29 +856,9 @@ async fn a_pdf_ingested_by_a_workers_only_process_is_read_without_waiting_for_th
 
 #[tokio::test]
 async fn a_hybrid_job_handed_back_mid_poll_resumes_its_textract_job_with_the_page_map() {
-    let aws = Aws::start().await;
-    aws.textract.in_progress_polls(1000);
-    let app = TestApp::spawn_with(
-        Backend::Sqlite,
-        &aws.vars(&[
-            ("LECTOR_ENGINE", "hybrid"),
-            ("LECTOR_SHUTDOWN_GRACE_SECS", "0"),
-        ]),
-    )
-    .await;
-    let id = app.upload_ok("mixed_text_and_scan.pdf").await;
-    let worker = app.worker().await;
-    let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    let running = tokio::spawn(async move { worker.run_next(&stop).await.unwrap() });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while aws.textract.get_calls() < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "never polled");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    shutdown.cancel();
-    running.await.unwrap();
-    assert_eq!(app.document(&id).await["status"], "queued");
+    let aws = Standins::start().await;
+    let (app, id) =
+        handed_back_mid_poll(&aws, Backend::Sqlite, "hybrid", "mixed_text_and_scan.pdf").await;
     let kept = app
         .db
         .query_text(&format!(
@@ -961,7 +889,7 @@ async fn a_hybrid_job_handed_back_mid_poll_resumes_its_textract_job_with_the_pag
 
 #[tokio::test]
 async fn readiness_asks_textract_once_a_minute_and_says_when_it_does_not_answer() {
-    let aws = Aws::start().await;
+    let aws = Standins::start().await;
     let app = TestApp::spawn_with(
         Backend::Sqlite,
         &aws.vars(&[("LECTOR_ENGINE", "textract"), ("LECTOR_BLOB_STORE", "s3")]),
@@ -981,9 +909,7 @@ async fn readiness_asks_textract_once_a_minute_and_says_when_it_does_not_answer(
     assert_eq!(aws.textract.start_calls(), 0);
 
     // Nothing listens on the port Textract is said to be at.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed_endpoint = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    let closed_endpoint = format!("http://127.0.0.1:{}", harness::free_port());
     let mut vars = aws.vars(&[("LECTOR_ENGINE", "hybrid"), ("LECTOR_BLOB_STORE", "s3")]);
     vars.retain(|(name, _)| *name != "AWS_ENDPOINT_URL_TEXTRACT");
     vars.push(("AWS_ENDPOINT_URL_TEXTRACT", closed_endpoint.as_str()));

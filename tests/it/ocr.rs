@@ -3,9 +3,7 @@
 //!
 //! Needs Tesseract with English and German (`.ci/run` installs them).
 
-mod common;
-
-use common::{Backend, TestApp, collapse_whitespace, fixture};
+use crate::harness::{self, Backend, TestApp, collapse_whitespace, fixture};
 use reqwest::multipart::{Form, Part};
 use rstest::rstest;
 use serde_json::{Value, json};
@@ -227,8 +225,19 @@ async fn reprocessing_with_other_ocr_settings_reads_the_pages_again(#[case] back
     );
 }
 
+/// An upload form with `scanned_two_pages.pdf` and `field`, as the index page sends it.
+fn scanned_form(field: (&str, &str)) -> Form {
+    let bytes = std::fs::read(fixture("scanned_two_pages.pdf")).unwrap();
+    Form::new()
+        .part(
+            "file",
+            Part::bytes(bytes).file_name("scanned_two_pages.pdf"),
+        )
+        .text(field.0.to_owned(), field.1.to_owned())
+}
+
 #[tokio::test]
-async fn the_web_forms_take_ocr_settings_and_show_mistakes_in_place() {
+async fn the_upload_form_offers_ocr_settings_and_shows_a_missing_language_in_place() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let index = app.get_text("/").await;
     assert!(index.contains(r#"name="ocr""#) && index.contains(r#"name="ocr_languages""#));
@@ -239,16 +248,9 @@ async fn the_web_forms_take_ocr_settings_and_show_mistakes_in_place() {
     );
 
     // A language that is not installed: the form again, with the reason, and no document.
-    let bytes = std::fs::read(fixture("scanned_two_pages.pdf")).unwrap();
-    let form = Form::new()
-        .part(
-            "file",
-            Part::bytes(bytes.clone()).file_name("scanned_two_pages.pdf"),
-        )
-        .text("ocr_languages", "xyz");
     let refused = app
         .web_post("/documents")
-        .multipart(form)
+        .multipart(scanned_form(("ocr_languages", "xyz")))
         .send()
         .await
         .unwrap();
@@ -256,16 +258,14 @@ async fn the_web_forms_take_ocr_settings_and_show_mistakes_in_place() {
     let html = refused.text().await.unwrap();
     assert!(html.contains("xyz is not installed"), "{html}");
     assert_eq!(app.db.count("documents").await, 0);
+}
 
-    let form = Form::new()
-        .part(
-            "file",
-            Part::bytes(bytes).file_name("scanned_two_pages.pdf"),
-        )
-        .text("ocr", "off");
+#[tokio::test]
+async fn the_document_page_reprocesses_with_other_ocr_settings_and_shows_mistakes_in_place() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
     let stored = app
         .web_post("/documents")
-        .multipart(form)
+        .multipart(scanned_form(("ocr", "off")))
         .send()
         .await
         .unwrap();
@@ -358,18 +358,11 @@ async fn a_page_that_crashes_the_ocr_fails_alone_and_the_rest_completes() {
 /// Runs the `lector` binary with `args` and extra environment; returns (success, stdout,
 /// stderr).
 fn lector(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let output = std::process::Command::new(common::lector_exe())
-        .args(args)
+    harness::lector_command(args)
         .env_remove("LECTOR_OCR")
         .env_remove("LECTOR_OCR_LANGUAGES")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+        .envs(env)
+        .run()
 }
 
 #[test]
@@ -520,8 +513,8 @@ fn without_tesseract_data_pages_that_need_ocr_say_so() {
 
 #[tokio::test]
 async fn the_server_refuses_to_start_with_an_ocr_language_that_is_not_installed() {
-    let db = common::TestDatabase::new(Backend::Sqlite).await;
-    let config = common::test_config(&db.url, &[("LECTOR_OCR_LANGUAGES", "eng+xyz")]);
+    let db = harness::TestDatabase::new(Backend::Sqlite).await;
+    let config = harness::test_config(&db.url, &[("LECTOR_OCR_LANGUAGES", "eng+xyz")]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let error = lector::startup::run(config, listener, std::future::pending())
         .await
@@ -546,7 +539,7 @@ async fn free_cores_read_one_document_s_pages_in_parallel_each_page_once(#[case]
     // A sandbox that keeps each child's request, then runs the real one.
     let dir = tempfile::tempdir().unwrap();
     let wrapper = dir.path().join("sandbox");
-    common::write_script(
+    harness::write_script(
         &wrapper,
         &format!(
             "tee \"{}/request-$$.json\" | exec {} \"$@\"",
@@ -555,7 +548,7 @@ async fn free_cores_read_one_document_s_pages_in_parallel_each_page_once(#[case]
         ),
     );
     let worker = app
-        .worker_with(common::test_config(
+        .worker_with(harness::test_config(
             &app.db.url,
             &[("LECTOR_SANDBOX_EXE", wrapper.to_str().unwrap())],
         ))
@@ -574,7 +567,19 @@ async fn free_cores_read_one_document_s_pages_in_parallel_each_page_once(#[case]
         assert!(text(page).contains(words), "{}", text(page));
     }
     // One child per free core (at most one per page), each reading its own share.
-    let mut shares: Vec<Vec<u64>> = std::fs::read_dir(dir.path())
+    let mut shares = pages_each_child_read(dir.path());
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(shares.len(), cores.min(3), "{shares:?}");
+    shares.sort();
+    let mut read = shares.concat();
+    read.sort_unstable();
+    assert_eq!(read, [1, 2, 3], "{shares:?}");
+}
+
+/// The pages each sandbox child was asked to read, from the requests the wrapper kept in
+/// `dir` (each names the pages to skip).
+fn pages_each_child_read(dir: &std::path::Path) -> Vec<Vec<u64>> {
+    std::fs::read_dir(dir)
         .unwrap()
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.file_name().unwrap() != "sandbox")
@@ -589,11 +594,5 @@ async fn free_cores_read_one_document_s_pages_in_parallel_each_page_once(#[case]
                 .collect();
             (1..=3).filter(|n| !skip.contains(n)).collect()
         })
-        .collect();
-    let cores = std::thread::available_parallelism().unwrap().get();
-    assert_eq!(shares.len(), cores.min(3), "{shares:?}");
-    shares.sort();
-    let mut read = shares.concat();
-    read.sort_unstable();
-    assert_eq!(read, [1, 2, 3], "{shares:?}");
+        .collect()
 }

@@ -1,9 +1,7 @@
 //! Safe to put on the internet: accounts and sign-up policy, private documents, API tokens,
 //! CSRF, security headers and rate limits, against the real app on SQLite and Postgres.
 
-mod common;
-
-use common::{Backend, TEST_PASSWORD, TestApp, csrf_from, fixture, lector_exe};
+use crate::harness::{self, Backend, TEST_PASSWORD, TestApp, csrf_from, fixture, lector_command};
 use reqwest::{
     StatusCode,
     multipart::{Form, Part},
@@ -51,17 +49,10 @@ async fn sign_up(
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn the_first_visitor_signs_up_takes_over_older_documents_and_then_sign_up_closes(
+async fn before_the_first_account_every_page_leads_to_sign_up_with_a_lax_http_only_cookie(
     #[case] backend: Backend,
 ) {
     let app = TestApp::spawn_without_accounts(backend, &[]).await;
-    // A document from before accounts existed: no owner.
-    app.db
-        .execute(
-            "insert into documents (id, file_name, sha256, size_bytes, page_count, status, engine) \
-             values ('0190-old', 'before-accounts.pdf', 'abc', 10, 1, 'done', 'local')",
-        )
-        .await;
     let client = &app.client;
     let home = client.get(app.url("/")).send().await.unwrap();
     assert_eq!(home.status(), 303);
@@ -75,51 +66,72 @@ async fn the_first_visitor_signs_up_takes_over_older_documents_and_then_sign_up_
         "{cookie}"
     );
     assert!(!cookie.contains("Secure"), "plain http: {cookie}");
+}
 
-    let mismatch = sign_up(
-        &app,
-        client,
-        "ada@example.com",
-        "correct horse battery",
-        "other",
-    )
-    .await;
-    assert_eq!(mismatch.status(), 422);
-    assert!(
-        mismatch
-            .text()
-            .await
-            .unwrap()
-            .contains("The two passwords do not match.")
-    );
-    let short = sign_up(&app, client, "ada@example.com", "short", "short").await;
-    assert_eq!(short.status(), 422);
-    assert!(
-        short
-            .text()
-            .await
-            .unwrap()
-            .contains("at least 10 characters")
-    );
-    let weak = sign_up(
-        &app,
-        client,
-        "ada@example.com",
-        "password123",
-        "password123",
-    )
-    .await;
-    assert!(weak.text().await.unwrap().contains("too easy to guess"));
-    let bad_email = sign_up(&app, client, "not-an-email", TEST_PASSWORD, TEST_PASSWORD).await;
-    assert!(
-        bad_email
-            .text()
-            .await
-            .unwrap()
-            .contains("Enter an e-mail address")
-    );
+/// One case per mistake: the e-mail, password and confirmation typed, the status (where the
+/// form says it), and words of the message.
+#[rstest]
+#[tokio::test]
+async fn sign_up_refuses_mismatched_short_or_guessable_passwords_and_bad_e_mails(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let app = TestApp::spawn_without_accounts(backend, &[]).await;
+    let cases: &[(&str, &str, &str, Option<u16>, &str)] = &[
+        (
+            "ada@example.com",
+            "correct horse battery",
+            "other",
+            Some(422),
+            "The two passwords do not match.",
+        ),
+        (
+            "ada@example.com",
+            "short",
+            "short",
+            Some(422),
+            "at least 10 characters",
+        ),
+        (
+            "ada@example.com",
+            "password123",
+            "password123",
+            None,
+            "too easy to guess",
+        ),
+        (
+            "not-an-email",
+            TEST_PASSWORD,
+            TEST_PASSWORD,
+            None,
+            "Enter an e-mail address",
+        ),
+    ];
+    for (email, password, confirm, status, words) in cases {
+        let refused = sign_up(&app, &app.client, email, password, confirm).await;
+        if let Some(status) = status {
+            assert_eq!(refused.status(), *status, "{words}");
+        }
+        assert!(refused.text().await.unwrap().contains(words), "{words}");
+    }
     assert_eq!(app.db.count("users").await, 0);
+}
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn the_first_visitor_signs_up_takes_over_older_documents_and_then_sign_up_closes(
+    #[case] backend: Backend,
+) {
+    let app = TestApp::spawn_without_accounts(backend, &[]).await;
+    // A document from before accounts existed: no owner.
+    app.db
+        .execute(
+            "insert into documents (id, file_name, sha256, size_bytes, page_count, status, engine) \
+             values ('0190-old', 'before-accounts.pdf', 'abc', 10, 1, 'done', 'local')",
+        )
+        .await;
+    let client = &app.client;
     let ok = sign_up(
         &app,
         client,
@@ -138,7 +150,7 @@ async fn the_first_visitor_signs_up_takes_over_older_documents_and_then_sign_up_
     );
 
     // first-only: nobody else may sign up from the browser.
-    let stranger = common::browser_client();
+    let stranger = harness::browser_client();
     let page = stranger.get(app.url("/signup")).send().await.unwrap();
     assert_eq!(page.headers()["location"], "/login");
     let refused = sign_up(
@@ -197,7 +209,7 @@ async fn open_sign_up_refuses_a_taken_email_and_https_cookies_are_secure() {
         TEST_PASSWORD,
     )
     .await;
-    let again = common::browser_client();
+    let again = harness::browser_client();
     let taken = sign_up(
         &open_signup,
         &again,
@@ -225,7 +237,7 @@ async fn open_sign_up_refuses_a_taken_email_and_https_cookies_are_secure() {
 #[tokio::test]
 async fn log_in_checks_the_password_and_log_out_ends_the_session(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let client = common::browser_client();
+    let client = harness::browser_client();
     let (_, page) = get(&client, &app, "/login").await;
     let csrf = csrf_from(&page).unwrap();
     let wrong = client
@@ -263,7 +275,7 @@ async fn log_in_checks_the_password_and_log_out_ends_the_session(#[case] backend
             .unwrap()
             .contains("The e-mail or the password is wrong.")
     );
-    let csrf = common::log_in(&client, &app.address, "OWNER@example.com", TEST_PASSWORD).await;
+    let csrf = harness::log_in(&client, &app.address, "OWNER@example.com", TEST_PASSWORD).await;
 
     let forged = client.post(app.url("/logout")).send().await.unwrap();
     assert_eq!(forged.status(), 403, "log-out needs the CSRF token too");
@@ -278,16 +290,21 @@ async fn log_in_checks_the_password_and_log_out_ends_the_session(#[case] backend
     assert_eq!(home.headers()["location"], "/login");
 }
 
-#[rstest]
-#[case::sqlite(Backend::Sqlite)]
-#[case::postgres(Backend::Postgres)]
-#[tokio::test]
-async fn another_users_documents_are_not_found_anywhere(#[case] backend: Backend) {
+/// An app whose owner has a three-page document, extracted, and a second account, eve's.
+async fn a_document_and_eve(backend: Backend) -> (TestApp, String, harness::TestUser) {
     let app = TestApp::spawn(backend).await;
     let id = app.upload_ok("three_pages.pdf").await;
     app.drain_jobs().await;
     let eve = app.another_user("eve@example.com").await;
+    (app, id, eve)
+}
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn another_users_documents_are_not_found_anywhere_in_the_api(#[case] backend: Backend) {
+    let (app, id, eve) = a_document_and_eve(backend).await;
     for path in ["", "/pages", "/text", "/file"] {
         let response = eve
             .client
@@ -325,7 +342,15 @@ async fn another_users_documents_are_not_found_anywhere(#[case] backend: Backend
         .await
         .unwrap();
     assert_eq!(list["documents"].as_array().unwrap().len(), 0);
+    assert_eq!(app.document(&id).await["status"], "done", "still there");
+}
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn another_users_documents_are_not_found_anywhere_in_the_browser(#[case] backend: Backend) {
+    let (app, id, eve) = a_document_and_eve(backend).await;
     for path in [
         "",
         "/text.txt",
@@ -347,19 +372,19 @@ async fn another_users_documents_are_not_found_anywhere(#[case] backend: Backend
     assert_eq!(web_delete.status(), 404);
     let (_, index) = get(&eve.client, &app, "/").await;
     assert!(!index.contains("three_pages.pdf"));
+    assert_eq!(app.document(&id).await["status"], "done", "still there");
+}
 
-    // Still there for its owner; the same bytes are a new document for someone else.
-    assert_eq!(app.document(&id).await["status"], "done");
+/// The same bytes are a duplicate for their owner and a new document for someone else.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn duplicates_are_found_among_one_user_s_documents_only(#[case] backend: Backend) {
+    let (app, id, eve) = a_document_and_eve(backend).await;
     let again = app.upload_fixture("three_pages.pdf", None).await;
     assert_eq!(again.status(), 200, "a duplicate for its owner");
-    let form = Form::new().part("file", pdf_part("three_pages.pdf"));
-    let theirs = eve
-        .client
-        .post(app.url("/api/v1/documents"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let theirs = app.upload_fixture_as(&eve, "three_pages.pdf").await;
     assert_eq!(theirs.status(), 202, "dedup is per user");
     let body: Value = theirs.json().await.unwrap();
     assert_ne!(body["id"], id.as_str());
@@ -370,7 +395,9 @@ async fn another_users_documents_are_not_found_anywhere(#[case] backend: Backend
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
-async fn api_tokens_are_created_once_listed_used_and_revoked(#[case] backend: Backend) {
+async fn the_api_refuses_a_missing_or_unknown_token_with_a_bearer_challenge(
+    #[case] backend: Backend,
+) {
     let app = TestApp::spawn(backend).await;
     let anonymous = reqwest::Client::new();
     let spec: Value = anonymous
@@ -412,24 +439,51 @@ async fn api_tokens_are_created_once_listed_used_and_revoked(#[case] backend: Ba
             .unwrap()
             .contains(r#"error="invalid_token""#)
     );
+}
 
+/// The name every token of these tests is created with in the UI (escaped where shown).
+const TOKEN_NAME: &str = "backup <script>";
+
+/// Creates an API token named [`TOKEN_NAME`] through the tokens page, as its owner; returns
+/// the token and the page that showed it.
+async fn create_token(app: &TestApp) -> (String, String) {
     let created = app
         .client
         .post(app.url("/tokens"))
-        .form(&[
-            ("csrf_token", app.user.csrf.as_str()),
-            ("name", "backup <script>"),
-        ])
+        .form(&[("csrf_token", app.user.csrf.as_str()), ("name", TOKEN_NAME)])
         .send()
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
     assert_eq!(created.headers()["cache-control"], "no-store");
     let html = created.text().await.unwrap();
-    assert!(html.contains("backup &#60;script&#62;") || html.contains("backup &lt;script&gt;"));
     let start = html.find(r#"<code id="new-token">"#).unwrap() + r#"<code id="new-token">"#.len();
     let token = html[start..start + 71].to_owned();
     assert!(token.starts_with("lector_"), "{token}");
+    (token, html)
+}
+
+/// `GET /api/v1/documents` with `token`, from no session: the status.
+async fn list_with(app: &TestApp, token: &str) -> StatusCode {
+    reqwest::Client::new()
+        .get(app.url("/api/v1/documents"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_new_api_token_is_shown_once_stored_hashed_and_listed_by_its_prefix(
+    #[case] backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let (token, html) = create_token(&app).await;
+    assert!(html.contains("backup &#60;script&#62;") || html.contains("backup &lt;script&gt;"));
     assert!(
         !app.db
             .query_text("select token_hash from api_tokens limit 1")
@@ -437,35 +491,9 @@ async fn api_tokens_are_created_once_listed_used_and_revoked(#[case] backend: Ba
             .unwrap()
             .contains(&token)
     );
-
-    let used = anonymous
-        .get(app.url("/api/v1/documents"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(used.status(), 200);
-    // Its use is noted once a minute at most, not written on every request.
-    let last_used =
-        "select cast(last_used_at as text) from api_tokens where name = 'backup <script>'";
-    let first_use = app.db.query_text(last_used).await;
-    assert!(first_use.is_some(), "the first use is noted");
-    let again = anonymous
-        .get(app.url("/api/v1/documents"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 200);
-    assert_eq!(app.db.query_text(last_used).await, first_use);
     let (_, listing) = get(&app.client, &app, "/tokens").await;
     assert!(!listing.contains(&token), "shown once only");
     assert!(listing.contains(&token[..13]), "listed by its prefix");
-    assert_eq!(
-        listing.matches(">never<").count(),
-        1,
-        "the used token has a last-used time"
-    );
 
     let empty_name = app
         .client
@@ -475,7 +503,38 @@ async fn api_tokens_are_created_once_listed_used_and_revoked(#[case] backend: Ba
         .await
         .unwrap();
     assert_eq!(empty_name.status(), 422);
+}
 
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn an_api_token_s_use_is_noted_once_a_minute_at_most(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (token, _) = create_token(&app).await;
+    assert_eq!(list_with(&app, &token).await, 200);
+    // Its use is noted once a minute at most, not written on every request.
+    let last_used =
+        "select cast(last_used_at as text) from api_tokens where name = 'backup <script>'";
+    let first_use = app.db.query_text(last_used).await;
+    assert!(first_use.is_some(), "the first use is noted");
+    assert_eq!(list_with(&app, &token).await, 200);
+    assert_eq!(app.db.query_text(last_used).await, first_use);
+    let (_, listing) = get(&app.client, &app, "/tokens").await;
+    assert_eq!(
+        listing.matches(">never<").count(),
+        1,
+        "the used token has a last-used time"
+    );
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn api_tokens_are_revoked_by_their_owner_only(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (token, _) = create_token(&app).await;
     let token_id = app
         .db
         .query_text("select id from api_tokens where name = 'backup <script>'")
@@ -490,6 +549,7 @@ async fn api_tokens_are_created_once_listed_used_and_revoked(#[case] backend: Ba
         .await
         .unwrap();
     assert_eq!(not_hers.status(), 404);
+    assert_eq!(list_with(&app, &token).await, 200, "still in use");
     let revoked = app
         .client
         .post(app.url(&format!("/tokens/{token_id}/revoke")))
@@ -498,13 +558,7 @@ async fn api_tokens_are_created_once_listed_used_and_revoked(#[case] backend: Ba
         .await
         .unwrap();
     assert_eq!(revoked.status(), 303);
-    let after = anonymous
-        .get(app.url("/api/v1/documents"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(after.status(), 401);
+    assert_eq!(list_with(&app, &token).await, 401);
 }
 
 #[rstest]
@@ -556,7 +610,24 @@ async fn forged_and_cross_site_posts_are_refused_and_change_nothing(#[case] back
     assert_eq!(other_session.status(), 403);
     assert_eq!(app.db.count("documents").await, 1);
 
-    // Uploads: the token must come before the file.
+    let same_origin = app
+        .client
+        .post(&delete)
+        .header("origin", app.address.clone())
+        .form(&[("csrf_token", app.user.csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same_origin.status(), 303);
+    assert_eq!(app.db.count("documents").await, 0);
+}
+
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn an_upload_form_needs_the_token_before_the_file(#[case] backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     let forged_upload = app
         .client
         .post(app.url("/documents"))
@@ -577,18 +648,7 @@ async fn forged_and_cross_site_posts_are_refused_and_change_nothing(#[case] back
         .await
         .unwrap();
     assert_eq!(late_token.status(), 403);
-    assert_eq!(app.db.count("documents").await, 1, "nothing stored");
-
-    let same_origin = app
-        .client
-        .post(&delete)
-        .header("origin", app.address.clone())
-        .form(&[("csrf_token", app.user.csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(same_origin.status(), 303);
-    assert_eq!(app.db.count("documents").await, 0);
+    assert_eq!(app.db.count("documents").await, 0, "nothing stored");
 }
 
 /// What a forged request could have changed: rows of every table a form writes, the
@@ -615,38 +675,25 @@ async fn snapshot(app: &TestApp, document: &str) -> Vec<String> {
     state
 }
 
-/// Every state-changing route of the browser UI refuses a request without the session's
-/// token, or with a wrong one, whatever the body's format: url-encoded, multipart (the
-/// format only upload used to check), or none. Nothing changes.
-#[rstest]
-#[case::sqlite(Backend::Sqlite)]
-#[case::postgres(Backend::Postgres)]
-#[tokio::test]
-async fn every_state_changing_route_refuses_a_missing_or_wrong_token_in_any_format(
-    #[case] backend: Backend,
-) {
+/// An app with what the forms change: a document, a webhook and the API token; returns the
+/// document's and the webhook's ids.
+async fn app_with_something_to_change(backend: Backend) -> (TestApp, String, String) {
     let app = TestApp::spawn(backend).await;
     let document = app.upload_ok("one_page.pdf").await;
-    let (status, webhook) = {
-        let response = app
-            .client
-            .post(app.url("/api/v1/webhooks"))
-            .json(&serde_json::json!({"url": "http://93.184.216.34/in"}))
-            .send()
-            .await
-            .unwrap();
-        (response.status(), response.json::<Value>().await.unwrap())
-    };
-    assert_eq!(status, 201, "{webhook}");
-    let webhook = webhook["id"].as_str().unwrap().to_owned();
-    let token: String = app
-        .db
-        .query_text("select id from api_tokens")
-        .await
-        .unwrap();
-    let before = snapshot(&app, &document).await;
+    let webhook = app.add_webhook("http://93.184.216.34/in").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (app, document, webhook)
+}
 
-    let routes: Vec<(String, Vec<(&str, &str)>)> = vec![
+/// Every state-changing route of the browser UI, with the fields its form sends.
+fn state_changing_routes(
+    token: &str,
+    webhook: &str,
+    document: &str,
+) -> Vec<(String, Vec<(&'static str, &'static str)>)> {
+    vec![
         ("/logout".into(), vec![]),
         ("/tokens".into(), vec![("name", "forged")]),
         (format!("/tokens/{token}/revoke"), vec![]),
@@ -693,43 +740,72 @@ async fn every_state_changing_route_refuses_a_missing_or_wrong_token_in_any_form
                 ("confirm", TEST_PASSWORD),
             ],
         ),
+    ]
+}
+
+/// POSTs to `path` with `fields` and the CSRF token `token` (or none) in four ways:
+/// url-encoded, multipart, no body, and as text; each must be refused.
+async fn assert_forgeries_refused(
+    app: &TestApp,
+    path: &str,
+    fields: &[(&str, &str)],
+    token: Option<&str>,
+) {
+    let mut encoded: Vec<(&str, &str)> = token.map(|t| ("csrf_token", t)).into_iter().collect();
+    encoded.extend(fields.iter().copied());
+    let mut multipart = Form::new();
+    for (name, value) in &encoded {
+        multipart = multipart.text(name.to_string(), value.to_string());
+    }
+    if path == "/documents" {
+        multipart = multipart.part("file", pdf_part("three_pages.pdf"));
+    }
+    let requests = [
+        ("url-encoded", app.client.post(app.url(path)).form(&encoded)),
+        (
+            "multipart",
+            app.client.post(app.url(path)).multipart(multipart),
+        ),
+        ("no body", app.client.post(app.url(path))),
+        (
+            "text",
+            app.client
+                .post(app.url(path))
+                .header("content-type", "text/plain")
+                .body(format!("csrf_token={}", token.unwrap_or_default())),
+        ),
     ];
+    for (format, request) in requests {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 403, "{path}, {format}, token {token:?}");
+        assert!(
+            response.text().await.unwrap().contains("security token"),
+            "{path}, {format}"
+        );
+    }
+}
+
+/// Every state-changing route of the browser UI refuses a request without the session's
+/// token, or with a wrong one, whatever the body's format: url-encoded, multipart (the
+/// format only upload used to check), or none. Nothing changes.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn every_state_changing_route_refuses_a_missing_or_wrong_token_in_any_format(
+    #[case] backend: Backend,
+) {
+    let (app, document, webhook) = app_with_something_to_change(backend).await;
+    let token: String = app
+        .db
+        .query_text("select id from api_tokens")
+        .await
+        .unwrap();
+    let before = snapshot(&app, &document).await;
     let wrong = "0".repeat(64);
-    for (path, fields) in &routes {
+    for (path, fields) in state_changing_routes(&token, &webhook, &document) {
         for token in [None, Some(wrong.as_str())] {
-            let mut encoded: Vec<(&str, &str)> =
-                token.map(|t| ("csrf_token", t)).into_iter().collect();
-            encoded.extend(fields.iter().copied());
-            let mut multipart = Form::new();
-            for (name, value) in &encoded {
-                multipart = multipart.text(name.to_string(), value.to_string());
-            }
-            if path == "/documents" {
-                multipart = multipart.part("file", pdf_part("three_pages.pdf"));
-            }
-            let requests = [
-                ("url-encoded", app.client.post(app.url(path)).form(&encoded)),
-                (
-                    "multipart",
-                    app.client.post(app.url(path)).multipart(multipart),
-                ),
-                ("no body", app.client.post(app.url(path))),
-                (
-                    "text",
-                    app.client
-                        .post(app.url(path))
-                        .header("content-type", "text/plain")
-                        .body(format!("csrf_token={}", token.unwrap_or_default())),
-                ),
-            ];
-            for (format, request) in requests {
-                let response = request.send().await.unwrap();
-                assert_eq!(response.status(), 403, "{path}, {format}, token {token:?}");
-                assert!(
-                    response.text().await.unwrap().contains("security token"),
-                    "{path}, {format}"
-                );
-            }
+            assert_forgeries_refused(&app, &path, &fields, token).await;
         }
     }
     // A wrong token in the htmx header is refused too, whatever the body says.
@@ -743,9 +819,19 @@ async fn every_state_changing_route_refuses_a_missing_or_wrong_token_in_any_form
         .unwrap();
     assert_eq!(response.status(), 403);
     assert_eq!(snapshot(&app, &document).await, before, "nothing changed");
+}
 
-    // With the right token first, a multipart body gets through the check, but a handler
-    // that reads a url-encoded form does not read it as one: 415, the OCR choice unchanged.
+/// With the right token first, a multipart body gets through the CSRF check, but a handler
+/// that reads a url-encoded form does not read it as one: 415, the OCR choice unchanged.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn a_multipart_body_to_a_url_encoded_form_is_refused_with_415_and_changes_nothing(
+    #[case] backend: Backend,
+) {
+    let (app, document, _) = app_with_something_to_change(backend).await;
+    let before = snapshot(&app, &document).await;
     let response = app
         .client
         .post(app.url(&format!("/documents/{document}/reprocess")))
@@ -759,8 +845,19 @@ async fn every_state_changing_route_refuses_a_missing_or_wrong_token_in_any_form
         .unwrap();
     assert_eq!(response.status(), 415);
     assert_eq!(snapshot(&app, &document).await, before, "nothing changed");
-    // And the forms themselves still work: an upload the way Chromium sends it (its
-    // boundary has capitals, and a boundary is case-sensitive).
+}
+
+/// The forms the CSRF check guards still work: an upload the way Chromium sends it (its
+/// boundary has capitals, and a boundary is case-sensitive), and re-processing.
+#[rstest]
+#[case::sqlite(Backend::Sqlite)]
+#[case::postgres(Backend::Postgres)]
+#[tokio::test]
+async fn with_the_session_s_token_an_upload_as_chromium_sends_it_and_a_reprocess_form_work(
+    #[case] backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let document = app.upload_ok("one_page.pdf").await;
     let boundary = "----WebKitFormBoundaryQz7XkR2mVb9LpTa4";
     let mut body = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n{}\r\n\
@@ -810,13 +907,8 @@ async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> String {
     String::from_utf8_lossy(&received).into_owned()
 }
 
-/// Slowloris: a client that sends part of its headers, or part of its body, and then
-/// nothing, does not hold a connection: the headers must arrive within the header timeout
-/// (the connection is closed), the body may not pause longer than the body timeout (408,
-/// closed), on the API and in the browser's forms.
-#[tokio::test]
-async fn a_request_that_stalls_is_cut_off_and_the_connection_closed() {
-    use tokio::{io::AsyncWriteExt, net::TcpStream};
+/// The app with header and body timeouts of 1 s, and its `host:port`.
+async fn stalling_app() -> (TestApp, String) {
     let app = TestApp::spawn_with(
         Backend::Sqlite,
         &[
@@ -826,13 +918,31 @@ async fn a_request_that_stalls_is_cut_off_and_the_connection_closed() {
     )
     .await;
     let address = app.address.trim_start_matches("http://").to_owned();
+    (app, address)
+}
 
-    // Half a header, then silence.
-    let mut stream = TcpStream::connect(&address).await.unwrap();
+/// A connection to `address` on which `bytes` have been sent.
+async fn sent(address: &str, bytes: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
     stream
-        .write_all(b"POST /api/v1/documents HTTP/1.1\r\nHost: lector\r\nContent-Le")
-        .await
-        .unwrap();
+}
+
+// Slowloris: a client that sends part of its headers, or part of its body, and then nothing,
+// does not hold a connection: the headers must arrive within the header timeout (the
+// connection is closed), the body may not pause longer than the body timeout (408, closed), on
+// the API and in the browser's forms.
+
+#[tokio::test]
+async fn a_request_whose_headers_stall_is_cut_off_and_the_connection_closed() {
+    let (_app, address) = stalling_app().await;
+    // Half a header, then silence.
+    let mut stream = sent(
+        &address,
+        b"POST /api/v1/documents HTTP/1.1\r\nHost: lector\r\nContent-Le",
+    )
+    .await;
     let started = std::time::Instant::now();
     let answer = read_until_closed(&mut stream).await;
     assert!(
@@ -840,7 +950,11 @@ async fn a_request_that_stalls_is_cut_off_and_the_connection_closed() {
         "{answer}"
     );
     assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+}
 
+#[tokio::test]
+async fn an_upload_whose_body_stalls_gets_408_as_a_problem_and_stores_nothing() {
+    let (app, address) = stalling_app().await;
     // Headers promising 100,000 bytes of upload, 1,000 of them sent, then silence.
     let boundary = "stalled";
     let mut request = format!(
@@ -851,21 +965,25 @@ async fn a_request_that_stalls_is_cut_off_and_the_connection_closed() {
     )
     .into_bytes();
     request.resize(request.len() + 1000, b'x');
-    let mut stream = TcpStream::connect(&address).await.unwrap();
-    stream.write_all(&request).await.unwrap();
-    let answer = read_until_closed(&mut stream).await;
+    let answer = read_until_closed(&mut sent(&address, &request).await).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("application/problem+json"), "{answer}");
     assert!(answer.contains("\"code\":\"request-timeout\""), "{answer}");
     assert_eq!(app.db.count("documents").await, 0, "nothing stored");
+}
 
+#[tokio::test]
+async fn a_form_whose_body_stalls_gets_408_as_a_page() {
+    let (_app, address) = stalling_app().await;
     // The browser's log-in form: a session cookie and its token, then half the form.
-    let mut stream = TcpStream::connect(&address).await.unwrap();
-    stream
-        .write_all(b"GET /login HTTP/1.1\r\nHost: lector\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let page = read_until_closed(&mut stream).await;
+    let page = read_until_closed(
+        &mut sent(
+            &address,
+            b"GET /login HTTP/1.1\r\nHost: lector\r\nConnection: close\r\n\r\n",
+        )
+        .await,
+    )
+    .await;
     let cookie = page
         .lines()
         .find_map(|line| line.strip_prefix("set-cookie: "))
@@ -874,38 +992,29 @@ async fn a_request_that_stalls_is_cut_off_and_the_connection_closed() {
         .to_owned();
     let csrf = csrf_from(&page).unwrap();
     let form = format!("csrf_token={csrf}&email=owner%40example.com&password=");
-    let mut stream = TcpStream::connect(&address).await.unwrap();
-    stream
-        .write_all(
-            format!(
-                "POST /login HTTP/1.1\r\nHost: lector\r\nCookie: {cookie}\r\n\
-                 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 500\r\n\r\n{form}"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-    let answer = read_until_closed(&mut stream).await;
+    let request = format!(
+        "POST /login HTTP/1.1\r\nHost: lector\r\nCookie: {cookie}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 500\r\n\r\n{form}"
+    );
+    let answer = read_until_closed(&mut sent(&address, request.as_bytes()).await).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("text/html"), "{answer}");
     assert!(answer.contains("stopped arriving"), "{answer}");
+}
 
-    // A client that keeps sending, however slowly, is not cut off.
+#[tokio::test]
+async fn a_client_that_keeps_sending_however_slowly_is_not_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let (app, address) = stalling_app().await;
     let body = serde_json::json!({"url": "http://93.184.216.34/slow"}).to_string();
     let (head, tail) = body.split_at(10);
-    let mut stream = TcpStream::connect(&address).await.unwrap();
-    stream
-        .write_all(
-            format!(
-                "POST /api/v1/webhooks HTTP/1.1\r\nHost: lector\r\nAuthorization: Bearer {}\r\n\
-                 Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{head}",
-                app.user.token,
-                body.len()
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
+    let request = format!(
+        "POST /api/v1/webhooks HTTP/1.1\r\nHost: lector\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{head}",
+        app.user.token,
+        body.len()
+    );
+    let mut stream = sent(&address, request.as_bytes()).await;
     for byte in tail.bytes() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         stream.write_all(&[byte]).await.unwrap();
@@ -960,67 +1069,19 @@ fn holds(haystack: &[u8], needle: &str) -> bool {
         .any(|window| window == needle.as_bytes())
 }
 
-/// Whoever reads the database reads no secret it keeps: a PDF's password and a webhook's
-/// signing secret are sealed under a key kept outside it, and a session is stored under a
-/// hash of its cookie's id. The password still opens the PDF for the worker and again for
-/// re-processing.
 #[rstest]
 #[case::sqlite(Backend::Sqlite)]
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn the_database_holds_no_secret_in_the_clear(#[case] backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let response = app
-        .upload_fixture("user_password.pdf", Some("open-sesame"))
-        .await;
-    assert_eq!(response.status(), 202);
-    let id = response.json::<Value>().await.unwrap()["id"]
+    let id = upload_with_a_password_and_reprocess(&app).await;
+    let signing_secret = app.add_webhook("http://93.184.216.34/in").await["secret"]
         .as_str()
         .unwrap()
         .to_owned();
-    app.drain_jobs().await;
-    assert_eq!(app.document(&id).await["status"], "done");
-    let response = app
-        .client
-        .post(app.url(&format!("/api/v1/documents/{id}/reprocess")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    app.drain_jobs().await;
-    let text = app.get_text(&format!("/api/v1/documents/{id}/text")).await;
-    assert!(
-        text.contains("zebras"),
-        "re-processed with the kept password: {text}"
-    );
-
-    let response = app
-        .client
-        .post(app.url("/api/v1/webhooks"))
-        .json(&serde_json::json!({"url": "http://93.184.216.34/in"}))
-        .send()
-        .await
-        .unwrap();
-    let webhook: Value = response.json().await.unwrap();
-    let signing_secret = webhook["secret"].as_str().unwrap().to_owned();
     assert!(signing_secret.starts_with("whsec_"));
-
-    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
-    let browser = reqwest::Client::builder()
-        .cookie_provider(jar.clone())
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    common::log_in(&browser, &app.address, "owner@example.com", TEST_PASSWORD).await;
-    let cookies =
-        reqwest::cookie::CookieStore::cookies(&*jar, &app.address.parse().unwrap()).unwrap();
-    let session_id = cookies
-        .to_str()
-        .unwrap()
-        .split("; ")
-        .find_map(|c| c.strip_prefix("lector_session="))
-        .unwrap()
-        .to_owned();
+    let session_id = a_session_cookie_id(&app).await;
 
     let stored_password = app
         .db
@@ -1067,12 +1128,56 @@ async fn the_database_holds_no_secret_in_the_clear(#[case] backend: Backend) {
     }
 }
 
+/// Uploads `user_password.pdf` with its password, extracts it, and checks that re-processing
+/// opens it again with the kept password; returns its id.
+async fn upload_with_a_password_and_reprocess(app: &TestApp) -> String {
+    let response = app
+        .upload_fixture("user_password.pdf", Some("open-sesame"))
+        .await;
+    assert_eq!(response.status(), 202);
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.drain_jobs().await;
+    assert_eq!(app.document(&id).await["status"], "done");
+    let response = app.post(&format!("/api/v1/documents/{id}/reprocess")).await;
+    assert_eq!(response.status(), 202);
+    app.drain_jobs().await;
+    let text = app.get_text(&format!("/api/v1/documents/{id}/text")).await;
+    assert!(
+        text.contains("zebras"),
+        "re-processed with the kept password: {text}"
+    );
+    id
+}
+
+/// Logs a new browser in as the owner; the id its session cookie carries.
+async fn a_session_cookie_id(app: &TestApp) -> String {
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let browser = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    harness::log_in(&browser, &app.address, "owner@example.com", TEST_PASSWORD).await;
+    let cookies =
+        reqwest::cookie::CookieStore::cookies(&*jar, &app.address.parse().unwrap()).unwrap();
+    cookies
+        .to_str()
+        .unwrap()
+        .split("; ")
+        .find_map(|c| c.strip_prefix("lector_session="))
+        .unwrap()
+        .to_owned()
+}
+
 /// Postgres has no default key (its instances must share one, and it must outlive them):
 /// serving or migrating without one stops at start and says what to set; an administrator's
 /// `lector user …` commands, which keep no secret, still run.
 #[tokio::test]
 async fn postgres_without_a_secret_key_does_not_start() {
-    let db = common::TestDatabase::new(Backend::Postgres).await;
+    let db = harness::TestDatabase::new(Backend::Postgres).await;
     let url = db.url.clone();
     let config = lector::config::Config::from_lookup(move |name| {
         (name == "DATABASE_URL").then(|| url.clone())
@@ -1091,7 +1196,7 @@ async fn postgres_without_a_secret_key_does_not_start() {
         format!("{error:#}").contains("LECTOR_SECRET_KEY must be set"),
         "{error:#}"
     );
-    common::create_account(&config, "admin@example.com").await;
+    harness::create_account(&config, "admin@example.com").await;
     assert_eq!(db.count("users").await, 1);
 }
 
@@ -1161,7 +1266,7 @@ async fn too_many_log_ins_or_uploads_get_429_with_retry_after(#[case] backend: B
         ],
     )
     .await;
-    let client = common::browser_client();
+    let client = harness::browser_client();
     let (_, page) = get(&client, &app, "/login").await;
     let csrf = csrf_from(&page).unwrap();
     let attempt = |email: &'static str, password: &'static str| {
@@ -1209,18 +1314,10 @@ async fn too_many_log_ins_or_uploads_get_429_with_retry_after(#[case] backend: B
 #[tokio::test]
 async fn lector_user_add_generates_a_password_that_logs_in() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let output = std::process::Command::new(lector_exe())
-        .args(["user", "add", "Grace@Example.com"])
+    let (added, stdout, stderr) = lector_command(&["user", "add", "Grace@Example.com"])
         .env("DATABASE_URL", &app.db.url)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8(output.stdout).unwrap();
+        .run();
+    assert!(added, "{stderr}");
     assert!(stdout.contains("added grace@example.com"), "{stdout}");
     let password = stdout
         .lines()
@@ -1228,17 +1325,14 @@ async fn lector_user_add_generates_a_password_that_logs_in() {
         .unwrap()
         .to_owned();
     assert_eq!(password.len(), 20);
-    let client = common::browser_client();
-    let csrf = common::log_in(&client, &app.address, "grace@example.com", &password).await;
+    let client = harness::browser_client();
+    let csrf = harness::log_in(&client, &app.address, "grace@example.com", &password).await;
     assert_eq!(csrf.len(), 64);
-    let again = std::process::Command::new(lector_exe())
-        .args(["user", "add", "grace@example.com"])
+    let (again, _, stderr) = lector_command(&["user", "add", "grace@example.com"])
         .env("DATABASE_URL", &app.db.url)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+        .run();
+    assert!(!again);
+    assert!(stderr.contains("already exists"));
 }
 
 #[tokio::test]

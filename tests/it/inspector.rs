@@ -2,11 +2,9 @@
 //! crash retires it, a hang is cut at the deadline, and a child that died while idle is
 //! replaced without failing the next upload.
 
-mod common;
-
 use std::time::Duration;
 
-use common::fixture;
+use crate::harness::{self, fixture};
 use lector::engines::{OpenError, SandboxError, inspector::Inspectors};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -28,7 +26,7 @@ fn real(max_idle: usize) -> Inspectors {
 /// A stand-in for the inspector child that behaves in a given way.
 fn scripted(dir: &tempfile::TempDir, body: &str) -> Inspectors {
     let path = dir.path().join("inspector");
-    common::write_script(&path, body);
+    harness::write_script(&path, body);
     Inspectors::new(path, 1024, 2, fixtures())
 }
 

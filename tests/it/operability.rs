@@ -1,9 +1,7 @@
 //! What operators watch: `/metrics` (database gauges and this process's counters and
 //! histograms), optionally behind a token.
 
-mod common;
-
-use common::{Backend, TestApp};
+use crate::harness::{Backend, TestApp};
 use rstest::rstest;
 
 #[rstest]
