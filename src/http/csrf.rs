@@ -88,31 +88,36 @@ pub async fn protect(
         .unwrap_or_default()
         .to_owned();
     let media_type = content_type.to_ascii_lowercase();
-    if media_type.starts_with("application/x-www-form-urlencoded") {
-        let (parts, body) = request.into_parts();
-        let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM_BYTES).await else {
-            return HtmlError(AppError::BadRequest("the form is too large".into())).into_response();
-        };
-        let fields: Vec<(String, String)> =
-            serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
-        let sent = fields
-            .iter()
-            .find(|(name, _)| name == FIELD)
-            .map(|(_, value)| value.as_bytes());
-        if !sent.is_some_and(|sent| matches(sent, &expected)) {
-            return forbidden(MISSING_OR_WRONG);
-        }
-        return next
-            .run(Request::from_parts(parts, Body::from(bytes)))
-            .await;
+    let checked = if media_type.starts_with("application/x-www-form-urlencoded") {
+        with_form_token(request, &expected).await
+    } else if media_type.starts_with("multipart/form-data") {
+        with_multipart_token(request, &content_type, &expected).await
+    } else {
+        Err(forbidden(MISSING_OR_WRONG))
+    };
+    match checked {
+        Ok(request) => next.run(request).await,
+        Err(refusal) => refusal,
     }
-    if media_type.starts_with("multipart/form-data") {
-        return match with_multipart_token(request, &content_type, &expected).await {
-            Ok(request) => next.run(request).await,
-            Err(refusal) => refusal,
-        };
+}
+
+/// The url-encoded form, read whole (it is small), when its token field is right.
+async fn with_form_token(request: Request, expected: &str) -> Result<Request, Response> {
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM_BYTES).await else {
+        return Err(
+            HtmlError(AppError::BadRequest("the form is too large".into())).into_response(),
+        );
+    };
+    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
+    let sent = fields
+        .iter()
+        .find(|(name, _)| name == FIELD)
+        .map(|(_, value)| value.as_bytes());
+    match sent.is_some_and(|sent| matches(sent, expected)) {
+        true => Ok(Request::from_parts(parts, Body::from(bytes))),
+        false => Err(forbidden(MISSING_OR_WRONG)),
     }
-    forbidden(MISSING_OR_WRONG)
 }
 
 const MISSING_OR_WRONG: &str =

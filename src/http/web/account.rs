@@ -15,7 +15,7 @@ use crate::{
     app::accounts::{PasswordChange, PasswordError},
     domain::User,
     http::{
-        AppState, HtmlError, HtmlForm, RefusedOr,
+        AppState, HtmlError, HtmlForm, Refusal, RefusedOr,
         auth::{ClientIp, CurrentUser, end_session, redirect_with_device, start_session},
     },
     sessions::{set_flash, take_flash},
@@ -126,24 +126,11 @@ pub async fn change_password(
         revoke_tokens: form.revoke_tokens.is_some(),
         address: &ip,
     };
-    match state
-        .accounts
-        .change_password(&user, &change)
-        .await
-        .or_refusal()?
-    {
+    let changed = state.accounts.change_password(&user, &change).await;
+    match changed.or_refusal()? {
         Ok((epoch, device)) => {
             start_session(&session, &user, epoch).await?;
-            let revoked = if change.revoke_tokens {
-                " and every API token revoked"
-            } else {
-                ""
-            };
-            set_flash(
-                &session,
-                format!("Your password was changed: every other session ended{revoked}."),
-            )
-            .await;
+            set_flash(&session, password_changed(change.revoke_tokens)).await;
             let secure = state.config.is_https();
             Ok(redirect_with_device("/account", Some(&device), secure))
         }
@@ -153,6 +140,14 @@ pub async fn change_password(
             Ok(refused.form_again(render(&page)?))
         }
     }
+}
+
+fn password_changed(tokens_revoked: bool) -> String {
+    let revoked = match tokens_revoked {
+        true => " and every API token revoked",
+        false => "",
+    };
+    format!("Your password was changed: every other session ended{revoked}.")
 }
 
 /// Ends every session of the account, this one included.
@@ -271,27 +266,33 @@ pub async fn reset(
     {
         Ok(user) => {
             end_session(&session).await?;
+            let email = user.email;
             set_flash(
                 &session,
-                format!(
-                    "The password of {} was changed: log in with it.",
-                    user.email
-                ),
+                format!("The password of {email} was changed: log in with it."),
             )
             .await;
             Ok(Redirect::to("/login").into_response())
         }
-        Err(refused) => {
-            // A link that no longer works (410) shows its page without the form.
-            let email = state.accounts.reset_link_user(&token).await?;
-            let email = email.map(|user| user.email);
-            let message = email.is_some().then(|| refused.message.clone());
-            let page = reset_form(&state, &session, token, email, message).await?;
-            let mut response = refused.form_again(render(&page)?);
-            (response.headers_mut()).insert(header::CACHE_CONTROL, NO_STORE);
-            Ok(response)
-        }
+        Err(refused) => reset_refused(&state, &session, token, refused).await,
     }
+}
+
+/// The reset form again with the refusal; a link that no longer works (410) shows its page
+/// without the form.
+async fn reset_refused(
+    state: &AppState,
+    session: &Session,
+    token: String,
+    refused: Refusal,
+) -> Result<Response, HtmlError> {
+    let email = state.accounts.reset_link_user(&token).await?;
+    let email = email.map(|user| user.email);
+    let message = email.is_some().then(|| refused.message.clone());
+    let page = reset_form(state, session, token, email, message).await?;
+    let mut response = refused.form_again(render(&page)?);
+    (response.headers_mut()).insert(header::CACHE_CONTROL, NO_STORE);
+    Ok(response)
 }
 
 /// A page that holds a reset link in its address: not kept by caches.

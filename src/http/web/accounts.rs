@@ -12,6 +12,7 @@ use tower_sessions::Session;
 use super::{render, views::Nav};
 use crate::{
     app::accounts::{LogIn, LogInAttempt, SignUpError},
+    domain::User,
     http::{
         AppError, AppState, HtmlError, HtmlForm, Refusal, RefusedOr,
         auth::{
@@ -61,6 +62,18 @@ pub struct SignupForm {
     confirm: String,
 }
 
+impl LoginForm {
+    /// The attempt this form makes from `address`, with the browser's `device` cookie.
+    fn attempt<'a>(&'a self, address: &'a str, device: Option<&'a str>) -> LogInAttempt<'a> {
+        LogInAttempt {
+            email: &self.email,
+            password: &self.password,
+            address,
+            device,
+        }
+    }
+}
+
 /// The log-in page; someone already signed in goes to their documents, and the very first
 /// visitor (no account yet, sign-up allowed) to the sign-up page.
 pub async fn login_page(
@@ -98,13 +111,8 @@ pub async fn login(
         return login_error(&state, &session, form.email, too_many_attempts(limited)).await;
     }
     let device = device_cookie(&headers);
-    let attempt = LogInAttempt {
-        email: &form.email,
-        password: &form.password,
-        address: &ip,
-        device: device.as_deref(),
-    };
-    let refused = match state.accounts.log_in(attempt).await? {
+    let attempt = form.attempt(&ip, device.as_deref());
+    match state.accounts.log_in(attempt).await? {
         LogIn::Welcome {
             user,
             session_epoch,
@@ -113,12 +121,15 @@ pub async fn login(
             start_session(&session, &user, session_epoch).await?;
             tracing::info!(user.id = %user.id, "logged in");
             let secure = state.config.is_https();
-            return Ok(redirect_with_device("/", new_device.as_deref(), secure));
+            Ok(redirect_with_device("/", new_device.as_deref(), secure))
         }
-        LogIn::Refused => {
-            tracing::info!(client.ip = %ip, "log-in refused");
-            Refusal::new("The e-mail or the password is wrong.")
-        }
+        refused => login_error(&state, &session, form.email, refusal(refused, &ip)).await,
+    }
+}
+
+/// Why a log-in that did not welcome the person was refused, in their words.
+fn refusal(answer: LogIn, ip: &str) -> Refusal {
+    match answer {
         LogIn::Wait(wait) => {
             tracing::warn!(client.ip = %ip, "log-in held back after wrong passwords");
             let seconds = wait.as_secs().max(1);
@@ -127,8 +138,11 @@ pub async fn login(
             ))
             .wait(seconds)
         }
-    };
-    login_error(&state, &session, form.email, refused).await
+        _ => {
+            tracing::info!(client.ip = %ip, "log-in refused");
+            Refusal::new("The e-mail or the password is wrong.")
+        }
+    }
 }
 
 /// The refusal for a client over the log-in rate limit.
@@ -199,20 +213,7 @@ pub async fn signup(
     ClientIp(ip): ClientIp,
     HtmlForm(form): HtmlForm<SignupForm>,
 ) -> Result<Response, HtmlError> {
-    let result = match state
-        .accounts
-        .check_sign_up(&form.email, &form.password, &form.confirm)
-    {
-        Ok(()) => {
-            state.limits.check_signup(&ip)?;
-            state
-                .accounts
-                .sign_up(&form.email, &form.password, &form.confirm)
-                .await
-        }
-        Err(refused) => Err(refused),
-    };
-    match result.or_refusal()? {
+    match sign_up(&state, &ip, &form).await?.or_refusal()? {
         Ok(user) => {
             start_session(&session, &user, 0).await?;
             set_flash(&session, "Welcome! Upload a PDF to begin.").await;
@@ -227,6 +228,23 @@ pub async fn signup(
             Ok(refused.form_again(render(&page)?))
         }
     }
+}
+
+/// Checks the form before counting the sign-up against the address's hourly limit, so a
+/// typo costs nothing.
+async fn sign_up(
+    state: &AppState,
+    ip: &str,
+    form: &SignupForm,
+) -> Result<Result<User, SignUpError>, HtmlError> {
+    let accounts = &state.accounts;
+    if let Err(refused) = accounts.check_sign_up(&form.email, &form.password, &form.confirm) {
+        return Ok(Err(refused));
+    }
+    state.limits.check_signup(ip)?;
+    Ok(accounts
+        .sign_up(&form.email, &form.password, &form.confirm)
+        .await)
 }
 
 /// Signs out and deletes the session.

@@ -15,6 +15,7 @@ use super::{
 };
 use crate::{
     app::documents::{OcrRequest, UploadError, Uploaded, human_bytes},
+    config::Config,
     domain::{User, upload::clean_file_name},
     http::{
         AppState, HtmlError, HtmlForm, Refusal, RefusedOr,
@@ -129,18 +130,7 @@ pub async fn upload(
     multipart: Multipart,
 ) -> Result<Response, HtmlError> {
     state.limits.check_upload(&user.id)?;
-    let config = &state.config;
-    let read = read_upload(
-        multipart,
-        state.documents.uploads_dir(),
-        config.max_upload_bytes,
-        config.max_files_per_upload,
-    );
-    let form = match read.await.or_refusal()? {
-        Ok(form) if form.files.is_empty() => Err(Refusal::new(UploadError::NoFile.to_string())),
-        read => read,
-    };
-    let form = match form {
+    let form = match read_form(&state, multipart).await? {
         Ok(form) => form,
         Err(refused) => {
             let errors = vec![refused.message.clone()];
@@ -152,16 +142,37 @@ pub async fn upload(
         let refused = Refusal::new(errors.join(" "));
         return form_error(&state, &session, &user, errors, refused).await;
     }
-    if let [only] = stored.as_slice() {
-        let verb = match only.duplicate {
-            true => "was already uploaded",
-            false => "was uploaded",
-        };
-        set_flash(&session, format!("{} {verb}.", only.document.file_name)).await;
-        return Ok(Redirect::to(&format!("/documents/{}", only.document.id)).into_response());
+    set_flash(&session, uploaded_flash(&stored)).await;
+    match stored.as_slice() {
+        [only] => Ok(Redirect::to(&format!("/documents/{}", only.document.id)).into_response()),
+        _ => Ok(Redirect::to("/").into_response()),
     }
-    set_flash(&session, format!("{} files were uploaded.", stored.len())).await;
-    Ok(Redirect::to("/").into_response())
+}
+
+/// The files and fields of the form, or why they were refused (a form without a file too).
+async fn read_form(
+    state: &AppState,
+    multipart: Multipart,
+) -> Result<Result<UploadForm, Refusal>, HtmlError> {
+    let config = &state.config;
+    let read = read_upload(
+        multipart,
+        state.documents.uploads_dir(),
+        config.max_upload_bytes,
+        config.max_files_per_upload,
+    );
+    Ok(match read.await.or_refusal()? {
+        Ok(form) if form.files.is_empty() => Err(Refusal::new(UploadError::NoFile.to_string())),
+        read => read,
+    })
+}
+
+fn uploaded_flash(stored: &[Uploaded]) -> String {
+    match stored {
+        [only] if only.duplicate => format!("{} was already uploaded.", only.document.file_name),
+        [only] => format!("{} was uploaded.", only.document.file_name),
+        _ => format!("{} files were uploaded.", stored.len()),
+    }
 }
 
 /// Stores each file of the form; the refused ones are listed by name (with a word on the
@@ -233,13 +244,7 @@ async fn document_page(
     let textract_pages = state.documents.textract_pages(&document).await?;
     render(&DocumentPage {
         nav: Nav::new(session, Some(user)).await?,
-        textract_note: (textract_pages > 0).then(|| {
-            let cost = crate::app::status::estimated_cost(
-                textract_pages,
-                state.config.textract_price_per_1000_pages,
-            );
-            format!("{textract_pages} pages read by Textract · estimated cost ${cost:.4}")
-        }),
+        textract_note: textract_note(textract_pages, &state.config),
         flash: take_flash(session).await,
         form_error,
         ocr_languages: state.documents.ocr_availability().languages().join(", "),
@@ -251,6 +256,14 @@ async fn document_page(
             .map(|(q, found)| SearchNote::new(q, found)),
         pages: PageSection::highlighted(pages, highlights.map(|(_, found)| found)),
     })
+}
+
+/// "12 pages read by Textract · estimated cost $0.0180", when any were.
+fn textract_note(textract_pages: i64, config: &Config) -> Option<String> {
+    let price = config.textract_price_per_1000_pages;
+    let cost = crate::app::status::estimated_cost(textract_pages, price);
+    (textract_pages > 0)
+        .then(|| format!("{textract_pages} pages read by Textract · estimated cost ${cost:.4}"))
 }
 
 /// The progress fragment the document page polls; tells htmx to reload once finished so

@@ -4,8 +4,10 @@
 
 use askama::Template;
 use axum::{
-    Router, middleware,
-    response::Html,
+    Router,
+    http::StatusCode,
+    middleware,
+    response::{Html, IntoResponse, Response},
     routing::{get, post},
 };
 use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
@@ -73,6 +75,12 @@ pub fn routes(state: AppState, sessions: SessionBackend) -> Router<AppState> {
         // Inside the session layer: the check reads the token from the session.
         .layer(middleware::from_fn_with_state(state, csrf::protect))
         .layer(session_layer)
+}
+
+/// A page that shows a secret once: 201, and kept by no cache.
+fn shown_once(page: Html<String>) -> Response {
+    let no_store = [(axum::http::header::CACHE_CONTROL, "no-store")];
+    (StatusCode::CREATED, no_store, page).into_response()
 }
 
 fn render(template: &impl Template) -> Result<Html<String>, HtmlError> {

@@ -54,20 +54,11 @@ pub async fn page(
     params: Result<Query<SearchParams>, QueryRejection>,
 ) -> Result<Response, HtmlError> {
     let nav = Nav::new(&session, Some(&user)).await?;
-    let (params, rejected) = match params {
-        Ok(Query(params)) => (params, None),
-        Err(rejection) => (SearchParams::default(), Some(rejection.body_text())),
-    };
+    let (params, checked) = checked(params);
     let page = SearchPage::new(nav, &params);
-    if rejected.is_none() && params.is_blank() {
-        return Ok(render(&page)?.into_response());
-    }
-    let checked = match rejected {
-        Some(reason) => Err(reason),
-        None => params.validate().map_err(|reason| reason.to_string()),
-    };
     let valid = match checked {
-        Ok(valid) => valid,
+        Ok(None) => return Ok(render(&page)?.into_response()),
+        Ok(Some(valid)) => valid,
         Err(reason) => {
             let refused = Refusal::new(reason).with_status(StatusCode::BAD_REQUEST);
             let page = SearchPage {
@@ -80,6 +71,21 @@ pub async fn page(
     let results = state.search.run(&user, &valid).await?;
     let page = page.with_results(results, &valid, &params, state.search.max_scored_pages());
     Ok(render(&page)?.into_response())
+}
+
+/// The parameters as given, and the search they ask for: none for the blank form, or why
+/// it is refused.
+fn checked(
+    params: Result<Query<SearchParams>, QueryRejection>,
+) -> (SearchParams, Result<Option<ValidSearch>, String>) {
+    match params {
+        Err(rejection) => (SearchParams::default(), Err(rejection.body_text())),
+        Ok(Query(params)) if params.is_blank() => (params, Ok(None)),
+        Ok(Query(params)) => {
+            let valid = params.validate().map(Some);
+            (params, valid.map_err(|reason| reason.to_string()))
+        }
+    }
 }
 
 impl SearchPage {

@@ -3,14 +3,13 @@
 use askama::Template;
 use axum::{
     extract::{Path, State},
-    http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
 use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::{
-    render,
+    render, shown_once,
     views::{Nav, TokenRow},
 };
 use crate::{
@@ -89,12 +88,7 @@ pub async fn create(
                 secret,
             };
             let html = render(&page(&state, &session, &user, None, Some(new_token)).await?)?;
-            Ok((
-                StatusCode::CREATED,
-                [(axum::http::header::CACHE_CONTROL, "no-store")],
-                html,
-            )
-                .into_response())
+            Ok(shown_once(html))
         }
         Err(refused) => {
             let message = Some(refused.message.clone());

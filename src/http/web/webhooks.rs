@@ -4,14 +4,13 @@
 use askama::Template;
 use axum::{
     extract::{Path, State},
-    http::StatusCode,
     response::{IntoResponse, Redirect, Response},
 };
 use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::{
-    render,
+    render, shown_once,
     views::{DeliveryRow, Nav, WebhookRow},
 };
 use crate::{
@@ -108,25 +107,13 @@ pub async fn create(
         .or_refusal()?
     {
         Ok((webhook, secret)) => {
-            let new_secret = NewSecret {
+            let new_secret = Some(NewSecret {
                 url: webhook.url,
                 secret,
-            };
-            let page = list_page(
-                &state,
-                &session,
-                &user,
-                None,
-                CreateWebhookForm::default(),
-                Some(new_secret),
-            )
-            .await?;
-            Ok((
-                StatusCode::CREATED,
-                [(axum::http::header::CACHE_CONTROL, "no-store")],
-                render(&page)?,
-            )
-                .into_response())
+            });
+            let form = CreateWebhookForm::default();
+            let page = list_page(&state, &session, &user, None, form, new_secret).await?;
+            Ok(shown_once(render(&page)?))
         }
         Err(refused) => {
             let message = Some(refused.message.clone());
