@@ -125,13 +125,13 @@ impl Status {
     /// for the local engine, Textract answering for the others); each check bounded in time.
     pub async fn readiness(&self) -> Readiness {
         let mut checks = BTreeMap::new();
-        checks.insert("database", self.database().await);
-        checks.insert("migrations", self.migrations().await);
-        checks.insert("blob_store", self.blob_store().await);
+        checks.insert("database", check_database(self.store.as_ref()).await);
+        checks.insert("migrations", check_migrations(self.store.as_ref()).await);
+        checks.insert("blob_store", check_blob_store(&self.blobs).await);
         if self.config.engine.uses_textract() {
-            checks.insert("textract", self.textract().await);
+            checks.insert("textract", check_textract(self.textract.as_ref()).await);
         }
-        checks.insert("ocr", self.ocr());
+        checks.insert("ocr", check_ocr(&self.config, &self.ocr));
         let queue = self.store.queue_counts().await.ok();
         let mut report = Readiness {
             status: "not ready",
@@ -144,52 +144,6 @@ impl Status {
             report.status = "ready";
         }
         report
-    }
-
-    async fn database(&self) -> Check {
-        match within("the database", self.store.ping()).await {
-            Ok(()) => Check::ok(self.store.backend()),
-            Err(reason) => Check::failed(reason),
-        }
-    }
-
-    async fn migrations(&self) -> Check {
-        match within("reading the migrations", self.store.pending_migrations()).await {
-            Ok(0) => Check::ok("all applied"),
-            Ok(n) => Check::failed(format!("{n} not applied: run `lector migrate`")),
-            Err(reason) => Check::failed(reason),
-        }
-    }
-
-    async fn blob_store(&self) -> Check {
-        match self.blobs.s3() {
-            None => Check::ok("database"),
-            Some(s3) => match within("the S3 bucket", s3.check_region()).await {
-                Ok(()) => Check::ok(format!("s3://{}", s3.bucket())),
-                Err(reason) => Check::failed(reason),
-            },
-        }
-    }
-
-    async fn textract(&self) -> Check {
-        let Some(textract) = &self.textract else {
-            return Check::failed("no LECTOR_S3_BUCKET: Textract reads originals from S3");
-        };
-        match within("Textract", textract.probe_cached(TEXTRACT_PROBE_MAX_AGE)).await {
-            Ok(()) => Check::ok("answers"),
-            Err(reason) => Check::failed(reason),
-        }
-    }
-
-    fn ocr(&self) -> Check {
-        // Only the local engine depends on Tesseract for scanned pages; Textract and hybrid
-        // send them to AWS.
-        let needed = self.config.engine == Engine::Local && self.config.ocr.mode != OcrMode::Off;
-        match self.ocr.unavailable() {
-            None => Check::ok(format!("tesseract ({})", self.ocr.languages().join(", "))),
-            Some(reason) if needed => Check::failed(reason),
-            Some(reason) => Check::ok(format!("not needed by this engine ({reason})")),
-        }
     }
 
     /// The figures `/metrics` reports from the database.
@@ -212,6 +166,60 @@ impl Status {
             textract_monthly_page_budget: self.config.textract_monthly_page_budget,
             pages_by_source,
         })
+    }
+}
+
+// The checks of the readiness report, one each; `lector doctor` runs the same ones and adds
+// its advice to what they find.
+
+/// The database answers a query; the detail names the backend.
+pub async fn check_database(store: &dyn Store) -> Check {
+    match within("the database", store.ping()).await {
+        Ok(()) => Check::ok(store.backend()),
+        Err(reason) => Check::failed(reason),
+    }
+}
+
+/// Every migration of this build is applied.
+pub async fn check_migrations(store: &dyn Store) -> Check {
+    match within("reading the migrations", store.pending_migrations()).await {
+        Ok(0) => Check::ok("all applied"),
+        Ok(n) => Check::failed(format!("{n} not applied: run `lector migrate`")),
+        Err(reason) => Check::failed(reason),
+    }
+}
+
+/// Originals can be stored: always in the database, or the bucket answers from its region.
+pub async fn check_blob_store(blobs: &BlobStore) -> Check {
+    match blobs.s3() {
+        None => Check::ok("database"),
+        Some(s3) => match within("the S3 bucket", s3.check_region()).await {
+            Ok(()) => Check::ok(format!("s3://{}", s3.bucket())),
+            Err(reason) => Check::failed(reason),
+        },
+    }
+}
+
+/// Textract answers (at most one call a minute: its Get quota is shared with the jobs).
+pub async fn check_textract(textract: Option<&Textract>) -> Check {
+    let Some(textract) = textract else {
+        return Check::failed("no LECTOR_S3_BUCKET: Textract reads originals from S3");
+    };
+    match within("Textract", textract.probe_cached(TEXTRACT_PROBE_MAX_AGE)).await {
+        Ok(()) => Check::ok("answers"),
+        Err(reason) => Check::failed(reason),
+    }
+}
+
+/// Tesseract is there when the engine needs it.
+pub fn check_ocr(config: &Config, ocr: &OcrAvailability) -> Check {
+    // Only the local engine depends on Tesseract for scanned pages; Textract and hybrid send
+    // them to AWS.
+    let needed = config.engine == Engine::Local && config.ocr.mode != OcrMode::Off;
+    match ocr.unavailable() {
+        None => Check::ok(format!("tesseract ({})", ocr.languages().join(", "))),
+        Some(reason) if needed => Check::failed(reason),
+        Some(reason) => Check::ok(format!("not needed by this engine ({reason})")),
     }
 }
 
