@@ -2,10 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use utoipa::ToSchema;
 
 /// Where a document is in its life cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DocumentStatus {
     /// Stored and waiting for a worker.
@@ -21,6 +20,15 @@ pub enum DocumentStatus {
 }
 
 impl DocumentStatus {
+    /// Every status, in life-cycle order.
+    pub const ALL: [DocumentStatus; 5] = [
+        Self::Queued,
+        Self::Processing,
+        Self::Done,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
     /// The name stored in the database and shown in the API.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -134,7 +142,7 @@ impl Document {
 }
 
 /// The text of one page.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Page {
     /// 1-based page number.
     pub number: i32,

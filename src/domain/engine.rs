@@ -3,10 +3,9 @@
 //! the sandbox's answer) and matched everywhere else.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 /// How a document is read; recorded on the document when it is queued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Engine {
     /// The PDF's own text layer, and local OCR for pages without one.
@@ -48,7 +47,7 @@ impl std::fmt::Display for Engine {
 }
 
 /// Which engine produced a page's text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PageSource {
     /// The PDF's own text layer.
@@ -60,6 +59,9 @@ pub enum PageSource {
 }
 
 impl PageSource {
+    /// Every source.
+    pub const ALL: [PageSource; 3] = [Self::TextLayer, Self::Ocr, Self::Textract];
+
     /// The name stored in the database and shown in the API.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -71,9 +73,7 @@ impl PageSource {
 
     /// Parses a stored name.
     pub fn parse(raw: &str) -> Option<Self> {
-        [Self::TextLayer, Self::Ocr, Self::Textract]
-            .into_iter()
-            .find(|source| source.as_str() == raw)
+        Self::ALL.into_iter().find(|source| source.as_str() == raw)
     }
 }
 
@@ -90,7 +90,7 @@ mod tests {
                 serde_json::json!(engine.as_str())
             );
         }
-        for source in [PageSource::TextLayer, PageSource::Ocr, PageSource::Textract] {
+        for source in PageSource::ALL {
             assert_eq!(PageSource::parse(source.as_str()), Some(source));
             assert_eq!(
                 serde_json::to_value(source).unwrap(),

@@ -1,10 +1,9 @@
 //! The OCR choices a person makes for a document: when to OCR, and in which languages.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 /// When pages are read by OCR.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum OcrMode {
     /// Only pages whose text layer is missing, too short or garbage.
@@ -17,6 +16,9 @@ pub enum OcrMode {
 }
 
 impl OcrMode {
+    /// Every mode.
+    pub const ALL: [OcrMode; 3] = [OcrMode::Auto, OcrMode::Off, OcrMode::Force];
+
     /// The name stored in the database and used in forms and the API.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -38,7 +40,7 @@ impl OcrMode {
 }
 
 /// The OCR choices a document is extracted with.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OcrChoice {
     /// When pages are OCR'd.
     pub mode: OcrMode,

@@ -12,6 +12,7 @@ use utoipa::{
 use super::AppState;
 
 mod documents;
+mod schemas;
 mod search;
 mod views;
 mod webhooks;
