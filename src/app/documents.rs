@@ -3,166 +3,24 @@
 
 use std::{path::Path, sync::Arc};
 
-use secrecy::SecretString;
-use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
+
+mod incoming;
+mod upload;
+
+pub use incoming::{IncomingFile, IncomingFileWriter, human_bytes};
+pub use upload::{TEXTRACT_MAX_BYTES, TEXTRACT_MAX_PAGES, UploadError};
 
 use crate::{
     blobs::{BlobStore, ByteStream},
     config::Config,
     domain::{
-        Document, Engine, Page, PageSource, User,
+        Document, Page, PageSource, User,
         ocr::{OcrChoice, OcrMode, parse_languages},
-        upload,
     },
-    engines::{Inspection, OpenError, Sandbox, SandboxError, ocr::OcrAvailability},
-    storage::{self, NewDocument, Store},
+    engines::{Sandbox, ocr::OcrAvailability},
+    storage::{self, Store},
 };
-
-/// Textract's documented limits for asynchronous PDF jobs.
-pub const TEXTRACT_MAX_BYTES: u64 = 500 * 1024 * 1024;
-/// See [`TEXTRACT_MAX_BYTES`].
-pub const TEXTRACT_MAX_PAGES: u32 = 3000;
-
-/// An uploaded file, already streamed to a temporary file and hashed.
-#[derive(Debug)]
-pub struct IncomingFile {
-    /// The name the user's browser sent (cleaned before use).
-    pub file_name: String,
-    /// The bytes, on disk; removed when this is dropped.
-    pub temp: tempfile::NamedTempFile,
-    /// Bytes received.
-    pub size: u64,
-    /// The first bytes, for the signature check.
-    pub head: Vec<u8>,
-    /// SHA-256 of the bytes.
-    pub sha256: [u8; 32],
-}
-
-/// Streams an upload into a temporary file while hashing and counting it.
-pub struct IncomingFileWriter {
-    file_name: String,
-    temp: tempfile::NamedTempFile,
-    out: tokio::fs::File,
-    hasher: Sha256,
-    size: u64,
-    head: Vec<u8>,
-    limit: u64,
-}
-
-impl IncomingFileWriter {
-    /// Starts receiving `file_name` in the folder `dir` (the sandbox's
-    /// [`uploads_dir`](crate::engines::Sandbox::uploads_dir), the only one its upload checkers
-    /// may read); more than `limit` bytes is refused.
-    pub fn new(dir: &Path, file_name: &str, limit: u64) -> std::io::Result<Self> {
-        let temp = tempfile::Builder::new()
-            .prefix("lector-upload-")
-            .suffix(".pdf")
-            .tempfile_in(dir)?;
-        let out = tokio::fs::File::from_std(temp.reopen()?);
-        Ok(IncomingFileWriter {
-            file_name: file_name.to_owned(),
-            temp,
-            out,
-            hasher: Sha256::new(),
-            size: 0,
-            head: Vec::new(),
-            limit,
-        })
-    }
-
-    /// Adds the next piece of the body. Fails as soon as the size limit is passed.
-    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), UploadError> {
-        use tokio::io::AsyncWriteExt;
-        self.size += chunk.len() as u64;
-        if self.size > self.limit {
-            return Err(UploadError::TooLarge { limit: self.limit });
-        }
-        if self.head.len() < 1024 {
-            let take = (1024 - self.head.len()).min(chunk.len());
-            self.head.extend_from_slice(&chunk[..take]);
-        }
-        self.hasher.update(chunk);
-        self.out
-            .write_all(chunk)
-            .await
-            .map_err(|e| UploadError::Internal(e.into()))
-    }
-
-    /// The whole file has arrived.
-    pub async fn finish(mut self) -> Result<IncomingFile, UploadError> {
-        use tokio::io::AsyncWriteExt;
-        self.out
-            .flush()
-            .await
-            .map_err(|e| UploadError::Internal(e.into()))?;
-        Ok(IncomingFile {
-            file_name: self.file_name,
-            temp: self.temp,
-            size: self.size,
-            head: self.head,
-            sha256: self.hasher.finalize().into(),
-        })
-    }
-}
-
-/// Why an upload was refused. Every message but `Internal` is for the user.
-#[derive(Debug, thiserror::Error)]
-pub enum UploadError {
-    /// No file in the request.
-    #[error("choose a PDF file to upload")]
-    NoFile,
-    /// Zero bytes.
-    #[error("the file is empty")]
-    Empty,
-    /// No `%PDF-` signature.
-    #[error("this file is not a PDF (it does not start with %PDF-)")]
-    NotPdf,
-    /// Over the size limit.
-    #[error("the file is larger than the limit of {}", human_bytes(*limit))]
-    TooLarge {
-        /// The limit in bytes.
-        limit: u64,
-    },
-    /// Over the page limit.
-    #[error("the PDF has {pages} pages; the limit is {limit}")]
-    TooManyPages {
-        /// Pages in the PDF.
-        pages: u32,
-        /// The limit.
-        limit: u32,
-    },
-    /// Too many files in one request.
-    #[error("at most {limit} files can be uploaded at once")]
-    TooManyFiles {
-        /// The limit.
-        limit: usize,
-    },
-    /// The parser refused it (password, unreadable, no pages).
-    #[error(transparent)]
-    Refused(#[from] OpenError),
-    /// The configured engine cannot take this document (e.g. over Textract's limits).
-    #[error("{0}")]
-    EngineLimit(String),
-    /// The parser crashed or timed out on it.
-    #[error("this file could not be read as a PDF: {0}")]
-    ParserFailed(String),
-    /// The OCR mode or languages asked for cannot be used.
-    #[error("{0}")]
-    InvalidOcr(String),
-    /// The request itself was malformed (bad multipart).
-    #[error("the upload could not be read: {0}")]
-    BadRequest(String),
-    /// Our fault, not the user's.
-    #[error(transparent)]
-    Internal(#[from] anyhow::Error),
-}
-
-impl From<storage::Error> for UploadError {
-    fn from(err: storage::Error) -> Self {
-        UploadError::Internal(anyhow::Error::new(err))
-    }
-}
 
 /// Why a re-process was refused.
 #[derive(Debug, thiserror::Error)]
@@ -173,21 +31,6 @@ pub enum ReprocessError {
     /// Storage failed (or there is no such document).
     #[error(transparent)]
     Storage(#[from] storage::Error),
-}
-
-/// "100 MiB", "512 KiB", "12 bytes".
-pub fn human_bytes(bytes: u64) -> String {
-    const KIB: f64 = 1024.0;
-    let b = bytes as f64;
-    if b >= KIB * KIB * KIB {
-        format!("{:.1} GiB", b / KIB / KIB / KIB)
-    } else if b >= KIB * KIB {
-        format!("{:.1} MiB", b / KIB / KIB)
-    } else if b >= KIB {
-        format!("{:.1} KiB", b / KIB)
-    } else {
-        format!("{bytes} bytes")
-    }
 }
 
 /// OCR choices a person made for one upload or re-process; what is not given comes from
@@ -331,111 +174,6 @@ impl Documents {
             .map_or(0, |(_, n)| *n))
     }
 
-    /// Checks an upload and stores it with its job, or finds the same bytes already stored.
-    #[tracing::instrument(skip_all, fields(file.size = file.size), err(level = "info"))]
-    pub async fn upload(
-        &self,
-        owner: Option<&User>,
-        file: IncomingFile,
-        password: Option<String>,
-        ocr: &OcrRequest,
-    ) -> Result<Uploaded, UploadError> {
-        let ocr = self
-            .ocr_choice(ocr, None)
-            .map_err(UploadError::InvalidOcr)?;
-        if file.size == 0 {
-            return Err(UploadError::Empty);
-        }
-        if !upload::has_pdf_signature(&file.head) {
-            return Err(UploadError::NotPdf);
-        }
-        let sha256 = hex::encode(file.sha256);
-        let owner_id = owner.map(|user| user.id.as_str());
-        if let Some(document) = self
-            .store
-            .find_document_by_sha256(owner_id, &sha256)
-            .await?
-        {
-            return Ok(Uploaded {
-                document,
-                duplicate: true,
-            });
-        }
-        let password = password.filter(|p| !p.is_empty());
-        let inspection = self
-            .sandbox
-            .inspectors()
-            .inspect(
-                file.temp.path(),
-                password.as_deref(),
-                self.config.inspect_timeout,
-            )
-            .await
-            .map_err(|e| match e {
-                SandboxError::Io(io) => UploadError::Internal(io.into()),
-                other => UploadError::ParserFailed(other.to_string()),
-            })??;
-        if inspection.pages > self.config.max_pages {
-            return Err(UploadError::TooManyPages {
-                pages: inspection.pages,
-                limit: self.config.max_pages,
-            });
-        }
-        if self.config.engine == Engine::Textract {
-            check_textract_limits(file.size, &inspection)?;
-        }
-        let stored = self.blobs.put(&sha256, file.temp.path()).await?;
-        let new = NewDocument {
-            id: uuid::Uuid::now_v7().to_string(),
-            file_name: upload::clean_file_name(&file.file_name),
-            sha256: sha256.clone(),
-            size_bytes: file.size as i64,
-            page_count: inspection.pages as i32,
-            engine: self.config.engine,
-            blob_key: stored.as_ref().map(|object| object.key.clone()),
-            // Only a password that was needed is kept.
-            pdf_password: password
-                .filter(|_| inspection.encrypted)
-                .map(SecretString::from),
-            max_attempts: self.config.job_max_attempts,
-            ocr,
-            owner_id: owner_id.map(str::to_owned),
-        };
-        let in_database = stored.is_none().then(|| file.temp.path());
-        match self.store.create_document(&new, in_database).await {
-            Ok(document) => {
-                self.work_available.notify_one();
-                Ok(Uploaded {
-                    document,
-                    duplicate: false,
-                })
-            }
-            // The same bytes arrived twice at once: the other request stored them.
-            Err(storage::Error::Conflict) => {
-                match self
-                    .store
-                    .find_document_by_sha256(owner_id, &sha256)
-                    .await?
-                {
-                    Some(document) => Ok(Uploaded {
-                        document,
-                        duplicate: true,
-                    }),
-                    None => Err(UploadError::Internal(anyhow::anyhow!(
-                        "conflicting upload vanished"
-                    ))),
-                }
-            }
-            Err(other) => {
-                // Leave nothing behind: an object this upload created goes with it.
-                if let (Some(object), Some(s3)) = (stored.filter(|o| o.created), self.blobs.s3()) {
-                    let _ = s3.delete(&object.key).await;
-                }
-                Err(other.into())
-            }
-        }
-    }
-
     /// The OCR choice for a document: what `request` asks for, the rest from `current` (a
     /// re-process) or the configuration (an upload). The error is for the user.
     pub fn ocr_choice(
@@ -507,99 +245,5 @@ impl Documents {
     /// The original of a document, a piece at a time.
     pub async fn original(&self, document: &Document) -> storage::Result<ByteStream> {
         self.blobs.download(self.store.clone(), document).await
-    }
-}
-
-/// Textract refuses files over 500 MB, over 3,000 pages, or with a password: say so at upload.
-fn check_textract_limits(size: u64, inspection: &Inspection) -> Result<(), UploadError> {
-    if size > TEXTRACT_MAX_BYTES {
-        return Err(UploadError::EngineLimit(format!(
-            "Textract reads PDFs of up to {}; this one is {}",
-            human_bytes(TEXTRACT_MAX_BYTES),
-            human_bytes(size)
-        )));
-    }
-    if inspection.pages > TEXTRACT_MAX_PAGES {
-        return Err(UploadError::EngineLimit(format!(
-            "Textract reads PDFs of up to {TEXTRACT_MAX_PAGES} pages; this one has {}",
-            inspection.pages
-        )));
-    }
-    if inspection.user_password {
-        return Err(UploadError::EngineLimit(
-            "Textract cannot read password-protected PDFs".into(),
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn textract_limits_are_checked_before_anything_is_sent() {
-        let fine = Inspection {
-            pages: 3,
-            encrypted: false,
-            user_password: false,
-        };
-        assert!(check_textract_limits(1000, &fine).is_ok());
-        let too_big = check_textract_limits(TEXTRACT_MAX_BYTES + 1, &fine).unwrap_err();
-        assert!(too_big.to_string().contains("500.0 MiB"), "{too_big}");
-        let long = Inspection {
-            pages: 3001,
-            ..fine
-        };
-        assert!(
-            check_textract_limits(1000, &long)
-                .unwrap_err()
-                .to_string()
-                .contains("3000 pages")
-        );
-        let locked = Inspection {
-            user_password: true,
-            encrypted: true,
-            ..fine
-        };
-        assert!(matches!(
-            check_textract_limits(1000, &locked),
-            Err(UploadError::EngineLimit(_))
-        ));
-        let owner_only = Inspection {
-            encrypted: true,
-            ..fine
-        };
-        assert!(check_textract_limits(1000, &owner_only).is_ok());
-    }
-
-    #[test]
-    fn sizes_read_like_a_person_writes_them() {
-        assert_eq!(human_bytes(12), "12 bytes");
-        assert_eq!(human_bytes(2048), "2.0 KiB");
-        assert_eq!(human_bytes(100 * 1024 * 1024), "100.0 MiB");
-    }
-
-    #[tokio::test]
-    async fn the_writer_refuses_a_file_over_the_limit_as_it_streams() {
-        let mut writer = IncomingFileWriter::new(&std::env::temp_dir(), "a.pdf", 10).unwrap();
-        writer.write(b"%PDF-1.4").await.unwrap();
-        let err = writer.write(b"more than ten").await.unwrap_err();
-        assert!(matches!(err, UploadError::TooLarge { limit: 10 }));
-    }
-
-    #[tokio::test]
-    async fn the_writer_hashes_and_keeps_the_head() {
-        let mut writer = IncomingFileWriter::new(&std::env::temp_dir(), "a.pdf", 100).unwrap();
-        writer.write(b"%PDF-").await.unwrap();
-        writer.write(b"1.4").await.unwrap();
-        let file = writer.finish().await.unwrap();
-        assert_eq!(file.size, 8);
-        assert_eq!(file.head, b"%PDF-1.4");
-        assert_eq!(
-            hex::encode(file.sha256),
-            hex::encode(Sha256::digest(b"%PDF-1.4"))
-        );
-        assert_eq!(std::fs::read(file.temp.path()).unwrap(), b"%PDF-1.4");
     }
 }
