@@ -6,6 +6,10 @@ use chrono::{DateTime, Utc};
 
 use super::DocumentStatus;
 
+mod highlight;
+
+pub use highlight::{Fragment, Highlighted};
+
 /// Longest query accepted, in characters.
 pub const MAX_QUERY_CHARS: usize = 500;
 /// Most words and phrases in one query.
@@ -19,135 +23,15 @@ pub const HIT_END: char = '\u{FDD1}';
 
 /// Postgres' English stop words (`english.stop`): its parser drops them from queries and
 /// documents; the SQLite index keeps them, so they are dropped from queries here for both.
-const STOP_WORDS: &[&str] = &[
-    "i",
-    "me",
-    "my",
-    "myself",
-    "we",
-    "our",
-    "ours",
-    "ourselves",
-    "you",
-    "your",
-    "yours",
-    "yourself",
-    "yourselves",
-    "he",
-    "him",
-    "his",
-    "himself",
-    "she",
-    "her",
-    "hers",
-    "herself",
-    "it",
-    "its",
-    "itself",
-    "they",
-    "them",
-    "their",
-    "theirs",
-    "themselves",
-    "what",
-    "which",
-    "who",
-    "whom",
-    "this",
-    "that",
-    "these",
-    "those",
-    "am",
-    "is",
-    "are",
-    "was",
-    "were",
-    "be",
-    "been",
-    "being",
-    "have",
-    "has",
-    "had",
-    "having",
-    "do",
-    "does",
-    "did",
-    "doing",
-    "a",
-    "an",
-    "the",
-    "and",
-    "but",
-    "if",
-    "or",
-    "because",
-    "as",
-    "until",
-    "while",
-    "of",
-    "at",
-    "by",
-    "for",
-    "with",
-    "about",
-    "against",
-    "between",
-    "into",
-    "through",
-    "during",
-    "before",
-    "after",
-    "above",
-    "below",
-    "to",
-    "from",
-    "up",
-    "down",
-    "in",
-    "out",
-    "on",
-    "off",
-    "over",
-    "under",
-    "again",
-    "further",
-    "then",
-    "once",
-    "here",
-    "there",
-    "when",
-    "where",
-    "why",
-    "how",
-    "all",
-    "any",
-    "both",
-    "each",
-    "few",
-    "more",
-    "most",
-    "other",
-    "some",
-    "such",
-    "no",
-    "nor",
-    "not",
-    "only",
-    "own",
-    "same",
-    "so",
-    "than",
-    "too",
-    "very",
-    "s",
-    "t",
-    "can",
-    "will",
-    "just",
-    "don",
-    "should",
-    "now",
-];
+const STOP_WORDS: &str = "\
+    i me my myself we our ours ourselves you your yours yourself yourselves he him his himself \
+    she her hers herself it its itself they them their theirs themselves what which who whom \
+    this that these those am is are was were be been being have has had having do does did \
+    doing a an the and but if or because as until while of at by for with about against \
+    between into through during before after above below to from up down in out on off over \
+    under again further then once here there when where why how all any both each few more \
+    most other some such no nor not only own same so than too very s t can will just don \
+    should now";
 
 /// A word (one entry) or a phrase (several, in order), lower-cased.
 pub type Terms = Vec<String>;
@@ -338,7 +222,7 @@ fn is_common(word: &str) -> bool {
 }
 
 fn is_stop_word(word: &str) -> bool {
-    STOP_WORDS.contains(&word)
+    STOP_WORDS.split_ascii_whitespace().any(|stop| stop == word)
 }
 
 /// How to order matching documents.
@@ -381,87 +265,6 @@ pub struct SearchFilters {
     pub uploaded_from: Option<DateTime<Utc>>,
     /// Uploaded before this instant.
     pub uploaded_before: Option<DateTime<Utc>>,
-}
-
-/// A stretch of text, either a hit or the text around it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fragment {
-    /// The text, not escaped.
-    pub text: String,
-    /// True when the query matched it.
-    pub hit: bool,
-}
-
-/// Text with its hits marked, as a database highlighted it (between [`HIT_START`] and
-/// [`HIT_END`]). Kept as plain fragments so that every rendering escapes the text first and
-/// only then adds its own marks.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Highlighted(pub Vec<Fragment>);
-
-impl Highlighted {
-    /// Splits `marked` at the hit markers. A marker out of place (an unclosed hit) cannot
-    /// produce anything but text and hits.
-    pub fn parse(marked: &str) -> Self {
-        let mut fragments: Vec<Fragment> = Vec::new();
-        let mut current = String::new();
-        let mut hit = false;
-        let mut flush = |text: &mut String, hit: bool| {
-            if !text.is_empty() {
-                fragments.push(Fragment {
-                    text: std::mem::take(text),
-                    hit,
-                });
-            }
-        };
-        for c in marked.chars() {
-            match c {
-                HIT_START => {
-                    flush(&mut current, hit);
-                    hit = true;
-                }
-                HIT_END => {
-                    flush(&mut current, hit);
-                    hit = false;
-                }
-                c => current.push(c),
-            }
-        }
-        flush(&mut current, hit);
-        Highlighted(fragments)
-    }
-
-    /// The text without marks.
-    pub fn plain(&self) -> String {
-        self.0.iter().map(|f| f.text.as_str()).collect()
-    }
-
-    /// HTML: the text escaped, hits in `<mark>`.
-    pub fn to_html(&self) -> String {
-        let mut html = String::new();
-        for fragment in &self.0 {
-            if fragment.hit {
-                html.push_str("<mark>");
-            }
-            escape_html_into(&fragment.text, &mut html);
-            if fragment.hit {
-                html.push_str("</mark>");
-            }
-        }
-        html
-    }
-}
-
-fn escape_html_into(text: &str, out: &mut String) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -554,27 +357,6 @@ mod tests {
                 clause(&[&["big", "dog"]], false)
             ]
         );
-    }
-
-    #[test]
-    fn highlighted_text_is_escaped_before_it_is_marked() {
-        let marked = format!("<b>{HIT_START}cat{HIT_END} & \"dog\"</b>");
-        let highlighted = Highlighted::parse(&marked);
-        assert_eq!(
-            highlighted.to_html(),
-            "&lt;b&gt;<mark>cat</mark> &amp; &quot;dog&quot;&lt;/b&gt;"
-        );
-        assert_eq!(highlighted.plain(), "<b>cat & \"dog\"</b>");
-    }
-
-    #[test]
-    fn stray_markers_cannot_unbalance_the_html() {
-        let marked = format!("{HIT_END}a{HIT_START}{HIT_START}<i>b");
-        assert_eq!(
-            Highlighted::parse(&marked).to_html(),
-            "a<mark>&lt;i&gt;b</mark>"
-        );
-        assert_eq!(Highlighted::parse("plain").to_html(), "plain");
     }
 
     #[test]
