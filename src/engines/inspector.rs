@@ -28,7 +28,7 @@ use tokio::{
 
 use super::{
     Inspection, OpenError,
-    sandbox::{SandboxError, SandboxMessage, child_command, describe_exit, keep_stderr_tail},
+    child::{SandboxError, SandboxMessage, child_command, describe_exit, keep_stderr_tail},
 };
 
 /// Files one child checks before it is replaced.

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+mod child;
 pub mod confine;
 pub mod inspector;
 pub mod ocr;

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     SandboxError,
+    child::{child_command_in, keep_stderr_tail},
     confine::{Allowance, Protections, confine},
-    sandbox::{child_command_in, keep_stderr_tail},
 };
 
 /// What the probe tries, besides starting a process and a thread.
