@@ -69,9 +69,13 @@ async fn database(config: &Config, report: &mut Report) {
     secret_key(config, connected.can_seal, report);
     let store = connected.store;
     let found = check_database(store.as_ref()).await;
-    report.check("database", found, |detail| {
-        format!("connected but a query failed: {detail}")
-    });
+    match found.ok {
+        true => report.ok("database", format!("{} answers", found.detail)),
+        false => report.problem(
+            "database",
+            format!("connected but a query failed: {}", found.detail),
+        ),
+    }
     if config.is_postgres() {
         database_tls(config, report);
     }
