@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     config::{Config, SignupPolicy},
     domain::{
-        ApiToken, User,
+        ApiToken, TokenId, User,
         account::{TOKEN_DISPLAY_CHARS, TOKEN_PREFIX, check_new_password, normalise_email},
     },
     storage::{self, NewApiToken, NewUser, Store},
@@ -331,8 +331,11 @@ impl Accounts {
     }
 
     /// Revokes one of `user`'s tokens; false when they have no such token.
-    pub async fn revoke_token(&self, user: &User, token_id: &str) -> storage::Result<bool> {
-        let revoked = self.store.revoke_api_token(&user.id, token_id).await?;
+    pub async fn revoke_token(&self, user: &User, token_id: &TokenId) -> storage::Result<bool> {
+        let revoked = self
+            .store
+            .revoke_api_token(&user.id, token_id.as_str())
+            .await?;
         if revoked {
             tracing::info!(user.id = %user.id, token.id = %token_id, "API token revoked");
         }

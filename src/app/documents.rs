@@ -15,7 +15,7 @@ use crate::{
     blobs::{BlobStore, ByteStream},
     config::Config,
     domain::{
-        Document, Page, PageSource, User,
+        Document, DocumentId, Page, PageSource, User,
         ocr::{OcrChoice, OcrMode, parse_languages},
     },
     engines::{Sandbox, ocr::OcrAvailability},
@@ -109,8 +109,8 @@ impl Documents {
 
     /// `user`'s document `id`. Someone else's document is `NotFound`, exactly like one that
     /// does not exist, so that ids cannot be probed.
-    pub async fn get_owned(&self, user: &User, id: &str) -> storage::Result<Document> {
-        let document = self.store.get_document(id).await?;
+    pub async fn get_owned(&self, user: &User, id: &DocumentId) -> storage::Result<Document> {
+        let document = self.store.get_document(id.as_str()).await?;
         if document.owner_id.as_deref() != Some(user.id.as_str()) {
             return Err(storage::Error::NotFound);
         }
@@ -211,28 +211,32 @@ impl Documents {
     }
 
     /// Clears the pages and extracts the document again, with other OCR choices if asked.
-    #[tracing::instrument(skip(self), err(level = "info"))]
-    pub async fn reprocess(&self, id: &str, ocr: &OcrRequest) -> Result<Document, ReprocessError> {
+    #[tracing::instrument(skip(self, id), fields(document.id = %id), err(level = "info"))]
+    pub async fn reprocess(
+        &self,
+        id: &DocumentId,
+        ocr: &OcrRequest,
+    ) -> Result<Document, ReprocessError> {
         let choice = if ocr.is_empty() {
             None
         } else {
-            let document = self.store.get_document(id).await?;
+            let document = self.store.get_document(id.as_str()).await?;
             Some(
                 self.ocr_choice(ocr, Some(&document.ocr))
                     .map_err(ReprocessError::InvalidOcr)?,
             )
         };
         self.store
-            .requeue_document(id, self.config.job_max_attempts, choice.as_ref())
+            .requeue_document(id.as_str(), self.config.job_max_attempts, choice.as_ref())
             .await?;
         self.work_available.notify_one();
-        Ok(self.store.get_document(id).await?)
+        Ok(self.store.get_document(id.as_str()).await?)
     }
 
     /// Stops a queued or running extraction. False when it had already finished.
-    #[tracing::instrument(skip(self), err(level = "info"))]
-    pub async fn cancel(&self, id: &str) -> storage::Result<bool> {
-        self.store.cancel_document(id).await
+    #[tracing::instrument(skip_all, fields(document.id = %id), err(level = "info"))]
+    pub async fn cancel(&self, id: &DocumentId) -> storage::Result<bool> {
+        self.store.cancel_document(id.as_str()).await
     }
 
     /// Removes the document, its original and its pages.

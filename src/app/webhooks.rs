@@ -8,7 +8,7 @@ use rand::Rng;
 use crate::{
     config::Config,
     domain::{
-        User,
+        User, WebhookId,
         webhook::{Delivery, MAX_DESCRIPTION_CHARS, SECRET_PREFIX, UrlRefusal, Webhook, check_url},
     },
     storage::{self, Store, webhooks::NewWebhook},
@@ -105,15 +105,15 @@ impl Webhooks {
     }
 
     /// One of `user`'s webhooks (`NotFound` for anyone else's).
-    pub async fn get(&self, user: &User, id: &str) -> Result<Webhook, WebhookError> {
-        Ok(self.store.webhook(&user.id, id).await?)
+    pub async fn get(&self, user: &User, id: &WebhookId) -> Result<Webhook, WebhookError> {
+        Ok(self.store.webhook(&user.id, id.as_str()).await?)
     }
 
     /// One of `user`'s webhooks with its newest deliveries (`NotFound` for anyone else's).
     pub async fn with_log(
         &self,
         user: &User,
-        id: &str,
+        id: &WebhookId,
     ) -> Result<(Webhook, Vec<Delivery>), WebhookError> {
         let webhook = self.get(user, id).await?;
         let deliveries = self.store.list_deliveries(&webhook.id, LOG_LENGTH).await?;
@@ -121,8 +121,8 @@ impl Webhooks {
     }
 
     /// Deletes one of `user`'s webhooks and its log.
-    pub async fn delete(&self, user: &User, id: &str) -> Result<(), WebhookError> {
-        if self.store.delete_webhook(&user.id, id).await? {
+    pub async fn delete(&self, user: &User, id: &WebhookId) -> Result<(), WebhookError> {
+        if self.store.delete_webhook(&user.id, id.as_str()).await? {
             Ok(())
         } else {
             Err(WebhookError::NotFound)
@@ -130,7 +130,7 @@ impl Webhooks {
     }
 
     /// Queues a `ping` event to one of `user`'s webhooks; returns the delivery's id.
-    pub async fn ping(&self, user: &User, id: &str) -> Result<i64, WebhookError> {
+    pub async fn ping(&self, user: &User, id: &WebhookId) -> Result<i64, WebhookError> {
         let webhook = self.get(user, id).await?;
         Ok(self
             .store

@@ -1,5 +1,6 @@
 //! `/api/v1/documents` handlers.
 
+use crate::domain::DocumentId;
 use axum::{
     Json,
     extract::{Multipart, Path, Query, State},
@@ -79,7 +80,7 @@ pub async fn list(
 pub async fn show(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
-    Path(id): Path<String>,
+    Path(id): Path<DocumentId>,
 ) -> Result<Json<DocumentView>, AppError> {
     Ok(Json(DocumentView::new(
         state.documents.get_owned(&user, &id).await?,
@@ -92,7 +93,7 @@ pub async fn show(
 pub async fn pages(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
-    Path(id): Path<String>,
+    Path(id): Path<DocumentId>,
 ) -> Result<Json<PageList>, AppError> {
     let document = state.documents.get_owned(&user, &id).await?;
     let pages = state.documents.pages(&document).await?;
@@ -108,7 +109,7 @@ pub async fn pages(
 pub async fn text(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
-    Path(id): Path<String>,
+    Path(id): Path<DocumentId>,
 ) -> Result<Response, AppError> {
     let document = state.documents.get_owned(&user, &id).await?;
     downloads::plain_text(&state, document, false).await
@@ -120,7 +121,7 @@ pub async fn text(
 pub async fn file(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
-    Path(id): Path<String>,
+    Path(id): Path<DocumentId>,
 ) -> Result<Response, AppError> {
     let document = state.documents.get_owned(&user, &id).await?;
     downloads::original_pdf(&state, document).await
@@ -134,7 +135,7 @@ pub async fn file(
 pub async fn reprocess(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
-    Path(id): Path<String>,
+    Path(id): Path<DocumentId>,
     body: Option<Json<super::views::ReprocessBody>>,
 ) -> Result<Response, AppError> {
     state.documents.get_owned(&user, &id).await?;
@@ -149,7 +150,7 @@ pub async fn reprocess(
 pub async fn cancel(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
-    Path(id): Path<String>,
+    Path(id): Path<DocumentId>,
 ) -> Result<Json<DocumentView>, AppError> {
     state.documents.get_owned(&user, &id).await?;
     if !state.documents.cancel(&id).await? {
@@ -168,7 +169,7 @@ pub async fn cancel(
 pub async fn delete(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
-    Path(id): Path<String>,
+    Path(id): Path<DocumentId>,
 ) -> Result<StatusCode, AppError> {
     let document = state.documents.get_owned(&user, &id).await?;
     state.documents.delete(&document).await?;

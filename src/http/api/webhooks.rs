@@ -1,5 +1,6 @@
 //! `/api/v1/webhooks` handlers: register, list, delete, test, and read the delivery log.
 
+use crate::domain::WebhookId;
 use axum::{
     Json,
     extract::{Path, State, rejection::JsonRejection},
@@ -218,7 +219,7 @@ pub async fn list(
 pub async fn show(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
 ) -> Result<Json<WebhookView>, AppError> {
     let webhook = state.webhooks.get(&user, &id).await?;
     Ok(Json(webhook.into()))
@@ -230,7 +231,7 @@ pub async fn show(
 pub async fn delete(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
 ) -> Result<StatusCode, AppError> {
     state.webhooks.delete(&user, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -242,7 +243,7 @@ pub async fn delete(
 pub async fn deliveries(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
 ) -> Result<Json<DeliveryList>, AppError> {
     let (_, deliveries) = state.webhooks.with_log(&user, &id).await?;
     Ok(Json(DeliveryList {
@@ -256,7 +257,7 @@ pub async fn deliveries(
 pub async fn ping(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
 ) -> Result<(StatusCode, Json<PingQueued>), AppError> {
     let delivery_id = state.webhooks.ping(&user, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(PingQueued { delivery_id })))

@@ -1,5 +1,6 @@
 //! Pages and fragments about documents.
 
+use crate::domain::DocumentId;
 use askama::Template;
 use axum::{
     extract::{Multipart, Path, Query, State},
@@ -221,7 +222,7 @@ pub async fn show(
     State(state): State<AppState>,
     session: Session,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    Path(id): Path<DocumentId>,
     Query(query): Query<ShowQuery>,
 ) -> Result<Html<String>, HtmlError> {
     document_page(&state, &session, &user, &id, None, query.q.as_deref()).await
@@ -231,7 +232,7 @@ async fn document_page(
     state: &AppState,
     session: &Session,
     user: &User,
-    id: &str,
+    id: &DocumentId,
     form_error: Option<String>,
     search: Option<&str>,
 ) -> Result<Html<String>, HtmlError> {
@@ -271,7 +272,7 @@ fn textract_note(textract_pages: i64, config: &Config) -> Option<String> {
 pub async fn progress(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    Path(id): Path<DocumentId>,
     headers: HeaderMap,
 ) -> Result<Response, HtmlError> {
     let document = state.documents.get_owned(&user, &id).await?;
@@ -288,7 +289,7 @@ pub async fn progress(
 pub async fn row(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    Path(id): Path<DocumentId>,
 ) -> Result<Html<String>, HtmlError> {
     let document = state.documents.get_owned(&user, &id).await?;
     render(&RowFragment {
@@ -300,7 +301,7 @@ pub async fn row(
 pub async fn original(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    Path(id): Path<DocumentId>,
 ) -> Result<Response, HtmlError> {
     let document = state.documents.get_owned(&user, &id).await?;
     Ok(downloads::original_pdf(&state, document).await?)
@@ -310,7 +311,7 @@ pub async fn original(
 pub async fn text(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    Path(id): Path<DocumentId>,
 ) -> Result<Response, HtmlError> {
     let document = state.documents.get_owned(&user, &id).await?;
     Ok(downloads::plain_text(&state, document, true).await?)
@@ -329,7 +330,7 @@ pub async fn reprocess(
     State(state): State<AppState>,
     session: Session,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    Path(id): Path<DocumentId>,
     HtmlForm(form): HtmlForm<ReprocessForm>,
 ) -> Result<Response, HtmlError> {
     state.documents.get_owned(&user, &id).await?;
@@ -359,7 +360,7 @@ pub async fn cancel(
     State(state): State<AppState>,
     session: Session,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    Path(id): Path<DocumentId>,
 ) -> Result<Redirect, HtmlError> {
     state.documents.get_owned(&user, &id).await?;
     let message = if state.documents.cancel(&id).await? {
@@ -376,7 +377,7 @@ pub async fn confirm_delete(
     State(state): State<AppState>,
     session: Session,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    Path(id): Path<DocumentId>,
 ) -> Result<Html<String>, HtmlError> {
     let document = state.documents.get_owned(&user, &id).await?;
     render(&ConfirmDeletePage {
@@ -390,7 +391,7 @@ pub async fn delete(
     State(state): State<AppState>,
     session: Session,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    Path(id): Path<DocumentId>,
 ) -> Result<Redirect, HtmlError> {
     let document = state.documents.get_owned(&user, &id).await?;
     state.documents.delete(&document).await?;

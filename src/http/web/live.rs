@@ -5,6 +5,7 @@
 //! runs the job, and sends only what changed. `static/live.js` falls back to polling
 //! `/documents/{id}/progress` where the stream cannot be opened.
 
+use crate::domain::DocumentId;
 use std::{convert::Infallible, time::Duration};
 
 use axum::{
@@ -36,7 +37,7 @@ const RECONNECT_AFTER: Duration = Duration::from_secs(2);
 pub async fn events(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    Path(id): Path<DocumentId>,
 ) -> Result<impl IntoResponse, HtmlError> {
     // Someone else's (or no) document is a 404 before any stream starts.
     state.documents.get_owned(&user, &id).await?;
@@ -67,7 +68,7 @@ pub async fn events(
 struct Watch {
     documents: Documents,
     user: User,
-    id: String,
+    id: DocumentId,
     every: Duration,
     stopping: CancellationToken,
     started: tokio::time::Instant,

@@ -1,5 +1,6 @@
 //! The API tokens page: create (shown once), list with last use, revoke.
 
+use crate::domain::TokenId;
 use askama::Template;
 use axum::{
     extract::{Path, State},
@@ -103,7 +104,7 @@ pub async fn revoke(
     State(state): State<AppState>,
     session: Session,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    Path(id): Path<TokenId>,
 ) -> Result<Redirect, HtmlError> {
     if !state.accounts.revoke_token(&user, &id).await? {
         return Err(AppError::NotFound.into());

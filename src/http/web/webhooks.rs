@@ -1,6 +1,7 @@
 //! The webhooks pages: register (the secret shown once), list, delete, send a test event,
 //! and each webhook's delivery log.
 
+use crate::domain::WebhookId;
 use askama::Template;
 use axum::{
     extract::{Path, State},
@@ -128,7 +129,7 @@ pub async fn show(
     State(state): State<AppState>,
     session: Session,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
 ) -> Result<Response, HtmlError> {
     let (webhook, deliveries) = state.webhooks.with_log(&user, &id).await?;
     let deliveries: Vec<DeliveryRow> = deliveries.into_iter().map(DeliveryRow::from).collect();
@@ -147,7 +148,7 @@ pub async fn ping(
     State(state): State<AppState>,
     session: Session,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
 ) -> Result<Redirect, HtmlError> {
     state.webhooks.ping(&user, &id).await?;
     set_flash(
@@ -163,7 +164,7 @@ pub async fn delete(
     State(state): State<AppState>,
     session: Session,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    Path(id): Path<WebhookId>,
 ) -> Result<Redirect, HtmlError> {
     state.webhooks.delete(&user, &id).await?;
     set_flash(
