@@ -13,6 +13,7 @@ pub mod consumers;
 pub mod doctor;
 pub mod domain;
 pub mod engines;
+pub mod extraction;
 pub mod http;
 pub mod jobs;
 pub mod sealing;

@@ -17,7 +17,7 @@ use crate::{
     config::{BlobStoreChoice, Config},
     domain::{Engine, ocr::OcrMode},
     engines::ocr::OcrAvailability,
-    jobs::Engines,
+    extraction::Engines,
     startup,
 };
 use bundle::{Bundle, NGINX_DEFAULT_TIMEOUT};

@@ -3,11 +3,19 @@
 //! take them (the monthly page budget is spent, the PDF has a password, the pages cannot be
 //! copied), they are read by local OCR and the document says why.
 
-use sha2::{Digest, Sha256};
-use tokio_util::sync::CancellationToken;
+use std::path::Path;
 
-use super::{Outcome, Worker, extract::run_local};
-use crate::{domain::Document, engines::textract::TextractError, storage::ClaimedJob};
+use sha2::{Digest, Sha256};
+
+use super::{
+    Context, Outcome, local,
+    textract::{self, TextractResult},
+};
+use crate::{
+    blobs::S3Originals,
+    domain::Document,
+    engines::textract::{Textract, TextractError},
+};
 
 /// How long copying the pages may take.
 const SPLIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -44,44 +52,28 @@ impl PagesJob {
 }
 
 /// Runs one attempt of a hybrid document.
-pub(super) async fn run(
-    worker: &Worker,
-    job: &ClaimedJob,
-    document: &Document,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<Outcome> {
-    let store = &worker.store;
-    let (textract, s3) = match super::textract::clients(worker) {
+pub(super) async fn read(cx: &Context<'_>, document: &Document) -> anyhow::Result<Outcome> {
+    let (textract, s3) = match textract::clients(cx) {
         Ok(clients) => clients,
         Err(outcome) => return Ok(outcome),
     };
-    if !store.start_document(job, &worker.id).await? {
+    if !cx.start_document().await? {
         return Ok(Outcome::Lost);
     }
     let started = std::time::Instant::now();
     // A Textract job already started for this document's OCR pages: collect its result.
-    if let Some(pages_job) = job.external_id.as_deref().and_then(PagesJob::parse) {
-        return collect(worker, job, document, &pages_job, started, shutdown).await;
+    if let Some(pages_job) = cx.job.external_id.as_deref().and_then(PagesJob::parse) {
+        return collect(cx, textract, document, &pages_job, started).await;
     }
 
     // Copied out of storage once for every step below.
-    let original = worker.original_file(document).await?;
+    let original = cx.original_file(document).await?;
     let original = original.path();
     // The text layer, locally; the pages that need OCR are only listed.
-    let mut ocr = worker.ocr_settings(document);
+    let mut ocr = cx.ocr_settings(document);
     ocr.defer = true;
     let mut deferred = Vec::new();
-    match run_local(
-        worker,
-        job,
-        document,
-        original,
-        ocr,
-        shutdown,
-        &mut deferred,
-    )
-    .await?
-    {
+    match local::read_pages(cx, document, original, ocr, &mut deferred).await? {
         Outcome::Done => {}
         other => return Ok(other),
     }
@@ -90,13 +82,13 @@ pub(super) async fn run(
     }
     deferred.sort_unstable();
 
-    let fallback = if store.document_password(&document.id).await?.is_some() {
+    let fallback = if cx.store.document_password(&document.id).await?.is_some() {
         Some("this PDF has a password, which Textract refuses: its scanned pages were read by local OCR".to_owned())
     } else {
-        super::textract::over_budget(worker, job, document, deferred.len() as i32).await?
+        textract::over_budget(cx, document, deferred.len() as i32).await?
     };
     if let Some(note) = fallback {
-        return read_locally(worker, job, document, original, &note, shutdown).await;
+        return read_locally(cx, document, original, &note).await;
     }
 
     // Copy the pages into a small PDF, in a sandbox child.
@@ -104,7 +96,7 @@ pub(super) async fn run(
         .prefix("lector-pages-")
         .suffix(".pdf")
         .tempfile()?;
-    match worker
+    match cx
         .engines
         .sandbox
         .split(original, deferred.clone(), part.path(), SPLIT_LIMIT)
@@ -113,106 +105,113 @@ pub(super) async fn run(
         Ok(Ok(_)) => {}
         Ok(Err(reason)) => {
             let note = format!("its scanned pages were read by local OCR ({reason})");
-            return read_locally(worker, job, document, original, &note, shutdown).await;
+            return read_locally(cx, document, original, &note).await;
         }
         Err(error) => return Ok(Outcome::Retry(error.into())),
     }
-    if !store
-        .claim_textract_slot(job, &worker.id, worker.config.textract_max_in_flight)
+    let max_in_flight = cx.config.textract_max_in_flight;
+    if !cx
+        .store
+        .claim_textract_slot(cx.job, cx.holder, max_in_flight)
         .await?
     {
-        return Ok(Outcome::Deferred(worker.config.textract_poll_initial));
+        return Ok(Outcome::Deferred(cx.config.textract_poll_initial));
     }
-    let outcome = async {
-        let bytes = tokio::fs::read(part.path()).await?;
-        let part_sha = hex::encode(Sha256::digest(&bytes));
-        let object = s3.ensure(&part_sha, part.path()).await?;
-        let job_id = match textract
-            .start(s3.bucket(), &object.key, &part_sha, &document.id)
-            .await
-        {
-            Ok(id) => id,
-            Err(TextractError::Document(reason)) => {
-                let _ = s3.delete(&object.key).await;
-                let note = format!("Textract refused its scanned pages ({reason}): they were read by local OCR");
-                return read_locally(worker, job, document, original, &note, shutdown).await;
-            }
-            Err(error @ TextractError::Service(_)) => return Ok(Outcome::Retry(error.into())),
-        };
-        let pages_job = PagesJob {
-            job_id,
-            pages: deferred,
-        };
-        if !store
-            .set_external_id(job, &worker.id, &pages_job.encode())
-            .await?
-        {
-            return Ok(Outcome::Lost);
-        }
-        tracing::info!(textract.job_id = %pages_job.job_id, pages = pages_job.pages.len(), "Textract job started for the pages that need OCR");
-        let outcome = collect(worker, job, document, &pages_job, started, shutdown).await?;
-        if matches!(outcome, Outcome::Done) {
-            // The part is not an original: nothing else refers to it.
-            let _ = s3.delete(&object.key).await;
-        }
-        Ok(outcome)
-    }
-    .await;
-    store.release_textract_slot(job).await?;
+    let pages = Pages {
+        document,
+        original,
+        part: part.path(),
+        deferred,
+        started,
+    };
+    let outcome = send(cx, textract, s3, pages).await;
+    cx.store.release_textract_slot(cx.job).await?;
     outcome
+}
+
+/// The pages of a hybrid document that need OCR, copied into their own PDF.
+struct Pages<'a> {
+    document: &'a Document,
+    original: &'a Path,
+    /// The small PDF of the pages that need OCR.
+    part: &'a Path,
+    /// The document pages in `part`, in order.
+    deferred: Vec<u32>,
+    started: std::time::Instant,
+}
+
+/// Sends the part to Textract (holding a slot) and collects its pages.
+async fn send(
+    cx: &Context<'_>,
+    textract: &Textract,
+    s3: &S3Originals,
+    pages: Pages<'_>,
+) -> anyhow::Result<Outcome> {
+    let document = pages.document;
+    let bytes = tokio::fs::read(pages.part).await?;
+    let part_sha = hex::encode(Sha256::digest(&bytes));
+    let object = s3.ensure(&part_sha, pages.part).await?;
+    let job_id = match textract
+        .start(s3.bucket(), &object.key, &part_sha, &document.id)
+        .await
+    {
+        Ok(id) => id,
+        Err(TextractError::Document(reason)) => {
+            let _ = s3.delete(&object.key).await;
+            let note = format!(
+                "Textract refused its scanned pages ({reason}): they were read by local OCR"
+            );
+            return read_locally(cx, document, pages.original, &note).await;
+        }
+        Err(error @ TextractError::Service(_)) => return Ok(Outcome::Retry(error.into())),
+    };
+    let pages_job = PagesJob {
+        job_id,
+        pages: pages.deferred,
+    };
+    if !cx
+        .store
+        .set_external_id(cx.job, cx.holder, &pages_job.encode())
+        .await?
+    {
+        return Ok(Outcome::Lost);
+    }
+    tracing::info!(textract.job_id = %pages_job.job_id, pages = pages_job.pages.len(), "Textract job started for the pages that need OCR");
+    let outcome = collect(cx, textract, document, &pages_job, pages.started).await?;
+    if matches!(outcome, Outcome::Done) {
+        // The part is not an original: nothing else refers to it.
+        let _ = s3.delete(&object.key).await;
+    }
+    Ok(outcome)
 }
 
 /// Waits for the Textract job and stores its pages under their document page numbers.
 async fn collect(
-    worker: &Worker,
-    job: &ClaimedJob,
+    cx: &Context<'_>,
+    textract: &Textract,
     document: &Document,
     pages_job: &PagesJob,
     started: std::time::Instant,
-    shutdown: &CancellationToken,
 ) -> anyhow::Result<Outcome> {
-    let (textract, _) = match super::textract::clients(worker) {
-        Ok(clients) => clients,
-        Err(outcome) => return Ok(outcome),
-    };
-    super::textract::wait_and_store(
-        worker,
-        textract,
-        job,
-        document,
-        &pages_job.job_id,
-        Some(&pages_job.pages),
+    let result = TextractResult {
+        job_id: &pages_job.job_id,
+        page_map: Some(&pages_job.pages),
         started,
-        shutdown,
-    )
-    .await
+    };
+    textract::wait_and_store(cx, textract, document, &result).await
 }
 
 /// Reads the pages still missing with local OCR, noting why on the document.
 async fn read_locally(
-    worker: &Worker,
-    job: &ClaimedJob,
+    cx: &Context<'_>,
     document: &Document,
-    original: &std::path::Path,
+    original: &Path,
     note: &str,
-    shutdown: &CancellationToken,
 ) -> anyhow::Result<Outcome> {
     tracing::info!(%note, "reading the pages that need OCR locally");
-    worker
-        .store
-        .set_document_note(&document.id, Some(note))
-        .await?;
-    let ocr = worker.ocr_settings(document);
-    run_local(
-        worker,
-        job,
-        document,
-        original,
-        ocr,
-        shutdown,
-        &mut Vec::new(),
-    )
-    .await
+    cx.store.set_document_note(&document.id, Some(note)).await?;
+    let ocr = cx.ocr_settings(document);
+    local::read_pages(cx, document, original, ocr, &mut Vec::new()).await
 }
 
 #[cfg(test)]

@@ -1,0 +1,121 @@
+//! How a document is read: the engine it was queued with ([`Engine`]) chosen by one `match`,
+//! the attempt's [`Context`] every reader takes, and the [`PageSink`] that stores pages in
+//! batches while the job's lease is still ours. The engines themselves are in
+//! [`crate::engines`]; claiming, retrying and recording attempts is [`crate::jobs`]' work.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    blobs::BlobStore,
+    config::Config,
+    domain::{Document, Engine},
+    engines::{Sandbox, ocr::OcrSettings, textract::Textract},
+    storage::{ClaimedJob, Store},
+};
+
+mod hybrid;
+mod local;
+mod outcome;
+mod share;
+mod sink;
+mod textract;
+
+pub use outcome::Outcome;
+pub use sink::PageSink;
+
+/// What documents are read with: where originals are, the local engine's sandbox, and
+/// Textract when it is configured.
+#[derive(Debug, Clone)]
+pub struct Engines {
+    /// Where originals are read from.
+    pub blobs: BlobStore,
+    /// Runs the local engine in a child process.
+    pub sandbox: Sandbox,
+    /// AWS Textract, when `LECTOR_ENGINE=textract` (or a bucket) is configured.
+    pub textract: Option<Textract>,
+    /// SQS, when Textract's completion notices are configured.
+    pub sqs: Option<aws_sdk_sqs::Client>,
+    /// The OCR languages this machine has.
+    pub ocr: crate::engines::ocr::OcrAvailability,
+    /// One permit per core, shared by this process's workers: a job takes the free ones to
+    /// read a long document's pages in parallel.
+    pub cores: Arc<tokio::sync::Semaphore>,
+}
+
+/// One attempt at reading a claimed document: what every reader needs, passed as one.
+pub struct Context<'a> {
+    /// What the document is read with.
+    pub engines: &'a Engines,
+    /// Time limits, lease length, Textract's settings, the default OCR settings.
+    pub config: &'a Config,
+    /// Where the document, its password and its pages are.
+    pub store: &'a dyn Store,
+    /// The claimed job; every write about it says who holds its lease.
+    pub job: &'a ClaimedJob,
+    /// Who holds the job's lease, as written in `jobs.locked_by`.
+    pub holder: &'a str,
+    /// Shutting down: readers hand the job back (after the grace period, for local reading).
+    pub shutdown: &'a CancellationToken,
+}
+
+impl Context<'_> {
+    /// Reads the document of the job with the engine it was queued with. Errors outside the
+    /// document (database, disk) are a retry.
+    pub async fn read(&self) -> Outcome {
+        match self.try_read().await {
+            Ok(outcome) => outcome,
+            Err(error) => Outcome::Retry(error),
+        }
+    }
+
+    async fn try_read(&self) -> anyhow::Result<Outcome> {
+        let document = self.store.get_document(&self.job.document_id).await?;
+        match document.engine {
+            Engine::Local => local::read(self, &document).await,
+            Engine::Textract => textract::read(self, &document).await,
+            Engine::Hybrid => hybrid::read(self, &document).await,
+        }
+    }
+
+    /// A sink that stores pages of this job while its lease is ours.
+    pub fn sink(&self) -> PageSink<'_> {
+        PageSink::new(self.store, self.job, self.holder)
+    }
+
+    /// Extends the job's lease. False when the job is no longer ours.
+    async fn heartbeat(&self) -> anyhow::Result<bool> {
+        Ok(self
+            .store
+            .heartbeat(self.job, self.holder, self.config.job_lease)
+            .await?)
+    }
+
+    /// Marks the document as being processed. False when the job is no longer ours.
+    async fn start_document(&self) -> anyhow::Result<bool> {
+        Ok(self.store.start_document(self.job, self.holder).await?)
+    }
+
+    /// The original of `document` in a temporary file (removed when dropped).
+    async fn original_file(&self, document: &Document) -> anyhow::Result<tempfile::NamedTempFile> {
+        let file = tempfile::Builder::new()
+            .prefix("lector-job-")
+            .suffix(".pdf")
+            .tempfile()?;
+        self.engines
+            .blobs
+            .copy_to_file(self.store, document, file.path())
+            .await?;
+        Ok(file)
+    }
+
+    /// The OCR settings a document is extracted with: its own choices over the defaults.
+    fn ocr_settings(&self, document: &Document) -> OcrSettings {
+        OcrSettings {
+            mode: document.ocr.mode,
+            languages: document.ocr.languages.clone(),
+            ..self.config.ocr.clone()
+        }
+    }
+}
