@@ -1,7 +1,7 @@
 //! How a document is read: the engine it was queued with ([`Engine`]) chosen by one `match`,
 //! the attempt's [`Context`] every reader takes, and the [`PageSink`] that stores pages in
 //! batches while the job's lease is still ours. The engines themselves are in
-//! [`crate::engines`]; claiming, retrying and recording attempts is [`crate::jobs`]' work.
+//! [`crate::engines`]; claiming, retrying and recording attempts is the `jobs` runtime's work.
 
 use std::sync::Arc;
 

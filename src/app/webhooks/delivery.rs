@@ -1,6 +1,6 @@
 //! Delivering one webhook event: the signed POST, what the receiver answered, and the
 //! address guard. Claiming deliveries, retrying them and keeping the log is the queue's
-//! ([`crate::jobs`]); registering a URL checks it here first.
+//! (the `jobs` runtime); registering a URL checks it here first.
 //!
 //! The HTTP client never follows redirects and ignores proxy settings, and it resolves
 //! names through [`GuardedResolver`], which drops loopback, private and link-local
