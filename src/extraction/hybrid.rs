@@ -81,11 +81,38 @@ pub(super) async fn read(cx: &Context<'_>, document: &Document) -> anyhow::Resul
         return Ok(Outcome::Done);
     }
     deferred.sort_unstable();
+    let pages = Pages {
+        document,
+        original,
+        deferred,
+        started,
+    };
+    read_ocr_pages(cx, textract, s3, pages).await
+}
 
+/// The pages of a hybrid document that need OCR.
+struct Pages<'a> {
+    document: &'a Document,
+    original: &'a Path,
+    /// Their page numbers, in order.
+    deferred: Vec<u32>,
+    /// When this attempt started.
+    started: std::time::Instant,
+}
+
+/// Has Textract read the pages that need OCR (copied into a small PDF of their own), or local
+/// OCR when Textract cannot take them.
+async fn read_ocr_pages(
+    cx: &Context<'_>,
+    textract: &Textract,
+    s3: &S3Originals,
+    pages: Pages<'_>,
+) -> anyhow::Result<Outcome> {
+    let (document, original) = (pages.document, pages.original);
     let fallback = if cx.store.document_password(&document.id).await?.is_some() {
         Some("this PDF has a password, which Textract refuses: its scanned pages were read by local OCR".to_owned())
     } else {
-        textract::over_budget(cx, document, deferred.len() as i32).await?
+        textract::over_budget(cx, document, pages.deferred.len() as i32).await?
     };
     if let Some(note) = fallback {
         return read_locally(cx, document, original, &note).await;
@@ -99,7 +126,7 @@ pub(super) async fn read(cx: &Context<'_>, document: &Document) -> anyhow::Resul
     match cx
         .engines
         .sandbox
-        .split(original, deferred.clone(), part.path(), SPLIT_LIMIT)
+        .split(original, pages.deferred.clone(), part.path(), SPLIT_LIMIT)
         .await
     {
         Ok(Ok(_)) => {}
@@ -117,40 +144,23 @@ pub(super) async fn read(cx: &Context<'_>, document: &Document) -> anyhow::Resul
     {
         return Ok(Outcome::Deferred(cx.config.textract_poll_initial));
     }
-    let pages = Pages {
-        document,
-        original,
-        part: part.path(),
-        deferred,
-        started,
-    };
-    let outcome = send(cx, textract, s3, pages).await;
+    let outcome = send(cx, textract, s3, pages, part.path()).await;
     cx.store.release_textract_slot(cx.job).await?;
     outcome
 }
 
-/// The pages of a hybrid document that need OCR, copied into their own PDF.
-struct Pages<'a> {
-    document: &'a Document,
-    original: &'a Path,
-    /// The small PDF of the pages that need OCR.
-    part: &'a Path,
-    /// The document pages in `part`, in order.
-    deferred: Vec<u32>,
-    started: std::time::Instant,
-}
-
-/// Sends the part to Textract (holding a slot) and collects its pages.
+/// Sends `part`, the PDF of the pages, to Textract (holding a slot) and collects its pages.
 async fn send(
     cx: &Context<'_>,
     textract: &Textract,
     s3: &S3Originals,
     pages: Pages<'_>,
+    part: &Path,
 ) -> anyhow::Result<Outcome> {
     let document = pages.document;
-    let bytes = tokio::fs::read(pages.part).await?;
+    let bytes = tokio::fs::read(part).await?;
     let part_sha = hex::encode(Sha256::digest(&bytes));
-    let object = s3.ensure(&part_sha, pages.part).await?;
+    let object = s3.ensure(&part_sha, part).await?;
     let job_id = match textract
         .start(s3.bucket(), &object.key, &part_sha, &document.id)
         .await
