@@ -57,7 +57,7 @@ pub(super) async fn read(cx: &Context<'_>, document: &Document) -> anyhow::Resul
         Ok(clients) => clients,
         Err(outcome) => return Ok(outcome),
     };
-    if !cx.start_document().await? {
+    if !cx.store.start_document(cx.job, cx.holder).await? {
         return Ok(Outcome::Lost);
     }
     let started = std::time::Instant::now();
@@ -67,10 +67,10 @@ pub(super) async fn read(cx: &Context<'_>, document: &Document) -> anyhow::Resul
     }
 
     // Copied out of storage once for every step below.
-    let original = cx.original_file(document).await?;
+    let original = local::original_file(cx, document).await?;
     let original = original.path();
     // The text layer, locally; the pages that need OCR are only listed.
-    let mut ocr = cx.ocr_settings(document);
+    let mut ocr = local::ocr_settings(cx, document);
     ocr.defer = true;
     let mut deferred = Vec::new();
     match local::read_pages(cx, document, original, ocr, &mut deferred).await? {
@@ -220,7 +220,7 @@ async fn read_locally(
 ) -> anyhow::Result<Outcome> {
     tracing::info!(%note, "reading the pages that need OCR locally");
     cx.store.set_document_note(&document.id, Some(note)).await?;
-    let ocr = cx.ocr_settings(document);
+    let ocr = local::ocr_settings(cx, document);
     local::read_pages(cx, document, original, ocr, &mut Vec::new()).await
 }
 

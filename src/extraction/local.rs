@@ -19,12 +19,37 @@ const MIN_PAGES_PER_PART: usize = 8;
 
 /// Runs one attempt of a document read locally.
 pub(super) async fn read(cx: &Context<'_>, document: &Document) -> anyhow::Result<Outcome> {
-    if !cx.start_document().await? {
+    if !cx.store.start_document(cx.job, cx.holder).await? {
         return Ok(Outcome::Lost);
     }
-    let original = cx.original_file(document).await?;
-    let ocr = cx.ocr_settings(document);
+    let original = original_file(cx, document).await?;
+    let ocr = ocr_settings(cx, document);
     read_pages(cx, document, original.path(), ocr, &mut Vec::new()).await
+}
+
+/// The original of `document` in a temporary file (removed when dropped).
+pub(super) async fn original_file(
+    cx: &Context<'_>,
+    document: &Document,
+) -> anyhow::Result<tempfile::NamedTempFile> {
+    let file = tempfile::Builder::new()
+        .prefix("lector-job-")
+        .suffix(".pdf")
+        .tempfile()?;
+    cx.engines
+        .blobs
+        .copy_to_file(cx.store, document, file.path())
+        .await?;
+    Ok(file)
+}
+
+/// The OCR settings a document is extracted with: its own choices over the defaults.
+pub(super) fn ocr_settings(cx: &Context<'_>, document: &Document) -> OcrSettings {
+    OcrSettings {
+        mode: document.ocr.mode,
+        languages: document.ocr.languages.clone(),
+        ..cx.config.ocr.clone()
+    }
 }
 
 /// Extracts the pages of `document` (its original at `original`) not yet stored. Pages the
@@ -51,7 +76,11 @@ pub(super) async fn read_pages(
         .await?
         .map(|p| p.expose_secret().to_owned());
     // Copying a large original can take a while: renew the lease before the long part.
-    if !cx.heartbeat().await? {
+    if !cx
+        .store
+        .heartbeat(cx.job, cx.holder, cx.config.job_lease)
+        .await?
+    {
         return Ok(Outcome::Lost);
     }
     let request = SandboxRequest {

@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     blobs::BlobStore,
     config::Config,
-    domain::{Document, Engine},
-    engines::{Sandbox, ocr::OcrSettings, textract::Textract},
+    domain::Engine,
+    engines::{Sandbox, textract::Textract},
     storage::{ClaimedJob, Store},
 };
 
@@ -76,46 +76,6 @@ impl Context<'_> {
             Engine::Local => local::read(self, &document).await,
             Engine::Textract => textract::read(self, &document).await,
             Engine::Hybrid => hybrid::read(self, &document).await,
-        }
-    }
-
-    /// A sink that stores pages of this job while its lease is ours.
-    pub fn sink(&self) -> PageSink<'_> {
-        PageSink::new(self.store, self.job, self.holder)
-    }
-
-    /// Extends the job's lease. False when the job is no longer ours.
-    async fn heartbeat(&self) -> anyhow::Result<bool> {
-        Ok(self
-            .store
-            .heartbeat(self.job, self.holder, self.config.job_lease)
-            .await?)
-    }
-
-    /// Marks the document as being processed. False when the job is no longer ours.
-    async fn start_document(&self) -> anyhow::Result<bool> {
-        Ok(self.store.start_document(self.job, self.holder).await?)
-    }
-
-    /// The original of `document` in a temporary file (removed when dropped).
-    async fn original_file(&self, document: &Document) -> anyhow::Result<tempfile::NamedTempFile> {
-        let file = tempfile::Builder::new()
-            .prefix("lector-job-")
-            .suffix(".pdf")
-            .tempfile()?;
-        self.engines
-            .blobs
-            .copy_to_file(self.store, document, file.path())
-            .await?;
-        Ok(file)
-    }
-
-    /// The OCR settings a document is extracted with: its own choices over the defaults.
-    fn ocr_settings(&self, document: &Document) -> OcrSettings {
-        OcrSettings {
-            mode: document.ocr.mode,
-            languages: document.ocr.languages.clone(),
-            ..self.config.ocr.clone()
         }
     }
 }

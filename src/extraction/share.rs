@@ -46,7 +46,7 @@ impl Share<'_> {
         heartbeat.tick().await;
         let hand_back = self.hand_back();
         tokio::pin!(hand_back);
-        let mut sink = self.cx.sink();
+        let mut sink = PageSink::new(self.cx.store, self.cx.job, self.cx.holder);
         // Each pass runs one child over the pages not yet stored.
         loop {
             let run = match self
@@ -150,7 +150,8 @@ impl Pass<'_, '_> {
         tokio::select! {
             message = self.run.next_message() => self.on_message(message).await,
             _ = heartbeat.tick() => {
-                if !self.sink.flush().await? || !self.share.cx.heartbeat().await? {
+                let cx = self.share.cx;
+                if !self.sink.flush().await? || !cx.store.heartbeat(cx.job, cx.holder, cx.config.job_lease).await? {
                     return Ok(self.lost().await);
                 }
                 Ok(Step::Go)

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use super::{Context, Outcome, local};
+use super::{Context, Outcome, PageSink, local};
 use crate::{
     blobs::S3Originals,
     domain::{Document, PageSource},
@@ -76,7 +76,7 @@ async fn run(cx: &Context<'_>, document: &Document) -> anyhow::Result<Outcome> {
     {
         return Ok(Outcome::Deferred(cx.config.textract_poll_initial));
     }
-    if !cx.start_document().await? {
+    if !cx.store.start_document(cx.job, cx.holder).await? {
         store.release_textract_slot(job).await?;
         return Ok(Outcome::Lost);
     }
@@ -95,11 +95,15 @@ async fn drive(
     let key = match &document.blob_key {
         Some(key) => key.clone(),
         None => {
-            let original = cx.original_file(document).await?;
+            let original = local::original_file(cx, document).await?;
             s3.ensure(&document.sha256, original.path()).await?.key
         }
     };
-    if !cx.heartbeat().await? {
+    if !cx
+        .store
+        .heartbeat(cx.job, cx.holder, cx.config.job_lease)
+        .await?
+    {
         return Ok(Outcome::Lost);
     }
     let job_id = match &cx.job.external_id {
@@ -161,7 +165,7 @@ pub(super) async fn wait_and_store(
         .into_iter()
         .collect();
     let per_page_ms = result.started.elapsed().as_millis() as i64 / i64::from(expected.max(1));
-    let mut sink = cx.sink();
+    let mut sink = PageSink::new(cx.store, cx.job, cx.holder);
     for page in pages {
         let number = match result.page_map {
             None => page.number,
@@ -234,7 +238,11 @@ async fn wait(
             // The Textract job goes on; its id stays on the job row for whoever resumes.
             _ = cx.shutdown.cancelled() => return Ok(Some(Outcome::Released)),
         }
-        if !cx.heartbeat().await? {
+        if !cx
+            .store
+            .heartbeat(cx.job, cx.holder, cx.config.job_lease)
+            .await?
+        {
             return Ok(Some(Outcome::Lost));
         }
         wait = (wait * 2).min(config.textract_poll_max);
