@@ -2,7 +2,8 @@
 //!
 //! Start at [`startup`]: it builds the [`http`] router over an [`http::AppState`] and starts the
 //! [`jobs`] workers. Uploads go through [`app`] (the use cases) into [`storage`] (all
-//! SQL); workers run the [`engines`] in a sandboxed child process and write pages back.
+//! SQL); workers claim jobs and have [`extraction`] read each document with the [`engines`]
+//! (in a sandboxed child process, or Textract) and write its pages back.
 
 pub mod app;
 pub mod aws;
@@ -13,6 +14,7 @@ pub mod consumers;
 pub mod doctor;
 pub mod domain;
 pub mod engines;
+pub mod extraction;
 pub mod http;
 pub mod jobs;
 pub mod sealing;

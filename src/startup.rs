@@ -15,8 +15,9 @@ use crate::{
     config::Config,
     domain::ocr::OcrMode,
     engines::{Sandbox, ocr::OcrAvailability, textract::Textract},
+    extraction::Engines,
     http::{self, AppState},
-    jobs::{self, Engines},
+    jobs,
     sessions::SessionBackend,
     storage::{Store, postgres::PostgresStore, sqlite::SqliteStore},
 };

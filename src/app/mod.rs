@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::{config::Config, jobs::Engines, storage::Store};
+use crate::{config::Config, extraction::Engines, storage::Store};
 
 /// Every use-case service of one process, over one store.
 #[derive(Clone)]

@@ -1,6 +1,8 @@
 //! Webhook use cases shared by the web UI and the API: register a URL (checked against the
 //! address guard), list and delete them, queue a test event, read the delivery log.
 
+pub mod delivery;
+
 use std::sync::Arc;
 
 use rand::Rng;
@@ -71,7 +73,7 @@ impl Webhooks {
         let url = check_url(url, allow_private)?;
         if let Some(url::Host::Domain(name)) = url.host() {
             let port = url.port_or_known_default().unwrap_or(443);
-            crate::jobs::webhooks::callable_addresses(name, port, allow_private).await?;
+            delivery::callable_addresses(name, port, allow_private).await?;
         }
         let description = description.trim();
         if description.chars().count() > MAX_DESCRIPTION_CHARS {

@@ -5,7 +5,7 @@ use super::report::{Report, within};
 use crate::{
     app::status::check_textract,
     config::{BlobStoreChoice, Config},
-    jobs::Engines,
+    extraction::Engines,
 };
 
 /// Textract publishes completion notices only to topics whose name starts with this (the

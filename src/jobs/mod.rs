@@ -1,174 +1,143 @@
-//! The durable job queue's workers: claim a job, hold its lease with a heartbeat, run the
-//! extraction, and record success, a retry with backoff, or a failure.
+//! The durable queue runtime, one for both queues: the extraction jobs and the webhook
+//! deliveries. A [`Runner`] claims an item with a lease, runs one attempt in its span with a
+//! panic caught as a failure, and has the queue record what became of it (done, a retry
+//! after [`Backoff`], a failure, a hand-back); [`Runner::run_until`] does that until
+//! shutdown. What an attempt *does* lives elsewhere: [`crate::extraction`] reads documents,
+//! [`crate::app::webhooks::delivery`] posts events.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use futures_util::FutureExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-use crate::{
-    blobs::BlobStore,
-    config::Config,
-    engines::{Sandbox, textract::Textract},
-    storage::Store,
-};
-
-mod extract;
-mod hybrid;
-mod textract;
+mod extraction;
 pub mod webhooks;
 
-pub use extract::Outcome;
+pub use extraction::{ExtractionJobs, Worker, spawn_workers};
 
-/// What workers extract with: where originals are, the local engine's sandbox, and Textract
-/// when it is configured.
-#[derive(Debug, Clone)]
-pub struct Engines {
-    /// Where originals are read from.
-    pub blobs: BlobStore,
-    /// Runs the local engine in a child process.
-    pub sandbox: Sandbox,
-    /// AWS Textract, when `LECTOR_ENGINE=textract` (or a bucket) is configured.
-    pub textract: Option<Textract>,
-    /// SQS, when Textract's completion notices are configured.
-    pub sqs: Option<aws_sdk_sqs::Client>,
-    /// The OCR languages this machine has.
-    pub ocr: crate::engines::ocr::OcrAvailability,
-    /// One permit per core, shared by this process's workers: a job takes the free ones to
-    /// read a long document's pages in parallel.
-    pub cores: Arc<tokio::sync::Semaphore>,
+/// One kind of durable work: how an item is claimed (with its lease), tried once, and how the
+/// outcome of a try is written back.
+pub trait Queue: Clone + Send + Sync + 'static {
+    /// A claimed item.
+    type Claimed: Send + Sync;
+    /// How one attempt ended.
+    type Outcome: Send;
+
+    /// Claims the next due item for `holder` (as written in the item's lock column).
+    fn claim(
+        &self,
+        holder: &str,
+    ) -> impl Future<Output = anyhow::Result<Option<Self::Claimed>>> + Send;
+
+    /// The span the attempt and its recording run in.
+    fn span(&self, claimed: &Self::Claimed) -> tracing::Span;
+
+    /// Tries the item once.
+    fn attempt(
+        &self,
+        claimed: &Self::Claimed,
+        holder: &str,
+        shutdown: &CancellationToken,
+    ) -> impl Future<Output = Self::Outcome> + Send;
+
+    /// The outcome of an attempt that panicked.
+    fn panicked(&self, claimed: &Self::Claimed) -> Self::Outcome;
+
+    /// Writes the outcome of an attempt that took `elapsed` back to the queue.
+    fn record(
+        &self,
+        claimed: &Self::Claimed,
+        holder: &str,
+        outcome: Self::Outcome,
+        elapsed: Duration,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Logs that `holder` could not reach the queue (each queue names its runners its way).
+    fn unreachable(&self, holder: &str, error: &anyhow::Error);
 }
 
-/// Runs extraction jobs. Cheap to clone; each worker task holds one.
+/// Runs the items of one queue. Cheap to clone; each task holds one.
 #[derive(Clone)]
-pub struct Worker {
-    store: Arc<dyn Store>,
-    engines: Engines,
-    config: Arc<Config>,
-    /// Unique per worker task, so leases say who holds them.
+pub struct Runner<Q> {
+    queue: Q,
+    /// Unique per task, so leases say who holds them.
     id: String,
+    /// How often an idle runner looks for due items.
+    poll_interval: Duration,
 }
 
-impl Worker {
-    /// A worker with a fresh id.
-    pub fn new(store: Arc<dyn Store>, engines: Engines, config: Arc<Config>) -> Self {
-        let id = format!("{}-{}", hostname(), uuid::Uuid::now_v7().simple());
-        Worker {
-            store,
-            engines,
-            config,
+impl<Q: Queue> Runner<Q> {
+    /// A runner called `id`, looking for work every `poll_interval` when idle.
+    pub fn with_id(queue: Q, id: String, poll_interval: Duration) -> Self {
+        Runner {
+            queue,
             id,
+            poll_interval,
         }
     }
 
-    /// This worker's id, as written in `jobs.locked_by`.
+    /// This runner's id, as written in the claimed item's lock column.
     pub fn id(&self) -> &str {
         &self.id
     }
 
-    /// Claims and runs one due job. Returns false when there was none. Public so tests can
+    /// Claims and runs one due item. Returns false when there was none. Public so tests can
     /// drain the queue deterministically.
     pub async fn run_next(&self, shutdown: &CancellationToken) -> anyhow::Result<bool> {
-        let Some(job) = self
-            .store
-            .claim_job(&self.id, self.config.job_lease)
-            .await?
-        else {
+        let Some(claimed) = self.queue.claim(&self.id).await? else {
             return Ok(false);
         };
-        let span = tracing::info_span!("job", job.id = job.id, document.id = %job.document_id, job.attempt = job.attempts);
+        let span = self.queue.span(&claimed);
         let started = std::time::Instant::now();
-        let run = extract::run(self, &job, shutdown);
-        // A panic in our own code fails the attempt (and is retried), never the worker.
-        let outcome =
-            match std::panic::AssertUnwindSafe(tracing::Instrument::instrument(run, span.clone()))
-                .catch_unwind()
-                .await
-            {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    Outcome::Retry(anyhow::anyhow!("internal error (panic) while extracting"))
-                }
-            };
-        let seconds = started.elapsed().as_secs_f64();
-        let result = outcome.metric_label();
-        metrics::histogram!("lector_extraction_seconds", "outcome" => result).record(seconds);
-        // Instrumented, not entered: a span guard held across an await is lost when the task
-        // resumes on another thread, and the lines below would lose their document id.
-        let record = async {
-            tracing::info!(outcome = result, seconds, "job attempt ended");
-            extract::record(self, &job, outcome).await
+        let attempt = self.queue.attempt(&claimed, &self.id, shutdown);
+        // A panic in our own code fails the attempt (and is retried), never the runner.
+        let outcome = match std::panic::AssertUnwindSafe(attempt.instrument(span.clone()))
+            .catch_unwind()
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => self.queue.panicked(&claimed),
         };
-        tracing::Instrument::instrument(record, span).await?;
+        // Instrumented, not entered: a span guard held across an await is lost when the task
+        // resumes on another thread, and the lines logged while recording would lose its
+        // fields.
+        self.queue
+            .record(&claimed, &self.id, outcome, started.elapsed())
+            .instrument(span)
+            .await?;
         Ok(true)
     }
 
-    /// Runs jobs until `shutdown` is cancelled, waking on `work_available` or every poll
+    /// Runs items until `shutdown` is cancelled, waking on `work_available` or every poll
     /// interval.
     pub async fn run_until(self, shutdown: CancellationToken, work_available: Arc<Notify>) {
         while !shutdown.is_cancelled() {
             match self.run_next(&shutdown).await {
                 Ok(true) => continue,
                 Ok(false) => {}
-                Err(error) => {
-                    tracing::warn!(%error, worker = %self.id, "worker could not reach the queue")
-                }
+                Err(error) => self.queue.unreachable(&self.id, &error),
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = work_available.notified() => {}
-                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = tokio::time::sleep(self.poll_interval) => {}
             }
         }
     }
-
-    /// The original of `document` in a temporary file (removed when dropped).
-    async fn original_file(
-        &self,
-        document: &crate::domain::Document,
-    ) -> anyhow::Result<tempfile::NamedTempFile> {
-        let file = tempfile::Builder::new()
-            .prefix("lector-job-")
-            .suffix(".pdf")
-            .tempfile()?;
-        self.engines
-            .blobs
-            .copy_to_file(self.store.as_ref(), document, file.path())
-            .await?;
-        Ok(file)
-    }
-
-    /// The OCR settings a document is extracted with: its own choices over the defaults.
-    fn ocr_settings(&self, document: &crate::domain::Document) -> crate::engines::ocr::OcrSettings {
-        crate::engines::ocr::OcrSettings {
-            mode: document.ocr.mode,
-            languages: document.ocr.languages.clone(),
-            ..self.config.ocr.clone()
-        }
-    }
-
-    /// How long to wait before the next try after `attempts` failed tries.
-    fn backoff(&self, attempts: i32) -> Duration {
-        let exponent = attempts.clamp(1, 16) as u32 - 1;
-        self.config.job_retry_base.saturating_mul(1 << exponent)
-    }
 }
 
-/// Starts `count` workers; the handle finishes when all have stopped after `shutdown`.
-pub fn spawn_workers(
-    count: usize,
-    store: Arc<dyn Store>,
-    engines: Engines,
-    config: Arc<Config>,
-    shutdown: CancellationToken,
-    work_available: Arc<Notify>,
+/// Starts `runners`, each in a task of its own; the handle finishes when all have stopped
+/// after `shutdown`.
+pub fn spawn<Q: Queue>(
+    runners: impl IntoIterator<Item = Runner<Q>>,
+    shutdown: &CancellationToken,
+    work_available: &Arc<Notify>,
 ) -> tokio::task::JoinHandle<()> {
-    let handles: Vec<_> = (0..count)
-        .map(|_| {
-            let worker = Worker::new(store.clone(), engines.clone(), config.clone());
-            tokio::spawn(worker.run_until(shutdown.clone(), work_available.clone()))
-        })
+    let handles: Vec<_> = runners
+        .into_iter()
+        .map(|runner| tokio::spawn(runner.run_until(shutdown.clone(), work_available.clone())))
         .collect();
     tokio::spawn(async move {
         for handle in handles {
@@ -177,9 +146,38 @@ pub fn spawn_workers(
     })
 }
 
-fn hostname() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "lector".into())
+/// The wait before the next try after `attempts` failed ones: `base`, doubling with each
+/// failure up to `doublings` times, and never more than `cap`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// The wait after the first failure.
+    pub base: Duration,
+    /// Failures after which the wait stops growing.
+    pub doublings: u32,
+    /// The longest wait.
+    pub cap: Duration,
+}
+
+impl Backoff {
+    /// The wait after `attempts` failed tries.
+    pub fn after(&self, attempts: i32) -> Duration {
+        let exponent = attempts.clamp(1, self.doublings as i32 + 1) as u32 - 1;
+        self.base.saturating_mul(1 << exponent).min(self.cap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_double_up_to_their_cap() {
+        let backoff = Backoff {
+            base: Duration::from_secs(2),
+            doublings: 3,
+            cap: Duration::from_secs(10),
+        };
+        let waits: Vec<u64> = (0..6).map(|n| backoff.after(n).as_secs()).collect();
+        assert_eq!(waits, [2, 2, 4, 8, 10, 10]);
+    }
 }

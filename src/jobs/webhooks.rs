@@ -1,115 +1,115 @@
-//! Sends webhook deliveries: claim one from the queue, post the signed event, log the
-//! attempt, and retry with backoff until the receiver answers 2xx or the attempts run out.
-//!
-//! The HTTP client never follows redirects and ignores proxy settings, and it resolves
-//! names through [`GuardedResolver`], which drops loopback, private and link-local
-//! addresses: the address checked is the address connected to, so a name that resolves to a
-//! public address at registration and to an internal one later (DNS rebinding) is refused.
+//! The webhook delivery queue: claim a due delivery, have
+//! [`crate::app::webhooks::delivery`] post the signed event, log the attempt, and retry with
+//! backoff until the receiver answers 2xx or the attempts run out. Also the hourly pruning
+//! of the delivery log.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use secrecy::ExposeSecret;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::{Backoff, Queue, Runner};
 use crate::{
-    config::{Config, WebhookSettings},
-    domain::webhook::{self, RESPONSE_EXCERPT_CHARS, UrlRefusal},
+    app::webhooks::delivery::{Deliverer, Sent},
+    config::Config,
     storage::{
         Store,
         webhooks::{AttemptOutcome, ClaimedDelivery},
     },
 };
 
-/// The addresses `host` resolves to that Lector may call (all of them when `allow_private`).
-/// Refuses a name that does not resolve or resolves only to internal addresses.
-pub async fn callable_addresses(
-    host: &str,
-    port: u16,
-    allow_private: bool,
-) -> Result<Vec<SocketAddr>, UrlRefusal> {
-    let unresolvable = || UrlRefusal::Unresolvable(host.to_owned());
-    let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|_| unresolvable())?
-        .collect();
-    let Some(first) = resolved.first().copied() else {
-        return Err(unresolvable());
-    };
-    if allow_private {
-        return Ok(resolved);
-    }
-    let public: Vec<SocketAddr> = resolved
-        .into_iter()
-        .filter(|address| webhook::internal_kind(address.ip()).is_none())
-        .collect();
-    if public.is_empty() {
-        webhook::check_address(host, first.ip())?;
-    }
-    Ok(public)
-}
+/// Sends deliveries.
+pub type WebhookSender = Runner<Deliveries>;
 
-/// Resolves names for the webhook client, keeping only addresses Lector may call.
-#[derive(Debug, Clone, Copy)]
-struct GuardedResolver {
-    allow_private: bool,
-}
-
-impl reqwest::dns::Resolve for GuardedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let allow_private = self.allow_private;
-        Box::pin(async move {
-            let addresses = callable_addresses(name.as_str(), 0, allow_private).await?;
-            Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
-/// The client every delivery is posted with.
-pub fn http_client(settings: &WebhookSettings) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .user_agent(concat!("Lector-Webhooks/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .timeout(settings.timeout)
-        .connect_timeout(settings.timeout)
-        .dns_resolver(Arc::new(GuardedResolver {
-            allow_private: settings.allow_private,
-        }))
-        .build()?)
-}
-
-/// Sends deliveries. Cheap to clone; each sender task holds one.
+/// The webhook deliveries and what they are posted with.
 #[derive(Clone)]
-pub struct WebhookSender {
+pub struct Deliveries {
     store: Arc<dyn Store>,
-    client: reqwest::Client,
-    settings: WebhookSettings,
-    base_url: String,
-    poll_interval: Duration,
-    id: String,
+    deliverer: Deliverer,
+    /// How long a claimed delivery stays this sender's.
+    lease: Duration,
+    max_attempts: i32,
+    backoff: Backoff,
 }
 
-impl WebhookSender {
+impl Runner<Deliveries> {
     /// A sender with a fresh id.
     pub fn new(store: Arc<dyn Store>, config: &Config) -> anyhow::Result<Self> {
-        Ok(WebhookSender {
+        let settings = &config.webhooks;
+        let deliveries = Deliveries {
             store,
-            client: http_client(&config.webhooks)?,
-            settings: config.webhooks.clone(),
-            base_url: config.base_url(),
-            poll_interval: config.poll_interval,
-            id: format!("webhooks-{}", uuid::Uuid::now_v7().simple()),
-        })
+            deliverer: Deliverer::new(config)?,
+            lease: settings.timeout + Duration::from_secs(60),
+            max_attempts: settings.max_attempts,
+            // Doubling, capped by LECTOR_WEBHOOK_RETRY_MAX_SECS.
+            backoff: Backoff {
+                base: settings.retry_base,
+                doublings: 19,
+                cap: settings.retry_max,
+            },
+        };
+        Ok(Runner::with_id(
+            deliveries,
+            sender_id(),
+            config.poll_interval,
+        ))
     }
 
     /// Claims and sends one due delivery. False when there was none. Public so tests can
     /// drain the queue deterministically.
     pub async fn deliver_next(&self) -> anyhow::Result<bool> {
-        let lease = self.settings.timeout + Duration::from_secs(60);
-        let Some(claimed) = self.store.claim_delivery(&self.id, lease).await? else {
-            return Ok(false);
-        };
-        let outcome = self.attempt(&claimed).await;
+        self.run_next(&CancellationToken::new()).await
+    }
+}
+
+impl Queue for Deliveries {
+    type Claimed = ClaimedDelivery;
+    type Outcome = AttemptOutcome;
+
+    async fn claim(&self, holder: &str) -> anyhow::Result<Option<ClaimedDelivery>> {
+        Ok(self.store.claim_delivery(holder, self.lease).await?)
+    }
+
+    fn span(&self, _: &ClaimedDelivery) -> tracing::Span {
+        // The attempt's line carries the delivery's fields itself.
+        tracing::Span::none()
+    }
+
+    async fn attempt(
+        &self,
+        claimed: &ClaimedDelivery,
+        _: &str,
+        _: &CancellationToken,
+    ) -> AttemptOutcome {
+        let Sent {
+            mut outcome,
+            refused,
+        } = self.deliverer.attempt(claimed).await;
+        let attempts = claimed.delivery.attempts;
+        if outcome.error.is_some() && !refused && attempts < self.max_attempts {
+            outcome.retry_after = Some(self.backoff.after(attempts));
+        }
+        outcome
+    }
+
+    fn panicked(&self, claimed: &ClaimedDelivery) -> AttemptOutcome {
+        let attempts = claimed.delivery.attempts;
+        AttemptOutcome {
+            duration: Duration::ZERO,
+            status_code: None,
+            error: Some("internal error (panic) while sending".into()),
+            response_excerpt: None,
+            retry_after: (attempts < self.max_attempts).then(|| self.backoff.after(attempts)),
+        }
+    }
+
+    async fn record(
+        &self,
+        claimed: &ClaimedDelivery,
+        holder: &str,
+        outcome: AttemptOutcome,
+        _: Duration,
+    ) -> anyhow::Result<()> {
         let result = outcome.status().as_str();
         metrics::counter!("lector_webhook_attempts_total", "outcome" => result).increment(1);
         tracing::info!(
@@ -122,145 +122,17 @@ impl WebhookSender {
             outcome = result,
             "webhook attempt ended"
         );
-        self.store
-            .record_attempt(&claimed, &self.id, &outcome)
-            .await?;
-        Ok(true)
+        self.store.record_attempt(claimed, holder, &outcome).await?;
+        Ok(())
     }
 
-    /// Posts the event once and says what became of it.
-    async fn attempt(&self, claimed: &ClaimedDelivery) -> AttemptOutcome {
-        let started = std::time::Instant::now();
-        let attempts = claimed.delivery.attempts;
-        let (status_code, error, response_excerpt, final_failure) = match self.post(claimed).await {
-            Ok((status, excerpt)) if status.is_success() => {
-                (Some(status.as_u16().into()), None, excerpt, false)
-            }
-            Ok((status, excerpt)) => {
-                let error = if status.is_redirection() {
-                    format!("answered {status}: redirects are not followed")
-                } else {
-                    format!("answered {status}")
-                };
-                (Some(status.as_u16().into()), Some(error), excerpt, false)
-            }
-            Err(Failure::Refused(refusal)) => (None, Some(refusal.to_string()), None, true),
-            Err(Failure::Transport(reason)) => (None, Some(reason), None, false),
-        };
-        let retry_after =
-            (error.is_some() && !final_failure && attempts < self.settings.max_attempts)
-                .then(|| self.backoff(attempts));
-        AttemptOutcome {
-            duration: started.elapsed(),
-            status_code,
-            error,
-            response_excerpt,
-            retry_after,
-        }
-    }
-
-    /// The POST itself: the receiver's status and the start of its answer.
-    async fn post(
-        &self,
-        claimed: &ClaimedDelivery,
-    ) -> Result<(reqwest::StatusCode, Option<String>), Failure> {
-        // A literal address is connected to without the resolver: check it here (the URL may
-        // predate a change of LECTOR_WEBHOOK_ALLOW_PRIVATE).
-        let url = webhook::check_url(&claimed.webhook.url, self.settings.allow_private)
-            .map_err(Failure::Refused)?;
-        let body = webhook::event_body(&claimed.delivery, &claimed.webhook, &self.base_url);
-        let timestamp = chrono::Utc::now().timestamp();
-        let mut response = self
-            .client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("Lector-Event", claimed.delivery.event.as_str())
-            .header("Lector-Delivery", claimed.delivery.id.to_string())
-            .header(
-                "Lector-Signature",
-                webhook::signature(claimed.secret.expose_secret(), timestamp, &body),
-            )
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| self.failure(&e))?;
-        let status = response.status();
-        let mut excerpt = Vec::new();
-        // Only the start of the answer is kept; a receiver that streams forever is cut off
-        // by the client's timeout, and the status already decided the outcome.
-        while excerpt.len() < RESPONSE_EXCERPT_CHARS * 4 {
-            match response.chunk().await {
-                Ok(Some(chunk)) => excerpt.extend_from_slice(&chunk),
-                _ => break,
-            }
-        }
-        let text: String = String::from_utf8_lossy(&excerpt)
-            .chars()
-            .take(RESPONSE_EXCERPT_CHARS)
-            .collect();
-        Ok((status, (!text.trim().is_empty()).then_some(text)))
-    }
-
-    /// An error of the client in words for the delivery log.
-    fn failure(&self, error: &reqwest::Error) -> Failure {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-        while let Some(cause) = source {
-            if let Some(refusal) = cause.downcast_ref::<UrlRefusal>() {
-                return Failure::Refused(refusal.clone());
-            }
-            source = cause.source();
-        }
-        if error.is_timeout() {
-            return Failure::Transport(format!(
-                "no answer within {} s",
-                self.settings.timeout.as_secs()
-            ));
-        }
-        let mut root: &dyn std::error::Error = error;
-        while let Some(next) = root.source() {
-            root = next;
-        }
-        let reason = if error.is_connect() {
-            format!("could not connect: {root}")
-        } else {
-            format!("the request failed: {root}")
-        };
-        Failure::Transport(reason)
-    }
-
-    /// The wait before the next try after `attempts` failed ones: doubling, capped.
-    fn backoff(&self, attempts: i32) -> Duration {
-        let exponent = attempts.clamp(1, 20) as u32 - 1;
-        self.settings
-            .retry_base
-            .saturating_mul(1 << exponent)
-            .min(self.settings.retry_max)
-    }
-
-    /// Sends deliveries until `shutdown`, looking for due ones every poll interval.
-    pub async fn run_until(self, shutdown: CancellationToken) {
-        while !shutdown.is_cancelled() {
-            match self.deliver_next().await {
-                Ok(true) => continue,
-                Ok(false) => {}
-                Err(error) => {
-                    tracing::warn!(%error, sender = %self.id, "webhook sender could not reach the queue")
-                }
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(self.poll_interval) => {}
-            }
-        }
+    fn unreachable(&self, holder: &str, error: &anyhow::Error) {
+        tracing::warn!(%error, sender = %holder, "webhook sender could not reach the queue");
     }
 }
 
-/// Why an attempt got no answer.
-enum Failure {
-    /// The address is one Lector does not call: no retry will change that.
-    Refused(UrlRefusal),
-    /// The network, DNS or the receiver failed: worth another try.
-    Transport(String),
+fn sender_id() -> String {
+    format!("webhooks-{}", uuid::Uuid::now_v7().simple())
 }
 
 /// Starts the configured number of senders, and the hourly pruning of the delivery log.
@@ -273,13 +145,11 @@ pub fn spawn_senders(
         return Ok(());
     }
     let sender = WebhookSender::new(store.clone(), config)?;
-    for _ in 0..config.webhooks.senders {
-        let sender = WebhookSender {
-            id: format!("webhooks-{}", uuid::Uuid::now_v7().simple()),
-            ..sender.clone()
-        };
-        tokio::spawn(sender.run_until(shutdown.clone()));
-    }
+    let senders: Vec<_> = (0..config.webhooks.senders)
+        .map(|_| Runner::with_id(sender.queue.clone(), sender_id(), config.poll_interval))
+        .collect();
+    // Senders look for due deliveries every poll interval; nothing wakes them sooner.
+    super::spawn(senders, &shutdown, &Arc::new(Notify::new()));
     let keep = Duration::from_secs(u64::from(config.webhooks.log_days) * 86_400);
     tokio::spawn(async move {
         let mut hourly = tokio::time::interval(Duration::from_secs(3600));
@@ -296,35 +166,4 @@ pub fn spawn_senders(
         }
     });
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn names_of_internal_addresses_are_refused_unless_allowed() {
-        let refused = callable_addresses("localhost", 80, false)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(
-                refused,
-                UrlRefusal::Internal {
-                    kind: "a loopback",
-                    ..
-                }
-            ),
-            "{refused:?}"
-        );
-        let allowed = callable_addresses("localhost", 80, true).await.unwrap();
-        assert!(allowed.iter().all(|a| a.ip().is_loopback()));
-        let unknown = callable_addresses("no-such-host.invalid", 80, false)
-            .await
-            .unwrap_err();
-        assert_eq!(
-            unknown,
-            UrlRefusal::Unresolvable("no-such-host.invalid".into())
-        );
-    }
 }
