@@ -328,16 +328,16 @@ fn spawn_ingest_consumer(config: &Config, app: &App, engines: &Engines, stop: &C
         &engines.sqs,
         engines.blobs.s3(),
     ) {
-        tokio::spawn(crate::consumers::ingest::consume(
-            app.documents.clone(),
-            app.accounts.clone(),
-            s3.client().clone(),
-            sqs.clone(),
-            queue_url.clone(),
-            config.ingest_s3_prefix.clone(),
-            config.max_upload_bytes,
-            stop.clone(),
-        ));
+        let ingestion = crate::consumers::ingest::Ingestion {
+            documents: app.documents.clone(),
+            accounts: app.accounts.clone(),
+            s3: s3.client().clone(),
+            sqs: sqs.clone(),
+            queue_url: queue_url.clone(),
+            prefix: config.ingest_s3_prefix.clone(),
+            max_bytes: config.max_upload_bytes,
+        };
+        tokio::spawn(ingestion.consume(stop.clone()));
     }
 }
 

@@ -22,42 +22,22 @@ pub struct CreatedObject {
     pub key: String,
 }
 
-/// Receives S3 events from `queue_url` until `stop`, turning new PDFs into documents.
-#[allow(clippy::too_many_arguments)]
-pub async fn consume(
-    documents: Documents,
-    accounts: Accounts,
-    s3: aws_sdk_s3::Client,
-    sqs: aws_sdk_sqs::Client,
-    queue_url: String,
-    prefix: String,
-    max_bytes: u64,
-    stop: CancellationToken,
-) {
-    while let Some(messages) = super::sqs::next_batch(&sqs, &queue_url, &stop).await {
-        for message in messages {
-            let objects = parse_event(message.body().unwrap_or_default());
-            let mut handled = true;
-            for object in objects.iter().filter(|o| wanted(&o.key, &prefix)) {
-                match ingest(&documents, &accounts, &s3, object, max_bytes).await {
-                    Ok(id) => {
-                        tracing::info!(bucket = %object.bucket, key = %object.key, document.id = %id, "ingested from S3")
-                    }
-                    Err(IngestError::Refused(reason)) => {
-                        tracing::info!(bucket = %object.bucket, key = %object.key, %reason, "S3 object refused")
-                    }
-                    Err(IngestError::Retry(error)) => {
-                        // Left in the queue: SQS delivers it again after its visibility timeout.
-                        tracing::warn!(bucket = %object.bucket, key = %object.key, error = %format!("{error:#}"), "S3 object not ingested yet");
-                        handled = false;
-                    }
-                }
-            }
-            if handled {
-                super::sqs::delete(&sqs, &queue_url, &message).await;
-            }
-        }
-    }
+/// An S3 ingestion consumer: where the events come from and where their PDFs go.
+pub struct Ingestion {
+    /// Takes each PDF in as an upload.
+    pub documents: Documents,
+    /// Names the owner of ingested documents.
+    pub accounts: Accounts,
+    /// Reads the objects.
+    pub s3: aws_sdk_s3::Client,
+    /// Receives the events.
+    pub sqs: aws_sdk_sqs::Client,
+    /// `LECTOR_INGEST_SQS_QUEUE_URL`.
+    pub queue_url: String,
+    /// `LECTOR_INGEST_S3_PREFIX`: only keys under it are read.
+    pub prefix: String,
+    /// `LECTOR_MAX_UPLOAD_BYTES`: a larger object is refused like a larger upload.
+    pub max_bytes: u64,
 }
 
 enum IngestError {
@@ -65,41 +45,70 @@ enum IngestError {
     Retry(anyhow::Error),
 }
 
-async fn ingest(
-    documents: &Documents,
-    accounts: &Accounts,
-    s3: &aws_sdk_s3::Client,
-    object: &CreatedObject,
-    max_bytes: u64,
-) -> Result<String, IngestError> {
-    let retry = |e: anyhow::Error| IngestError::Retry(e);
-    let response = s3
-        .get_object()
-        .bucket(&object.bucket)
-        .key(&object.key)
-        .send()
-        .await
-        .with_context(|| format!("reading s3://{}/{}", object.bucket, object.key))
-        .map_err(retry)?;
-    let file_name = object.key.rsplit('/').next().unwrap_or("document.pdf");
-    let mut writer = IncomingFileWriter::new(documents.uploads_dir(), file_name, max_bytes)
-        .map_err(|e| retry(e.into()))?;
-    let mut body = response.body;
-    while let Some(chunk) = body
-        .try_next()
-        .await
-        .context("reading the object")
-        .map_err(retry)?
-    {
-        writer.write(&chunk).await.map_err(upload_error)?;
+impl Ingestion {
+    /// Receives S3 events until `stop`, turning new PDFs into documents.
+    pub async fn consume(self, stop: CancellationToken) {
+        while let Some(messages) = super::sqs::next_batch(&self.sqs, &self.queue_url, &stop).await {
+            for message in messages {
+                if self.handle(message.body().unwrap_or_default()).await {
+                    super::sqs::delete(&self.sqs, &self.queue_url, &message).await;
+                }
+            }
+        }
     }
-    let file = writer.finish().await.map_err(upload_error)?;
-    let owner = accounts.ingest_owner().await.map_err(retry)?;
-    let uploaded = documents
-        .upload(owner.as_ref(), file, None, &Default::default())
-        .await
-        .map_err(upload_error)?;
-    Ok(uploaded.document.id)
+
+    /// Ingests what one event names; false when an object should be tried again, so the
+    /// message stays in the queue and SQS delivers it again after its visibility timeout.
+    async fn handle(&self, body: &str) -> bool {
+        let mut handled = true;
+        for object in parse_event(body)
+            .iter()
+            .filter(|o| wanted(&o.key, &self.prefix))
+        {
+            match self.ingest(object).await {
+                Ok(id) => {
+                    tracing::info!(bucket = %object.bucket, key = %object.key, document.id = %id, "ingested from S3")
+                }
+                Err(IngestError::Refused(reason)) => {
+                    tracing::info!(bucket = %object.bucket, key = %object.key, %reason, "S3 object refused")
+                }
+                Err(IngestError::Retry(error)) => {
+                    tracing::warn!(bucket = %object.bucket, key = %object.key, error = %format!("{error:#}"), "S3 object not ingested yet");
+                    handled = false;
+                }
+            }
+        }
+        handled
+    }
+
+    async fn ingest(&self, object: &CreatedObject) -> Result<String, IngestError> {
+        let retry = |e: anyhow::Error| IngestError::Retry(e);
+        let response = (self.s3.get_object())
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .send()
+            .await
+            .with_context(|| format!("reading s3://{}/{}", object.bucket, object.key))
+            .map_err(retry)?;
+        let file_name = object.key.rsplit('/').next().unwrap_or("document.pdf");
+        let uploads = self.documents.uploads_dir();
+        let mut writer = IncomingFileWriter::new(uploads, file_name, self.max_bytes)
+            .map_err(|e| retry(e.into()))?;
+        let mut body = response.body;
+        while let Some(chunk) = (body.try_next().await)
+            .context("reading the object")
+            .map_err(retry)?
+        {
+            writer.write(&chunk).await.map_err(upload_error)?;
+        }
+        let file = writer.finish().await.map_err(upload_error)?;
+        let owner = self.accounts.ingest_owner().await.map_err(retry)?;
+        let uploaded = (self.documents)
+            .upload(owner.as_ref(), file, None, &Default::default())
+            .await
+            .map_err(upload_error)?;
+        Ok(uploaded.document.id)
+    }
 }
 
 fn upload_error(error: UploadError) -> IngestError {
