@@ -1,12 +1,12 @@
-//! Accounts in the database: users, their API tokens, password reset links and the browsers
-//! they logged in from.
+//! Accounts in the database: users, their passwords and sessions, password reset links and
+//! the browsers they logged in from. Their API tokens are in `tokens.rs`.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Row, Type};
+use sqlx::{ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Type};
 
 use super::{Error, Result, sql::Backend, sql::SqlStore};
-use crate::domain::{ApiToken, Credentials, User};
+use crate::domain::{Credentials, User};
 
 /// An account about to be stored.
 #[derive(Debug)]
@@ -17,21 +17,6 @@ pub struct NewUser {
     pub email: String,
     /// Argon2id PHC string.
     pub password_hash: String,
-}
-
-/// A token about to be stored: only its hash and a short prefix, never the token.
-#[derive(Debug)]
-pub struct NewApiToken {
-    /// UUIDv7.
-    pub id: String,
-    /// Its owner.
-    pub user_id: String,
-    /// The name given to it.
-    pub name: String,
-    /// The first characters, for display.
-    pub prefix: String,
-    /// Hex SHA-256 of the whole token.
-    pub token_hash: String,
 }
 
 /// A one-time password reset link about to be stored: only its token's hash.
@@ -60,7 +45,7 @@ pub struct UserSummary {
     pub webhooks: i64,
 }
 
-/// Storage of accounts and tokens.
+/// Storage of accounts.
 #[async_trait]
 pub trait AccountStore: Send + Sync {
     /// Stores an account. With `only_if_first`, stores it only when there is no account yet
@@ -77,14 +62,6 @@ pub trait AccountStore: Send + Sync {
     async fn user_by_email(&self, email: &str) -> Result<Option<User>>;
     /// The oldest account.
     async fn first_user(&self) -> Result<Option<User>>;
-    /// Stores a token's hash.
-    async fn create_api_token(&self, token: &NewApiToken) -> Result<ApiToken>;
-    /// A user's tokens, newest first.
-    async fn list_api_tokens(&self, user_id: &str) -> Result<Vec<ApiToken>>;
-    /// Deletes one of `user_id`'s tokens. False when they have no such token.
-    async fn revoke_api_token(&self, user_id: &str, token_id: &str) -> Result<bool>;
-    /// The owner of the token with this hash, noting the use (at most once a minute).
-    async fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<User>>;
     /// An account with its password hash and session epoch, by id.
     async fn credentials_by_id(&self, id: &str) -> Result<Option<Credentials>>;
     /// Replaces the account's password hash and ends its sessions (moves its session epoch
@@ -92,8 +69,6 @@ pub trait AccountStore: Send + Sync {
     async fn set_password(&self, user_id: &str, password_hash: &str) -> Result<i64>;
     /// Ends every session of the account (moves its session epoch on); returns the new epoch.
     async fn end_sessions(&self, user_id: &str) -> Result<i64>;
-    /// Deletes every token of the account; returns how many there were.
-    async fn revoke_api_tokens(&self, user_id: &str) -> Result<u64>;
     /// Every account with what it owns, oldest first.
     async fn list_users(&self) -> Result<Vec<UserSummary>>;
     /// Deletes the account with its tokens, webhooks, reset links and known devices; its
@@ -134,28 +109,6 @@ impl From<UserRow> for Credentials {
             },
             password_hash: row.password_hash,
             session_epoch: row.session_epoch,
-        }
-    }
-}
-
-/// A row of the tokens table.
-#[derive(FromRow)]
-struct TokenRow {
-    id: String,
-    name: String,
-    prefix: String,
-    created_at: DateTime<Utc>,
-    last_used_at: Option<DateTime<Utc>>,
-}
-
-impl From<TokenRow> for ApiToken {
-    fn from(row: TokenRow) -> Self {
-        ApiToken {
-            id: row.id,
-            name: row.name,
-            prefix: row.prefix,
-            created_at: row.created_at,
-            last_used_at: row.last_used_at,
         }
     }
 }
@@ -250,83 +203,6 @@ where
         Ok(row.map(|r| Credentials::from(r).user))
     }
 
-    async fn create_api_token(&self, token: &NewApiToken) -> Result<ApiToken> {
-        sqlx::query(
-            "insert into api_tokens (id, user_id, name, prefix, token_hash) \
-             values ($1, $2, $3, $4, $5)",
-        )
-        .bind(&token.id)
-        .bind(&token.user_id)
-        .bind(&token.name)
-        .bind(&token.prefix)
-        .bind(&token.token_hash)
-        .execute(&self.pool)
-        .await?;
-        let row: TokenRow = sqlx::query_as(
-            "select id, name, prefix, created_at, last_used_at from api_tokens where id = $1",
-        )
-        .bind(&token.id)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row.into())
-    }
-
-    async fn list_api_tokens(&self, user_id: &str) -> Result<Vec<ApiToken>> {
-        let rows: Vec<TokenRow> = sqlx::query_as(
-            "select id, name, prefix, created_at, last_used_at from api_tokens \
-             where user_id = $1 order by created_at desc, id desc",
-        )
-        .bind(user_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(Into::into).collect())
-    }
-
-    async fn revoke_api_token(&self, user_id: &str, token_id: &str) -> Result<bool> {
-        let done = sqlx::query("delete from api_tokens where id = $1 and user_id = $2")
-            .bind(token_id)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(DB::rows_affected(&done) > 0)
-    }
-
-    async fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<User>> {
-        let Some(row) = sqlx::query(
-            "select u.id, u.email, u.created_at, t.id as token_id, t.last_used_at \
-             from api_tokens t join users u on u.id = t.user_id where t.token_hash = $1",
-        )
-        .bind(token_hash)
-        .fetch_optional(&self.pool)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let token_id: String = row.try_get("token_id")?;
-        let last_used: Option<DateTime<Utc>> = row.try_get("last_used_at")?;
-        let stale = last_used.is_none_or(|at| Utc::now() - at > chrono::TimeDelta::seconds(60));
-        if stale {
-            // Run only when the last note is over a minute old (a write per API request
-            // would take SQLite's one write lock every time); the condition keeps concurrent
-            // requests from writing twice.
-            let touch = format!(
-                "update api_tokens set last_used_at = {now} where id = $1 \
-                 and (last_used_at is null or last_used_at < {minute_ago})",
-                now = DB::NOW,
-                minute_ago = DB::later("-60"),
-            );
-            sqlx::query(&touch)
-                .bind(&token_id)
-                .execute(&self.pool)
-                .await?;
-        }
-        Ok(Some(User {
-            id: row.try_get("id")?,
-            email: row.try_get("email")?,
-            created_at: row.try_get("created_at")?,
-        }))
-    }
-
     async fn credentials_by_id(&self, id: &str) -> Result<Option<Credentials>> {
         let row: Option<UserRow> = sqlx::query_as(&format!("{SELECT_USERS} where id = $1"))
             .bind(id)
@@ -365,14 +241,6 @@ where
             .await?;
         tx.commit().await?;
         Ok(epoch)
-    }
-
-    async fn revoke_api_tokens(&self, user_id: &str) -> Result<u64> {
-        let done = sqlx::query("delete from api_tokens where user_id = $1")
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(DB::rows_affected(&done))
     }
 
     async fn list_users(&self) -> Result<Vec<UserSummary>> {

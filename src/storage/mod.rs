@@ -9,7 +9,8 @@
 //! | `queue.rs` | [`QueueStore`]: extraction jobs, leases and what a worker writes |
 //! | `textract.rs` | [`TextractStore`]: Textract slots, page budget, completion notices |
 //! | `stats.rs` | [`StatsStore`]: counts for health and `/metrics` |
-//! | `accounts.rs` | [`AccountStore`]: users, API tokens, reset links, known devices |
+//! | `accounts.rs` | [`AccountStore`]: users, passwords and sessions, reset links, known devices |
+//! | `tokens.rs` | [`TokenStore`]: API tokens |
 //! | `search/` | [`SearchStore`]: full-text search, one implementation per backend |
 //! | `webhooks.rs` | [`WebhookStore`]: webhooks and their delivery queue |
 //! | `sql.rs` | [`sql::SqlStore`], the [`sql::Backend`] trait, and [`Store`]'s own methods |
@@ -42,15 +43,17 @@ pub mod sql;
 pub mod sqlite;
 pub mod stats;
 pub mod textract;
+pub mod tokens;
 pub mod webhooks;
 
-pub use accounts::{AccountStore, NewApiToken, NewUser};
+pub use accounts::{AccountStore, NewUser};
 pub use documents::{DocumentStore, NewDocument};
 pub use originals::{BLOB_CHUNK_BYTES, OriginalStore};
 pub use queue::{ClaimedJob, NewPage, QueueStore};
 pub use search::SearchStore;
 pub use stats::{QueueCounts, StatsStore};
 pub use textract::TextractStore;
+pub use tokens::{NewApiToken, TokenStore};
 pub use webhooks::WebhookStore;
 
 /// Every storage trait, for code that holds a concrete store rather than `dyn Store` (on a
@@ -58,7 +61,7 @@ pub use webhooks::WebhookStore;
 pub mod prelude {
     pub use super::{
         AccountStore, DocumentStore, OriginalStore, QueueStore, SearchStore, StatsStore, Store,
-        TextractStore, WebhookStore,
+        TextractStore, TokenStore, WebhookStore,
     };
 }
 
@@ -159,6 +162,7 @@ pub trait Store:
     + TextractStore
     + StatsStore
     + AccountStore
+    + TokenStore
     + SearchStore
     + WebhookStore
     + Send

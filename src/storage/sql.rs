@@ -115,6 +115,7 @@ where
         + super::TextractStore
         + super::StatsStore
         + super::AccountStore
+        + super::TokenStore
         + super::SearchStore
         + super::WebhookStore,
 {
