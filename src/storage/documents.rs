@@ -1,16 +1,15 @@
-//! Documents and their pages as the library shows them: stored with their original and job,
-//! listed, re-processed, cancelled, deleted.
+//! Documents as the library shows them: stored with their original and job, listed,
+//! re-processed, cancelled, deleted. Their pages are read in `pages.rs`.
 
 use std::path::Path;
 
 use async_trait::async_trait;
 use secrecy::SecretString;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Type};
-use tokio::io::AsyncReadExt;
 
-use super::{BLOB_CHUNK_BYTES, Error, Result, sql::Backend, sql::SqlStore};
+use super::{Error, Result, sql::Backend, sql::SqlStore};
 use crate::domain::{
-    Document, DocumentStatus, Engine, Page, PageSource,
+    Document, DocumentStatus, Engine,
     ocr::{OcrChoice, OcrMode},
 };
 
@@ -41,7 +40,7 @@ pub struct NewDocument {
     pub owner_id: Option<String>,
 }
 
-/// Storage of documents and their extracted pages.
+/// Storage of documents.
 #[async_trait]
 pub trait DocumentStore: Send + Sync {
     /// Stores a document, its original bytes (read from `original`, unless they live on S3)
@@ -75,10 +74,6 @@ pub trait DocumentStore: Send + Sync {
     ) -> Result<Vec<Document>>;
     /// How many documents `owner_id` has.
     async fn count_documents(&self, owner_id: &str) -> Result<i64>;
-    /// Every extracted page of a document, in page order.
-    async fn list_pages(&self, id: &str) -> Result<Vec<Page>>;
-    /// Numbers of the pages already stored (a resumed job skips them).
-    async fn stored_page_numbers(&self, id: &str) -> Result<Vec<i32>>;
     /// The password the user gave for an encrypted PDF.
     async fn document_password(&self, id: &str) -> Result<Option<SecretString>>;
     /// Removes a document with its original, pages and jobs.
@@ -156,41 +151,6 @@ impl TryFrom<DocumentRow> for Document {
     }
 }
 
-/// A row of the pages query.
-#[derive(FromRow)]
-struct PageRow {
-    page_number: i32,
-    text: String,
-    source: String,
-    char_count: i32,
-    extraction_ms: i64,
-    error: Option<String>,
-    confidence: Option<f64>,
-    dpi: Option<i32>,
-    ocr_reason: Option<String>,
-}
-
-impl TryFrom<PageRow> for Page {
-    type Error = Error;
-
-    fn try_from(row: PageRow) -> Result<Self> {
-        let source = PageSource::parse(&row.source).ok_or_else(|| {
-            anyhow::anyhow!("unknown page source {:?} in the database", row.source)
-        })?;
-        Ok(Page {
-            number: row.page_number,
-            text: row.text,
-            source,
-            char_count: row.char_count,
-            extraction_ms: row.extraction_ms,
-            error: row.error,
-            confidence: row.confidence,
-            dpi: row.dpi,
-            ocr_reason: row.ocr_reason,
-        })
-    }
-}
-
 /// `select` of every document column, with page progress counted from `pages`, from
 /// `documents d` followed by `rest` (a where clause, an order).
 fn select_documents(rest: &str) -> String {
@@ -217,7 +177,6 @@ where
     for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> i32: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
-    for<'q> f64: Decode<'q, DB> + Type<DB>,
     for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<String>: Encode<'q, DB>,
     for<'q> Option<&'q str>: Encode<'q, DB>,
@@ -265,23 +224,8 @@ where
         .bind(&doc.owner_id)
         .execute(&mut *tx)
         .await?;
-        let mut seq: i32 = 0;
-        while let Some(file) = file.as_mut() {
-            let mut chunk = Vec::with_capacity(BLOB_CHUNK_BYTES);
-            file.take(BLOB_CHUNK_BYTES as u64)
-                .read_to_end(&mut chunk)
-                .await
-                .map_err(|e| anyhow::Error::new(e).context("reading the uploaded file"))?;
-            if chunk.is_empty() {
-                break;
-            }
-            sqlx::query("insert into document_blobs (document_id, seq, data) values ($1, $2, $3)")
-                .bind(&doc.id)
-                .bind(seq)
-                .bind(chunk)
-                .execute(&mut *tx)
-                .await?;
-            seq += 1;
+        if let Some(file) = file.as_mut() {
+            super::originals::store_original::<DB>(&mut tx, &doc.id, file).await?;
         }
         sqlx::query(
             "insert into jobs (kind, document_id, status, max_attempts) values ('extract', $1, 'queued', $2)",
@@ -377,26 +321,6 @@ where
                 .fetch_one(&self.pool)
                 .await?,
         )
-    }
-
-    async fn list_pages(&self, id: &str) -> Result<Vec<Page>> {
-        let rows: Vec<PageRow> = sqlx::query_as(
-            "select page_number, text, source, char_count, extraction_ms, error, confidence, dpi, ocr_reason \
-             from pages where document_id = $1 order by page_number",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(TryInto::try_into).collect()
-    }
-
-    async fn stored_page_numbers(&self, id: &str) -> Result<Vec<i32>> {
-        Ok(sqlx::query_scalar(
-            "select page_number from pages where document_id = $1 order by page_number",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?)
     }
 
     async fn document_password(&self, id: &str) -> Result<Option<SecretString>> {

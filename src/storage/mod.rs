@@ -4,7 +4,8 @@
 //!
 //! | file | trait |
 //! |---|---|
-//! | `documents.rs` | [`DocumentStore`]: documents and their pages |
+//! | `documents.rs` | [`DocumentStore`]: documents |
+//! | `pages.rs` | [`PageStore`]: the pages extracted from them |
 //! | `originals.rs` | [`OriginalStore`]: original PDFs kept in the database |
 //! | `queue.rs` | [`QueueStore`]: extraction jobs, leases and what a worker writes |
 //! | `textract.rs` | [`TextractStore`]: Textract slots, page budget, completion notices |
@@ -36,6 +37,7 @@ use secrecy::{ExposeSecret, SecretString};
 pub mod accounts;
 pub mod documents;
 pub mod originals;
+pub mod pages;
 pub mod postgres;
 pub mod queue;
 pub mod search;
@@ -49,6 +51,7 @@ pub mod webhooks;
 pub use accounts::{AccountStore, NewUser};
 pub use documents::{DocumentStore, NewDocument};
 pub use originals::{BLOB_CHUNK_BYTES, OriginalStore};
+pub use pages::PageStore;
 pub use queue::{ClaimedJob, NewPage, QueueStore};
 pub use search::SearchStore;
 pub use stats::{QueueCounts, StatsStore};
@@ -60,8 +63,8 @@ pub use webhooks::WebhookStore;
 /// `dyn Store` the concern traits' methods need no import).
 pub mod prelude {
     pub use super::{
-        AccountStore, DocumentStore, OriginalStore, QueueStore, SearchStore, StatsStore, Store,
-        TextractStore, TokenStore, WebhookStore,
+        AccountStore, DocumentStore, OriginalStore, PageStore, QueueStore, SearchStore, StatsStore,
+        Store, TextractStore, TokenStore, WebhookStore,
     };
 }
 
@@ -157,6 +160,7 @@ pub(crate) fn json_list<T: serde::Serialize>(ids: &[T]) -> String {
 #[async_trait]
 pub trait Store:
     DocumentStore
+    + PageStore
     + OriginalStore
     + QueueStore
     + TextractStore

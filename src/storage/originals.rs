@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
+use tokio::io::AsyncReadExt;
 
 use super::{Result, sql::Backend, sql::SqlStore};
 
@@ -58,5 +59,40 @@ where
                 .fetch_one(&self.pool)
                 .await?,
         )
+    }
+}
+
+/// Stores the original read from `file`, in chunks of [`BLOB_CHUNK_BYTES`], on the
+/// connection of the transaction that stores its document.
+pub(super) async fn store_original<DB: Backend>(
+    tx: &mut DB::Connection,
+    document_id: &str,
+    file: &mut tokio::fs::File,
+) -> Result<()>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> i32: Encode<'q, DB> + Type<DB>,
+    for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
+{
+    let mut seq: i32 = 0;
+    loop {
+        let mut chunk = Vec::with_capacity(BLOB_CHUNK_BYTES);
+        (&mut *file)
+            .take(BLOB_CHUNK_BYTES as u64)
+            .read_to_end(&mut chunk)
+            .await
+            .map_err(|e| anyhow::Error::new(e).context("reading the uploaded file"))?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        sqlx::query("insert into document_blobs (document_id, seq, data) values ($1, $2, $3)")
+            .bind(document_id)
+            .bind(seq)
+            .bind(chunk)
+            .execute(&mut *tx)
+            .await?;
+        seq += 1;
     }
 }

@@ -110,6 +110,7 @@ where
     for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
     Self: super::DocumentStore
+        + super::PageStore
         + super::OriginalStore
         + super::QueueStore
         + super::TextractStore

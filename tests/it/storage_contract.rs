@@ -1,5 +1,5 @@
 //! The storage contract: every method of [`Store`] and of its super-traits (one per concern:
-//! `DocumentStore`, `OriginalStore`, `QueueStore`, `TextractStore`, `StatsStore`,
+//! `DocumentStore`, `PageStore`, `OriginalStore`, `QueueStore`, `TextractStore`, `StatsStore`,
 //! `AccountStore`, `TokenStore`, `SearchStore`, `WebhookStore`) called straight on the store,
 //! on SQLite and on Postgres, with the same expectations on what comes back (rows, counts,
 //! booleans, `NotFound`, `Conflict`). It is the safety net STYLE.md promises for the storage
@@ -2235,7 +2235,7 @@ async fn migrations_are_applied_once_and_a_missing_one_is_reported(#[case] backe
 /// The storage traits and the files that define them. `Store`'s super-traits must all be
 /// here: a trait split off (or added) must be added to this list, and its methods to the
 /// tests above.
-const TRAITS: [(&str, &str, &str); 10] = [
+const TRAITS: [(&str, &str, &str); 11] = [
     (
         "Store",
         "src/storage/mod.rs",
@@ -2245,6 +2245,11 @@ const TRAITS: [(&str, &str, &str); 10] = [
         "DocumentStore",
         "src/storage/documents.rs",
         include_str!("../../src/storage/documents.rs"),
+    ),
+    (
+        "PageStore",
+        "src/storage/pages.rs",
+        include_str!("../../src/storage/pages.rs"),
     ),
     (
         "OriginalStore",
