@@ -13,7 +13,8 @@
 //! | `accounts.rs` | [`AccountStore`]: users, passwords and sessions, reset links, known devices |
 //! | `tokens.rs` | [`TokenStore`]: API tokens |
 //! | `search/` | [`SearchStore`]: full-text search, one implementation per backend |
-//! | `webhooks.rs` | [`WebhookStore`]: webhooks and their delivery queue |
+//! | `webhooks.rs` | [`WebhookStore`]: webhooks |
+//! | `deliveries.rs` | [`DeliveryStore`]: their delivery queue and its log |
 //! | `sql.rs` | [`sql::SqlStore`], the [`sql::Backend`] trait, and [`Store`]'s own methods |
 //!
 //! How the two backends share code: one generic body, `impl<DB: Backend> XStore for
@@ -35,6 +36,7 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 
 pub mod accounts;
+pub mod deliveries;
 pub mod documents;
 pub mod originals;
 pub mod pages;
@@ -49,6 +51,7 @@ pub mod tokens;
 pub mod webhooks;
 
 pub use accounts::{AccountStore, NewUser};
+pub use deliveries::DeliveryStore;
 pub use documents::{DocumentStore, NewDocument};
 pub use originals::{BLOB_CHUNK_BYTES, OriginalStore};
 pub use pages::PageStore;
@@ -63,8 +66,8 @@ pub use webhooks::WebhookStore;
 /// `dyn Store` the concern traits' methods need no import).
 pub mod prelude {
     pub use super::{
-        AccountStore, DocumentStore, OriginalStore, PageStore, QueueStore, SearchStore, StatsStore,
-        Store, TextractStore, TokenStore, WebhookStore,
+        AccountStore, DeliveryStore, DocumentStore, OriginalStore, PageStore, QueueStore,
+        SearchStore, StatsStore, Store, TextractStore, TokenStore, WebhookStore,
     };
 }
 
@@ -169,6 +172,7 @@ pub trait Store:
     + TokenStore
     + SearchStore
     + WebhookStore
+    + DeliveryStore
     + Send
     + Sync
     + 'static

@@ -343,7 +343,7 @@ where
         .await?;
         // The webhooks' events are queued with the status they report: both land, or
         // neither does.
-        sqlx::query(&super::webhooks::queue_document_event::<DB>())
+        sqlx::query(&super::deliveries::queue_document_event::<DB>())
             .bind(&job.document_id)
             .bind(uuid::Uuid::now_v7().to_string())
             .execute(&mut *tx)

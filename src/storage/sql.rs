@@ -118,7 +118,8 @@ where
         + super::AccountStore
         + super::TokenStore
         + super::SearchStore
-        + super::WebhookStore,
+        + super::WebhookStore
+        + super::DeliveryStore,
 {
     fn backend(&self) -> &'static str {
         DB::BACKEND

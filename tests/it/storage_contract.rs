@@ -1,11 +1,11 @@
 //! The storage contract: every method of [`Store`] and of its super-traits (one per concern:
 //! `DocumentStore`, `PageStore`, `OriginalStore`, `QueueStore`, `TextractStore`, `StatsStore`,
-//! `AccountStore`, `TokenStore`, `SearchStore`, `WebhookStore`) called straight on the store,
-//! on SQLite and on Postgres, with the same expectations on what comes back (rows, counts,
-//! booleans, `NotFound`, `Conflict`). It is the safety net STYLE.md promises for the storage
-//! layer: a rewrite of `src/storage/` (per-concern traits, no `macro_rules!` bodies) must keep
-//! it passing on both backends. The last test fails, naming them, when a trait method is
-//! called nowhere here.
+//! `AccountStore`, `TokenStore`, `SearchStore`, `WebhookStore`, `DeliveryStore`) called
+//! straight on the store, on SQLite and on Postgres, with the same expectations on what comes
+//! back (rows, counts, booleans, `NotFound`, `Conflict`). It is the safety net STYLE.md
+//! promises for the storage layer: a rewrite of `src/storage/` (per-concern traits, no
+//! `macro_rules!` bodies) must keep it passing on both backends. The last test fails, naming
+//! them, when a trait method is called nowhere here.
 //!
 //! Concerns, in order: documents and originals, pages, the job queue and its leases, Textract
 //! (slots, budget, completions), metrics counts, notes, accounts, search, webhooks and their
@@ -2235,7 +2235,7 @@ async fn migrations_are_applied_once_and_a_missing_one_is_reported(#[case] backe
 /// The storage traits and the files that define them. `Store`'s super-traits must all be
 /// here: a trait split off (or added) must be added to this list, and its methods to the
 /// tests above.
-const TRAITS: [(&str, &str, &str); 11] = [
+const TRAITS: [(&str, &str, &str); 12] = [
     (
         "Store",
         "src/storage/mod.rs",
@@ -2290,6 +2290,11 @@ const TRAITS: [(&str, &str, &str); 11] = [
         "WebhookStore",
         "src/storage/webhooks.rs",
         include_str!("../../src/storage/webhooks.rs"),
+    ),
+    (
+        "DeliveryStore",
+        "src/storage/deliveries.rs",
+        include_str!("../../src/storage/deliveries.rs"),
     ),
 ];
 
