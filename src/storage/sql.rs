@@ -47,9 +47,10 @@ pub trait Backend: Database<Connection: Migrate> {
 
 /// [`Store`] over a sqlx pool of either backend (`PostgresStore`, `SqliteStore`).
 ///
-/// Every concern's `impl<DB: Backend>` carries the same where-clause: the executors, and the
-/// Rust types its statements bind and decode (`&str`, `String`, `i32`, `i64`, `f64`, bytes,
-/// times), plus the rows it reads.
+/// Each concern's `impl<DB: Backend>` carries a where-clause of the same shape: the pool and
+/// transaction as executors, then the Rust types its statements bind (`Encode`) and read
+/// (`Decode`), `Option`s included (sqlx encodes them per backend); its row types follow
+/// from those.
 pub struct SqlStore<DB: Database> {
     pub(super) pool: Pool<DB>,
     /// Seals and opens the secrets kept in the database; none when no key is configured.
