@@ -1,10 +1,12 @@
-//! Accounts and API tokens in the database. Same pattern as the document store: one trait,
-//! one body written once over both pools (`account_store_impl!`).
+//! Accounts in the database: users, their passwords and sessions, password reset links and
+//! the browsers they logged in from. Their API tokens are in `tokens.rs`.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::{ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Type};
 
-use super::Result;
-use crate::domain::{ApiToken, Credentials, User};
+use super::{Error, Result, sql::Backend, sql::SqlStore};
+use crate::domain::{Credentials, User};
 
 /// An account about to be stored.
 #[derive(Debug)]
@@ -15,21 +17,6 @@ pub struct NewUser {
     pub email: String,
     /// Argon2id PHC string.
     pub password_hash: String,
-}
-
-/// A token about to be stored: only its hash and a short prefix, never the token.
-#[derive(Debug)]
-pub struct NewApiToken {
-    /// UUIDv7.
-    pub id: String,
-    /// Its owner.
-    pub user_id: String,
-    /// The name given to it.
-    pub name: String,
-    /// The first characters, for display.
-    pub prefix: String,
-    /// Hex SHA-256 of the whole token.
-    pub token_hash: String,
 }
 
 /// A one-time password reset link about to be stored: only its token's hash.
@@ -58,7 +45,7 @@ pub struct UserSummary {
     pub webhooks: i64,
 }
 
-/// Storage of accounts and tokens.
+/// Storage of accounts.
 #[async_trait]
 pub trait AccountStore: Send + Sync {
     /// Stores an account. With `only_if_first`, stores it only when there is no account yet
@@ -75,14 +62,6 @@ pub trait AccountStore: Send + Sync {
     async fn user_by_email(&self, email: &str) -> Result<Option<User>>;
     /// The oldest account.
     async fn first_user(&self) -> Result<Option<User>>;
-    /// Stores a token's hash.
-    async fn create_api_token(&self, token: &NewApiToken) -> Result<ApiToken>;
-    /// A user's tokens, newest first.
-    async fn list_api_tokens(&self, user_id: &str) -> Result<Vec<ApiToken>>;
-    /// Deletes one of `user_id`'s tokens. False when they have no such token.
-    async fn revoke_api_token(&self, user_id: &str, token_id: &str) -> Result<bool>;
-    /// The owner of the token with this hash, noting the use (at most once a minute).
-    async fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<User>>;
     /// An account with its password hash and session epoch, by id.
     async fn credentials_by_id(&self, id: &str) -> Result<Option<Credentials>>;
     /// Replaces the account's password hash and ends its sessions (moves its session epoch
@@ -90,8 +69,6 @@ pub trait AccountStore: Send + Sync {
     async fn set_password(&self, user_id: &str, password_hash: &str) -> Result<i64>;
     /// Ends every session of the account (moves its session epoch on); returns the new epoch.
     async fn end_sessions(&self, user_id: &str) -> Result<i64>;
-    /// Deletes every token of the account; returns how many there were.
-    async fn revoke_api_tokens(&self, user_id: &str) -> Result<u64>;
     /// Every account with what it owns, oldest first.
     async fn list_users(&self) -> Result<Vec<UserSummary>>;
     /// Deletes the account with its tokens, webhooks, reset links and known devices; its
@@ -113,13 +90,13 @@ pub trait AccountStore: Send + Sync {
 }
 
 /// A row of the users table.
-#[derive(sqlx::FromRow)]
-pub(crate) struct UserRow {
-    pub id: String,
-    pub email: String,
-    pub password_hash: String,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    pub session_epoch: i64,
+#[derive(FromRow)]
+struct UserRow {
+    id: String,
+    email: String,
+    password_hash: String,
+    created_at: DateTime<Utc>,
+    session_epoch: i64,
 }
 
 impl From<UserRow> for Credentials {
@@ -136,457 +113,258 @@ impl From<UserRow> for Credentials {
     }
 }
 
-/// A row of the tokens table.
-#[derive(sqlx::FromRow)]
-pub(crate) struct TokenRow {
-    pub id: String,
-    pub name: String,
-    pub prefix: String,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    pub last_used_at: Option<chrono::DateTime<chrono::Utc>>,
+/// An account's columns, with its password hash.
+const SELECT_USERS: &str = "select id, email, password_hash, created_at, session_epoch from users";
+
+/// Moves an account's session epoch on (`$1`), and replaces its password hash (`$2`) when
+/// `password` is set.
+fn bump_epoch<DB: Backend>(password: bool) -> String {
+    let set_password = if password { "password_hash = $2, " } else { "" };
+    format!(
+        "update users set {set_password}session_epoch = session_epoch + 1, updated_at = {now} \
+         where id = $1",
+        now = DB::NOW
+    )
 }
 
-impl From<TokenRow> for ApiToken {
-    fn from(row: TokenRow) -> Self {
-        ApiToken {
-            id: row.id,
-            name: row.name,
-            prefix: row.prefix,
-            created_at: row.created_at,
-            last_used_at: row.last_used_at,
+#[async_trait]
+impl<DB: Backend> AccountStore for SqlStore<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB> + ColumnIndex<DB::Row>,
+    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> f64: Encode<'q, DB> + Type<DB>,
+    for<'q> DateTime<Utc>: Decode<'q, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    async fn create_user(&self, user: &NewUser, only_if_first: bool) -> Result<Option<User>> {
+        let mut tx = self.begin_write().await?;
+        // Two first sign-ups at once must not both see an empty table: Postgres locks the
+        // table; on SQLite the transaction began holding the one write lock.
+        if !DB::LOCK_USERS.is_empty() {
+            sqlx::query(DB::LOCK_USERS).execute(&mut *tx).await?;
         }
-    }
-}
-
-/// Statements over accounts; all but one are the same on both backends.
-pub(crate) mod sql {
-    pub const INSERT_USER: &str =
-        "insert into users (id, email, password_hash) values ($1, $2, $3)";
-    pub const COUNT_USERS: &str = "select count(*) from users";
-    pub const ADOPT_ORPHANS: &str = "update documents set owner_id = $1 where owner_id is null";
-    pub const USER_BY_EMAIL: &str =
-        "select id, email, password_hash, created_at, session_epoch from users where email = $1";
-    pub const USER_BY_ID: &str =
-        "select id, email, password_hash, created_at, session_epoch from users where id = $1";
-    pub const FIRST_USER: &str = "select id, email, password_hash, created_at, session_epoch \
-         from users order by created_at, id limit 1";
-    pub const EPOCH: &str = "select session_epoch from users where id = $1";
-    pub const DELETE_TOKENS: &str = "delete from api_tokens where user_id = $1";
-    pub const LIST_USERS: &str = "select u.id, u.email, u.created_at, \
-         (select count(*) from documents d where d.owner_id = u.id) as documents, \
-         (select count(*) from api_tokens t where t.user_id = u.id) as tokens, \
-         (select count(*) from webhooks w where w.owner_id = u.id) as webhooks \
-         from users u order by u.created_at, u.id";
-    pub const DELETE_USER: &str = "delete from users where id = $1";
-    pub const INSERT_DEVICE: &str = "insert into known_devices (token_hash, user_id) values ($1, $2) \
-         on conflict (token_hash) do nothing";
-    pub const FORGET_DEVICES: &str = "delete from known_devices where user_id = $1";
-    pub const INSERT_TOKEN: &str = "insert into api_tokens (id, user_id, name, prefix, token_hash) \
-         values ($1, $2, $3, $4, $5)";
-    pub const TOKEN_BY_ID: &str =
-        "select id, name, prefix, created_at, last_used_at from api_tokens where id = $1";
-    pub const TOKENS_OF: &str = "select id, name, prefix, created_at, last_used_at from api_tokens \
-         where user_id = $1 order by created_at desc, id desc";
-    pub const DELETE_TOKEN: &str = "delete from api_tokens where id = $1 and user_id = $2";
-    pub const USER_BY_TOKEN: &str = "select u.id, u.email, u.created_at, t.id as token_id, \
-         t.last_used_at from api_tokens t join users u on u.id = t.user_id where t.token_hash = $1";
-
-    /// Statements that need the dialect's clock.
-    pub(crate) struct AccountQueries {
-        pub set_password: String,
-        pub end_sessions: String,
-        pub insert_reset: String,
-        pub live_reset_user: String,
-        pub use_reset: String,
-        pub touch_device: String,
-    }
-
-    impl AccountQueries {
-        pub(crate) fn new(d: &crate::storage::sql_store::Dialect) -> Self {
-            let now = d.now;
-            AccountQueries {
-                set_password: format!(
-                    "update users set password_hash = $2, session_epoch = session_epoch + 1, \
-                     updated_at = {now} where id = $1"
-                ),
-                end_sessions: format!(
-                    "update users set session_epoch = session_epoch + 1, updated_at = {now} \
-                     where id = $1"
-                ),
-                insert_reset: format!(
-                    "insert into password_resets (id, user_id, token_hash, expires_at) \
-                     values ($1, $2, $3, {})",
-                    (d.later)("$4")
-                ),
-                live_reset_user: format!(
-                    "select u.id, u.email, u.password_hash, u.created_at, u.session_epoch \
-                     from password_resets r join users u on u.id = r.user_id \
-                     where r.token_hash = $1 and r.used_at is null and r.expires_at > {now}"
-                ),
-                use_reset: format!(
-                    "update password_resets set used_at = {now} where token_hash = $1 \
-                     and used_at is null and expires_at > {now} returning user_id"
-                ),
-                touch_device: format!(
-                    "update known_devices set last_seen_at = {now} where token_hash = $1 \
-                     returning user_id"
-                ),
-            }
+        sqlx::query("insert into users (id, email, password_hash) values ($1, $2, $3)")
+            .bind(&user.id)
+            .bind(&user.email)
+            .bind(&user.password_hash)
+            .execute(&mut *tx)
+            .await?;
+        let users: i64 = sqlx::query_scalar("select count(*) from users")
+            .fetch_one(&mut *tx)
+            .await?;
+        if users > 1 && only_if_first {
+            tx.rollback().await?;
+            return Ok(None);
         }
+        if users == 1 {
+            sqlx::query("update documents set owner_id = $1 where owner_id is null")
+                .bind(&user.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(self.user_by_id(&user.id).await?))
     }
 
-    /// Notes a token's use. Run only when the last note is over a minute old (a write per API
-    /// request would take SQLite's one write lock every time); the condition keeps concurrent
-    /// requests from writing twice.
-    pub fn touch_token(dialect: &crate::storage::sql_store::Dialect) -> String {
-        format!(
-            "update api_tokens set last_used_at = {now} where id = $1 \
-             and (last_used_at is null or last_used_at < {minute_ago})",
-            now = dialect.now,
-            minute_ago = (dialect.later)("-60"),
+    async fn count_users(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("select count(*) from users")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn credentials_by_email(&self, email: &str) -> Result<Option<Credentials>> {
+        let row: Option<UserRow> = sqlx::query_as(&format!("{SELECT_USERS} where email = $1"))
+            .bind(email)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn user_by_id(&self, id: &str) -> Result<User> {
+        let row: UserRow = sqlx::query_as(&format!("{SELECT_USERS} where id = $1"))
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Credentials::from(row).user)
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        Ok(self.credentials_by_email(email).await?.map(|c| c.user))
+    }
+
+    async fn first_user(&self) -> Result<Option<User>> {
+        let row: Option<UserRow> =
+            sqlx::query_as(&format!("{SELECT_USERS} order by created_at, id limit 1"))
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|r| Credentials::from(r).user))
+    }
+
+    async fn credentials_by_id(&self, id: &str) -> Result<Option<Credentials>> {
+        let row: Option<UserRow> = sqlx::query_as(&format!("{SELECT_USERS} where id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn set_password(&self, user_id: &str, password_hash: &str) -> Result<i64> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(&bump_epoch::<DB>(true))
+            .bind(user_id)
+            .bind(password_hash)
+            .execute(&mut *tx)
+            .await?;
+        if DB::rows_affected(&done) == 0 {
+            return Err(Error::NotFound);
+        }
+        let epoch = sqlx::query_scalar("select session_epoch from users where id = $1")
+            .bind(user_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(epoch)
+    }
+
+    async fn end_sessions(&self, user_id: &str) -> Result<i64> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(&bump_epoch::<DB>(false))
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let epoch = sqlx::query_scalar("select session_epoch from users where id = $1")
+            .bind(user_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(epoch)
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserSummary>> {
+        let rows: Vec<(String, String, DateTime<Utc>, i64, i64, i64)> = sqlx::query_as(
+            "select u.id, u.email, u.created_at, \
+             (select count(*) from documents d where d.owner_id = u.id) as documents, \
+             (select count(*) from api_tokens t where t.user_id = u.id) as tokens, \
+             (select count(*) from webhooks w where w.owner_id = u.id) as webhooks \
+             from users u order by u.created_at, u.id",
         )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, email, created_at, documents, tokens, webhooks)| UserSummary {
+                    user: User {
+                        id,
+                        email,
+                        created_at,
+                    },
+                    documents,
+                    tokens,
+                    webhooks,
+                },
+            )
+            .collect())
     }
-}
 
-/// Implements [`AccountStore`] for `$store`, a struct with `pool` and `sql` fields.
-macro_rules! account_store_impl {
-    ($store:ty) => {
-        #[async_trait::async_trait]
-        impl $crate::storage::accounts::AccountStore for $store {
-            async fn create_user(
-                &self,
-                user: &$crate::storage::accounts::NewUser,
-                only_if_first: bool,
-            ) -> $crate::storage::Result<Option<$crate::domain::User>> {
-                use $crate::storage::accounts::sql;
-                let mut tx = self.pool.begin_with(self.sql.begin_write).await?;
-                // Two first sign-ups at once must not both see an empty table: Postgres locks
-                // the table; on SQLite the transaction began holding the one write lock.
-                if !self.sql.lock_users.is_empty() {
-                    sqlx::query(&self.sql.lock_users).execute(&mut *tx).await?;
-                }
-                sqlx::query(sql::INSERT_USER)
-                    .bind(&user.id)
-                    .bind(&user.email)
-                    .bind(&user.password_hash)
-                    .execute(&mut *tx)
-                    .await?;
-                let users: i64 = sqlx::query_scalar(sql::COUNT_USERS)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                if users > 1 && only_if_first {
-                    tx.rollback().await?;
-                    return Ok(None);
-                }
-                if users == 1 {
-                    sqlx::query(sql::ADOPT_ORPHANS)
-                        .bind(&user.id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok(Some(self.user_by_id(&user.id).await?))
-            }
+    async fn delete_user(&self, user_id: &str) -> Result<bool> {
+        let done = sqlx::query("delete from users where id = $1")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(DB::rows_affected(&done) > 0)
+    }
 
-            async fn count_users(&self) -> $crate::storage::Result<i64> {
-                Ok(
-                    sqlx::query_scalar($crate::storage::accounts::sql::COUNT_USERS)
-                        .fetch_one(&self.pool)
-                        .await?,
-                )
-            }
+    async fn create_password_reset(&self, reset: &NewPasswordReset) -> Result<()> {
+        let sql = format!(
+            "insert into password_resets (id, user_id, token_hash, expires_at) \
+             values ($1, $2, $3, {})",
+            DB::later("$4")
+        );
+        sqlx::query(&sql)
+            .bind(&reset.id)
+            .bind(&reset.user_id)
+            .bind(&reset.token_hash)
+            .bind(reset.valid_for.as_secs_f64())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 
-            async fn credentials_by_email(
-                &self,
-                email: &str,
-            ) -> $crate::storage::Result<Option<$crate::domain::Credentials>> {
-                let row = sqlx::query_as::<_, $crate::storage::accounts::UserRow>(
-                    $crate::storage::accounts::sql::USER_BY_EMAIL,
-                )
-                .bind(email)
-                .fetch_optional(&self.pool)
-                .await?;
-                Ok(row.map(Into::into))
-            }
+    async fn password_reset_user(&self, token_hash: &str) -> Result<Option<User>> {
+        let sql = format!(
+            "select u.id, u.email, u.password_hash, u.created_at, u.session_epoch \
+             from password_resets r join users u on u.id = r.user_id \
+             where r.token_hash = $1 and r.used_at is null and r.expires_at > {now}",
+            now = DB::NOW
+        );
+        let row: Option<UserRow> = sqlx::query_as(&sql)
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| Credentials::from(row).user))
+    }
 
-            async fn user_by_id(&self, id: &str) -> $crate::storage::Result<$crate::domain::User> {
-                let row = sqlx::query_as::<_, $crate::storage::accounts::UserRow>(
-                    $crate::storage::accounts::sql::USER_BY_ID,
-                )
-                .bind(id)
-                .fetch_one(&self.pool)
-                .await?;
-                Ok($crate::domain::Credentials::from(row).user)
-            }
+    async fn reset_password(&self, token_hash: &str, password_hash: &str) -> Result<Option<User>> {
+        let use_reset = format!(
+            "update password_resets set used_at = {now} where token_hash = $1 \
+             and used_at is null and expires_at > {now} returning user_id",
+            now = DB::NOW
+        );
+        let mut tx = self.begin_write().await?;
+        // Marked used first, in the same transaction: two uses at once, one wins.
+        let Some(user_id): Option<String> = sqlx::query_scalar(&use_reset)
+            .bind(token_hash)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        sqlx::query(&bump_epoch::<DB>(true))
+            .bind(&user_id)
+            .bind(password_hash)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("delete from known_devices where user_id = $1")
+            .bind(&user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(self.user_by_id(&user_id).await?))
+    }
 
-            async fn user_by_email(
-                &self,
-                email: &str,
-            ) -> $crate::storage::Result<Option<$crate::domain::User>> {
-                Ok(self.credentials_by_email(email).await?.map(|c| c.user))
-            }
+    async fn remember_device(&self, token_hash: &str, user_id: &str) -> Result<()> {
+        sqlx::query(
+            "insert into known_devices (token_hash, user_id) values ($1, $2) \
+             on conflict (token_hash) do nothing",
+        )
+        .bind(token_hash)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
 
-            async fn first_user(&self) -> $crate::storage::Result<Option<$crate::domain::User>> {
-                let row = sqlx::query_as::<_, $crate::storage::accounts::UserRow>(
-                    $crate::storage::accounts::sql::FIRST_USER,
-                )
-                .fetch_optional(&self.pool)
-                .await?;
-                Ok(row.map(|r| $crate::domain::Credentials::from(r).user))
-            }
+    async fn device_user(&self, token_hash: &str) -> Result<Option<String>> {
+        let sql = format!(
+            "update known_devices set last_seen_at = {now} where token_hash = $1 \
+             returning user_id",
+            now = DB::NOW
+        );
+        Ok(sqlx::query_scalar(&sql)
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
 
-            async fn create_api_token(
-                &self,
-                token: &$crate::storage::accounts::NewApiToken,
-            ) -> $crate::storage::Result<$crate::domain::ApiToken> {
-                use $crate::storage::accounts::sql;
-                sqlx::query(sql::INSERT_TOKEN)
-                    .bind(&token.id)
-                    .bind(&token.user_id)
-                    .bind(&token.name)
-                    .bind(&token.prefix)
-                    .bind(&token.token_hash)
-                    .execute(&self.pool)
-                    .await?;
-                let row =
-                    sqlx::query_as::<_, $crate::storage::accounts::TokenRow>(sql::TOKEN_BY_ID)
-                        .bind(&token.id)
-                        .fetch_one(&self.pool)
-                        .await?;
-                Ok(row.into())
-            }
-
-            async fn list_api_tokens(
-                &self,
-                user_id: &str,
-            ) -> $crate::storage::Result<Vec<$crate::domain::ApiToken>> {
-                let rows = sqlx::query_as::<_, $crate::storage::accounts::TokenRow>(
-                    $crate::storage::accounts::sql::TOKENS_OF,
-                )
-                .bind(user_id)
-                .fetch_all(&self.pool)
-                .await?;
-                Ok(rows.into_iter().map(Into::into).collect())
-            }
-
-            async fn revoke_api_token(
-                &self,
-                user_id: &str,
-                token_id: &str,
-            ) -> $crate::storage::Result<bool> {
-                let done = sqlx::query($crate::storage::accounts::sql::DELETE_TOKEN)
-                    .bind(token_id)
-                    .bind(user_id)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected() > 0)
-            }
-
-            async fn user_by_token_hash(
-                &self,
-                token_hash: &str,
-            ) -> $crate::storage::Result<Option<$crate::domain::User>> {
-                use sqlx::Row;
-                let Some(row) = sqlx::query($crate::storage::accounts::sql::USER_BY_TOKEN)
-                    .bind(token_hash)
-                    .fetch_optional(&self.pool)
-                    .await?
-                else {
-                    return Ok(None);
-                };
-                let token_id: String = row.try_get("token_id")?;
-                let last_used: Option<chrono::DateTime<chrono::Utc>> =
-                    row.try_get("last_used_at")?;
-                let stale = last_used
-                    .is_none_or(|at| chrono::Utc::now() - at > chrono::TimeDelta::seconds(60));
-                if stale {
-                    sqlx::query(&self.sql.touch_token)
-                        .bind(&token_id)
-                        .execute(&self.pool)
-                        .await?;
-                }
-                Ok(Some($crate::domain::User {
-                    id: row.try_get("id")?,
-                    email: row.try_get("email")?,
-                    created_at: row.try_get("created_at")?,
-                }))
-            }
-
-            async fn credentials_by_id(
-                &self,
-                id: &str,
-            ) -> $crate::storage::Result<Option<$crate::domain::Credentials>> {
-                let row = sqlx::query_as::<_, $crate::storage::accounts::UserRow>(
-                    $crate::storage::accounts::sql::USER_BY_ID,
-                )
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-                Ok(row.map(Into::into))
-            }
-
-            async fn set_password(
-                &self,
-                user_id: &str,
-                password_hash: &str,
-            ) -> $crate::storage::Result<i64> {
-                let mut tx = self.pool.begin_with(self.sql.begin_write).await?;
-                let done = sqlx::query(&self.sql.accounts.set_password)
-                    .bind(user_id)
-                    .bind(password_hash)
-                    .execute(&mut *tx)
-                    .await?;
-                if done.rows_affected() == 0 {
-                    return Err($crate::storage::Error::NotFound);
-                }
-                let epoch = sqlx::query_scalar($crate::storage::accounts::sql::EPOCH)
-                    .bind(user_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(epoch)
-            }
-
-            async fn end_sessions(&self, user_id: &str) -> $crate::storage::Result<i64> {
-                let mut tx = self.pool.begin_with(self.sql.begin_write).await?;
-                sqlx::query(&self.sql.accounts.end_sessions)
-                    .bind(user_id)
-                    .execute(&mut *tx)
-                    .await?;
-                let epoch = sqlx::query_scalar($crate::storage::accounts::sql::EPOCH)
-                    .bind(user_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(epoch)
-            }
-
-            async fn revoke_api_tokens(&self, user_id: &str) -> $crate::storage::Result<u64> {
-                Ok(sqlx::query($crate::storage::accounts::sql::DELETE_TOKENS)
-                    .bind(user_id)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected())
-            }
-
-            async fn list_users(
-                &self,
-            ) -> $crate::storage::Result<Vec<$crate::storage::accounts::UserSummary>> {
-                let rows: Vec<(String, String, chrono::DateTime<chrono::Utc>, i64, i64, i64)> =
-                    sqlx::query_as($crate::storage::accounts::sql::LIST_USERS)
-                        .fetch_all(&self.pool)
-                        .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|(id, email, created_at, documents, tokens, webhooks)| {
-                        $crate::storage::accounts::UserSummary {
-                            user: $crate::domain::User {
-                                id,
-                                email,
-                                created_at,
-                            },
-                            documents,
-                            tokens,
-                            webhooks,
-                        }
-                    })
-                    .collect())
-            }
-
-            async fn delete_user(&self, user_id: &str) -> $crate::storage::Result<bool> {
-                Ok(sqlx::query($crate::storage::accounts::sql::DELETE_USER)
-                    .bind(user_id)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected()
-                    > 0)
-            }
-
-            async fn create_password_reset(
-                &self,
-                reset: &$crate::storage::accounts::NewPasswordReset,
-            ) -> $crate::storage::Result<()> {
-                sqlx::query(&self.sql.accounts.insert_reset)
-                    .bind(&reset.id)
-                    .bind(&reset.user_id)
-                    .bind(&reset.token_hash)
-                    .bind(reset.valid_for.as_secs_f64())
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
-            }
-
-            async fn password_reset_user(
-                &self,
-                token_hash: &str,
-            ) -> $crate::storage::Result<Option<$crate::domain::User>> {
-                let row = sqlx::query_as::<_, $crate::storage::accounts::UserRow>(
-                    &self.sql.accounts.live_reset_user,
-                )
-                .bind(token_hash)
-                .fetch_optional(&self.pool)
-                .await?;
-                Ok(row.map(|row| $crate::domain::Credentials::from(row).user))
-            }
-
-            async fn reset_password(
-                &self,
-                token_hash: &str,
-                password_hash: &str,
-            ) -> $crate::storage::Result<Option<$crate::domain::User>> {
-                let mut tx = self.pool.begin_with(self.sql.begin_write).await?;
-                // Marked used first, in the same transaction: two uses at once, one wins.
-                let Some(user_id): Option<String> =
-                    sqlx::query_scalar(&self.sql.accounts.use_reset)
-                        .bind(token_hash)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                else {
-                    return Ok(None);
-                };
-                sqlx::query(&self.sql.accounts.set_password)
-                    .bind(&user_id)
-                    .bind(password_hash)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query($crate::storage::accounts::sql::FORGET_DEVICES)
-                    .bind(&user_id)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(Some(self.user_by_id(&user_id).await?))
-            }
-
-            async fn remember_device(
-                &self,
-                token_hash: &str,
-                user_id: &str,
-            ) -> $crate::storage::Result<()> {
-                sqlx::query($crate::storage::accounts::sql::INSERT_DEVICE)
-                    .bind(token_hash)
-                    .bind(user_id)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
-            }
-
-            async fn device_user(
-                &self,
-                token_hash: &str,
-            ) -> $crate::storage::Result<Option<String>> {
-                Ok(sqlx::query_scalar(&self.sql.accounts.touch_device)
-                    .bind(token_hash)
-                    .fetch_optional(&self.pool)
-                    .await?)
-            }
-
-            async fn forget_devices(&self, user_id: &str) -> $crate::storage::Result<u64> {
-                Ok(sqlx::query($crate::storage::accounts::sql::FORGET_DEVICES)
-                    .bind(user_id)
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected())
-            }
-        }
-    };
+    async fn forget_devices(&self, user_id: &str) -> Result<u64> {
+        let done = sqlx::query("delete from known_devices where user_id = $1")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(DB::rows_affected(&done))
+    }
 }

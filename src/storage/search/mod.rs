@@ -1,8 +1,12 @@
 //! Full-text search over pages: what both backends answer, and how a parsed query is spelled
-//! for each (Postgres' `websearch_to_tsquery`, SQLite's FTS5 `MATCH`). The statements are in
-//! `postgres.rs` and `sqlite.rs`; the indexes in the migrations (`0008_search.sql`).
+//! for each (Postgres' `websearch_to_tsquery`, SQLite's FTS5 `MATCH`). The statements differ
+//! in everything, so each backend has its own plain code, in `postgres.rs` and `sqlite.rs`
+//! here; the indexes are in the migrations (`0008_search.sql`).
 
 use async_trait::async_trait;
+
+pub(super) mod postgres;
+mod sqlite;
 
 use super::Result;
 use crate::domain::search::{Highlighted, SearchFilters, SearchQuery, SearchSort, Terms};
