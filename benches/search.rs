@@ -130,7 +130,7 @@ async fn load(
         store
             .create_document(
                 &NewDocument {
-                    id: id.clone(),
+                    id: id.clone().into(),
                     file_name: format!("generated-{n:05}.pdf"),
                     sha256: format!("{n:064x}"),
                     size_bytes: 100_000,

@@ -110,7 +110,7 @@ impl Documents {
     /// `user`'s document `id`. Someone else's document is `NotFound`, exactly like one that
     /// does not exist, so that ids cannot be probed.
     pub async fn get_owned(&self, user: &User, id: &DocumentId) -> storage::Result<Document> {
-        let document = self.store.get_document(id.as_str()).await?;
+        let document = self.store.get_document(id).await?;
         if document.owner_id.as_deref() != Some(user.id.as_str()) {
             return Err(storage::Error::NotFound);
         }
@@ -154,7 +154,7 @@ impl Documents {
         let next_cursor = (documents.len() as i64 > limit)
             .then(|| {
                 documents.truncate(limit as usize);
-                documents.last().map(|d| d.id.clone())
+                documents.last().map(|d| d.id.to_string())
             })
             .flatten();
         Ok((documents, next_cursor))
@@ -220,23 +220,23 @@ impl Documents {
         let choice = if ocr.is_empty() {
             None
         } else {
-            let document = self.store.get_document(id.as_str()).await?;
+            let document = self.store.get_document(id).await?;
             Some(
                 self.ocr_choice(ocr, Some(&document.ocr))
                     .map_err(ReprocessError::InvalidOcr)?,
             )
         };
         self.store
-            .requeue_document(id.as_str(), self.config.job_max_attempts, choice.as_ref())
+            .requeue_document(id, self.config.job_max_attempts, choice.as_ref())
             .await?;
         self.work_available.notify_one();
-        Ok(self.store.get_document(id.as_str()).await?)
+        Ok(self.store.get_document(id).await?)
     }
 
     /// Stops a queued or running extraction. False when it had already finished.
     #[tracing::instrument(skip_all, fields(document.id = %id), err(level = "info"))]
     pub async fn cancel(&self, id: &DocumentId) -> storage::Result<bool> {
-        self.store.cancel_document(id.as_str()).await
+        self.store.cancel_document(id).await
     }
 
     /// Removes the document, its original and its pages.

@@ -222,7 +222,7 @@ impl Search {
         document: &Document,
         q: &str,
     ) -> storage::Result<Option<Vec<(i32, Highlighted)>>> {
-        highlight(self.store.as_ref(), &document.id, q).await
+        highlight(self.store.as_ref(), document.id.as_str(), q).await
     }
 }
 
@@ -279,7 +279,7 @@ pub async fn search(
         .documents_by_ids(&ids)
         .await?
         .into_iter()
-        .map(|document| (document.id.clone(), document))
+        .map(|document| (document.id.to_string(), document))
         .collect();
     let documents = found
         .documents

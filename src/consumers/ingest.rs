@@ -107,7 +107,7 @@ impl Ingestion {
             .upload(owner.as_ref(), file, None, &Default::default())
             .await
             .map_err(upload_error)?;
-        Ok(uploaded.document.id)
+        Ok(uploaded.document.id.into())
     }
 }
 

@@ -67,7 +67,7 @@ impl DocumentStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document {
     /// UUIDv7, so ids sort by upload time.
-    pub id: String,
+    pub id: super::DocumentId,
     /// The name the file had on the user's machine: display only, never a path.
     pub file_name: String,
     /// Hex SHA-256 of the original bytes.

@@ -62,6 +62,12 @@ macro_rules! id_type {
                 self.0 == other
             }
         }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
     };
 }
 

@@ -162,7 +162,7 @@ async fn send(
     let part_sha = hex::encode(Sha256::digest(&bytes));
     let object = s3.ensure(&part_sha, part).await?;
     let job_id = match textract
-        .start(s3.bucket(), &object.key, &part_sha, &document.id)
+        .start(s3.bucket(), &object.key, &part_sha, document.id.as_str())
         .await
     {
         Ok(id) => id,

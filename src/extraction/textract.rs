@@ -44,7 +44,7 @@ pub(super) async fn over_budget(
     let limit = budget.map_or(i64::MAX, |pages| i64::try_from(pages).unwrap_or(i64::MAX));
     let reserved = cx
         .store
-        .reserve_textract_pages(&document.sha256, &document.id, pages, limit)
+        .reserve_textract_pages(&document.sha256, document.id.as_str(), pages, limit)
         .await?;
     Ok((!reserved).then(|| {
         format!(
@@ -109,7 +109,7 @@ async fn drive(
     let job_id = match &cx.job.external_id {
         Some(id) => id.clone(),
         None => match textract
-            .start(s3.bucket(), &key, &document.sha256, &document.id)
+            .start(s3.bucket(), &key, &document.sha256, document.id.as_str())
             .await
         {
             Ok(id) => {

@@ -1,6 +1,7 @@
 //! Documents as the library shows them: stored with their original and job, listed,
 //! re-processed, cancelled, deleted. Their pages are read in `pages.rs`.
 
+use crate::domain::DocumentId;
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -17,7 +18,7 @@ use crate::domain::{
 #[derive(Debug)]
 pub struct NewDocument {
     /// UUIDv7.
-    pub id: String,
+    pub id: DocumentId,
     /// Cleaned file name.
     pub file_name: String,
     /// Hex SHA-256 of the bytes.
@@ -54,7 +55,7 @@ pub trait DocumentStore: Send + Sync {
         sha256: &str,
     ) -> Result<Option<Document>>;
     /// One document, whoever owns it (the HTTP layer checks ownership).
-    async fn get_document(&self, id: &str) -> Result<Document>;
+    async fn get_document(&self, id: &DocumentId) -> Result<Document>;
     /// The documents of these ids that exist, in no particular order.
     async fn documents_by_ids(&self, ids: &[String]) -> Result<Vec<Document>>;
     /// `owner_id`'s documents, newest first, strictly older than the document `before`
@@ -75,20 +76,20 @@ pub trait DocumentStore: Send + Sync {
     /// How many documents `owner_id` has.
     async fn count_documents(&self, owner_id: &str) -> Result<i64>;
     /// The password the user gave for an encrypted PDF.
-    async fn document_password(&self, id: &str) -> Result<Option<SecretString>>;
+    async fn document_password(&self, id: &DocumentId) -> Result<Option<SecretString>>;
     /// Removes a document with its original, pages and jobs.
-    async fn delete_document(&self, id: &str) -> Result<()>;
+    async fn delete_document(&self, id: &DocumentId) -> Result<()>;
     /// Clears the pages and queues the document again (re-process).
     async fn requeue_document(
         &self,
-        id: &str,
+        id: &DocumentId,
         max_attempts: i32,
         ocr: Option<&OcrChoice>,
     ) -> Result<()>;
     /// Cancels a queued or running document. False when it had already finished.
-    async fn cancel_document(&self, id: &str) -> Result<bool>;
+    async fn cancel_document(&self, id: &DocumentId) -> Result<bool>;
     /// Sets (or clears) the note a document shows, such as why it was read locally.
-    async fn set_document_note(&self, id: &str, note: Option<&str>) -> Result<()>;
+    async fn set_document_note(&self, id: &DocumentId, note: Option<&str>) -> Result<()>;
 }
 
 /// A row of the documents query, as both backends return it.
@@ -127,7 +128,7 @@ impl TryFrom<DocumentRow> for Document {
             anyhow::anyhow!("unknown OCR mode {:?} in the database", row.ocr_mode)
         })?;
         Ok(Document {
-            id: row.id,
+            id: row.id.into(),
             file_name: row.file_name,
             sha256: row.sha256,
             size_bytes: row.size_bytes,
@@ -200,7 +201,7 @@ where
             .pdf_password
             .as_ref()
             .map(|p| {
-                let row = super::secret_row("documents.pdf_password", &doc.id);
+                let row = super::secret_row("documents.pdf_password", doc.id.as_str());
                 super::seal(self.keyring(), p, &row)
             })
             .transpose()?;
@@ -211,7 +212,7 @@ where
              ocr_mode, ocr_languages, owner_id) \
              values ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, $11)",
         )
-        .bind(&doc.id)
+        .bind(doc.id.as_str())
         .bind(&doc.file_name)
         .bind(&doc.sha256)
         .bind(doc.size_bytes)
@@ -225,12 +226,12 @@ where
         .execute(&mut *tx)
         .await?;
         if let Some(file) = file.as_mut() {
-            super::originals::store_original::<DB>(&mut tx, &doc.id, file).await?;
+            super::originals::store_original::<DB>(&mut tx, doc.id.as_str(), file).await?;
         }
         sqlx::query(
             "insert into jobs (kind, document_id, status, max_attempts) values ('extract', $1, 'queued', $2)",
         )
-        .bind(&doc.id)
+        .bind(doc.id.as_str())
         .bind(doc.max_attempts)
         .execute(&mut *tx)
         .await?;
@@ -253,9 +254,12 @@ where
         row.map(TryInto::try_into).transpose()
     }
 
-    async fn get_document(&self, id: &str) -> Result<Document> {
+    async fn get_document(&self, id: &DocumentId) -> Result<Document> {
         let sql = select_documents("where d.id = $1");
-        let row: DocumentRow = sqlx::query_as(&sql).bind(id).fetch_one(&self.pool).await?;
+        let row: DocumentRow = sqlx::query_as(&sql)
+            .bind(id.as_str())
+            .fetch_one(&self.pool)
+            .await?;
         row.try_into()
     }
 
@@ -323,21 +327,21 @@ where
         )
     }
 
-    async fn document_password(&self, id: &str) -> Result<Option<SecretString>> {
+    async fn document_password(&self, id: &DocumentId) -> Result<Option<SecretString>> {
         let password: Option<String> =
             sqlx::query_scalar("select pdf_password from documents where id = $1")
-                .bind(id)
+                .bind(id.as_str())
                 .fetch_one(&self.pool)
                 .await?;
-        let row = super::secret_row("documents.pdf_password", id);
+        let row = super::secret_row("documents.pdf_password", id.as_str());
         password
             .map(|stored| super::open(self.keyring(), stored, &row))
             .transpose()
     }
 
-    async fn delete_document(&self, id: &str) -> Result<()> {
+    async fn delete_document(&self, id: &DocumentId) -> Result<()> {
         let done = sqlx::query("delete from documents where id = $1")
-            .bind(id)
+            .bind(id.as_str())
             .execute(&self.pool)
             .await?;
         if DB::rows_affected(&done) == 0 {
@@ -348,7 +352,7 @@ where
 
     async fn requeue_document(
         &self,
-        id: &str,
+        id: &DocumentId,
         max_attempts: i32,
         ocr: Option<&OcrChoice>,
     ) -> Result<()> {
@@ -359,7 +363,7 @@ where
              finished_at = null, note = null, ocr_mode = coalesce($2, ocr_mode), \
              ocr_languages = coalesce($3, ocr_languages), updated_at = {now} where id = $1"
         ))
-        .bind(id)
+        .bind(id.as_str())
         .bind(ocr.map(|o| o.mode.as_str()))
         .bind(ocr.map(|o| o.languages.as_str()))
         .execute(&mut *tx)
@@ -368,7 +372,7 @@ where
             return Err(Error::NotFound);
         }
         sqlx::query("delete from pages where document_id = $1")
-            .bind(id)
+            .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
         sqlx::query(&format!(
@@ -377,7 +381,7 @@ where
              max_attempts = excluded.max_attempts, run_at = {now}, locked_by = null, \
              locked_until = null, last_error = null, external_id = null, updated_at = {now}"
         ))
-        .bind(id)
+        .bind(id.as_str())
         .bind(max_attempts)
         .execute(&mut *tx)
         .await?;
@@ -385,19 +389,19 @@ where
         Ok(())
     }
 
-    async fn cancel_document(&self, id: &str) -> Result<bool> {
+    async fn cancel_document(&self, id: &DocumentId) -> Result<bool> {
         let now = DB::NOW;
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(&format!(
             "update documents set status = 'cancelled', finished_at = {now}, updated_at = {now} \
              where id = $1 and status in ('queued', 'processing')"
         ))
-        .bind(id)
+        .bind(id.as_str())
         .execute(&mut *tx)
         .await?;
         if DB::rows_affected(&done) == 0 {
             let exists: i64 = sqlx::query_scalar("select count(*) from documents where id = $1")
-                .bind(id)
+                .bind(id.as_str())
                 .fetch_one(&mut *tx)
                 .await?;
             return if exists == 0 {
@@ -410,16 +414,16 @@ where
             "update jobs set status = 'cancelled', locked_by = null, locked_until = null, \
              updated_at = {now} where document_id = $1"
         ))
-        .bind(id)
+        .bind(id.as_str())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(true)
     }
 
-    async fn set_document_note(&self, id: &str, note: Option<&str>) -> Result<()> {
+    async fn set_document_note(&self, id: &DocumentId, note: Option<&str>) -> Result<()> {
         sqlx::query("update documents set note = $2 where id = $1")
-            .bind(id)
+            .bind(id.as_str())
             .bind(note)
             .execute(&self.pool)
             .await?;

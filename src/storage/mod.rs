@@ -43,6 +43,7 @@ use secrecy::{ExposeSecret, SecretString};
 pub mod accounts;
 pub mod deliveries;
 pub mod documents;
+mod ids;
 pub mod originals;
 pub mod pages;
 pub mod postgres;

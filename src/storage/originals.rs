@@ -1,6 +1,7 @@
 //! The original PDFs kept in the database, in chunks (those on S3 are only counted here).
 //! They are written with their document, in `create_document`'s transaction.
 
+use crate::domain::DocumentId;
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
 use tokio::io::AsyncReadExt;
@@ -15,9 +16,9 @@ pub const BLOB_CHUNK_BYTES: usize = 1024 * 1024;
 #[async_trait]
 pub trait OriginalStore: Send + Sync {
     /// How many chunks the original is stored in.
-    async fn blob_chunk_count(&self, id: &str) -> Result<i64>;
+    async fn blob_chunk_count(&self, id: &DocumentId) -> Result<i64>;
     /// One chunk of the original, `seq` counting from 0.
-    async fn blob_chunk(&self, id: &str, seq: i64) -> Result<Vec<u8>>;
+    async fn blob_chunk(&self, id: &DocumentId, seq: i64) -> Result<Vec<u8>>;
     /// How many documents keep their original under this S3 key.
     async fn count_documents_with_blob_key(&self, key: &str) -> Result<i64>;
 }
@@ -33,20 +34,20 @@ where
     for<'q> Vec<u8>: Decode<'q, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    async fn blob_chunk_count(&self, id: &str) -> Result<i64> {
+    async fn blob_chunk_count(&self, id: &DocumentId) -> Result<i64> {
         Ok(
             sqlx::query_scalar("select count(*) from document_blobs where document_id = $1")
-                .bind(id)
+                .bind(id.as_str())
                 .fetch_one(&self.pool)
                 .await?,
         )
     }
 
-    async fn blob_chunk(&self, id: &str, seq: i64) -> Result<Vec<u8>> {
+    async fn blob_chunk(&self, id: &DocumentId, seq: i64) -> Result<Vec<u8>> {
         Ok(sqlx::query_scalar(
             "select data from document_blobs where document_id = $1 and seq = $2",
         )
-        .bind(id)
+        .bind(id.as_str())
         .bind(seq as i32)
         .fetch_one(&self.pool)
         .await?)

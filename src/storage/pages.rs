@@ -1,6 +1,7 @@
 //! The pages extracted from documents, as they are read back (workers write them with
 //! `QueueStore::insert_pages`, which checks the job is still theirs).
 
+use crate::domain::DocumentId;
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Type};
 
@@ -11,9 +12,9 @@ use crate::domain::{Page, PageSource};
 #[async_trait]
 pub trait PageStore: Send + Sync {
     /// Every extracted page of a document, in page order.
-    async fn list_pages(&self, id: &str) -> Result<Vec<Page>>;
+    async fn list_pages(&self, id: &DocumentId) -> Result<Vec<Page>>;
     /// Numbers of the pages already stored (a resumed job skips them).
-    async fn stored_page_numbers(&self, id: &str) -> Result<Vec<i32>>;
+    async fn stored_page_numbers(&self, id: &DocumentId) -> Result<Vec<i32>>;
 }
 
 /// A row of the pages query.
@@ -63,22 +64,22 @@ where
     for<'q> f64: Decode<'q, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    async fn list_pages(&self, id: &str) -> Result<Vec<Page>> {
+    async fn list_pages(&self, id: &DocumentId) -> Result<Vec<Page>> {
         let rows: Vec<PageRow> = sqlx::query_as(
             "select page_number, text, source, char_count, extraction_ms, error, confidence, dpi, ocr_reason \
              from pages where document_id = $1 order by page_number",
         )
-        .bind(id)
+        .bind(id.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(TryInto::try_into).collect()
     }
 
-    async fn stored_page_numbers(&self, id: &str) -> Result<Vec<i32>> {
+    async fn stored_page_numbers(&self, id: &DocumentId) -> Result<Vec<i32>> {
         Ok(sqlx::query_scalar(
             "select page_number from pages where document_id = $1 order by page_number",
         )
-        .bind(id)
+        .bind(id.as_str())
         .fetch_all(&self.pool)
         .await?)
     }

@@ -16,7 +16,7 @@ pub struct ClaimedJob {
     /// Job id.
     pub id: i64,
     /// The document to extract.
-    pub document_id: String,
+    pub document_id: crate::domain::DocumentId,
     /// Tries so far, including this one.
     pub attempts: i32,
     /// Tries allowed.

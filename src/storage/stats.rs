@@ -1,5 +1,6 @@
 //! Counts for health checks and `/metrics`: the queue, documents by status, pages by engine.
 
+use crate::domain::DocumentId;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Type};
@@ -34,7 +35,7 @@ pub trait StatsStore: Send + Sync {
     /// Stored pages per source engine, over all documents (for `/metrics`).
     async fn pages_by_source(&self) -> Result<Vec<(String, i64)>>;
     /// Pages of one document per source engine (for its cost).
-    async fn document_pages_by_source(&self, id: &str) -> Result<Vec<(String, i64)>>;
+    async fn document_pages_by_source(&self, id: &DocumentId) -> Result<Vec<(String, i64)>>;
 }
 
 #[async_trait]
@@ -85,11 +86,11 @@ where
         )
     }
 
-    async fn document_pages_by_source(&self, id: &str) -> Result<Vec<(String, i64)>> {
+    async fn document_pages_by_source(&self, id: &DocumentId) -> Result<Vec<(String, i64)>> {
         Ok(sqlx::query_as(
             "select source, count(*) from pages where document_id = $1 group by source order by source",
         )
-        .bind(id)
+        .bind(id.as_str())
         .fetch_all(&self.pool)
         .await?)
     }

@@ -322,6 +322,6 @@ async fn shares_of_one_document_store_their_pages_at_the_same_time(#[case] backe
         }
     };
     futures_util::future::join(share(1), share(2)).await;
-    let stored = app.store.stored_page_numbers(&id).await.unwrap();
+    let stored = app.store.stored_page_numbers(&id.into()).await.unwrap();
     assert_eq!(stored, (1..=200).collect::<Vec<i32>>());
 }

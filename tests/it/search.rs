@@ -2,6 +2,7 @@
 //! same queries must find the same pages on both. Documents are real PDFs made in the test,
 //! extracted by the real engine.
 
+use lector::domain::DocumentId;
 use std::{collections::BTreeMap, time::Duration};
 
 use crate::harness::{self, Backend, TestApp, aws::text_pdf, eventually_every};
@@ -659,7 +660,14 @@ async fn pages_stored_before_the_search_migration_are_indexed_by_it(#[case] back
         "the <mark>invoices</mark> of last year"
     );
     // The rebuilt SQLite table kept the pages and their order.
-    assert_eq!(store.list_pages("d1").await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .list_pages(&DocumentId::from("d1"))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     if backend == Backend::Postgres {
         // Migration 0010: the tsvector and the document id stay in the row (MAIN), not in
         // TOAST where ranking and sorting would have to fetch them one by one.

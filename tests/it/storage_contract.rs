@@ -11,6 +11,7 @@
 //! (slots, budget, completions), metrics counts, notes, accounts, search, webhooks and their
 //! deliveries, sealed secrets, migrations.
 
+use lector::domain::DocumentId;
 use std::{fmt::Debug, sync::Arc, time::Duration};
 
 use crate::harness::{Backend, TestDatabase};
@@ -244,14 +245,31 @@ async fn a_stored_document_is_read_back_with_its_original_in_chunks(#[case] back
         (&None, &None, &None)
     );
     assert_eq!((stored.started_at, stored.finished_at), (None, None));
-    assert_eq!(c.store.get_document("d1").await.unwrap(), stored);
+    assert_eq!(
+        c.store.get_document(&DocumentId::from("d1")).await.unwrap(),
+        stored
+    );
 
-    assert_eq!(c.store.blob_chunk_count("d1").await.unwrap(), 2);
-    let first = c.store.blob_chunk("d1", 0).await.unwrap();
-    let second = c.store.blob_chunk("d1", 1).await.unwrap();
+    assert_eq!(
+        c.store
+            .blob_chunk_count(&DocumentId::from("d1"))
+            .await
+            .unwrap(),
+        2
+    );
+    let first = c
+        .store
+        .blob_chunk(&DocumentId::from("d1"), 0)
+        .await
+        .unwrap();
+    let second = c
+        .store
+        .blob_chunk(&DocumentId::from("d1"), 1)
+        .await
+        .unwrap();
     assert_eq!((first.len(), second.len()), (BLOB_CHUNK_BYTES, 10));
     assert_eq!([first, second].concat(), bytes);
-    assert_not_found(c.store.blob_chunk("d1", 2).await);
+    assert_not_found(c.store.blob_chunk(&DocumentId::from("d1"), 2).await);
 
     // An original on S3: only its key is stored.
     let on_s3 = NewDocument {
@@ -260,7 +278,13 @@ async fn a_stored_document_is_read_back_with_its_original_in_chunks(#[case] back
     };
     let stored = c.store.create_document(&on_s3, None).await.unwrap();
     assert_eq!(stored.blob_key.as_deref(), Some("originals/d2.pdf"));
-    assert_eq!(c.store.blob_chunk_count("d2").await.unwrap(), 0);
+    assert_eq!(
+        c.store
+            .blob_chunk_count(&DocumentId::from("d2"))
+            .await
+            .unwrap(),
+        0
+    );
     let with_key = |key: &'static str| c.store.count_documents_with_blob_key(key);
     assert_eq!(with_key("originals/d2.pdf").await.unwrap(), 1);
     assert_eq!(with_key("originals/other.pdf").await.unwrap(), 0);
@@ -282,7 +306,7 @@ async fn the_same_file_twice_for_one_owner_is_a_conflict_that_stores_nothing(
         ..new_document("d2", Some("u1"))
     };
     assert_conflict(c.store.create_document(&twice, None).await);
-    assert_not_found(c.store.get_document("d2").await);
+    assert_not_found(c.store.get_document(&DocumentId::from("d2")).await);
     assert_eq!(c.store.count_documents("u1").await.unwrap(), 1);
     assert_eq!(c.db.count("jobs").await, 1, "no job for the refused copy");
 
@@ -299,7 +323,7 @@ async fn the_same_file_twice_for_one_owner_is_a_conflict_that_stores_nothing(
                 .find_document_by_sha256(owner, sha)
                 .await
                 .unwrap()
-                .map(|d| d.id)
+                .map(|d| d.id.to_string())
         }
     };
     assert_eq!(find(Some("u1"), "sha-d1").await.as_deref(), Some("d1"));
@@ -362,14 +386,32 @@ async fn documents_are_listed_newest_first_by_cursor_and_by_offset(#[case] backe
 async fn a_missing_document_is_not_found_wherever_it_is_asked_for(#[case] backend: Backend) {
     let c = Contract::new(backend).await;
     let s = &c.store;
-    assert_not_found(s.get_document("missing").await);
-    assert_not_found(s.delete_document("missing").await);
-    assert_not_found(s.requeue_document("missing", 3, None).await);
-    assert_not_found(s.cancel_document("missing").await);
-    assert_not_found(s.document_password("missing").await);
-    assert!(s.list_pages("missing").await.unwrap().is_empty());
-    assert!(s.stored_page_numbers("missing").await.unwrap().is_empty());
-    assert_eq!(s.blob_chunk_count("missing").await.unwrap(), 0);
+    assert_not_found(s.get_document(&DocumentId::from("missing")).await);
+    assert_not_found(s.delete_document(&DocumentId::from("missing")).await);
+    assert_not_found(
+        s.requeue_document(&DocumentId::from("missing"), 3, None)
+            .await,
+    );
+    assert_not_found(s.cancel_document(&DocumentId::from("missing")).await);
+    assert_not_found(s.document_password(&DocumentId::from("missing")).await);
+    assert!(
+        s.list_pages(&DocumentId::from("missing"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.stored_page_numbers(&DocumentId::from("missing"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.blob_chunk_count(&DocumentId::from("missing"))
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(c.db.count("jobs").await, 0, "requeueing stored no job");
 }
 
@@ -396,15 +438,37 @@ async fn deleting_a_document_removes_its_original_pages_and_job(#[case] backend:
     );
     c.document("d2", "u1").await;
 
-    c.store.delete_document("d1").await.unwrap();
-    assert_not_found(c.store.get_document("d1").await);
-    assert!(c.store.list_pages("d1").await.unwrap().is_empty());
-    assert_eq!(c.store.blob_chunk_count("d1").await.unwrap(), 0);
+    c.store
+        .delete_document(&DocumentId::from("d1"))
+        .await
+        .unwrap();
+    assert_not_found(c.store.get_document(&DocumentId::from("d1")).await);
+    assert!(
+        c.store
+            .list_pages(&DocumentId::from("d1"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        c.store
+            .blob_chunk_count(&DocumentId::from("d1"))
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(c.db.count("pages").await, 0);
     assert_eq!(c.db.count("document_blobs").await, 0);
     assert_eq!(c.db.count("jobs").await, 1, "only the other document's job");
-    assert_not_found(c.store.delete_document("d1").await);
-    assert_eq!(c.store.get_document("d2").await.unwrap().id, "d2");
+    assert_not_found(c.store.delete_document(&DocumentId::from("d1")).await);
+    assert_eq!(
+        c.store
+            .get_document(&DocumentId::from("d2"))
+            .await
+            .unwrap()
+            .id,
+        "d2"
+    );
 }
 
 #[rstest]
@@ -422,11 +486,14 @@ async fn cancelling_stops_a_queued_or_running_document_but_not_a_finished_one(
     let s = &c.store;
 
     // Queued.
-    assert!(s.cancel_document("d1").await.unwrap());
-    let d1 = s.get_document("d1").await.unwrap();
+    assert!(s.cancel_document(&DocumentId::from("d1")).await.unwrap());
+    let d1 = s.get_document(&DocumentId::from("d1")).await.unwrap();
     assert_eq!(d1.status, DocumentStatus::Cancelled);
     assert!(d1.finished_at.is_some());
-    assert!(!s.cancel_document("d1").await.unwrap(), "already cancelled");
+    assert!(
+        !s.cancel_document(&DocumentId::from("d1")).await.unwrap(),
+        "already cancelled"
+    );
 
     // Running: the worker learns it at its next heartbeat, and cannot finish it.
     let running = c.claim(WORKER).await;
@@ -435,20 +502,26 @@ async fn cancelling_stops_a_queued_or_running_document_but_not_a_finished_one(
         "the cancelled job is not claimed"
     );
     assert!(s.start_document(&running, WORKER).await.unwrap());
-    assert!(s.cancel_document("d2").await.unwrap());
+    assert!(s.cancel_document(&DocumentId::from("d2")).await.unwrap());
     assert!(!s.heartbeat(&running, WORKER, LEASE).await.unwrap());
     assert!(!s.complete_job(&running, WORKER).await.unwrap());
     assert_eq!(
-        s.get_document("d2").await.unwrap().status,
+        s.get_document(&DocumentId::from("d2"))
+            .await
+            .unwrap()
+            .status,
         DocumentStatus::Cancelled
     );
 
     // Finished.
     let done = c.claim(WORKER).await;
     assert!(s.complete_job(&done, WORKER).await.unwrap());
-    assert!(!s.cancel_document("d3").await.unwrap());
+    assert!(!s.cancel_document(&DocumentId::from("d3")).await.unwrap());
     assert_eq!(
-        s.get_document("d3").await.unwrap().status,
+        s.get_document(&DocumentId::from("d3"))
+            .await
+            .unwrap()
+            .status,
         DocumentStatus::Done
     );
 
@@ -468,7 +541,7 @@ async fn requeueing_clears_the_pages_and_note_and_queues_a_fresh_job(#[case] bac
         .await;
     let s = &c.store;
     assert!(s.set_external_id(&job, WORKER, "textract-1").await.unwrap());
-    s.set_document_note("d1", Some("read locally"))
+    s.set_document_note(&DocumentId::from("d1"), Some("read locally"))
         .await
         .unwrap();
     assert!(s.complete_job(&job, WORKER).await.unwrap());
@@ -477,13 +550,20 @@ async fn requeueing_clears_the_pages_and_note_and_queues_a_fresh_job(#[case] bac
         mode: OcrMode::Force,
         languages: "deu".into(),
     };
-    s.requeue_document("d1", 5, Some(&german)).await.unwrap();
-    let doc = s.get_document("d1").await.unwrap();
+    s.requeue_document(&DocumentId::from("d1"), 5, Some(&german))
+        .await
+        .unwrap();
+    let doc = s.get_document(&DocumentId::from("d1")).await.unwrap();
     assert_eq!(doc.status, DocumentStatus::Queued);
     assert_eq!((doc.error, doc.note), (None, None));
     assert_eq!((doc.started_at, doc.finished_at), (None, None));
     assert_eq!((doc.pages_done, doc.ocr), (0, german.clone()));
-    assert!(s.list_pages("d1").await.unwrap().is_empty());
+    assert!(
+        s.list_pages(&DocumentId::from("d1"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let again = c.claim(WORKER).await;
     assert_eq!(
         again,
@@ -499,8 +579,13 @@ async fn requeueing_clears_the_pages_and_note_and_queues_a_fresh_job(#[case] bac
 
     // Without new OCR choices the document keeps its own.
     assert!(s.complete_job(&again, WORKER).await.unwrap());
-    s.requeue_document("d1", 3, None).await.unwrap();
-    assert_eq!(s.get_document("d1").await.unwrap().ocr, german);
+    s.requeue_document(&DocumentId::from("d1"), 3, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_document(&DocumentId::from("d1")).await.unwrap().ocr,
+        german
+    );
     assert_eq!(s.queue_counts().await.unwrap().queued, 1);
 }
 
@@ -540,7 +625,7 @@ async fn pages_are_stored_once_in_page_order_with_what_the_engine_reported(
     );
     assert!(s.insert_pages(&job, WORKER, &[failed]).await.unwrap());
 
-    let pages = s.list_pages("d1").await.unwrap();
+    let pages = s.list_pages(&DocumentId::from("d1")).await.unwrap();
     assert_eq!(
         pages,
         [
@@ -579,8 +664,13 @@ async fn pages_are_stored_once_in_page_order_with_what_the_engine_reported(
             },
         ]
     );
-    assert_eq!(s.stored_page_numbers("d1").await.unwrap(), [1, 2, 3]);
-    let doc = s.get_document("d1").await.unwrap();
+    assert_eq!(
+        s.stored_page_numbers(&DocumentId::from("d1"))
+            .await
+            .unwrap(),
+        [1, 2, 3]
+    );
+    let doc = s.get_document(&DocumentId::from("d1")).await.unwrap();
     assert_eq!((doc.pages_done, doc.pages_failed), (3, 1));
 
     // A resumed job storing a page again keeps the first copy.
@@ -589,7 +679,10 @@ async fn pages_are_stored_once_in_page_order_with_what_the_engine_reported(
             .await
             .unwrap()
     );
-    assert_eq!(s.list_pages("d1").await.unwrap()[0].text, "café au lait");
+    assert_eq!(
+        s.list_pages(&DocumentId::from("d1")).await.unwrap()[0].text,
+        "café au lait"
+    );
     assert_eq!(c.db.count("pages").await, 3);
 }
 
@@ -647,11 +740,14 @@ async fn claiming_takes_the_oldest_due_job_once_and_starts_its_document(#[case] 
 
     assert!(!s.start_document(&job, INTRUDER).await.unwrap());
     assert_eq!(
-        s.get_document("d1").await.unwrap().status,
+        s.get_document(&DocumentId::from("d1"))
+            .await
+            .unwrap()
+            .status,
         DocumentStatus::Queued
     );
     assert!(s.start_document(&job, WORKER).await.unwrap());
-    let doc = s.get_document("d1").await.unwrap();
+    let doc = s.get_document(&DocumentId::from("d1")).await.unwrap();
     assert_eq!(doc.status, DocumentStatus::Processing);
     assert!(doc.started_at.is_some());
 }
@@ -674,7 +770,7 @@ async fn a_heartbeat_extends_only_a_lease_the_worker_still_holds(#[case] backend
     assert!(s.heartbeat(&job, WORKER, LEASE).await.unwrap());
     assert_eq!(s.claim_job("worker-2", LEASE).await.unwrap(), None);
 
-    assert!(s.cancel_document("d1").await.unwrap());
+    assert!(s.cancel_document(&DocumentId::from("d1")).await.unwrap());
     assert!(!s.heartbeat(&job, WORKER, LEASE).await.unwrap());
 }
 
@@ -712,7 +808,9 @@ async fn an_expired_lease_lets_another_worker_take_the_job_and_the_first_is_refu
             .unwrap()
     );
     assert_eq!(
-        s.stored_page_numbers("d1").await.unwrap(),
+        s.stored_page_numbers(&DocumentId::from("d1"))
+            .await
+            .unwrap(),
         [1],
         "none stored"
     );
@@ -725,15 +823,18 @@ async fn an_expired_lease_lets_another_worker_take_the_job_and_the_first_is_refu
     s.release_job(&first, WORKER, Duration::ZERO).await.unwrap();
     s.fail_job(&first, WORKER, "late").await.unwrap();
     assert_eq!(s.claim_job("worker-3", LEASE).await.unwrap(), None);
-    let doc = s.get_document("d1").await.unwrap();
+    let doc = s.get_document(&DocumentId::from("d1")).await.unwrap();
     assert_eq!((doc.status, doc.error), (DocumentStatus::Queued, None));
 
     // The second worker carries on.
     assert!(s.insert_pages(&second, "worker-2", &late).await.unwrap());
     assert!(s.complete_job(&second, "worker-2").await.unwrap());
-    let doc = s.get_document("d1").await.unwrap();
+    let doc = s.get_document(&DocumentId::from("d1")).await.unwrap();
     assert_eq!((doc.status, doc.pages_done), (DocumentStatus::Done, 3));
-    assert_eq!(s.list_pages("d1").await.unwrap()[1].text, "two, late");
+    assert_eq!(
+        s.list_pages(&DocumentId::from("d1")).await.unwrap()[1].text,
+        "two, late"
+    );
 }
 
 #[rstest]
@@ -753,7 +854,7 @@ async fn a_retried_job_comes_back_after_its_delay_with_the_attempt_counted(
     s.retry_job(&job, WORKER, "the network went away", HOUR)
         .await
         .unwrap();
-    let doc = s.get_document("d1").await.unwrap();
+    let doc = s.get_document(&DocumentId::from("d1")).await.unwrap();
     assert_eq!(doc.status, DocumentStatus::Queued);
     assert_eq!(
         doc.error.as_deref(),
@@ -810,7 +911,7 @@ async fn a_released_job_comes_back_uncounted_with_its_external_id(#[case] backen
     assert!(s.start_document(&job, WORKER).await.unwrap());
 
     s.release_job(&job, WORKER, Duration::ZERO).await.unwrap();
-    let doc = s.get_document("d1").await.unwrap();
+    let doc = s.get_document(&DocumentId::from("d1")).await.unwrap();
     assert_eq!((doc.status, doc.error), (DocumentStatus::Queued, None));
     let again = c.claim(WORKER).await;
     assert_eq!(again.attempts, 1, "handing back is not an attempt");
@@ -846,7 +947,7 @@ async fn completing_or_failing_a_job_finishes_its_document_once(#[case] backend:
     assert!(!s.complete_job(&done, INTRUDER).await.unwrap());
     assert!(s.complete_job(&done, WORKER).await.unwrap());
     assert!(!s.complete_job(&done, WORKER).await.unwrap(), "only once");
-    let doc = s.get_document("d1").await.unwrap();
+    let doc = s.get_document(&DocumentId::from("d1")).await.unwrap();
     assert_eq!((doc.status, doc.error), (DocumentStatus::Done, None));
     assert!(doc.finished_at.is_some());
 
@@ -857,7 +958,7 @@ async fn completing_or_failing_a_job_finishes_its_document_once(#[case] backend:
     s.fail_job(&failed, WORKER, "a second reason")
         .await
         .unwrap();
-    let doc = s.get_document("d2").await.unwrap();
+    let doc = s.get_document(&DocumentId::from("d2")).await.unwrap();
     assert_eq!(doc.status, DocumentStatus::Failed);
     assert_eq!(doc.error.as_deref(), Some("gave up: the file is damaged"));
     assert!(doc.finished_at.is_some());
@@ -898,10 +999,10 @@ async fn claims_made_at_once_never_share_a_job_or_a_delivery(#[case] backend: Ba
         .await
         .into_iter()
         .flatten()
-        .map(|job| job.document_id)
+        .map(|job| job.document_id.to_string())
         .collect();
     while let Some(job) = s.claim_job("worker-last", LEASE).await.unwrap() {
-        documents.push(job.document_id);
+        documents.push(job.document_id.to_string());
     }
     documents.sort();
     assert_eq!(documents, ["d1", "d2", "d3", "d4"]);
@@ -1097,10 +1198,17 @@ async fn metrics_count_documents_by_status_and_pages_by_source(#[case] backend: 
         pairs(&[("ocr", 1), ("text_layer", 2), ("textract", 1)])
     );
     assert_eq!(
-        s.document_pages_by_source("d1").await.unwrap(),
+        s.document_pages_by_source(&DocumentId::from("d1"))
+            .await
+            .unwrap(),
         pairs(&[("ocr", 1), ("text_layer", 2)])
     );
-    assert!(s.document_pages_by_source("d3").await.unwrap().is_empty());
+    assert!(
+        s.document_pages_by_source(&DocumentId::from("d3"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[rstest]
@@ -1114,14 +1222,28 @@ async fn a_document_note_is_set_and_cleared(#[case] backend: Backend) {
     c.document("d2", "u1").await;
     let s = &c.store;
     let note = "read locally: this month's Textract budget is spent";
-    s.set_document_note("d1", Some(note)).await.unwrap();
+    s.set_document_note(&DocumentId::from("d1"), Some(note))
+        .await
+        .unwrap();
     assert_eq!(
-        s.get_document("d1").await.unwrap().note.as_deref(),
+        s.get_document(&DocumentId::from("d1"))
+            .await
+            .unwrap()
+            .note
+            .as_deref(),
         Some(note)
     );
-    assert_eq!(s.get_document("d2").await.unwrap().note, None);
-    s.set_document_note("d1", None).await.unwrap();
-    assert_eq!(s.get_document("d1").await.unwrap().note, None);
+    assert_eq!(
+        s.get_document(&DocumentId::from("d2")).await.unwrap().note,
+        None
+    );
+    s.set_document_note(&DocumentId::from("d1"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_document(&DocumentId::from("d1")).await.unwrap().note,
+        None
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1153,7 +1275,11 @@ async fn the_first_account_adopts_ownerless_documents_and_later_ones_do_not(
         ("u1", "first@example.com")
     );
     assert_eq!(
-        s.get_document("d0").await.unwrap().owner_id.as_deref(),
+        s.get_document(&DocumentId::from("d0"))
+            .await
+            .unwrap()
+            .owner_id
+            .as_deref(),
         Some("u1")
     );
     assert_eq!(s.first_user().await.unwrap(), Some(first.clone()));
@@ -1175,7 +1301,13 @@ async fn the_first_account_adopts_ownerless_documents_and_later_ones_do_not(
         .unwrap();
     let second = s.create_user(&second, false).await.unwrap().unwrap();
     assert_eq!(second.id, "u2");
-    assert_eq!(s.get_document("d9").await.unwrap().owner_id, None);
+    assert_eq!(
+        s.get_document(&DocumentId::from("d9"))
+            .await
+            .unwrap()
+            .owner_id,
+        None
+    );
     assert_eq!(s.count_users().await.unwrap(), 2);
     assert_eq!(s.first_user().await.unwrap(), Some(first));
 }
@@ -1439,8 +1571,8 @@ async fn accounts_are_listed_with_what_they_own_and_deleted_with_it(#[case] back
     );
 
     // Its documents go first (the use case deletes them, then the account).
-    s.delete_document("d1").await.unwrap();
-    s.delete_document("d2").await.unwrap();
+    s.delete_document(&DocumentId::from("d1")).await.unwrap();
+    s.delete_document(&DocumentId::from("d2")).await.unwrap();
     assert!(s.delete_user("u1").await.unwrap());
     assert!(!s.delete_user("u1").await.unwrap());
     assert!(!s.delete_user("missing").await.unwrap());
@@ -2070,9 +2202,18 @@ async fn secrets_are_stored_sealed_for_their_row_and_opened_on_the_way_out(
         raw.starts_with("sealed1:") && !raw.contains("open sesame"),
         "{raw}"
     );
-    let password = s.document_password("d1").await.unwrap().expect("kept");
+    let password = s
+        .document_password(&DocumentId::from("d1"))
+        .await
+        .unwrap()
+        .expect("kept");
     assert_eq!(password.expose_secret(), "open sesame");
-    assert!(s.document_password("d2").await.unwrap().is_none());
+    assert!(
+        s.document_password(&DocumentId::from("d2"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     s.create_webhook(&new_webhook("w1", "u1", "whsec_signing"))
         .await
@@ -2095,7 +2236,7 @@ async fn secrets_are_stored_sealed_for_their_row_and_opened_on_the_way_out(
          where id = 'd2'",
     )
     .await;
-    assert_other(s.document_password("d2").await);
+    assert_other(s.document_password(&DocumentId::from("d2")).await);
 }
 
 #[rstest]
@@ -2132,7 +2273,11 @@ async fn secrets_left_in_the_clear_or_under_a_previous_key_are_sealed_once(
         let raw = c.db.query_text(sql).await.unwrap();
         assert!(raw.starts_with("sealed1:"), "{sql}: {raw}");
     }
-    let opened = s.document_password("d1").await.unwrap().unwrap();
+    let opened = s
+        .document_password(&DocumentId::from("d1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(opened.expose_secret(), "left in the clear");
     s.queue_ping("w-old", "event-1").await.unwrap();
     let claimed = s.claim_delivery("s1", LEASE).await.unwrap().unwrap();
@@ -2157,7 +2302,11 @@ async fn secrets_left_in_the_clear_or_under_a_previous_key_are_sealed_once(
     let rotated = lector::startup::connect(&rotated).await.unwrap().store;
     assert_eq!(rotated.seal_stored_secrets().await.unwrap(), 3);
     assert_eq!(rotated.seal_stored_secrets().await.unwrap(), 0);
-    let opened = rotated.document_password("d2").await.unwrap().unwrap();
+    let opened = rotated
+        .document_password(&DocumentId::from("d2"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(opened.expose_secret(), "sealed already");
 }
 
@@ -2178,13 +2327,13 @@ async fn a_store_without_a_key_refuses_to_seal_or_open_secrets(#[case] backend: 
         .await
         .unwrap();
     assert_other(keyless.seal_stored_secrets().await);
-    assert_other(keyless.document_password("d1").await);
+    assert_other(keyless.document_password(&DocumentId::from("d1")).await);
     let another = NewDocument {
         pdf_password: Some("open sesame".to_owned().into()),
         ..new_document("d2", Some("u1"))
     };
     assert_other(keyless.create_document(&another, None).await);
-    assert_not_found(keyless.get_document("d2").await);
+    assert_not_found(keyless.get_document(&DocumentId::from("d2")).await);
     assert_other(
         keyless
             .create_webhook(&new_webhook("w1", "u1", "whsec_1"))

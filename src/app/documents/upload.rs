@@ -5,7 +5,7 @@ use secrecy::SecretString;
 
 use super::{Documents, IncomingFile, OcrRequest, Uploaded, human_bytes};
 use crate::{
-    domain::{Engine, User, upload},
+    domain::{DocumentId, Engine, User, upload},
     engines::{Inspection, OpenError, SandboxError},
     storage::{self, NewDocument},
 };
@@ -107,7 +107,7 @@ impl Documents {
         let password = password.filter(|p| !p.is_empty());
         let inspection = self.inspect(&file, password.as_deref()).await?;
         let new = NewDocument {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: DocumentId::new(),
             file_name: upload::clean_file_name(&file.file_name),
             sha256,
             size_bytes: file.size as i64,

@@ -98,7 +98,7 @@ pub async fn pages(
     let document = state.documents.get_owned(&user, &id).await?;
     let pages = state.documents.pages(&document).await?;
     Ok(Json(PageList {
-        document_id: document.id,
+        document_id: document.id.into(),
         pages,
     }))
 }

@@ -111,7 +111,7 @@ impl SearchResultsView {
 impl DocumentHitsView {
     /// A matching document, its best pages linked to the document page with `query`.
     fn new(found: DocumentResult, query: &str) -> Self {
-        let id = found.document.id.clone();
+        let id = found.document.id.to_string();
         DocumentHitsView {
             document: DocumentView::new(found.document),
             score: found.score,

@@ -82,7 +82,7 @@ impl DocumentView {
             },
             status_label: doc.status_label(),
             extraction_ms: doc.extraction_ms(),
-            id: doc.id,
+            id: doc.id.into(),
             file_name: doc.file_name,
             status: doc.status,
             page_count: doc.page_count,

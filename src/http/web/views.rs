@@ -33,7 +33,7 @@ pub struct DocumentSummary {
 impl From<&Document> for DocumentSummary {
     fn from(doc: &Document) -> Self {
         DocumentSummary {
-            id: doc.id.clone(),
+            id: doc.id.to_string(),
             file_name: doc.file_name.clone(),
             page_count: doc.page_count,
             size: human_bytes(doc.size_bytes.max(0) as u64),
@@ -342,21 +342,21 @@ impl SearchResultRow {
             n => format!("{n} matching pages"),
         };
         SearchResultRow {
-            link: crate::http::links::page_link(&doc.id, q, first_page),
+            link: crate::http::links::page_link(doc.id.as_str(), q, first_page),
             details: format!(
                 "{matching} of {} · {} · uploaded {}",
                 doc.page_count,
                 doc.status_label(),
                 doc.created_at.format("%Y-%m-%d %H:%M UTC")
             ),
-            id: doc.id.clone(),
+            id: doc.id.to_string(),
             file_name: doc.file_name.clone(),
             hits: found
                 .hits
                 .into_iter()
                 .map(|hit| HitRow {
                     page: hit.page_number,
-                    link: crate::http::links::page_link(&doc.id, q, hit.page_number),
+                    link: crate::http::links::page_link(doc.id.as_str(), q, hit.page_number),
                     fragments: hit.snippet.0,
                 })
                 .collect(),
