@@ -114,7 +114,7 @@ async fn load(
     let user = store
         .create_user(
             &NewUser {
-                id: uuid::Uuid::now_v7().to_string(),
+                id: lector::domain::UserId::new(),
                 email: "bench@example.com".into(),
                 password_hash: "not used".into(),
             },

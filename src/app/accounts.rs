@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     config::{Config, SignupPolicy},
     domain::{
-        ApiToken, TokenId, User,
+        ApiToken, TokenId, User, UserId,
         account::{TOKEN_DISPLAY_CHARS, TOKEN_PREFIX, check_new_password, normalise_email},
     },
     storage::{self, NewApiToken, NewUser, Store},
@@ -215,7 +215,7 @@ impl Accounts {
         }
         let password_hash = hash_password(password.to_owned()).await?;
         let user = NewUser {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: UserId::new(),
             email,
             password_hash,
         };
@@ -280,7 +280,7 @@ impl Accounts {
 
     /// The account a session names, while the session is not over: signed in under the
     /// account's current session epoch.
-    pub async fn session_user(&self, id: &str, epoch: i64) -> storage::Result<Option<User>> {
+    pub async fn session_user(&self, id: &UserId, epoch: i64) -> storage::Result<Option<User>> {
         Ok(self
             .store
             .credentials_by_id(id)
@@ -290,7 +290,7 @@ impl Accounts {
     }
 
     /// An account by id (the one a session names).
-    pub async fn user(&self, id: &str) -> storage::Result<Option<User>> {
+    pub async fn user(&self, id: &UserId) -> storage::Result<Option<User>> {
         match self.store.user_by_id(id).await {
             Ok(user) => Ok(Some(user)),
             Err(storage::Error::NotFound) => Ok(None),
@@ -314,7 +314,7 @@ impl Accounts {
         let record = self
             .store
             .create_api_token(&NewApiToken {
-                id: uuid::Uuid::now_v7().to_string(),
+                id: TokenId::new(),
                 user_id: user.id.clone(),
                 name: name.to_owned(),
                 prefix: token[..TOKEN_DISPLAY_CHARS].to_owned(),
@@ -332,10 +332,7 @@ impl Accounts {
 
     /// Revokes one of `user`'s tokens; false when they have no such token.
     pub async fn revoke_token(&self, user: &User, token_id: &TokenId) -> storage::Result<bool> {
-        let revoked = self
-            .store
-            .revoke_api_token(&user.id, token_id.as_str())
-            .await?;
+        let revoked = self.store.revoke_api_token(&user.id, token_id).await?;
         if revoked {
             tracing::info!(user.id = %user.id, token.id = %token_id, "API token revoked");
         }

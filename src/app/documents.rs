@@ -111,7 +111,7 @@ impl Documents {
     /// does not exist, so that ids cannot be probed.
     pub async fn get_owned(&self, user: &User, id: &DocumentId) -> storage::Result<Document> {
         let document = self.store.get_document(id).await?;
-        if document.owner_id.as_deref() != Some(user.id.as_str()) {
+        if document.owner_id.as_ref() != Some(&user.id) {
             return Err(storage::Error::NotFound);
         }
         Ok(document)

@@ -243,7 +243,7 @@ pub async fn search(
     }
     let found = store
         .search_documents(&SearchRequest {
-            owner_id: &owner.id,
+            owner_id: owner.id.as_str(),
             query: &search.query,
             filters: &search.filters,
             sort: search.sort,

@@ -90,7 +90,7 @@ impl Webhooks {
         let webhook = self
             .store
             .create_webhook(&NewWebhook {
-                id: uuid::Uuid::now_v7().to_string(),
+                id: WebhookId::new(),
                 owner_id: user.id.clone(),
                 url: url.to_string(),
                 description: description.to_owned(),
@@ -108,7 +108,7 @@ impl Webhooks {
 
     /// One of `user`'s webhooks (`NotFound` for anyone else's).
     pub async fn get(&self, user: &User, id: &WebhookId) -> Result<Webhook, WebhookError> {
-        Ok(self.store.webhook(&user.id, id.as_str()).await?)
+        Ok(self.store.webhook(&user.id, id).await?)
     }
 
     /// One of `user`'s webhooks with its newest deliveries (`NotFound` for anyone else's).
@@ -124,7 +124,7 @@ impl Webhooks {
 
     /// Deletes one of `user`'s webhooks and its log.
     pub async fn delete(&self, user: &User, id: &WebhookId) -> Result<(), WebhookError> {
-        if self.store.delete_webhook(&user.id, id.as_str()).await? {
+        if self.store.delete_webhook(&user.id, id).await? {
             Ok(())
         } else {
             Err(WebhookError::NotFound)

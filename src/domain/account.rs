@@ -7,7 +7,7 @@ use validator::ValidateEmail;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     /// UUIDv7.
-    pub id: String,
+    pub id: super::UserId,
     /// Lower-cased e-mail address, unique.
     pub email: String,
     /// When the account was created.
@@ -40,7 +40,7 @@ impl std::fmt::Debug for Credentials {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiToken {
     /// UUIDv7.
-    pub id: String,
+    pub id: super::TokenId,
     /// The name its owner gave it (e.g. "backup script").
     pub name: String,
     /// The first characters of the token, so its owner can tell tokens apart.

@@ -89,7 +89,7 @@ pub struct Document {
     /// The S3 key of the original, when it is on S3 rather than in the database.
     pub blob_key: Option<String>,
     /// The account it belongs to.
-    pub owner_id: Option<String>,
+    pub owner_id: Option<super::UserId>,
     /// When and in which languages its pages are OCR'd.
     pub ocr: super::ocr::OcrChoice,
     /// Something the reader should know about how it was extracted (e.g. read locally

@@ -76,6 +76,10 @@ id_type!(
     DocumentId
 );
 id_type!(
+    /// An account.
+    UserId
+);
+id_type!(
     /// A registered webhook.
     WebhookId
 );

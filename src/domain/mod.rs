@@ -14,4 +14,4 @@ pub mod webhook;
 pub use account::{ApiToken, Credentials, User};
 pub use document::{Document, DocumentStatus, Page};
 pub use engine::{Engine, PageSource};
-pub use ids::{DocumentId, TokenId, WebhookId};
+pub use ids::{DocumentId, TokenId, UserId, WebhookId};

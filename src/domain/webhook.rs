@@ -12,9 +12,9 @@ use sha2::Sha256;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Webhook {
     /// UUIDv7.
-    pub id: String,
+    pub id: super::WebhookId,
     /// The account it belongs to.
-    pub owner_id: String,
+    pub owner_id: super::UserId,
     /// Where events are posted.
     pub url: String,
     /// What its owner calls it.

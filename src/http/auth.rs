@@ -11,7 +11,7 @@ use axum::{
 use tower_sessions::Session;
 
 use super::{AppError, AppState, HtmlError, csrf};
-use crate::domain::User;
+use crate::domain::{User, UserId};
 
 const USER_KEY: &str = "user_id";
 /// The account's session epoch when this session signed in (see migration 0012).
@@ -50,7 +50,7 @@ impl FromRequestParts<AppState> for CurrentUser {
 /// Tells the request log who this request was for.
 fn note_user(parts: &Parts, user: &User) {
     if let Some(slot) = parts.extensions.get::<super::observe::RequestUser>() {
-        slot.set(&user.id);
+        slot.set(user.id.as_str());
     }
 }
 
@@ -59,7 +59,7 @@ fn note_user(parts: &Parts, user: &User) {
 /// everywhere").
 pub async fn session_user(session: &Session, state: &AppState) -> Result<Option<User>, AppError> {
     let read = |e| AppError::Internal(anyhow::anyhow!("reading the session: {e}"));
-    let Some(id) = session.get::<String>(USER_KEY).await.map_err(read)? else {
+    let Some(id) = session.get::<UserId>(USER_KEY).await.map_err(read)? else {
         return Ok(None);
     };
     let epoch = session

@@ -1,6 +1,7 @@
 //! Accounts in the database: users, their passwords and sessions, password reset links and
 //! the browsers they logged in from. Their API tokens are in `tokens.rs`.
 
+use crate::domain::UserId;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Type};
@@ -12,7 +13,7 @@ use crate::domain::{Credentials, User};
 #[derive(Debug)]
 pub struct NewUser {
     /// UUIDv7.
-    pub id: String,
+    pub id: UserId,
     /// Normalised e-mail.
     pub email: String,
     /// Argon2id PHC string.
@@ -25,7 +26,7 @@ pub struct NewPasswordReset {
     /// UUIDv7.
     pub id: String,
     /// The account it resets.
-    pub user_id: String,
+    pub user_id: UserId,
     /// Hex SHA-256 of the link's token.
     pub token_hash: String,
     /// How long it works.
@@ -57,23 +58,23 @@ pub trait AccountStore: Send + Sync {
     /// An account with its password hash, by normalised e-mail.
     async fn credentials_by_email(&self, email: &str) -> Result<Option<Credentials>>;
     /// An account by id.
-    async fn user_by_id(&self, id: &str) -> Result<User>;
+    async fn user_by_id(&self, id: &UserId) -> Result<User>;
     /// The account by e-mail.
     async fn user_by_email(&self, email: &str) -> Result<Option<User>>;
     /// The oldest account.
     async fn first_user(&self) -> Result<Option<User>>;
     /// An account with its password hash and session epoch, by id.
-    async fn credentials_by_id(&self, id: &str) -> Result<Option<Credentials>>;
+    async fn credentials_by_id(&self, id: &UserId) -> Result<Option<Credentials>>;
     /// Replaces the account's password hash and ends its sessions (moves its session epoch
     /// on); returns the new epoch. `NotFound` when there is no such account.
-    async fn set_password(&self, user_id: &str, password_hash: &str) -> Result<i64>;
+    async fn set_password(&self, user_id: &UserId, password_hash: &str) -> Result<i64>;
     /// Ends every session of the account (moves its session epoch on); returns the new epoch.
-    async fn end_sessions(&self, user_id: &str) -> Result<i64>;
+    async fn end_sessions(&self, user_id: &UserId) -> Result<i64>;
     /// Every account with what it owns, oldest first.
     async fn list_users(&self) -> Result<Vec<UserSummary>>;
     /// Deletes the account with its tokens, webhooks, reset links and known devices; its
     /// documents must have been deleted before. False when there is no such account.
-    async fn delete_user(&self, user_id: &str) -> Result<bool>;
+    async fn delete_user(&self, user_id: &UserId) -> Result<bool>;
     /// Stores a reset link's hash.
     async fn create_password_reset(&self, reset: &NewPasswordReset) -> Result<()>;
     /// The account a reset link opens, while it is unused and unexpired.
@@ -82,11 +83,11 @@ pub trait AccountStore: Send + Sync {
     /// account, in one transaction. `None` when the link is unknown, used or expired.
     async fn reset_password(&self, token_hash: &str, password_hash: &str) -> Result<Option<User>>;
     /// Remembers a browser (by its device token's hash) that logged in to the account.
-    async fn remember_device(&self, token_hash: &str, user_id: &str) -> Result<()>;
+    async fn remember_device(&self, token_hash: &str, user_id: &UserId) -> Result<()>;
     /// The account a known device logged in to, noting that it was seen.
     async fn device_user(&self, token_hash: &str) -> Result<Option<String>>;
     /// Forgets every device of the account; returns how many there were.
-    async fn forget_devices(&self, user_id: &str) -> Result<u64>;
+    async fn forget_devices(&self, user_id: &UserId) -> Result<u64>;
 }
 
 /// A row of the users table.
@@ -103,7 +104,7 @@ impl From<UserRow> for Credentials {
     fn from(row: UserRow) -> Self {
         Credentials {
             user: User {
-                id: row.id,
+                id: row.id.into(),
                 email: row.email,
                 created_at: row.created_at,
             },
@@ -183,7 +184,7 @@ where
         Ok(row.map(Into::into))
     }
 
-    async fn user_by_id(&self, id: &str) -> Result<User> {
+    async fn user_by_id(&self, id: &UserId) -> Result<User> {
         let row: UserRow = sqlx::query_as(&format!("{SELECT_USERS} where id = $1"))
             .bind(id)
             .fetch_one(&self.pool)
@@ -203,7 +204,7 @@ where
         Ok(row.map(|r| Credentials::from(r).user))
     }
 
-    async fn credentials_by_id(&self, id: &str) -> Result<Option<Credentials>> {
+    async fn credentials_by_id(&self, id: &UserId) -> Result<Option<Credentials>> {
         let row: Option<UserRow> = sqlx::query_as(&format!("{SELECT_USERS} where id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -211,7 +212,7 @@ where
         Ok(row.map(Into::into))
     }
 
-    async fn set_password(&self, user_id: &str, password_hash: &str) -> Result<i64> {
+    async fn set_password(&self, user_id: &UserId, password_hash: &str) -> Result<i64> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(&bump_epoch::<DB>(true))
             .bind(user_id)
@@ -229,7 +230,7 @@ where
         Ok(epoch)
     }
 
-    async fn end_sessions(&self, user_id: &str) -> Result<i64> {
+    async fn end_sessions(&self, user_id: &UserId) -> Result<i64> {
         let mut tx = self.begin_write().await?;
         sqlx::query(&bump_epoch::<DB>(false))
             .bind(user_id)
@@ -258,7 +259,7 @@ where
             .map(
                 |(id, email, created_at, documents, tokens, webhooks)| UserSummary {
                     user: User {
-                        id,
+                        id: id.into(),
                         email,
                         created_at,
                     },
@@ -270,7 +271,7 @@ where
             .collect())
     }
 
-    async fn delete_user(&self, user_id: &str) -> Result<bool> {
+    async fn delete_user(&self, user_id: &UserId) -> Result<bool> {
         let done = sqlx::query("delete from users where id = $1")
             .bind(user_id)
             .execute(&self.pool)
@@ -333,10 +334,10 @@ where
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(Some(self.user_by_id(&user_id).await?))
+        Ok(Some(self.user_by_id(&user_id.into()).await?))
     }
 
-    async fn remember_device(&self, token_hash: &str, user_id: &str) -> Result<()> {
+    async fn remember_device(&self, token_hash: &str, user_id: &UserId) -> Result<()> {
         sqlx::query(
             "insert into known_devices (token_hash, user_id) values ($1, $2) \
              on conflict (token_hash) do nothing",
@@ -360,7 +361,7 @@ where
             .await?)
     }
 
-    async fn forget_devices(&self, user_id: &str) -> Result<u64> {
+    async fn forget_devices(&self, user_id: &UserId) -> Result<u64> {
         let done = sqlx::query("delete from known_devices where user_id = $1")
             .bind(user_id)
             .execute(&self.pool)

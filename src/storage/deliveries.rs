@@ -2,6 +2,7 @@
 //! jobs, with a log of every attempt. A document's events are queued in the same
 //! transaction that finishes it (`finish` in `queue.rs`), so none is lost.
 
+use crate::domain::WebhookId;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -54,9 +55,9 @@ impl AttemptOutcome {
 #[async_trait]
 pub trait DeliveryStore: Send + Sync {
     /// Queues a `ping` event for a webhook; returns the delivery's id.
-    async fn queue_ping(&self, webhook_id: &str, event_id: &str) -> Result<i64>;
+    async fn queue_ping(&self, webhook_id: &WebhookId, event_id: &str) -> Result<i64>;
     /// A webhook's newest deliveries with their attempts, newest first.
-    async fn list_deliveries(&self, webhook_id: &str, limit: i64) -> Result<Vec<Delivery>>;
+    async fn list_deliveries(&self, webhook_id: &WebhookId, limit: i64) -> Result<Vec<Delivery>>;
     /// Claims the next due delivery (or one whose sender's lease expired) for `sender`.
     async fn claim_delivery(
         &self,
@@ -195,7 +196,7 @@ where
     for<'q> DateTime<Utc>: Decode<'q, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
-    async fn queue_ping(&self, webhook_id: &str, event_id: &str) -> Result<i64> {
+    async fn queue_ping(&self, webhook_id: &WebhookId, event_id: &str) -> Result<i64> {
         let sql = format!(
             "insert into webhook_deliveries (webhook_id, event_id, event, status, run_at, created_at) \
              values ($1, $2, 'ping', 'queued', {now}, {now}) returning id",
@@ -208,7 +209,7 @@ where
             .await?)
     }
 
-    async fn list_deliveries(&self, webhook_id: &str, limit: i64) -> Result<Vec<Delivery>> {
+    async fn list_deliveries(&self, webhook_id: &WebhookId, limit: i64) -> Result<Vec<Delivery>> {
         let sql = format!(
             "select {DELIVERY_COLUMNS} from webhook_deliveries where webhook_id = $1 order by id desc limit $2"
         );
@@ -284,8 +285,8 @@ where
         Ok(Some(ClaimedDelivery {
             delivery,
             webhook: Webhook {
-                id,
-                owner_id,
+                id: id.into(),
+                owner_id: owner_id.into(),
                 url,
                 description,
                 created_at,

@@ -2,6 +2,7 @@
 //! re-processed, cancelled, deleted. Their pages are read in `pages.rs`.
 
 use crate::domain::DocumentId;
+use crate::domain::UserId;
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -38,7 +39,7 @@ pub struct NewDocument {
     /// When and in which languages to OCR.
     pub ocr: OcrChoice,
     /// The account it belongs to (none only for documents ingested before any account exists).
-    pub owner_id: Option<String>,
+    pub owner_id: Option<UserId>,
 }
 
 /// Storage of documents.
@@ -51,7 +52,7 @@ pub trait DocumentStore: Send + Sync {
     /// The document of `owner_id` whose original has this SHA-256, if any.
     async fn find_document_by_sha256(
         &self,
-        owner_id: Option<&str>,
+        owner_id: Option<&UserId>,
         sha256: &str,
     ) -> Result<Option<Document>>;
     /// One document, whoever owns it (the HTTP layer checks ownership).
@@ -62,19 +63,19 @@ pub trait DocumentStore: Send + Sync {
     /// (cursor pagination).
     async fn list_documents(
         &self,
-        owner_id: &str,
+        owner_id: &UserId,
         before: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Document>>;
     /// `owner_id`'s documents, newest first, by offset (numbered pages in the web UI).
     async fn list_documents_at(
         &self,
-        owner_id: &str,
+        owner_id: &UserId,
         offset: i64,
         limit: i64,
     ) -> Result<Vec<Document>>;
     /// How many documents `owner_id` has.
-    async fn count_documents(&self, owner_id: &str) -> Result<i64>;
+    async fn count_documents(&self, owner_id: &UserId) -> Result<i64>;
     /// The password the user gave for an encrypted PDF.
     async fn document_password(&self, id: &DocumentId) -> Result<Option<SecretString>>;
     /// Removes a document with its original, pages and jobs.
@@ -139,7 +140,7 @@ impl TryFrom<DocumentRow> for Document {
             error: row.error,
             engine,
             blob_key: row.blob_key,
-            owner_id: row.owner_id,
+            owner_id: row.owner_id.map(UserId::from),
             ocr: OcrChoice {
                 mode,
                 languages: row.ocr_languages,
@@ -222,7 +223,7 @@ where
         .bind(&doc.blob_key)
         .bind(doc.ocr.mode.as_str())
         .bind(&doc.ocr.languages)
-        .bind(&doc.owner_id)
+        .bind(doc.owner_id.as_ref().map(UserId::as_str))
         .execute(&mut *tx)
         .await?;
         if let Some(file) = file.as_mut() {
@@ -241,14 +242,14 @@ where
 
     async fn find_document_by_sha256(
         &self,
-        owner_id: Option<&str>,
+        owner_id: Option<&UserId>,
         sha256: &str,
     ) -> Result<Option<Document>> {
         let sql =
             select_documents("where d.sha256 = $1 and coalesce(d.owner_id, '') = coalesce($2, '')");
         let row: Option<DocumentRow> = sqlx::query_as(&sql)
             .bind(sha256)
-            .bind(owner_id)
+            .bind(owner_id.map(UserId::as_str))
             .fetch_optional(&self.pool)
             .await?;
         row.map(TryInto::try_into).transpose()
@@ -274,7 +275,7 @@ where
 
     async fn list_documents(
         &self,
-        owner_id: &str,
+        owner_id: &UserId,
         before: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Document>> {
@@ -304,7 +305,7 @@ where
 
     async fn list_documents_at(
         &self,
-        owner_id: &str,
+        owner_id: &UserId,
         offset: i64,
         limit: i64,
     ) -> Result<Vec<Document>> {
@@ -318,7 +319,7 @@ where
         documents(rows)
     }
 
-    async fn count_documents(&self, owner_id: &str) -> Result<i64> {
+    async fn count_documents(&self, owner_id: &UserId) -> Result<i64> {
         Ok(
             sqlx::query_scalar("select count(*) from documents where owner_id = $1")
                 .bind(owner_id)

@@ -3,7 +3,7 @@
 
 use sqlx::{Database, Decode, Encode, Type, encode::IsNull, error::BoxDynError};
 
-use crate::domain::{DocumentId, TokenId, WebhookId};
+use crate::domain::{DocumentId, TokenId, UserId, WebhookId};
 
 /// Gives each id type the text column's database type, encoding and decoding.
 macro_rules! stored_as_text {
@@ -44,4 +44,4 @@ macro_rules! stored_as_text {
     )+};
 }
 
-stored_as_text!(DocumentId, WebhookId, TokenId);
+stored_as_text!(DocumentId, UserId, WebhookId, TokenId);

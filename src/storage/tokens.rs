@@ -1,6 +1,7 @@
 //! API tokens in the database: only each token's hash and a short prefix are kept, and a
 //! token's use is noted at most once a minute.
 
+use crate::domain::{TokenId, UserId};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Row, Type};
@@ -12,9 +13,9 @@ use crate::domain::{ApiToken, User};
 #[derive(Debug)]
 pub struct NewApiToken {
     /// UUIDv7.
-    pub id: String,
+    pub id: TokenId,
     /// Its owner.
-    pub user_id: String,
+    pub user_id: UserId,
     /// The name given to it.
     pub name: String,
     /// The first characters, for display.
@@ -29,13 +30,13 @@ pub trait TokenStore: Send + Sync {
     /// Stores a token's hash.
     async fn create_api_token(&self, token: &NewApiToken) -> Result<ApiToken>;
     /// A user's tokens, newest first.
-    async fn list_api_tokens(&self, user_id: &str) -> Result<Vec<ApiToken>>;
+    async fn list_api_tokens(&self, user_id: &UserId) -> Result<Vec<ApiToken>>;
     /// Deletes one of `user_id`'s tokens. False when they have no such token.
-    async fn revoke_api_token(&self, user_id: &str, token_id: &str) -> Result<bool>;
+    async fn revoke_api_token(&self, user_id: &UserId, token_id: &TokenId) -> Result<bool>;
     /// The owner of the token with this hash, noting the use (at most once a minute).
     async fn user_by_token_hash(&self, token_hash: &str) -> Result<Option<User>>;
     /// Deletes every token of the account; returns how many there were.
-    async fn revoke_api_tokens(&self, user_id: &str) -> Result<u64>;
+    async fn revoke_api_tokens(&self, user_id: &UserId) -> Result<u64>;
 }
 
 /// A row of the tokens table.
@@ -51,7 +52,7 @@ struct TokenRow {
 impl From<TokenRow> for ApiToken {
     fn from(row: TokenRow) -> Self {
         ApiToken {
-            id: row.id,
+            id: row.id.into(),
             name: row.name,
             prefix: row.prefix,
             created_at: row.created_at,
@@ -90,7 +91,7 @@ where
         Ok(row.into())
     }
 
-    async fn list_api_tokens(&self, user_id: &str) -> Result<Vec<ApiToken>> {
+    async fn list_api_tokens(&self, user_id: &UserId) -> Result<Vec<ApiToken>> {
         let rows: Vec<TokenRow> = sqlx::query_as(
             "select id, name, prefix, created_at, last_used_at from api_tokens \
              where user_id = $1 order by created_at desc, id desc",
@@ -101,7 +102,7 @@ where
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
-    async fn revoke_api_token(&self, user_id: &str, token_id: &str) -> Result<bool> {
+    async fn revoke_api_token(&self, user_id: &UserId, token_id: &TokenId) -> Result<bool> {
         let done = sqlx::query("delete from api_tokens where id = $1 and user_id = $2")
             .bind(token_id)
             .bind(user_id)
@@ -146,7 +147,7 @@ where
         }))
     }
 
-    async fn revoke_api_tokens(&self, user_id: &str) -> Result<u64> {
+    async fn revoke_api_tokens(&self, user_id: &UserId) -> Result<u64> {
         let done = sqlx::query("delete from api_tokens where user_id = $1")
             .bind(user_id)
             .execute(&self.pool)

@@ -2,6 +2,7 @@
 //! secret their deliveries are signed with (sealed at rest). The deliveries themselves, a
 //! durable queue, are in `deliveries.rs`.
 
+use crate::domain::{UserId, WebhookId};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Type};
@@ -15,9 +16,9 @@ pub use super::deliveries::{AttemptOutcome, ClaimedDelivery};
 #[derive(Debug)]
 pub struct NewWebhook {
     /// UUIDv7.
-    pub id: String,
+    pub id: WebhookId,
     /// Its owner.
-    pub owner_id: String,
+    pub owner_id: UserId,
     /// Where to post.
     pub url: String,
     /// What its owner calls it.
@@ -32,11 +33,11 @@ pub trait WebhookStore: Send + Sync {
     /// Stores a webhook.
     async fn create_webhook(&self, webhook: &NewWebhook) -> Result<Webhook>;
     /// `owner_id`'s webhooks, oldest first.
-    async fn list_webhooks(&self, owner_id: &str) -> Result<Vec<Webhook>>;
+    async fn list_webhooks(&self, owner_id: &UserId) -> Result<Vec<Webhook>>;
     /// One of `owner_id`'s webhooks (`NotFound` for anyone else's).
-    async fn webhook(&self, owner_id: &str, id: &str) -> Result<Webhook>;
+    async fn webhook(&self, owner_id: &UserId, id: &WebhookId) -> Result<Webhook>;
     /// Deletes one of `owner_id`'s webhooks with its deliveries. False when there is none.
-    async fn delete_webhook(&self, owner_id: &str, id: &str) -> Result<bool>;
+    async fn delete_webhook(&self, owner_id: &UserId, id: &WebhookId) -> Result<bool>;
 }
 
 /// A row of the webhooks table.
@@ -52,8 +53,8 @@ struct WebhookRow {
 impl From<WebhookRow> for Webhook {
     fn from(row: WebhookRow) -> Self {
         Webhook {
-            id: row.id,
-            owner_id: row.owner_id,
+            id: row.id.into(),
+            owner_id: row.owner_id.into(),
             url: row.url,
             description: row.description,
             created_at: row.created_at,
@@ -71,7 +72,7 @@ where
     for<'q> DateTime<Utc>: Decode<'q, DB> + Type<DB>,
 {
     async fn create_webhook(&self, webhook: &NewWebhook) -> Result<Webhook> {
-        let row = super::secret_row("webhooks.secret", &webhook.id);
+        let row = super::secret_row("webhooks.secret", webhook.id.as_str());
         let secret = super::seal(self.keyring(), &webhook.secret, &row)?;
         sqlx::query(
             "insert into webhooks (id, owner_id, url, description, secret) values ($1, $2, $3, $4, $5)",
@@ -86,7 +87,7 @@ where
         self.webhook(&webhook.owner_id, &webhook.id).await
     }
 
-    async fn list_webhooks(&self, owner_id: &str) -> Result<Vec<Webhook>> {
+    async fn list_webhooks(&self, owner_id: &UserId) -> Result<Vec<Webhook>> {
         let rows: Vec<WebhookRow> = sqlx::query_as(
             "select id, owner_id, url, description, created_at from webhooks where owner_id = $1 order by id",
         )
@@ -96,7 +97,7 @@ where
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
-    async fn webhook(&self, owner_id: &str, id: &str) -> Result<Webhook> {
+    async fn webhook(&self, owner_id: &UserId, id: &WebhookId) -> Result<Webhook> {
         let row: WebhookRow = sqlx::query_as(
             "select id, owner_id, url, description, created_at from webhooks where id = $1 and owner_id = $2",
         )
@@ -107,7 +108,7 @@ where
         Ok(row.into())
     }
 
-    async fn delete_webhook(&self, owner_id: &str, id: &str) -> Result<bool> {
+    async fn delete_webhook(&self, owner_id: &UserId, id: &WebhookId) -> Result<bool> {
         let done = sqlx::query("delete from webhooks where id = $1 and owner_id = $2")
             .bind(id)
             .bind(owner_id)

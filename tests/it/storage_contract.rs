@@ -11,7 +11,7 @@
 //! (slots, budget, completions), metrics counts, notes, accounts, search, webhooks and their
 //! deliveries, sealed secrets, migrations.
 
-use lector::domain::DocumentId;
+use lector::domain::{DocumentId, TokenId, UserId, WebhookId};
 use std::{fmt::Debug, sync::Arc, time::Duration};
 
 use crate::harness::{Backend, TestDatabase};
@@ -116,7 +116,9 @@ impl Contract {
 
     /// The password hash and session epoch of account `id`.
     async fn credentials(&self, id: &str) -> (String, i64) {
-        let found = self.store.credentials_by_id(id).await.unwrap().unwrap();
+        let found = (self.store.credentials_by_id(&UserId::from(id)).await)
+            .unwrap()
+            .unwrap();
         (found.password_hash, found.session_epoch)
     }
 }
@@ -239,7 +241,7 @@ async fn a_stored_document_is_read_back_with_its_original_in_chunks(#[case] back
     assert_eq!(stored.status, DocumentStatus::Queued);
     assert_eq!(stored.engine, Engine::Hybrid);
     assert_eq!(stored.ocr, new.ocr);
-    assert_eq!(stored.owner_id.as_deref(), Some("u1"));
+    assert_eq!(stored.owner_id, Some(UserId::from("u1")));
     assert_eq!(
         (&stored.error, &stored.blob_key, &stored.note),
         (&None, &None, &None)
@@ -307,7 +309,10 @@ async fn the_same_file_twice_for_one_owner_is_a_conflict_that_stores_nothing(
     };
     assert_conflict(c.store.create_document(&twice, None).await);
     assert_not_found(c.store.get_document(&DocumentId::from("d2")).await);
-    assert_eq!(c.store.count_documents("u1").await.unwrap(), 1);
+    assert_eq!(
+        c.store.count_documents(&UserId::from("u1")).await.unwrap(),
+        1
+    );
     assert_eq!(c.db.count("jobs").await, 1, "no job for the refused copy");
 
     // Another owner may store the same file; each finds their own.
@@ -320,7 +325,7 @@ async fn the_same_file_twice_for_one_owner_is_a_conflict_that_stores_nothing(
         let store = c.store.clone();
         async move {
             store
-                .find_document_by_sha256(owner, sha)
+                .find_document_by_sha256(owner.map(UserId::from).as_ref(), sha)
                 .await
                 .unwrap()
                 .map(|d| d.id.to_string())
@@ -354,23 +359,27 @@ async fn documents_are_listed_newest_first_by_cursor_and_by_offset(#[case] backe
     let s = &c.store;
 
     assert_eq!(
-        ids(&s.list_documents("u1", None, 2).await.unwrap()),
+        ids(&s
+            .list_documents(&UserId::from("u1"), None, 2)
+            .await
+            .unwrap()),
         ["d5", "d4"]
     );
-    let before = |cursor: &'static str, limit| s.list_documents("u1", Some(cursor), limit);
+    let u1 = UserId::from("u1");
+    let before = |cursor: &'static str, limit| s.list_documents(&u1, Some(cursor), limit);
     assert_eq!(ids(&before("d4", 2).await.unwrap()), ["d3", "d2"]);
     assert_eq!(ids(&before("d2", 10).await.unwrap()), ["d1"]);
     assert!(before("d1", 10).await.unwrap().is_empty());
 
-    let at = |offset| s.list_documents_at("u1", offset, 2);
+    let at = |offset| s.list_documents_at(&u1, offset, 2);
     assert_eq!(ids(&at(0).await.unwrap()), ["d5", "d4"]);
     assert_eq!(ids(&at(2).await.unwrap()), ["d3", "d2"]);
     assert_eq!(ids(&at(4).await.unwrap()), ["d1"]);
     assert!(at(5).await.unwrap().is_empty());
 
-    assert_eq!(s.count_documents("u1").await.unwrap(), 5);
-    assert_eq!(s.count_documents("u2").await.unwrap(), 1);
-    assert_eq!(s.count_documents("nobody").await.unwrap(), 0);
+    assert_eq!(s.count_documents(&UserId::from("u1")).await.unwrap(), 5);
+    assert_eq!(s.count_documents(&UserId::from("u2")).await.unwrap(), 1);
+    assert_eq!(s.count_documents(&UserId::from("nobody")).await.unwrap(), 0);
 
     let wanted = ["d2".to_owned(), "d6".to_owned(), "missing".to_owned()];
     let mut found = s.documents_by_ids(&wanted).await.unwrap();
@@ -983,7 +992,9 @@ async fn claims_made_at_once_never_share_a_job_or_a_delivery(#[case] backend: Ba
         .unwrap();
     for n in 1..=4 {
         c.document(&format!("d{n}"), "u1").await;
-        s.queue_ping("w1", &format!("event-{n}")).await.unwrap();
+        s.queue_ping(&WebhookId::from("w1"), &format!("event-{n}"))
+            .await
+            .unwrap();
     }
 
     let jobs = (0..6).map(|n| {
@@ -1278,9 +1289,8 @@ async fn the_first_account_adopts_ownerless_documents_and_later_ones_do_not(
         s.get_document(&DocumentId::from("d0"))
             .await
             .unwrap()
-            .owner_id
-            .as_deref(),
-        Some("u1")
+            .owner_id,
+        Some(UserId::from("u1"))
     );
     assert_eq!(s.first_user().await.unwrap(), Some(first.clone()));
 
@@ -1349,7 +1359,11 @@ async fn accounts_are_found_by_email_and_by_id_with_their_credentials(#[case] ba
     assert_eq!(by_email.user, user);
     assert_eq!(by_email.password_hash, "hash-of-u1");
     assert_eq!(by_email.session_epoch, 0);
-    let by_id = s.credentials_by_id("u1").await.unwrap().expect("found");
+    let by_id = s
+        .credentials_by_id(&UserId::from("u1"))
+        .await
+        .unwrap()
+        .expect("found");
     assert_eq!(
         (by_id.user, by_id.password_hash, by_id.session_epoch),
         (user.clone(), by_email.password_hash, 0)
@@ -1360,14 +1374,19 @@ async fn accounts_are_found_by_email_and_by_id_with_their_credentials(#[case] ba
             .unwrap()
             .is_none()
     );
-    assert!(s.credentials_by_id("missing").await.unwrap().is_none());
+    assert!(
+        s.credentials_by_id(&UserId::from("missing"))
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(
         s.user_by_email("u1@example.com").await.unwrap(),
         Some(user.clone())
     );
     assert_eq!(s.user_by_email("nobody@example.com").await.unwrap(), None);
-    assert_eq!(s.user_by_id("u1").await.unwrap(), user);
-    assert_not_found(s.user_by_id("missing").await);
+    assert_eq!(s.user_by_id(&UserId::from("u1")).await.unwrap(), user);
+    assert_not_found(s.user_by_id(&UserId::from("missing")).await);
 }
 
 #[rstest]
@@ -1403,9 +1422,12 @@ async fn api_tokens_are_listed_used_and_revoked_per_owner(#[case] backend: Backe
         .unwrap();
     assert_conflict(s.create_api_token(&token("t4", "u1", "hash-1")).await);
 
-    let listed = |user: &'static str| s.list_api_tokens(user);
+    let listed = |user: &'static str| {
+        let user = UserId::from(user);
+        async move { s.list_api_tokens(&user).await }
+    };
     let listed_ids = |tokens: Vec<lector::domain::ApiToken>| -> Vec<String> {
-        tokens.into_iter().map(|t| t.id).collect()
+        tokens.into_iter().map(|t| t.id.to_string()).collect()
     };
     assert_eq!(listed_ids(listed("u1").await.unwrap()), ["t2", "t1"]);
 
@@ -1415,13 +1437,26 @@ async fn api_tokens_are_listed_used_and_revoked_per_owner(#[case] backend: Backe
     assert!(used[1].last_used_at.is_some(), "the use is noted");
     assert!(used[0].last_used_at.is_none());
 
-    assert!(!s.revoke_api_token("u2", "t1").await.unwrap(), "not theirs");
-    assert!(s.revoke_api_token("u1", "t1").await.unwrap());
-    assert!(!s.revoke_api_token("u1", "t1").await.unwrap());
+    assert!(
+        !s.revoke_api_token(&UserId::from("u2"), &TokenId::from("t1"))
+            .await
+            .unwrap(),
+        "not theirs"
+    );
+    assert!(
+        s.revoke_api_token(&UserId::from("u1"), &TokenId::from("t1"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.revoke_api_token(&UserId::from("u1"), &TokenId::from("t1"))
+            .await
+            .unwrap()
+    );
     assert_eq!(s.user_by_token_hash("hash-1").await.unwrap(), None);
 
-    assert_eq!(s.revoke_api_tokens("u1").await.unwrap(), 1);
-    assert_eq!(s.revoke_api_tokens("u1").await.unwrap(), 0);
+    assert_eq!(s.revoke_api_tokens(&UserId::from("u1")).await.unwrap(), 1);
+    assert_eq!(s.revoke_api_tokens(&UserId::from("u1")).await.unwrap(), 0);
     assert!(listed("u1").await.unwrap().is_empty());
     assert_eq!(listed_ids(listed("u2").await.unwrap()), ["t3"]);
 }
@@ -1436,12 +1471,17 @@ async fn changing_the_password_or_ending_sessions_moves_the_session_epoch_on(
     let c = Contract::new(backend).await;
     c.user("u1").await;
     let s = &c.store;
-    assert_eq!(s.set_password("u1", "new-hash").await.unwrap(), 1);
+    assert_eq!(
+        s.set_password(&UserId::from("u1"), "new-hash")
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(c.credentials("u1").await, ("new-hash".into(), 1));
-    assert_eq!(s.end_sessions("u1").await.unwrap(), 2);
+    assert_eq!(s.end_sessions(&UserId::from("u1")).await.unwrap(), 2);
     assert_eq!(c.credentials("u1").await, ("new-hash".into(), 2));
-    assert_not_found(s.set_password("missing", "x").await);
-    assert_not_found(s.end_sessions("missing").await);
+    assert_not_found(s.set_password(&UserId::from("missing"), "x").await);
+    assert_not_found(s.end_sessions(&UserId::from("missing")).await);
 }
 
 #[rstest]
@@ -1452,7 +1492,9 @@ async fn a_password_reset_link_works_once_and_not_after_it_expires(#[case] backe
     let c = Contract::new(backend).await;
     let user = c.user("u1").await;
     let s = &c.store;
-    s.remember_device("device-1", "u1").await.unwrap();
+    s.remember_device("device-1", &UserId::from("u1"))
+        .await
+        .unwrap();
     let reset = |id: &str, hash: &str, valid_for| NewPasswordReset {
         id: id.into(),
         user_id: "u1".into(),
@@ -1503,10 +1545,18 @@ async fn known_devices_are_remembered_and_forgotten_per_account(#[case] backend:
     c.user("u2").await;
     let s = &c.store;
     assert_eq!(s.device_user("device-1").await.unwrap(), None);
-    s.remember_device("device-1", "u1").await.unwrap();
-    s.remember_device("device-1", "u1").await.unwrap();
-    s.remember_device("device-2", "u1").await.unwrap();
-    s.remember_device("device-3", "u2").await.unwrap();
+    s.remember_device("device-1", &UserId::from("u1"))
+        .await
+        .unwrap();
+    s.remember_device("device-1", &UserId::from("u1"))
+        .await
+        .unwrap();
+    s.remember_device("device-2", &UserId::from("u1"))
+        .await
+        .unwrap();
+    s.remember_device("device-3", &UserId::from("u2"))
+        .await
+        .unwrap();
     assert_eq!(
         s.device_user("device-1").await.unwrap().as_deref(),
         Some("u1")
@@ -1516,8 +1566,8 @@ async fn known_devices_are_remembered_and_forgotten_per_account(#[case] backend:
         Some("u2")
     );
 
-    assert_eq!(s.forget_devices("u1").await.unwrap(), 2);
-    assert_eq!(s.forget_devices("u1").await.unwrap(), 0);
+    assert_eq!(s.forget_devices(&UserId::from("u1")).await.unwrap(), 2);
+    assert_eq!(s.forget_devices(&UserId::from("u1")).await.unwrap(), 0);
     assert_eq!(s.device_user("device-1").await.unwrap(), None);
     assert_eq!(
         s.device_user("device-3").await.unwrap().as_deref(),
@@ -1548,8 +1598,12 @@ async fn accounts_are_listed_with_what_they_own_and_deleted_with_it(#[case] back
     s.create_webhook(&new_webhook("w1", "u1", "whsec_1"))
         .await
         .unwrap();
-    s.queue_ping("w1", "event-1").await.unwrap();
-    s.remember_device("device-1", "u1").await.unwrap();
+    s.queue_ping(&WebhookId::from("w1"), "event-1")
+        .await
+        .unwrap();
+    s.remember_device("device-1", &UserId::from("u1"))
+        .await
+        .unwrap();
     s.create_password_reset(&NewPasswordReset {
         id: "r1".into(),
         user_id: "u1".into(),
@@ -1573,11 +1627,11 @@ async fn accounts_are_listed_with_what_they_own_and_deleted_with_it(#[case] back
     // Its documents go first (the use case deletes them, then the account).
     s.delete_document(&DocumentId::from("d1")).await.unwrap();
     s.delete_document(&DocumentId::from("d2")).await.unwrap();
-    assert!(s.delete_user("u1").await.unwrap());
-    assert!(!s.delete_user("u1").await.unwrap());
-    assert!(!s.delete_user("missing").await.unwrap());
+    assert!(s.delete_user(&UserId::from("u1")).await.unwrap());
+    assert!(!s.delete_user(&UserId::from("u1")).await.unwrap());
+    assert!(!s.delete_user(&UserId::from("missing")).await.unwrap());
     assert_eq!(s.list_users().await.unwrap(), [summary(&second, 0, 0, 0)]);
-    assert_not_found(s.user_by_id("u1").await);
+    assert_not_found(s.user_by_id(&UserId::from("u1")).await);
     for table in [
         "api_tokens",
         "webhooks",
@@ -1859,23 +1913,56 @@ async fn webhooks_are_kept_per_owner_and_deleted_with_their_deliveries(#[case] b
     assert_conflict(s.create_webhook(&new_webhook("w1", "u2", "whsec_4")).await);
 
     assert_eq!(
-        s.list_webhooks("u1").await.unwrap(),
+        s.list_webhooks(&UserId::from("u1")).await.unwrap(),
         [w1.clone(), w2.clone()]
     );
-    let of = |owner: &'static str| s.list_webhooks(owner);
-    let names = |hooks: Vec<Webhook>| -> Vec<String> { hooks.into_iter().map(|w| w.id).collect() };
+    let of = |owner: &'static str| {
+        let owner = UserId::from(owner);
+        async move { s.list_webhooks(&owner).await }
+    };
+    let names = |hooks: Vec<Webhook>| -> Vec<String> {
+        hooks.into_iter().map(|w| w.id.to_string()).collect()
+    };
     assert_eq!(names(of("u2").await.unwrap()), ["w3"]);
     assert!(of("nobody").await.unwrap().is_empty());
-    assert_eq!(s.webhook("u1", "w1").await.unwrap(), w1);
-    assert_not_found(s.webhook("u2", "w1").await);
-    assert_not_found(s.webhook("u1", "missing").await);
+    assert_eq!(
+        s.webhook(&UserId::from("u1"), &WebhookId::from("w1"))
+            .await
+            .unwrap(),
+        w1
+    );
+    assert_not_found(s.webhook(&UserId::from("u2"), &WebhookId::from("w1")).await);
+    assert_not_found(
+        s.webhook(&UserId::from("u1"), &WebhookId::from("missing"))
+            .await,
+    );
 
-    s.queue_ping("w1", "event-1").await.unwrap();
-    assert!(!s.delete_webhook("u2", "w1").await.unwrap(), "not theirs");
-    assert!(s.delete_webhook("u1", "w1").await.unwrap());
-    assert!(!s.delete_webhook("u1", "w1").await.unwrap());
-    assert_eq!(s.list_webhooks("u1").await.unwrap(), [w2]);
-    assert!(s.list_deliveries("w1", 10).await.unwrap().is_empty());
+    s.queue_ping(&WebhookId::from("w1"), "event-1")
+        .await
+        .unwrap();
+    assert!(
+        !s.delete_webhook(&UserId::from("u2"), &WebhookId::from("w1"))
+            .await
+            .unwrap(),
+        "not theirs"
+    );
+    assert!(
+        s.delete_webhook(&UserId::from("u1"), &WebhookId::from("w1"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.delete_webhook(&UserId::from("u1"), &WebhookId::from("w1"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.list_webhooks(&UserId::from("u1")).await.unwrap(), [w2]);
+    assert!(
+        s.list_deliveries(&WebhookId::from("w1"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(c.db.count("webhook_deliveries").await, 0);
 }
 
@@ -1903,8 +1990,11 @@ async fn a_ping_is_claimed_once_delivered_and_logged(#[case] backend: Backend) {
         .unwrap();
     assert!(s.claim_delivery("s1", LEASE).await.unwrap().is_none());
 
-    let id = s.queue_ping("w1", "event-1").await.unwrap();
-    let queued = s.list_deliveries("w1", 10).await.unwrap();
+    let id = s
+        .queue_ping(&WebhookId::from("w1"), "event-1")
+        .await
+        .unwrap();
+    let queued = s.list_deliveries(&WebhookId::from("w1"), 10).await.unwrap();
     assert_eq!(queued.len(), 1);
     let d = &queued[0];
     assert_eq!(
@@ -1950,7 +2040,11 @@ async fn a_ping_is_claimed_once_delivered_and_logged(#[case] backend: Backend) {
             .unwrap(),
         "once"
     );
-    let d = s.list_deliveries("w1", 10).await.unwrap().remove(0);
+    let d = s
+        .list_deliveries(&WebhookId::from("w1"), 10)
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!((d.status, d.attempts), (DeliveryStatus::Delivered, 1));
     assert_eq!((d.last_status_code, d.last_error), (Some(200), None));
     assert!(d.finished_at.is_some());
@@ -1970,10 +2064,14 @@ async fn a_ping_is_claimed_once_delivered_and_logged(#[case] backend: Backend) {
     assert!(s.claim_delivery("s1", LEASE).await.unwrap().is_none());
 
     // Newest first, at most `limit`.
-    s.queue_ping("w1", "event-2").await.unwrap();
-    s.queue_ping("w1", "event-3").await.unwrap();
+    s.queue_ping(&WebhookId::from("w1"), "event-2")
+        .await
+        .unwrap();
+    s.queue_ping(&WebhookId::from("w1"), "event-3")
+        .await
+        .unwrap();
     let newest: Vec<String> = s
-        .list_deliveries("w1", 2)
+        .list_deliveries(&WebhookId::from("w1"), 2)
         .await
         .unwrap()
         .into_iter()
@@ -1995,7 +2093,9 @@ async fn a_failed_delivery_is_retried_or_given_up_and_an_expired_lease_is_taken_
     s.create_webhook(&new_webhook("w1", "u1", "whsec_1"))
         .await
         .unwrap();
-    s.queue_ping("w1", "event-1").await.unwrap();
+    s.queue_ping(&WebhookId::from("w1"), "event-1")
+        .await
+        .unwrap();
     let busy = AttemptOutcome {
         duration: Duration::from_millis(50),
         status_code: Some(503),
@@ -2006,7 +2106,11 @@ async fn a_failed_delivery_is_retried_or_given_up_and_an_expired_lease_is_taken_
 
     let first = s.claim_delivery("s1", LEASE).await.unwrap().unwrap();
     assert!(s.record_attempt(&first, "s1", &busy).await.unwrap());
-    let d = s.list_deliveries("w1", 10).await.unwrap().remove(0);
+    let d = s
+        .list_deliveries(&WebhookId::from("w1"), 10)
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!((d.status, d.attempts), (DeliveryStatus::Queued, 1));
     assert_eq!(d.last_status_code, Some(503));
     assert_eq!(d.last_error.as_deref(), Some("the receiver answered 503"));
@@ -2030,7 +2134,11 @@ async fn a_failed_delivery_is_retried_or_given_up_and_an_expired_lease_is_taken_
         retry_after: None,
     };
     assert!(s.record_attempt(&third, "s3", &refused).await.unwrap());
-    let d = s.list_deliveries("w1", 10).await.unwrap().remove(0);
+    let d = s
+        .list_deliveries(&WebhookId::from("w1"), 10)
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!((d.status, d.attempts), (DeliveryStatus::Failed, 3));
     assert_eq!(
         (d.last_status_code, d.last_error.as_deref()),
@@ -2046,7 +2154,9 @@ async fn a_failed_delivery_is_retried_or_given_up_and_an_expired_lease_is_taken_
     assert!(s.claim_delivery("s1", LEASE).await.unwrap().is_none());
 
     // A retry far off is not due.
-    s.queue_ping("w1", "event-2").await.unwrap();
+    s.queue_ping(&WebhookId::from("w1"), "event-2")
+        .await
+        .unwrap();
     let later = s.claim_delivery("s1", LEASE).await.unwrap().unwrap();
     let in_an_hour = AttemptOutcome {
         retry_after: Some(HOUR),
@@ -2067,14 +2177,18 @@ async fn finished_deliveries_are_pruned_once_old_enough(#[case] backend: Backend
     s.create_webhook(&new_webhook("w1", "u1", "whsec_1"))
         .await
         .unwrap();
-    s.queue_ping("w1", "event-1").await.unwrap();
+    s.queue_ping(&WebhookId::from("w1"), "event-1")
+        .await
+        .unwrap();
     let claimed = s.claim_delivery("s1", LEASE).await.unwrap().unwrap();
     assert!(
         s.record_attempt(&claimed, "s1", &delivered())
             .await
             .unwrap()
     );
-    s.queue_ping("w1", "event-2").await.unwrap();
+    s.queue_ping(&WebhookId::from("w1"), "event-2")
+        .await
+        .unwrap();
     let claimed = s.claim_delivery("s1", LEASE).await.unwrap().unwrap();
     let given_up = AttemptOutcome {
         error: Some("gone".into()),
@@ -2082,14 +2196,16 @@ async fn finished_deliveries_are_pruned_once_old_enough(#[case] backend: Backend
         ..delivered()
     };
     assert!(s.record_attempt(&claimed, "s1", &given_up).await.unwrap());
-    s.queue_ping("w1", "event-3").await.unwrap();
+    s.queue_ping(&WebhookId::from("w1"), "event-3")
+        .await
+        .unwrap();
 
     assert_eq!(s.prune_deliveries(HOUR).await.unwrap(), 0, "all recent");
     c.set_long_ago("webhook_deliveries", "finished_at").await;
     assert_eq!(s.prune_deliveries(HOUR).await.unwrap(), 2);
     assert_eq!(s.prune_deliveries(HOUR).await.unwrap(), 0);
     let left: Vec<String> = s
-        .list_deliveries("w1", 10)
+        .list_deliveries(&WebhookId::from("w1"), 10)
         .await
         .unwrap()
         .into_iter()
@@ -2125,7 +2241,10 @@ async fn finishing_a_job_queues_one_event_for_each_of_the_owners_webhooks(
     assert!(s.insert_pages(&job, WORKER, &[unreadable]).await.unwrap());
     assert!(s.complete_job(&job, WORKER).await.unwrap());
 
-    let of = |hook: &'static str| s.list_deliveries(hook, 10);
+    let of = |hook: &'static str| {
+        let hook = WebhookId::from(hook);
+        async move { s.list_deliveries(&hook, 10).await }
+    };
     let w1 = of("w1").await.unwrap();
     let w2 = of("w2").await.unwrap();
     assert_eq!((w1.len(), w2.len()), (1, 1));
@@ -2226,7 +2345,9 @@ async fn secrets_are_stored_sealed_for_their_row_and_opened_on_the_way_out(
         raw.starts_with("sealed1:") && !raw.contains("whsec_signing"),
         "{raw}"
     );
-    s.queue_ping("w1", "event-1").await.unwrap();
+    s.queue_ping(&WebhookId::from("w1"), "event-1")
+        .await
+        .unwrap();
     let claimed = s.claim_delivery("s1", LEASE).await.unwrap().unwrap();
     assert_eq!(claimed.secret.expose_secret(), "whsec_signing");
 
@@ -2279,7 +2400,9 @@ async fn secrets_left_in_the_clear_or_under_a_previous_key_are_sealed_once(
         .unwrap()
         .unwrap();
     assert_eq!(opened.expose_secret(), "left in the clear");
-    s.queue_ping("w-old", "event-1").await.unwrap();
+    s.queue_ping(&WebhookId::from("w-old"), "event-1")
+        .await
+        .unwrap();
     let claimed = s.claim_delivery("s1", LEASE).await.unwrap().unwrap();
     assert_eq!(claimed.secret.expose_secret(), "whsec_clear");
 
@@ -2339,7 +2462,13 @@ async fn a_store_without_a_key_refuses_to_seal_or_open_secrets(#[case] backend: 
             .create_webhook(&new_webhook("w1", "u1", "whsec_1"))
             .await,
     );
-    assert!(keyless.list_webhooks("u1").await.unwrap().is_empty());
+    assert!(
+        keyless
+            .list_webhooks(&UserId::from("u1"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Without a secret to keep, no key is needed.
     keyless
         .create_document(&new_document("d3", Some("u1")), None)

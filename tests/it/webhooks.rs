@@ -3,6 +3,7 @@
 //! the delivery log in the API and the UI, a delivery picked up after its sender died, and
 //! the refusal of internal addresses (at registration and when sending).
 
+use lector::domain::WebhookId;
 use std::{
     collections::VecDeque,
     sync::{Arc, Mutex},
@@ -489,7 +490,7 @@ async fn a_stored_internal_address_is_refused_when_sending_and_not_retried(
 ) {
     let app = TestApp::spawn_with(backend, &[("LECTOR_WEBHOOK_RETRY_BASE_SECS", "0")]).await;
     let receiver = Receiver::start(&[]).await;
-    let owner: String = app.user_id().await;
+    let owner = app.user_id().await;
     for (id, url) in [
         ("w-literal", receiver.url()),
         ("w-name", format!("http://localhost:{}/hook", receiver.port)),
@@ -500,7 +501,7 @@ async fn a_stored_internal_address_is_refused_when_sending_and_not_retried(
                  values ('{id}', '{owner}', '{url}', '', 'whsec_x')"
             ))
             .await;
-        app.store.queue_ping(id, "event").await.unwrap();
+        app.store.queue_ping(&id.into(), "event").await.unwrap();
     }
     let sender = WebhookSender::new(app.store.clone(), &app.config).unwrap();
     assert_eq!(deliver_all(&sender).await, 2);
@@ -741,7 +742,10 @@ async fn stored_secrets_are_sealed_at_start_and_follow_a_key_rotation(#[case] ba
     // A process given only the old key cannot open it: no delivery goes out unsigned or
     // signed with something else.
     let (store, config) = with_keys(&app, old_key, None).await;
-    store.queue_ping("w-old", "e3").await.unwrap();
+    store
+        .queue_ping(&WebhookId::from("w-old"), "e3")
+        .await
+        .unwrap();
     let sender = WebhookSender::new(store.clone(), &config).unwrap();
     assert!(sender.deliver_next().await.is_err());
     assert_eq!(receiver.received().len(), 2, "nothing more was sent");
@@ -771,6 +775,9 @@ async fn ping_w_old(
     config: &lector::config::Config,
     event: &str,
 ) -> usize {
-    store.queue_ping("w-old", event).await.unwrap();
+    store
+        .queue_ping(&WebhookId::from("w-old"), event)
+        .await
+        .unwrap();
     deliver_all(&WebhookSender::new(store.clone(), config).unwrap()).await
 }

@@ -93,7 +93,7 @@ impl Documents {
             return Err(UploadError::NotPdf);
         }
         let sha256 = hex::encode(file.sha256);
-        let owner_id = owner.map(|user| user.id.as_str());
+        let owner_id = owner.map(|user| &user.id);
         if let Some(document) = self
             .store
             .find_document_by_sha256(owner_id, &sha256)
@@ -120,7 +120,7 @@ impl Documents {
                 .map(SecretString::from),
             max_attempts: self.config.job_max_attempts,
             ocr,
-            owner_id: owner_id.map(str::to_owned),
+            owner_id: owner_id.cloned(),
         };
         self.store_new(new, &file).await
     }
@@ -171,7 +171,7 @@ impl Documents {
                 })
             }
             Err(storage::Error::Conflict) => {
-                let owner_id = new.owner_id.as_deref();
+                let owner_id = new.owner_id.as_ref();
                 match self
                     .store
                     .find_document_by_sha256(owner_id, &new.sha256)

@@ -33,7 +33,7 @@ pub async fn upload(
     ApiUser(user): ApiUser,
     multipart: Multipart,
 ) -> Result<Response, AppError> {
-    state.limits.check_upload(&user.id)?;
+    state.limits.check_upload(user.id.as_str())?;
     let dir = state.documents.uploads_dir();
     let form = read_upload(multipart, dir, state.config.max_upload_bytes, 1).await?;
     let file = form.files.into_iter().next().ok_or(UploadError::NoFile)?;

@@ -47,7 +47,7 @@ impl From<Webhook> for WebhookView {
     fn from(webhook: Webhook) -> Self {
         WebhookView {
             deliveries: format!("/api/v1/webhooks/{}/deliveries", webhook.id),
-            id: webhook.id,
+            id: webhook.id.into(),
             url: webhook.url,
             description: webhook.description,
             created_at: webhook.created_at,

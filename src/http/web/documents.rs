@@ -130,7 +130,7 @@ pub async fn upload(
     CurrentUser(user): CurrentUser,
     multipart: Multipart,
 ) -> Result<Response, HtmlError> {
-    state.limits.check_upload(&user.id)?;
+    state.limits.check_upload(user.id.as_str())?;
     let form = match read_form(&state, multipart).await? {
         Ok(form) => form,
         Err(refused) => {

@@ -153,7 +153,7 @@ pub struct TokenRow {
 impl From<ApiToken> for TokenRow {
     fn from(token: ApiToken) -> Self {
         TokenRow {
-            id: token.id,
+            id: token.id.into(),
             name: token.name,
             prefix: token.prefix,
             created_at: token.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
@@ -176,7 +176,7 @@ pub struct WebhookRow {
 impl From<crate::domain::webhook::Webhook> for WebhookRow {
     fn from(webhook: crate::domain::webhook::Webhook) -> Self {
         WebhookRow {
-            id: webhook.id,
+            id: webhook.id.into(),
             url: webhook.url,
             description: webhook.description,
             created_at: webhook.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),

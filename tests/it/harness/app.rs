@@ -183,7 +183,7 @@ impl TestApp {
     }
 
     /// The id of the account the app was started with.
-    pub async fn user_id(&self) -> String {
+    pub async fn user_id(&self) -> lector::domain::UserId {
         self.store
             .user_by_email(&self.user.email)
             .await
