@@ -72,6 +72,8 @@ class Server:
             subprocess.run(["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "test",
                             "-c", f"create database {self.pg_database}"], check=True)
             env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{self.pg_database}"
+            # Postgres refuses to start without the key that seals stored secrets.
+            env.setdefault("LECTOR_SECRET_KEY", os.urandom(32).hex())
         else:
             env["DATABASE_URL"] = f"sqlite://{self.dir.name}/lector.db"
         env["LECTOR_RATE_UPLOADS_PER_USER"] = "0"
