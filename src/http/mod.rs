@@ -114,7 +114,13 @@ pub fn router(state: AppState, sessions: crate::sessions::SessionBackend) -> Rou
         // Upload size is enforced per file while streaming (413 as soon as it is passed).
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(
-            state.config.http.body_timeout,
+            server::BodyReading {
+                pause_timeout: state.config.http.body_timeout,
+                // The largest body a browser upload may send, and room for its framing.
+                drain_limit: (state.config.max_upload_bytes)
+                    .saturating_mul(state.config.max_files_per_upload as u64)
+                    .saturating_add(1024 * 1024),
+            },
             server::bound_body_pauses,
         ))
         .layer(CatchPanicLayer::new())

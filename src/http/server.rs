@@ -86,33 +86,73 @@ pub async fn serve(
 #[derive(Clone, Default)]
 struct Stalled(Arc<AtomicBool>);
 
+/// How the request body is received: `LECTOR_HTTP_BODY_TIMEOUT_SECS`, and how much of a body
+/// the handler left unread is read and thrown away so that its answer arrives.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyReading {
+    /// The longest pause between two pieces of a body.
+    pub pause_timeout: Duration,
+    /// The most left-over bytes read before giving up and closing the connection.
+    pub drain_limit: u64,
+}
+
+/// The request body, shared between the handler (who reads it through [`PausingBody`]) and
+/// [`bound_body_pauses`], who takes back what is left once the handler has answered.
+type SharedBody = Arc<std::sync::Mutex<Option<Body>>>;
+
 /// Middleware: bounds the pause between two reads of the request body. Whoever reads the
 /// body (a handler, the CSRF check) sees an error when it stalls; the answer is then 408,
 /// whatever error the reader made of it, and the connection is closed.
+///
+/// An answer given before the body was read (a 429 to an upload over the rate limit, a 401)
+/// would otherwise be lost: the connection closes with the body still arriving, and the
+/// client sees it broken instead of the answer. So what is left is read and thrown away
+/// first, up to [`BodyReading::drain_limit`].
 pub async fn bound_body_pauses(
-    State(timeout): State<Duration>,
+    State(reading): State<BodyReading>,
     request: Request,
     next: Next,
 ) -> Response {
     let stalled = Stalled::default();
     let api = request.uri().path().starts_with("/api/");
+    let expects_continue = request
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let shared: SharedBody = Arc::default();
     let request = request.map(|body| {
+        *shared.lock().expect("not poisoned") = Some(body);
         Body::new(PausingBody {
-            inner: body,
-            timeout,
+            inner: shared.clone(),
+            timeout: reading.pause_timeout,
             pause: None,
             stalled: stalled.clone(),
         })
     });
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
     if !stalled.0.load(Ordering::Relaxed) {
-        return response;
+        let left = shared.lock().expect("not poisoned").take();
+        // A client that waits for "100 Continue" has not sent a body nobody asked for.
+        if let Some(left) = left.filter(|body| !body.is_end_stream() && !expects_continue) {
+            let leftover = PausingBody {
+                inner: Arc::new(std::sync::Mutex::new(Some(left))),
+                timeout: reading.pause_timeout,
+                pause: None,
+                stalled: stalled.clone(),
+            };
+            if !drain(leftover, reading.drain_limit).await {
+                close_after(&mut response);
+            }
+        }
+        if !stalled.0.load(Ordering::Relaxed) {
+            return response;
+        }
     }
     let error = AppError::Unreadable {
         status: StatusCode::REQUEST_TIMEOUT,
         detail: format!(
             "the request body stopped arriving: nothing came for {} s",
-            timeout.as_secs()
+            reading.pause_timeout.as_secs()
         ),
     };
     let mut response = if api {
@@ -120,17 +160,37 @@ pub async fn bound_body_pauses(
     } else {
         HtmlError(error).into_response()
     };
+    close_after(&mut response);
+    response
+}
+
+fn close_after(response: &mut Response) {
     response.headers_mut().insert(
         header::CONNECTION,
         header::HeaderValue::from_static("close"),
     );
-    response
+}
+
+/// Reads `body` to its end and drops it; `false` when it failed, stalled or passed `limit`.
+async fn drain(body: PausingBody, limit: u64) -> bool {
+    let mut body = std::pin::pin!(body);
+    let mut read = 0u64;
+    while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        let Ok(frame) = frame else { return false };
+        if let Some(data) = frame.data_ref() {
+            read += data.len() as u64;
+            if read > limit {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// A request body that fails when no data comes for `timeout` while it is being read. The
 /// clock runs only while the reader waits, not while it works on what it was given.
 struct PausingBody {
-    inner: Body,
+    inner: SharedBody,
     timeout: Duration,
     pause: Option<Pin<Box<Sleep>>>,
     stalled: Stalled,
@@ -145,7 +205,11 @@ impl HttpBody for PausingBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = self.get_mut();
-        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+        let polled = match this.inner.lock().expect("not poisoned").as_mut() {
+            Some(inner) => Pin::new(inner).poll_frame(cx),
+            None => Poll::Ready(None),
+        };
+        if let Poll::Ready(frame) = polled {
             this.pause = None;
             return Poll::Ready(frame);
         }
@@ -164,10 +228,14 @@ impl HttpBody for PausingBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        let inner = self.inner.lock().expect("not poisoned");
+        inner.as_ref().is_none_or(HttpBody::is_end_stream)
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+        let inner = self.inner.lock().expect("not poisoned");
+        inner
+            .as_ref()
+            .map_or_else(|| http_body::SizeHint::with_exact(0), HttpBody::size_hint)
     }
 }
