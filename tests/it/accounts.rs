@@ -109,7 +109,9 @@ async fn change_password(
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_wrong_current_password_or_a_weak_new_one_changes_nothing(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let other = browser();
     harness::log_in(&other, &app.address, "owner@example.com", TEST_PASSWORD).await;
     let page = app.get_text("/account").await;
@@ -138,7 +140,9 @@ async fn a_wrong_current_password_or_a_weak_new_one_changes_nothing(#[case] back
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn changing_the_password_ends_every_other_session(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let other = browser();
     harness::log_in(&other, &app.address, "owner@example.com", TEST_PASSWORD).await;
     let changed = change_password(
@@ -180,7 +184,9 @@ async fn changing_the_password_ends_every_other_session(#[case] backend: Backend
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn log_out_everywhere_ends_this_and_every_other_session(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let other = browser();
     harness::log_in(&other, &app.address, "owner@example.com", TEST_PASSWORD).await;
     let response = post_form(
@@ -230,8 +236,8 @@ struct OwnerAndEve {
     eve: harness::TestUser,
 }
 
-async fn owner_and_eve(backend: Backend) -> OwnerAndEve {
-    let app = TestApp::spawn(backend).await;
+async fn owner_and_eve(backend: Backend) -> Option<OwnerAndEve> {
+    let app = TestApp::spawn(backend).await?;
     let owner_doc = app.upload_ok("three_pages.pdf").await;
     app.drain_jobs().await;
     app.add_webhook("http://93.184.216.34/in").await;
@@ -241,12 +247,12 @@ async fn owner_and_eve(backend: Backend) -> OwnerAndEve {
     app.drain_jobs().await;
     let other = browser();
     harness::log_in(&other, &app.address, "owner@example.com", TEST_PASSWORD).await;
-    OwnerAndEve {
+    Some(OwnerAndEve {
         app,
         owner_doc,
         other,
         eve,
-    }
+    })
 }
 
 /// Posts the account page's deletion form as the owner with `password`.
@@ -266,7 +272,9 @@ async fn delete_account(app: &TestApp, password: &str) -> reqwest::Response {
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn deleting_the_account_asks_for_its_password(#[case] backend: Backend) {
-    let OwnerAndEve { app, .. } = owner_and_eve(backend).await;
+    let Some(OwnerAndEve { app, .. }) = owner_and_eve(backend).await else {
+        return;
+    };
     let page = app.get_text("/account/delete").await;
     assert!(page.contains("1 document(s)"), "{page}");
     let wrong = delete_account(&app, "not my password").await;
@@ -288,7 +296,9 @@ async fn deleting_the_account_asks_for_its_password(#[case] backend: Backend) {
 async fn deleting_the_account_removes_everything_it_owns_and_nothing_else(
     #[case] backend: Backend,
 ) {
-    let OwnerAndEve { app, owner_doc, .. } = owner_and_eve(backend).await;
+    let Some(OwnerAndEve { app, owner_doc, .. }) = owner_and_eve(backend).await else {
+        return;
+    };
     let deleted = delete_account(&app, TEST_PASSWORD).await;
     assert_eq!(deleted.status(), 303);
     assert_eq!(deleted.headers()["location"], "/login");
@@ -323,9 +333,12 @@ async fn deleting_the_account_removes_everything_it_owns_and_nothing_else(
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_deleted_account_s_sessions_and_tokens_end_and_others_do_not(#[case] backend: Backend) {
-    let OwnerAndEve {
+    let Some(OwnerAndEve {
         app, other, eve, ..
-    } = owner_and_eve(backend).await;
+    }) = owner_and_eve(backend).await
+    else {
+        return;
+    };
     assert_eq!(delete_account(&app, TEST_PASSWORD).await.status(), 303);
     for client in [&app.client, &other] {
         assert_eq!(
@@ -359,11 +372,11 @@ fn lector(app: &TestApp, args: &[&str], stdin: &str) -> (bool, String, String) {
 }
 
 /// An app whose owner has one document, and a second account, eve's.
-async fn an_owner_with_a_document_and_eve(backend: Backend) -> TestApp {
-    let app = TestApp::spawn(backend).await;
+async fn an_owner_with_a_document_and_eve(backend: Backend) -> Option<TestApp> {
+    let app = TestApp::spawn(backend).await?;
     app.upload_ok("one_page.pdf").await;
     app.another_user("eve@example.com").await;
-    app
+    Some(app)
 }
 
 #[rstest]
@@ -373,7 +386,9 @@ async fn an_owner_with_a_document_and_eve(backend: Backend) -> TestApp {
 async fn lector_user_list_counts_each_account_s_documents_tokens_and_webhooks(
     #[case] backend: Backend,
 ) {
-    let app = an_owner_with_a_document_and_eve(backend).await;
+    let Some(app) = an_owner_with_a_document_and_eve(backend).await else {
+        return;
+    };
     let (ok, out, err) = lector(&app, &["user", "list"], "");
     assert!(ok, "{err}");
     let owner_line = out
@@ -395,7 +410,9 @@ async fn lector_user_list_counts_each_account_s_documents_tokens_and_webhooks(
 async fn lector_user_password_sets_a_new_one_and_ends_the_account_s_sessions(
     #[case] backend: Backend,
 ) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let (ok, out, err) = lector(
         &app,
         &["user", "password", "OWNER@example.com", "--password-stdin"],
@@ -427,7 +444,9 @@ async fn lector_user_password_sets_a_new_one_and_ends_the_account_s_sessions(
 async fn lector_user_sessions_revoke_ends_the_sessions_and_with_tokens_the_tokens(
     #[case] backend: Backend,
 ) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let (ok, _, err) = lector(
         &app,
         &[
@@ -454,7 +473,9 @@ async fn lector_user_sessions_revoke_ends_the_sessions_and_with_tokens_the_token
 async fn lector_user_delete_asks_first_then_deletes_the_account_and_its_documents(
     #[case] backend: Backend,
 ) {
-    let app = an_owner_with_a_document_and_eve(backend).await;
+    let Some(app) = an_owner_with_a_document_and_eve(backend).await else {
+        return;
+    };
     // Deleting asks first when nobody can answer.
     let (ok, _, err) = lector(&app, &["user", "delete", "eve@example.com"], "");
     assert!(!ok && err.contains("--yes"), "{err}");
@@ -513,7 +534,9 @@ async fn reset_with(
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_reset_link_is_kept_only_as_a_hash(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let (_, token) = reset_link(&app, &[]);
     assert_eq!(token.len(), 64);
     assert_eq!(
@@ -533,7 +556,9 @@ async fn a_reset_link_is_kept_only_as_a_hash(#[case] backend: Backend) {
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_reset_link_sets_a_new_password_once_and_then_expires(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let (link, token) = reset_link(&app, &[]);
     let visitor = browser();
     let mismatch = reset_with(&visitor, &app, &link, NEW_PASSWORD, "something else").await;
@@ -580,7 +605,9 @@ async fn a_reset_link_sets_a_new_password_once_and_then_expires(#[case] backend:
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn an_unused_reset_link_past_its_time_or_an_unknown_one_is_gone(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let (link, _) = reset_link(&app, &["--minutes", "5"]);
     app.db
         .execute("update password_resets set expires_at = created_at where used_at is null")
@@ -600,7 +627,7 @@ async fn an_unused_reset_link_past_its_time_or_an_unknown_one_is_gone(#[case] ba
 
 /// The app with log-in throttling that shows in a few guesses: three free wrong passwords per
 /// address, six per account.
-async fn guarded_app(backend: Backend) -> TestApp {
+async fn guarded_app(backend: Backend) -> Option<TestApp> {
     TestApp::spawn_with(
         backend,
         &[
@@ -653,7 +680,9 @@ async fn guesses_from_many_addresses(app: &TestApp) {
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_guesser_at_one_address_waits_after_three_wrong_passwords(#[case] backend: Backend) {
-    let app = guarded_app(backend).await;
+    let Some(app) = guarded_app(backend).await else {
+        return;
+    };
     let held = guesses_from_one_address(&app).await;
     assert_eq!(held.status(), 429);
     let retry: u64 = held.headers()["retry-after"]
@@ -678,7 +707,9 @@ async fn a_guesser_at_one_address_waits_after_three_wrong_passwords(#[case] back
 async fn guesses_from_many_addresses_slow_down_unknown_clients_of_the_account(
     #[case] backend: Backend,
 ) {
-    let app = guarded_app(backend).await;
+    let Some(app) = guarded_app(backend).await else {
+        return;
+    };
     guesses_from_one_address(&app).await;
     guesses_from_many_addresses(&app).await;
     let stranger = log_in_from(
@@ -727,7 +758,9 @@ async fn a_browser_that_logged_in_before_from_home(app: &TestApp) -> Client {
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_stranger_guessing_slows_down_but_does_not_lock_the_owner_out(#[case] backend: Backend) {
-    let app = guarded_app(backend).await;
+    let Some(app) = guarded_app(backend).await else {
+        return;
+    };
     let owners_browser = a_browser_that_logged_in_before_from_home(&app).await;
     guesses_from_one_address(&app).await;
     guesses_from_many_addresses(&app).await;
@@ -799,7 +832,7 @@ async fn sign_up_from(app: &TestApp, address: &str, email: &str, confirm: &str) 
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn sign_up_tells_who_has_an_account_only_a_few_times_an_hour(#[case] backend: Backend) {
-    let app = TestApp::spawn_with(
+    let Some(app) = TestApp::spawn_with(
         backend,
         &[
             ("LECTOR_SIGNUP", "open"),
@@ -807,7 +840,10 @@ async fn sign_up_tells_who_has_an_account_only_a_few_times_an_hour(#[case] backe
             ("LECTOR_RATE_SIGNUPS_PER_HOUR", "2"),
         ],
     )
-    .await;
+    .await
+    else {
+        return;
+    };
     let sign_up = |address, email, confirm| sign_up_from(&app, address, email, confirm);
     for _ in 0..3 {
         assert_eq!(

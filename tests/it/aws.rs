@@ -30,7 +30,10 @@ async fn with_the_s3_blob_store_originals_live_on_s3_and_come_back_and_go(
     #[case] backend: Backend,
 ) {
     let aws = Standins::start().await;
-    let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_BLOB_STORE", "s3")])).await;
+    let Some(app) = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_BLOB_STORE", "s3")])).await
+    else {
+        return;
+    };
     let id = app.upload_ok("three_pages.pdf").await;
     let key = format!("originals/{}.pdf", sha256_of("three_pages.pdf"));
     let original = std::fs::read(fixture("three_pages.pdf")).unwrap();
@@ -86,7 +89,10 @@ async fn with_the_s3_blob_store_originals_live_on_s3_and_come_back_and_go(
 #[tokio::test]
 async fn deleting_an_account_deletes_its_originals_on_s3(#[case] backend: Backend) {
     let aws = Standins::start().await;
-    let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_BLOB_STORE", "s3")])).await;
+    let Some(app) = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_BLOB_STORE", "s3")])).await
+    else {
+        return;
+    };
     app.upload_ok("three_pages.pdf").await;
     app.upload_ok("one_page.pdf").await;
     let eve = app.another_user("eve@example.com").await;
@@ -117,14 +123,17 @@ async fn deleting_an_account_deletes_its_originals_on_s3(#[case] backend: Backen
 
 /// An app on Textract, whose stand-in answers `IN_PROGRESS` three times and 100 blocks a
 /// page, after it has read `twelve_pages.pdf`: the document's id.
-async fn twelve_pages_read_by_textract(aws: &Standins, backend: Backend) -> (TestApp, String) {
+async fn twelve_pages_read_by_textract(
+    aws: &Standins,
+    backend: Backend,
+) -> Option<(TestApp, String)> {
     aws.textract.in_progress_polls(3);
     aws.textract.page_size(100);
-    let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "textract")])).await;
+    let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "textract")])).await?;
     let id = app.upload_ok("twelve_pages.pdf").await;
     assert_eq!(app.document(&id).await["engine"], "textract");
     app.drain_jobs().await;
-    (app, id)
+    Some((app, id))
 }
 
 #[rstest]
@@ -135,7 +144,9 @@ async fn textract_reads_every_page_following_next_token_and_is_started_once(
     #[case] backend: Backend,
 ) {
     let aws = Standins::start().await;
-    let (app, id) = twelve_pages_read_by_textract(&aws, backend).await;
+    let Some((app, id)) = twelve_pages_read_by_textract(&aws, backend).await else {
+        return;
+    };
     let doc = app.document(&id).await;
     assert_eq!(doc["status"], "done", "{doc}");
     assert_eq!(doc["pages_done"], 12);
@@ -175,7 +186,9 @@ async fn textract_pages_and_their_cost_show_in_metrics_and_on_the_document_page(
     #[case] backend: Backend,
 ) {
     let aws = Standins::start().await;
-    let (app, id) = twelve_pages_read_by_textract(&aws, backend).await;
+    let Some((app, id)) = twelve_pages_read_by_textract(&aws, backend).await else {
+        return;
+    };
     let metrics = app.get_text("/metrics").await;
     for line in [
         "lector_textract_pages 12\n",
@@ -198,7 +211,7 @@ async fn textract_pages_and_their_cost_show_in_metrics_and_on_the_document_page(
 
 /// An app on Textract with a monthly budget of 15 pages, which has been sent 12 pages (they
 /// fit), 12 more (they do not) and 3 (they still do): the three documents' ids.
-async fn a_spent_budget(aws: &Standins, backend: Backend) -> (TestApp, [String; 3]) {
+async fn a_spent_budget(aws: &Standins, backend: Backend) -> Option<(TestApp, [String; 3])> {
     let app = TestApp::spawn_with(
         backend,
         &aws.vars(&[
@@ -206,7 +219,7 @@ async fn a_spent_budget(aws: &Standins, backend: Backend) -> (TestApp, [String; 
             ("LECTOR_TEXTRACT_MONTHLY_PAGE_BUDGET", "15"),
         ]),
     )
-    .await;
+    .await?;
     let first = app.upload_ok("twelve_pages.pdf").await;
     app.drain_jobs().await;
     let bytes = std::fs::read(fixture("twelve_pages.pdf")).unwrap();
@@ -221,7 +234,7 @@ async fn a_spent_budget(aws: &Standins, backend: Backend) -> (TestApp, [String; 
     app.drain_jobs().await;
     let third = app.upload_ok("three_pages.pdf").await;
     app.drain_jobs().await;
-    (app, [first, second, third])
+    Some((app, [first, second, third]))
 }
 
 #[rstest]
@@ -232,7 +245,9 @@ async fn once_the_monthly_page_budget_is_spent_documents_are_read_locally_and_sa
     #[case] backend: Backend,
 ) {
     let aws = Standins::start().await;
-    let (app, [first, second, third]) = a_spent_budget(&aws, backend).await;
+    let Some((app, [first, second, third])) = a_spent_budget(&aws, backend).await else {
+        return;
+    };
     assert_eq!(
         aws.textract.started_jobs().len(),
         2,
@@ -282,7 +297,9 @@ async fn the_month_s_textract_pages_are_counted_in_metrics_and_outlive_the_docum
     #[case] backend: Backend,
 ) {
     let aws = Standins::start().await;
-    let (app, [first, ..]) = a_spent_budget(&aws, backend).await;
+    let Some((app, [first, ..])) = a_spent_budget(&aws, backend).await else {
+        return;
+    };
     let metrics = app.get_text("/metrics").await;
     assert!(
         metrics.contains("lector_textract_pages_this_month 15\n"),
@@ -309,8 +326,14 @@ async fn the_month_s_textract_pages_are_counted_in_metrics_and_outlive_the_docum
 async fn hybrid_takes_good_text_layers_locally_and_sends_only_scanned_pages_to_textract(
     #[case] backend: Backend,
 ) {
+    if !crate::harness::tesseract_with(&["eng"]) {
+        return;
+    }
     let aws = Standins::start().await;
-    let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "hybrid")])).await;
+    let Some(app) = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "hybrid")])).await
+    else {
+        return;
+    };
     let text_only = app.upload_ok("three_pages.pdf").await;
     let mixed = app.upload_ok("mixed_text_and_scan.pdf").await;
     assert_eq!(app.document(&mixed).await["engine"], "hybrid");
@@ -368,15 +391,21 @@ async fn hybrid_takes_good_text_layers_locally_and_sends_only_scanned_pages_to_t
 
 #[tokio::test]
 async fn hybrid_reads_scanned_pages_with_local_ocr_once_the_budget_is_spent() {
+    if !crate::harness::tesseract_with(&["eng"]) {
+        return;
+    }
     let aws = Standins::start().await;
-    let app = TestApp::spawn_with(
+    let Some(app) = TestApp::spawn_with(
         Backend::Sqlite,
         &aws.vars(&[
             ("LECTOR_ENGINE", "hybrid"),
             ("LECTOR_TEXTRACT_MONTHLY_PAGE_BUDGET", "0"),
         ]),
     )
-    .await;
+    .await
+    else {
+        return;
+    };
     let id = app.upload_ok("mixed_text_and_scan.pdf").await;
     app.drain_jobs().await;
     assert!(aws.textract.started_jobs().is_empty());
@@ -409,7 +438,7 @@ async fn handed_back_mid_poll(
     backend: Backend,
     engine: &str,
     fixture: &str,
-) -> (TestApp, String) {
+) -> Option<(TestApp, String)> {
     aws.textract.in_progress_polls(1000);
     let app = TestApp::spawn_with(
         backend,
@@ -418,7 +447,7 @@ async fn handed_back_mid_poll(
             ("LECTOR_SHUTDOWN_GRACE_SECS", "0"),
         ]),
     )
-    .await;
+    .await?;
     let id = app.upload_ok(fixture).await;
     let worker = app.worker().await;
     let shutdown = CancellationToken::new();
@@ -432,7 +461,7 @@ async fn handed_back_mid_poll(
     shutdown.cancel();
     running.await.unwrap();
     assert_eq!(app.document(&id).await["status"], "queued");
-    (app, id)
+    Some((app, id))
 }
 
 #[rstest]
@@ -441,7 +470,10 @@ async fn handed_back_mid_poll(
 #[tokio::test]
 async fn a_job_handed_back_mid_poll_resumes_the_same_textract_job(#[case] backend: Backend) {
     let aws = Standins::start().await;
-    let (app, id) = handed_back_mid_poll(&aws, backend, "textract", "three_pages.pdf").await;
+    let Some((app, id)) = handed_back_mid_poll(&aws, backend, "textract", "three_pages.pdf").await
+    else {
+        return;
+    };
 
     aws.textract.finish_running_jobs();
     app.drain_jobs().await;
@@ -460,7 +492,10 @@ async fn a_job_handed_back_mid_poll_resumes_the_same_textract_job(#[case] backen
 async fn partial_success_fails_only_the_pages_textract_names(#[case] backend: Backend) {
     let aws = Standins::start().await;
     aws.textract.partial_success(vec![2], "PARTIAL_PAGE_ERROR");
-    let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "textract")])).await;
+    let Some(app) = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "textract")])).await
+    else {
+        return;
+    };
     let id = app.upload_ok("three_pages.pdf").await;
     app.drain_jobs().await;
     let doc = app.document(&id).await;
@@ -484,7 +519,10 @@ async fn a_failed_textract_job_fails_the_document_with_its_status_message(
 ) {
     let aws = Standins::start().await;
     aws.textract.fail("Request has unsupported document format");
-    let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "textract")])).await;
+    let Some(app) = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "textract")])).await
+    else {
+        return;
+    };
     let id = app.upload_ok("one_page.pdf").await;
     app.drain_jobs().await;
     let doc = app.document(&id).await;
@@ -504,7 +542,10 @@ async fn throttling_is_retried_with_backoff_until_textract_answers(#[case] backe
     // More than the SDK's own three tries: Lector's backoff has to carry it.
     aws.textract
         .throttle_next(4, "ProvisionedThroughputExceededException");
-    let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "textract")])).await;
+    let Some(app) = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "textract")])).await
+    else {
+        return;
+    };
     let id = app.upload_ok("one_page.pdf").await;
     app.drain_jobs().await;
     assert_eq!(app.document(&id).await["status"], "done");
@@ -518,11 +559,14 @@ async fn throttling_is_retried_with_backoff_until_textract_answers(#[case] backe
 #[tokio::test]
 async fn a_missing_s3_object_fails_the_document_with_a_clear_reason(#[case] backend: Backend) {
     let aws = Standins::start().await;
-    let app = TestApp::spawn_with(
+    let Some(app) = TestApp::spawn_with(
         backend,
         &aws.vars(&[("LECTOR_ENGINE", "textract"), ("LECTOR_BLOB_STORE", "s3")]),
     )
-    .await;
+    .await
+    else {
+        return;
+    };
     let id = app.upload_ok("one_page.pdf").await;
     std::fs::remove_file(
         aws.s3
@@ -547,7 +591,10 @@ async fn a_missing_s3_object_fails_the_document_with_a_clear_reason(#[case] back
 #[tokio::test]
 async fn password_protected_pdfs_are_refused_for_textract_at_upload(#[case] backend: Backend) {
     let aws = Standins::start().await;
-    let app = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "textract")])).await;
+    let Some(app) = TestApp::spawn_with(backend, &aws.vars(&[("LECTOR_ENGINE", "textract")])).await
+    else {
+        return;
+    };
     let response = app
         .upload_fixture("user_password.pdf", Some("open-sesame"))
         .await;
@@ -573,14 +620,17 @@ async fn password_protected_pdfs_are_refused_for_textract_at_upload(#[case] back
 async fn jobs_beyond_the_in_flight_cap_wait_without_losing_an_attempt(#[case] backend: Backend) {
     let aws = Standins::start().await;
     aws.textract.in_progress_polls(15);
-    let app = TestApp::spawn_with(
+    let Some(app) = TestApp::spawn_with(
         backend,
         &aws.vars(&[
             ("LECTOR_ENGINE", "textract"),
             ("LECTOR_TEXTRACT_MAX_IN_FLIGHT", "1"),
         ]),
     )
-    .await;
+    .await
+    else {
+        return;
+    };
     let first = app.upload_ok("one_page.pdf").await;
     let second = app.upload_ok("three_pages.pdf").await;
     let worker = app.worker().await;
@@ -617,7 +667,9 @@ async fn jobs_beyond_the_in_flight_cap_wait_without_losing_an_attempt(#[case] ba
 #[tokio::test]
 async fn starting_with_the_bucket_in_another_region_is_refused_with_the_reason() {
     let aws = Standins::start().await;
-    let db = harness::TestDatabase::new(Backend::Sqlite).await;
+    let Some(db) = harness::TestDatabase::new(Backend::Sqlite).await else {
+        return;
+    };
     let mut vars = aws.vars(&[("LECTOR_ENGINE", "textract")]);
     vars.retain(|(name, _)| *name != "AWS_REGION");
     vars.push(("AWS_REGION", "eu-west-1"));
@@ -666,7 +718,9 @@ async fn with_completion_notices_workers_wait_for_the_sqs_message_instead_of_pol
         ("LECTOR_TEXTRACT_SQS_QUEUE_URL", sqs.queue_url.as_str()),
         ("AWS_ENDPOINT_URL_SQS", sqs.endpoint.as_str()),
     ]);
-    let app = TestApp::spawn_with(backend, &vars).await;
+    let Some(app) = TestApp::spawn_with(backend, &vars).await else {
+        return;
+    };
     let id = app.upload_ok("three_pages.pdf").await;
     let doc = app.wait_until_finished(&id, Duration::from_secs(60)).await;
     assert_eq!(doc["status"], "done", "{doc}");
@@ -760,7 +814,9 @@ async fn a_pdf_arriving_on_s3_becomes_one_document_even_when_its_event_comes_twi
     for _ in 0..2 {
         sqs.send(&event).await;
     }
-    let app = TestApp::spawn_with(backend, &ingesting(&aws, &sqs, "50")).await;
+    let Some(app) = TestApp::spawn_with(backend, &ingesting(&aws, &sqs, "50")).await else {
+        return;
+    };
     // Both deliveries are handled (and deleted) once the queue is empty.
     let sqs = &sqs;
     eventually(Duration::from_secs(60), || async move {
@@ -802,7 +858,9 @@ async fn a_pdf_ingested_by_a_workers_only_process_is_read_without_waiting_for_th
     };
     let aws = Standins::start().await;
     // The web side has no workers and no consumer: it holds the account and answers the API.
-    let app = TestApp::spawn_with(backend, &aws.vars(&[])).await;
+    let Some(app) = TestApp::spawn_with(backend, &aws.vars(&[])).await else {
+        return;
+    };
     // Queued before the worker process starts, so its first look finds it; once it is done
     // the worker is idle, waiting for a wake-up or the poll.
     let first = app.upload_ok("one_page.pdf").await;
@@ -856,9 +914,15 @@ async fn a_pdf_ingested_by_a_workers_only_process_is_read_without_waiting_for_th
 
 #[tokio::test]
 async fn a_hybrid_job_handed_back_mid_poll_resumes_its_textract_job_with_the_page_map() {
+    if !crate::harness::tesseract_with(&["eng"]) {
+        return;
+    }
     let aws = Standins::start().await;
-    let (app, id) =
-        handed_back_mid_poll(&aws, Backend::Sqlite, "hybrid", "mixed_text_and_scan.pdf").await;
+    let Some((app, id)) =
+        handed_back_mid_poll(&aws, Backend::Sqlite, "hybrid", "mixed_text_and_scan.pdf").await
+    else {
+        return;
+    };
     let kept = app
         .db
         .query_text(&format!(
@@ -890,11 +954,14 @@ async fn a_hybrid_job_handed_back_mid_poll_resumes_its_textract_job_with_the_pag
 #[tokio::test]
 async fn readiness_asks_textract_once_a_minute_and_says_when_it_does_not_answer() {
     let aws = Standins::start().await;
-    let app = TestApp::spawn_with(
+    let Some(app) = TestApp::spawn_with(
         Backend::Sqlite,
         &aws.vars(&[("LECTOR_ENGINE", "textract"), ("LECTOR_BLOB_STORE", "s3")]),
     )
-    .await;
+    .await
+    else {
+        return;
+    };
     for _ in 0..3 {
         let (status, ready) = app.get_json("/readyz").await;
         assert_eq!(status, 200, "{ready}");
@@ -913,7 +980,9 @@ async fn readiness_asks_textract_once_a_minute_and_says_when_it_does_not_answer(
     let mut vars = aws.vars(&[("LECTOR_ENGINE", "hybrid"), ("LECTOR_BLOB_STORE", "s3")]);
     vars.retain(|(name, _)| *name != "AWS_ENDPOINT_URL_TEXTRACT");
     vars.push(("AWS_ENDPOINT_URL_TEXTRACT", closed_endpoint.as_str()));
-    let unreachable = TestApp::spawn_with(Backend::Sqlite, &vars).await;
+    let Some(unreachable) = TestApp::spawn_with(Backend::Sqlite, &vars).await else {
+        return;
+    };
     let (status, ready) = unreachable.get_json("/readyz").await;
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["status"], "not ready");

@@ -150,8 +150,8 @@ fn tools_present() -> bool {
 #[tokio::test]
 async fn a_person_signs_up_uploads_reads_downloads_uses_a_token_and_stays_private() {
     if !tools_present() {
-        eprintln!(
-            "SKIPPED: {CHROMIUM} or {CHROMEDRIVER} is missing (apt-get install chromium chromium-driver)"
+        println!(
+            "skipped: {CHROMIUM} or {CHROMEDRIVER} is missing (apt-get install chromium chromium-driver)"
         );
         return;
     }
@@ -173,7 +173,9 @@ struct App {
 
 impl App {
     async fn start() -> Self {
-        let db = TestDatabase::new(Backend::Sqlite).await;
+        let db = TestDatabase::new(Backend::Sqlite)
+            .await
+            .expect("SQLite is always there");
         let settings = test_settings(
             &db.url,
             &[("LECTOR_WORKERS", "1"), ("LECTOR_POLL_INTERVAL_MS", "100")],

@@ -44,7 +44,9 @@ async fn a_well_wired_deployment_passes_every_check() {
     let Some(sqs) = MotoSqs::start_or_skip().await else {
         return;
     };
-    let db = TestDatabase::new(Backend::Postgres).await;
+    let Some(db) = TestDatabase::new(Backend::Postgres).await else {
+        return;
+    };
     let (migrated, _, stderr) = lector_command(&["migrate"])
         .env("DATABASE_URL", &db.url)
         .env("LECTOR_SECRET_KEY", harness::TEST_SECRET_KEY)
@@ -85,7 +87,9 @@ async fn a_well_wired_deployment_passes_every_check() {
 
 #[tokio::test]
 async fn a_miswired_deployment_gets_each_problem_in_words() {
-    let db = TestDatabase::new(Backend::Sqlite).await;
+    let Some(db) = TestDatabase::new(Backend::Sqlite).await else {
+        return;
+    };
     let s3 = FakeS3::start().await;
     // Nothing listens here: Textract is unreachable.
     let textract_endpoint = format!("http://127.0.0.1:{}", free_port());

@@ -34,11 +34,14 @@ fn config_with(app: &TestApp, vars: &[(&str, &str)]) -> lector::config::Config {
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn workers_started_with_the_app_extract_uploads_in_the_background(#[case] backend: Backend) {
-    let app = TestApp::spawn_with(
+    let Some(app) = TestApp::spawn_with(
         backend,
         &[("LECTOR_WORKERS", "2"), ("LECTOR_POLL_INTERVAL_MS", "50")],
     )
-    .await;
+    .await
+    else {
+        return;
+    };
     let a = app.upload_ok("twelve_pages.pdf").await;
     let b = app.upload_ok("three_pages.pdf").await;
     for id in [&a, &b] {
@@ -64,7 +67,9 @@ async fn workers_started_with_the_app_extract_uploads_in_the_background(#[case] 
 async fn an_attempt_that_fails_outside_the_document_is_retried_then_the_document_fails(
     #[case] backend: Backend,
 ) {
-    let app = TestApp::spawn_with(backend, &[("LECTOR_JOB_MAX_ATTEMPTS", "2")]).await;
+    let Some(app) = TestApp::spawn_with(backend, &[("LECTOR_JOB_MAX_ATTEMPTS", "2")]).await else {
+        return;
+    };
     let id = app.upload_ok("three_pages.pdf").await;
     // A worker whose parser cannot even be started: an infrastructure failure.
     let broken = app
@@ -114,7 +119,9 @@ async fn an_attempt_that_fails_outside_the_document_is_retried_then_the_document
 async fn a_parser_that_hangs_is_killed_at_the_time_limit_and_the_document_fails(
     #[case] backend: Backend,
 ) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let id = app.upload_ok("three_pages.pdf").await;
     let (worker, _dir) = hanging_worker(
         &app,
@@ -148,7 +155,9 @@ async fn a_parser_that_crashes_fails_only_its_document_with_a_reason(
     behaviour: (&str, &str),
 ) {
     let (body, reason) = behaviour;
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let id = app.upload_ok("three_pages.pdf").await;
     let dir = tempfile::tempdir().unwrap();
     let crash = script(&dir, "crash", &format!("cat > /dev/null\n{body}"));
@@ -173,7 +182,9 @@ async fn a_parser_that_crashes_fails_only_its_document_with_a_reason(
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn the_real_parser_is_held_to_its_memory_limit(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     // One page whose content stream inflates to 96 MiB: more than the allocator holds in
     // reserve at start-up, so the limit set after start-up must refuse it.
     let id = app.upload_ok("inflates_to_96_mib.pdf").await;
@@ -201,7 +212,9 @@ async fn the_real_parser_is_held_to_its_memory_limit(#[case] backend: Backend) {
 async fn a_job_whose_worker_died_is_taken_over_and_resumes_after_the_stored_pages(
     #[case] backend: Backend,
 ) {
-    let app = TestApp::spawn_with(backend, &[("LECTOR_JOB_LEASE_SECS", "1")]).await;
+    let Some(app) = TestApp::spawn_with(backend, &[("LECTOR_JOB_LEASE_SECS", "1")]).await else {
+        return;
+    };
     let id = app.upload_ok("three_pages.pdf").await;
     // A worker claimed the job, stored page 1 and died: its lease is in the past.
     app.db
@@ -230,7 +243,9 @@ async fn a_job_whose_worker_died_is_taken_over_and_resumes_after_the_stored_page
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn cancelling_a_running_document_stops_its_worker(#[case] backend: Backend) {
-    let app = TestApp::spawn_with(backend, &[("LECTOR_JOB_LEASE_SECS", "3")]).await;
+    let Some(app) = TestApp::spawn_with(backend, &[("LECTOR_JOB_LEASE_SECS", "3")]).await else {
+        return;
+    };
     let id = app.upload_ok("three_pages.pdf").await;
     let (worker, _dir) = hanging_worker(&app, &[("LECTOR_JOB_LEASE_SECS", "3")]).await;
     let running =
@@ -253,7 +268,9 @@ async fn cancelling_a_running_document_stops_its_worker(#[case] backend: Backend
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn on_shutdown_a_running_job_is_handed_back_to_the_queue(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let id = app.upload_ok("three_pages.pdf").await;
     let (worker, _dir) = hanging_worker(&app, &[("LECTOR_SHUTDOWN_GRACE_SECS", "0")]).await;
     let shutdown = CancellationToken::new();
@@ -284,7 +301,9 @@ async fn shares_of_one_document_store_their_pages_at_the_same_time(#[case] backe
     // job from two connections at once. On SQLite a writer that had to wait was once refused
     // with "database is locked" instead of waiting (transactions now take the write lock as
     // they begin).
-    let app = TestApp::spawn_with(backend, &[("LECTOR_WORKERS", "0")]).await;
+    let Some(app) = TestApp::spawn_with(backend, &[("LECTOR_WORKERS", "0")]).await else {
+        return;
+    };
     let pages: Vec<Vec<String>> = (1..=200).map(|n| vec![format!("page {n}")]).collect();
     let id = {
         let response = app

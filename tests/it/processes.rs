@@ -210,7 +210,9 @@ async fn a_server_killed_mid_batch_finishes_every_document_after_restart_without
     #[case] backend: Backend,
 ) {
     let started = Instant::now();
-    let db = TestDatabase::new(backend).await;
+    let Some(db) = TestDatabase::new(backend).await else {
+        return;
+    };
     let first = Server::start(&db, &[("LECTOR_WORKERS", "1")]).await;
     let (ids, large) = upload_a_batch(&first).await;
     let before_kill = some_done_and_some_in_flight(&first, large).await;
@@ -264,7 +266,9 @@ async fn a_server_killed_mid_batch_finishes_every_document_after_restart_without
 #[tokio::test]
 async fn two_worker_processes_on_one_postgres_database_process_each_document_exactly_once() {
     let started = Instant::now();
-    let db = TestDatabase::new(Backend::Postgres).await;
+    let Some(db) = TestDatabase::new(Backend::Postgres).await else {
+        return;
+    };
     // Web only: it takes the uploads and extracts nothing itself.
     let web = Server::start(&db, &[("LECTOR_WORKERS", "0")]).await;
     let twelve = std::fs::read(fixture("twelve_pages.pdf")).unwrap();
@@ -332,7 +336,9 @@ async fn sigterm_hands_running_jobs_back_and_stops_cleanly(#[case] backend: Back
         return;
     };
     let started = Instant::now();
-    let db = TestDatabase::new(backend).await;
+    let Some(db) = TestDatabase::new(backend).await else {
+        return;
+    };
     let first = Server::start(
         &db,
         &[("LECTOR_WORKERS", "1"), ("LECTOR_SHUTDOWN_GRACE_SECS", "0")],
@@ -428,7 +434,9 @@ fn json_lines<'a>(lines: &'a [Value], message: &str) -> Vec<&'a Value> {
 
 #[tokio::test]
 async fn json_logs_have_a_line_per_request_and_per_job_step_and_no_secret() {
-    let db = TestDatabase::new(Backend::Postgres).await;
+    let Some(db) = TestDatabase::new(Backend::Postgres).await else {
+        return;
+    };
     let server = Server::start(
         &db,
         &[("LECTOR_LOG_FORMAT", "json"), ("LECTOR_WORKERS", "1")],

