@@ -5,6 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
+mod batch;
 mod engine;
 mod users;
 
@@ -34,11 +35,20 @@ enum Command {
     Worker,
     /// Apply database migrations and exit.
     Migrate,
-    /// Extract the text of one PDF and print it (no database).
+    /// Extract the text of PDFs (no database): one file's is printed; with `--out`, each
+    /// file's goes to a file of its own (folders are read recursively).
     Extract {
-        /// The PDF.
-        file: PathBuf,
-        /// Print JSON (pages with their numbers and timings) instead of text.
+        /// PDFs, and folders of PDFs.
+        #[arg(required = true, value_name = "FILE_OR_DIR")]
+        inputs: Vec<PathBuf>,
+        /// Write `<name>.txt` (pages separated by form feeds) or `<name>.json` per PDF here,
+        /// keeping the folders' layout.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Documents extracted at once (default: the cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// JSON (pages with their numbers and timings) instead of text.
         #[arg(long)]
         json: bool,
         /// The user password of an encrypted PDF.
@@ -204,6 +214,7 @@ pub fn main() -> ExitCode {
         } => match (mode.as_str(), file, uploads) {
             ("inspector", _, Some(uploads)) => inspector::serve(&uploads, memory_mb, cpu_secs),
             ("inspector", _, None) => Err(anyhow::anyhow!("sandbox inspector needs --uploads")),
+            ("batch", _, _) => sandbox::run_batch_child(&engine, memory_mb, cpu_secs),
             ("extract" | "split", Some(file), _) => {
                 sandbox::run_child(&mode, &engine, &file, memory_mb, cpu_secs)
             }
@@ -222,12 +233,23 @@ pub fn main() -> ExitCode {
             _ => Err(anyhow::anyhow!("unknown sandbox mode {mode:?}")),
         },
         Command::Extract {
-            file,
+            inputs,
+            out,
+            jobs,
             json,
             password,
             ocr,
             ocr_languages,
-        } => engine::extract(&file, json, password, ocr, ocr_languages),
+        } => {
+            let settings = engine::ExtractSettings::new(json, password, ocr, ocr_languages);
+            match (inputs.as_slice(), out) {
+                ([file], None) if !file.is_dir() => settings.and_then(|s| engine::extract(file, s)),
+                (_, Some(out)) => settings.and_then(|s| batch::extract(&inputs, &out, jobs, s)),
+                (_, None) => Err(anyhow::anyhow!(
+                    "a folder or more than one PDF needs --out DIR to write the text to"
+                )),
+            }
+        }
         Command::Render {
             file,
             page,

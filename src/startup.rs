@@ -170,10 +170,7 @@ pub async fn engines(config: &Config) -> anyhow::Result<Engines> {
 /// installed (rather than reading every scan as garbage).
 pub fn check_ocr(config: &Config, ocr: &OcrAvailability) -> anyhow::Result<()> {
     if let Some(reason) = ocr.unavailable() {
-        tracing::warn!(
-            "{reason}: pages that need OCR will be marked so (Debian/Ubuntu: apt-get install \
-             tesseract-ocr tesseract-ocr-eng)"
-        );
+        tracing::warn!("{reason}: pages that need OCR will be marked so");
         return Ok(());
     }
     if config.ocr.mode != OcrMode::Off {
@@ -184,6 +181,7 @@ pub fn check_ocr(config: &Config, ocr: &OcrAvailability) -> anyhow::Result<()> {
         mode = config.ocr.mode.as_str(),
         languages = %config.ocr.languages,
         installed = %ocr.languages().join(","),
+        library = %ocr.library().unwrap_or_default(),
         "OCR ready"
     );
     Ok(())

@@ -217,7 +217,11 @@ pub fn check_ocr(config: &Config, ocr: &OcrAvailability) -> Check {
     // them to AWS.
     let needed = config.engine == Engine::Local && config.ocr.mode != OcrMode::Off;
     match ocr.unavailable() {
-        None => Check::ok(format!("tesseract ({})", ocr.languages().join(", "))),
+        None => Check::ok(format!(
+            "{} ({})",
+            ocr.library().unwrap_or_default(),
+            ocr.languages().join(", ")
+        )),
         Some(reason) if needed => Check::failed(reason),
         Some(reason) => Check::ok(format!("not needed by this engine ({reason})")),
     }

@@ -137,10 +137,7 @@ fn ocr(config: &Config, ocr: &OcrAvailability, report: &mut Report) {
         let detail = found.detail;
         report.problem(
             "ocr",
-            format!(
-                "{detail}: scanned pages cannot be read (Debian/Ubuntu: apt-get install \
-                 tesseract-ocr tesseract-ocr-eng; or use LECTOR_ENGINE=hybrid)"
-            ),
+            format!("{detail}: scanned pages cannot be read (or use LECTOR_ENGINE=hybrid)"),
         );
         return;
     }
@@ -152,10 +149,11 @@ fn ocr(config: &Config, ocr: &OcrAvailability, report: &mut Report) {
         Ok(()) => report.ok(
             "ocr",
             format!(
-                "{} with {} (installed: {})",
+                "{} with {} (installed: {}; {})",
                 config.ocr.mode.as_str(),
                 config.ocr.languages,
-                ocr.languages().join(", ")
+                ocr.languages().join(", "),
+                ocr.library().unwrap_or_default()
             ),
         ),
         Err(error) => report.problem("ocr", format!("{error:#}")),

@@ -19,7 +19,7 @@ use tokio::{
 use super::{Inspection, OpenError, PageText};
 
 /// What the parent sends on the child's stdin.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SandboxRequest {
     /// The user password of an encrypted PDF.
@@ -30,6 +30,9 @@ pub struct SandboxRequest {
     pub ocr: super::ocr::OcrSettings,
     /// `split`: the pages to copy, in order, and the file to write them to.
     pub split: Option<(Vec<u32>, PathBuf)>,
+    /// `batch`: the files and folders the child may read; the files to extract follow on
+    /// stdin, one JSON line each.
+    pub batch_reads: Vec<PathBuf>,
 }
 
 /// One line the child writes on stdout.
@@ -53,6 +56,8 @@ pub enum SandboxMessage {
     Split(u32),
     /// One page is done.
     Page(PageText),
+    /// `batch`: the file is done; the next may be sent.
+    Finished,
 }
 
 /// Why the sandbox gave no answer.
@@ -77,13 +82,14 @@ impl SandboxError {
 }
 
 /// Variables a child is given from the parent's environment, when the parent has them: where
-/// Tesseract's models are (it reads this itself), where the loader finds libraries a
+/// Tesseract's models and its library are, where the loader finds libraries a
 /// deployment put aside, and whether a panic prints a backtrace. Nothing else passes: the
 /// parent's environment holds the database and AWS credentials and the metrics token.
 /// `LLVM_PROFILE_FILE` is where a coverage build writes its profile (`scripts/coverage`); a
 /// release build ignores it.
 pub const PASSED_ON: &[&str] = &[
     "TESSDATA_PREFIX",
+    "LECTOR_TESSERACT_LIBRARY",
     "LD_LIBRARY_PATH",
     "RUST_BACKTRACE",
     "LLVM_PROFILE_FILE",

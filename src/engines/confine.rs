@@ -46,6 +46,18 @@ impl Allowance {
         }
     }
 
+    /// `batch`: read the PDFs in `reads` (files, and folders read recursively) and the OCR
+    /// models, write nothing.
+    pub fn batch(reads: &[PathBuf], memory_mb: u64, cpu_secs: u64) -> Self {
+        Allowance {
+            memory_mb,
+            cpu_secs,
+            reads: reads.to_vec(),
+            ocr_models: true,
+            ..Allowance::default()
+        }
+    }
+
     /// `split`: read the PDF; write, through the descriptor opened before confinement, a
     /// subset of its pages, bounded well above what pruned pages of this file can take.
     pub fn split(file: &Path, memory_mb: u64, cpu_secs: u64) -> Self {

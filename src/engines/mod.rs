@@ -106,11 +106,22 @@ pub trait OpenDocument {
 /// Text longer than this on one page is cut: a hostile PDF must not make a row of gigabytes.
 pub const MAX_PAGE_TEXT_BYTES: usize = 4 * 1024 * 1024;
 
-/// Makes extracted text safe to store: no NUL (Postgres refuses it), no trailing blanks,
-/// bounded length.
+/// Makes extracted text safe to store and searchable, the same for every engine: ligatures
+/// spelled out, no NUL (Postgres refuses it), no trailing blanks, bounded length.
 pub fn clean_text(mut text: String) -> String {
     if text.contains('\0') {
         text = text.replace('\0', "");
+    }
+    if text.chars().any(|c| ligature_letters(c).is_some()) {
+        text = text
+            .chars()
+            .fold(String::with_capacity(text.len() + 8), |mut out, c| {
+                match ligature_letters(c) {
+                    Some(letters) => out.push_str(letters),
+                    None => out.push(c),
+                }
+                out
+            });
     }
     if text.len() > MAX_PAGE_TEXT_BYTES {
         let mut cut = MAX_PAGE_TEXT_BYTES;
@@ -122,6 +133,29 @@ pub fn clean_text(mut text: String) -> String {
     let trimmed = text.trim_end().len();
     text.truncate(trimmed);
     text
+}
+
+/// The letters of a ligature from Unicode's Alphabetic Presentation Forms (U+FB00–U+FB06,
+/// U+FB13–U+FB17), one compatibility step as PDFium and pdftotext give them, so that "office"
+/// finds "oﬃce". Nothing else is folded: full NFKC also rewrote what pages really show and
+/// both references keep (ϕ, ², ½, µ, full-width CJK punctuation), measured as a loss on the
+/// corpus; U+FB05 is "ſt" as PDFium spells it.
+fn ligature_letters(c: char) -> Option<&'static str> {
+    Some(match c {
+        '\u{FB00}' => "ff",
+        '\u{FB01}' => "fi",
+        '\u{FB02}' => "fl",
+        '\u{FB03}' => "ffi",
+        '\u{FB04}' => "ffl",
+        '\u{FB05}' => "\u{17F}t",
+        '\u{FB06}' => "st",
+        '\u{FB13}' => "\u{574}\u{576}",
+        '\u{FB14}' => "\u{574}\u{565}",
+        '\u{FB15}' => "\u{574}\u{56B}",
+        '\u{FB16}' => "\u{57E}\u{576}",
+        '\u{FB17}' => "\u{574}\u{56D}",
+        _ => return None,
+    })
 }
 
 /// What page-by-page extraction reports as it goes.
@@ -229,6 +263,14 @@ pub fn validate_and_extract(bytes: &[u8], max_pages: u32) -> Result<Vec<String>,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clean_text_spells_out_ligatures_and_keeps_other_compatibility_characters() {
+        assert_eq!(
+            clean_text("The o\u{FB03}ce \u{FB01}nds \u{FB00}ects \u{FB05} ½ µ ²".into()),
+            "The office finds ffects \u{17F}t ½ µ ²"
+        );
+    }
 
     #[test]
     fn clean_text_removes_nul_and_trailing_blanks() {

@@ -5,7 +5,10 @@
 //! This runs only inside the sandbox child: Tesseract is C, and a page that crashes or
 //! exhausts it must take down only that child.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, OnceLock},
+};
 
 pub use crate::domain::ocr::{MIN_DPI, OcrMode, OcrSettings};
 
@@ -204,24 +207,30 @@ pub(crate) fn tessdata_dirs() -> Vec<PathBuf> {
         let prefix = PathBuf::from(prefix);
         return vec![prefix.join("tessdata"), prefix];
     }
-    let mut dirs = Vec::new();
-    for dir in [
+    [
         "/usr/share/tesseract-ocr/5/tessdata",
         "/usr/share/tesseract-ocr/4.00/tessdata",
         "/usr/share/tessdata",
         "/usr/local/share/tessdata",
         "/opt/homebrew/share/tessdata",
-    ] {
-        dirs.push(PathBuf::from(dir));
-    }
-    dirs
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .collect()
 }
 
-/// The OCR languages this machine can read, or why OCR is unavailable.
-pub fn installed_languages() -> Result<Vec<String>, String> {
-    if !cfg!(feature = "ocr") {
-        return Err(UNAVAILABLE_BUILD.into());
-    }
+/// The folder to load `languages` from: the first that holds the first one's model. Passed to
+/// Tesseract rather than left to its built-in default, which is wherever its library was built
+/// to look (a wheel's copy looks under `/usr/local`).
+fn tessdata_dir_for(languages: &str) -> Option<PathBuf> {
+    let first = languages.split('+').next()?;
+    tessdata_dirs()
+        .into_iter()
+        .find(|dir| dir.join(format!("{first}.traineddata")).is_file())
+}
+
+/// The OCR languages whose models are installed, or why there are none.
+fn installed_languages() -> Result<Vec<String>, String> {
     // Script models (`Latin`, `Cyrillic`, …) sit beside the languages on Debian and in a
     // `script/` folder upstream, where Tesseract names them `script/Latin`.
     let mut languages: Vec<String> = tessdata_dirs()
@@ -244,22 +253,78 @@ pub fn installed_languages() -> Result<Vec<String>, String> {
     Ok(languages)
 }
 
+/// The variable naming the Tesseract library to open before any other.
+pub const LIBRARY_VARIABLE: &str = "LECTOR_TESSERACT_LIBRARY";
+
+/// The one command that installs Tesseract and its English model on Debian and Ubuntu.
+pub const INSTALL_COMMAND: &str = "sudo apt-get install tesseract-ocr tesseract-ocr-eng";
+
+/// What a page that needs OCR says when Tesseract's language data is missing.
+pub const UNAVAILABLE_MISSING: &str = "OCR unavailable: install tesseract-ocr \
+    (sudo apt-get install tesseract-ocr tesseract-ocr-eng): no language data was found";
+
+/// Tesseract's library, opened once per process: the one `LECTOR_TESSERACT_LIBRARY` names if
+/// it is set (and no other, so that a wrong path is reported rather than passed over), else
+/// the system's. The sandbox child opens it before it confines itself, since afterwards it
+/// may not read the library's files.
+pub fn tesseract_library() -> Result<Arc<tesseract_runtime::Library>, String> {
+    static LIBRARY: OnceLock<Result<Arc<tesseract_runtime::Library>, String>> = OnceLock::new();
+    LIBRARY
+        .get_or_init(|| {
+            let candidates = match std::env::var_os(LIBRARY_VARIABLE) {
+                Some(named) => vec![PathBuf::from(named)],
+                None => tesseract_runtime::usual_locations(),
+            };
+            tesseract_runtime::Library::open_first(candidates).map_err(|error| {
+                format!(
+                    "OCR unavailable: install tesseract-ocr ({INSTALL_COMMAND}, or name the \
+                     library in {LIBRARY_VARIABLE}): {error}"
+                )
+            })
+        })
+        .clone()
+}
+
 /// What this machine can OCR, found once at startup.
 #[derive(Debug, Clone)]
-pub struct OcrAvailability(std::sync::Arc<Result<Vec<String>, String>>);
+pub struct OcrAvailability(Arc<Result<Installed, String>>);
+
+/// A Tesseract that can run.
+#[derive(Debug)]
+struct Installed {
+    version: String,
+    location: String,
+    languages: Vec<String>,
+}
 
 impl OcrAvailability {
-    /// Looks for Tesseract's language files.
+    /// Opens Tesseract's library and looks for its language files.
     pub fn detect() -> Self {
-        OcrAvailability(std::sync::Arc::new(installed_languages()))
+        let installed = tesseract_library().and_then(|library| {
+            Ok(Installed {
+                version: library.version().to_owned(),
+                location: library.location().to_owned(),
+                languages: installed_languages()?,
+            })
+        });
+        OcrAvailability(Arc::new(installed))
     }
 
     /// The installed languages (empty when OCR is unavailable).
     pub fn languages(&self) -> &[String] {
         match self.0.as_ref() {
-            Ok(languages) => languages,
+            Ok(installed) => &installed.languages,
             Err(_) => &[],
         }
+    }
+
+    /// Which Tesseract runs, e.g. `Tesseract 5.3.0 (libtesseract.so.5)`.
+    pub fn library(&self) -> Option<String> {
+        let installed = self.0.as_ref().as_ref().ok()?;
+        Some(format!(
+            "Tesseract {} ({})",
+            installed.version, installed.location
+        ))
     }
 
     /// Why OCR cannot run here, if it cannot.
@@ -268,35 +333,26 @@ impl OcrAvailability {
     }
 }
 
-/// What a page that needs OCR says when this build has no OCR.
-pub const UNAVAILABLE_BUILD: &str =
-    "OCR unavailable: this build of Lector has no OCR (build with the `ocr` feature)";
-/// What a page that needs OCR says when Tesseract's language data is missing.
-pub const UNAVAILABLE_MISSING: &str = "OCR unavailable: install tesseract-ocr";
-
 /// Reads rasterised pages with Tesseract; one instance per child, reused for every page.
 pub struct Recogniser {
-    #[cfg(feature = "ocr")]
-    tesseract: Option<tesseract::Tesseract>,
-    languages: String,
+    tesseract: tesseract_runtime::Engine,
 }
 
 impl Recogniser {
     /// Loads Tesseract's models for `languages` (e.g. `eng+deu`).
     pub fn new(languages: &str) -> Result<Self, String> {
-        #[cfg(feature = "ocr")]
-        {
-            let tesseract = load_tesseract(languages)?;
-            Ok(Recogniser {
-                tesseract: Some(tesseract),
-                languages: languages.to_owned(),
-            })
-        }
-        #[cfg(not(feature = "ocr"))]
-        {
-            let _ = languages;
-            Err(UNAVAILABLE_BUILD.into())
-        }
+        let library = tesseract_library()?;
+        let datapath = tessdata_dir_for(languages);
+        let tesseract = tesseract_runtime::Engine::new(library, datapath.as_deref(), languages)
+            .map_err(|_| match installed_languages() {
+                Ok(installed) => format!(
+                    "OCR unavailable: language {languages:?} is not installed (installed: {}; \
+                     on Debian/Ubuntu install tesseract-ocr-<code>)",
+                    installed.join(", ")
+                ),
+                Err(reason) => reason,
+            })?;
+        Ok(Recogniser { tesseract })
     }
 
     /// Reads `image`: its text and mean word confidence. Pages are read with automatic
@@ -315,43 +371,22 @@ impl Recogniser {
     }
 
     fn read_with(&mut self, image: &GreyImage, layout: Layout) -> Result<OcrPage, String> {
-        #[cfg(feature = "ocr")]
-        {
-            let dpi = image.dpi;
-            // The binding's builder consumes the instance; a failure drops it, so reload.
-            let mut tesseract = match self.tesseract.take() {
-                Some(t) => t,
-                None => load_tesseract(&self.languages)?,
-            };
-            tesseract.set_page_seg_mode(match layout {
-                Layout::Auto => tesseract::PageSegMode::PsmAuto,
-                Layout::SingleColumn => tesseract::PageSegMode::PsmSingleColumn,
-            });
-            let width = i32::try_from(image.width).map_err(|_| "page too wide".to_string())?;
-            let height = i32::try_from(image.height).map_err(|_| "page too tall".to_string())?;
-            let mut done = tesseract
-                .set_frame(&image.pixels, width, height, 1, width)
-                .map_err(|e| format!("OCR could not take the page image: {e}"))?
-                .set_source_resolution(dpi as i32)
-                .recognize()
-                .map_err(|e| format!("OCR failed on this page: {e}"))?;
-            let text = done
-                .get_text()
-                .map_err(|e| format!("OCR gave no text: {e}"))?;
-            let confidence = f64::from(done.mean_text_conf().clamp(0, 100));
-            self.tesseract = Some(done);
-            Ok(OcrPage {
-                text,
-                confidence: Some(confidence),
-                dpi,
-                tables_read_by_rows: false,
-            })
-        }
-        #[cfg(not(feature = "ocr"))]
-        {
-            let _ = (image, layout, &self.languages);
-            Err(UNAVAILABLE_BUILD.into())
-        }
+        let mode = match layout {
+            Layout::Auto => tesseract_runtime::PageSegMode::Auto,
+            Layout::SingleColumn => tesseract_runtime::PageSegMode::SingleColumn,
+        };
+        let page =
+            tesseract_runtime::Image::grey(&image.pixels, image.width, image.height, image.dpi);
+        let read = self
+            .tesseract
+            .recognise(&page, mode)
+            .map_err(|e| format!("OCR failed on this page: {e}"))?;
+        Ok(OcrPage {
+            text: read.text,
+            confidence: Some(f64::from(read.mean_confidence.clamp(0, 100))),
+            dpi: image.dpi,
+            tables_read_by_rows: false,
+        })
     }
 }
 
@@ -379,22 +414,6 @@ pub fn looks_like_a_table_read_by_columns(text: &str) -> bool {
     lines.len() >= 15 && short * 10 >= lines.len() * 7
 }
 
-#[cfg(feature = "ocr")]
-fn load_tesseract(languages: &str) -> Result<tesseract::Tesseract, String> {
-    let tesseract =
-        tesseract::Tesseract::new(None, Some(languages)).map_err(
-            |_| match installed_languages() {
-                Ok(installed) => format!(
-                    "OCR unavailable: language {languages:?} is not installed (installed: {}; \
-                 on Debian/Ubuntu install tesseract-ocr-<code>)",
-                    installed.join(", ")
-                ),
-                Err(reason) => reason,
-            },
-        )?;
-    Ok(tesseract)
-}
-
 /// Rasterises and reads pages of one document, opening the renderer and Tesseract on the
 /// first page that needs them.
 pub struct OcrPipeline {
@@ -415,6 +434,13 @@ impl OcrPipeline {
             rasteriser: None,
             recogniser: None,
         }
+    }
+
+    /// Turns to another PDF, keeping Tesseract's loaded models (a batch reads many files).
+    pub fn switch_to(&mut self, path: &Path, password: Option<String>) {
+        self.path = path.to_owned();
+        self.password = password;
+        self.rasteriser = None;
     }
 
     /// The settings it runs with.

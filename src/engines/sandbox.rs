@@ -7,6 +7,7 @@
 //! allocation failure ends only the child, and the parent turns it into a readable reason.
 
 use std::{
+    collections::HashSet,
     io::Write,
     path::{Path, PathBuf},
     sync::Arc,
@@ -120,6 +121,34 @@ impl Sandbox {
             .await
     }
 
+    /// Starts a child that extracts the files it is given one after another, reading only
+    /// beneath `request.batch_reads`. `cpu_limit` is its CPU-time backstop over all of them.
+    pub async fn batch(
+        &self,
+        engine: &str,
+        request: &SandboxRequest,
+        cpu_limit: Duration,
+    ) -> Result<BatchRun, SandboxError> {
+        let mut child = child_command(&self.exe, self.memory_mb, cpu_limit.as_secs())
+            .arg("batch")
+            .arg("--engine")
+            .arg(engine)
+            .spawn()?;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let mut first = serde_json::to_vec(request).map_err(std::io::Error::other)?;
+        first.push(b'\n');
+        stdin.write_all(&first).await?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr_tail = keep_stderr_tail(child.stderr.take().expect("stderr is piped"));
+        let run = SandboxRun {
+            child,
+            lines: BufReader::new(stdout).lines(),
+            stderr_tail: Some(stderr_tail),
+            limit: cpu_limit,
+        };
+        Ok(BatchRun { run, stdin })
+    }
+
     async fn start(
         &self,
         mode: &str,
@@ -153,6 +182,64 @@ impl Sandbox {
     }
 }
 
+/// A child extracting files one after another ([`Sandbox::batch`]). Dropping it kills the
+/// child; after an error it must be dropped (the child may be dead or mid-file).
+pub struct BatchRun {
+    run: SandboxRun,
+    stdin: tokio::process::ChildStdin,
+}
+
+/// What became of one file of a batch.
+#[derive(Debug)]
+pub enum BatchFile {
+    /// It could not be opened.
+    Refused(OpenError),
+    /// Its pages, in order.
+    Pages(Vec<super::PageText>),
+}
+
+impl BatchRun {
+    /// Extracts the PDF at `path` within `limit`; `on_page` sees each page as it comes.
+    pub async fn extract(
+        &mut self,
+        path: &Path,
+        limit: Duration,
+        mut on_page: impl FnMut(&super::PageText),
+    ) -> Result<BatchFile, SandboxError> {
+        let mut line = serde_json::to_vec(path).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        self.stdin.write_all(&line).await?;
+        let answer = async {
+            let mut outcome = BatchFile::Pages(Vec::new());
+            loop {
+                match self.run.next_message().await? {
+                    Some(SandboxMessage::Finished) => return Ok(outcome),
+                    Some(SandboxMessage::Refused(reason)) => outcome = BatchFile::Refused(reason),
+                    Some(SandboxMessage::Page(page)) => {
+                        on_page(&page);
+                        if let BatchFile::Pages(pages) = &mut outcome {
+                            pages.push(page);
+                        }
+                    }
+                    Some(_) => {}
+                    None => {
+                        return Err(SandboxError::Crashed(
+                            "stopped before the file's end".into(),
+                        ));
+                    }
+                }
+            }
+        };
+        match tokio::time::timeout(limit, answer).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                self.run.kill().await;
+                Err(SandboxError::TimedOut(limit))
+            }
+        }
+    }
+}
+
 /// The child side: `lector sandbox extract|split FILE`. Confines itself, then answers on
 /// stdout.
 pub fn run_child(
@@ -183,34 +270,102 @@ pub fn run_child(
         stdout.write_all(b"\n")?;
         return Ok(stdout.flush()?);
     }
+    if request.ocr.mode != crate::domain::ocr::OcrMode::Off {
+        // Opened now, while the library's files may still be read; a failure is the first
+        // OCR page's to report.
+        let _ = super::ocr::tesseract_library();
+    }
     confine(&Allowance::extract(path, memory_mb, cpu_secs))?;
     let bytes = std::fs::read(path)?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut send = |message: &SandboxMessage| -> std::io::Result<()> {
-        serde_json::to_writer(&mut out, message)?;
-        out.write_all(b"\n")?;
-        // Flush per message so the parent stores each page as soon as it exists.
-        out.flush()
-    };
-    let doc = match engine.open(bytes, request.password.as_deref()) {
-        Ok(doc) => doc,
-        Err(reason) => return Ok(send(&SandboxMessage::Refused(reason))?),
-    };
-    send(&SandboxMessage::Opened(doc.inspection()))?;
-    if mode == "extract" {
-        let skip: std::collections::HashSet<u32> = request.skip.into_iter().collect();
-        let pages = (1..=doc.inspection().pages).filter(|n| !skip.contains(n));
-        let mut ocr = super::ocr::OcrPipeline::new(path, request.password, request.ocr);
-        super::extract_pages(doc.as_ref(), &mut ocr, pages, |progress| {
-            send(&match progress {
-                super::Progress::OcrStarted(number) => SandboxMessage::OcrStarted(number),
-                super::Progress::OcrDeferred(page, reason) => {
-                    SandboxMessage::OcrDeferred { page, reason }
-                }
-                super::Progress::Page(page) => SandboxMessage::Page(page),
-            })
-        })?;
+    let mut out = Answers::new();
+    let skip: HashSet<u32> = request.skip.iter().copied().collect();
+    let password = request.password.clone();
+    let mut ocr = super::ocr::OcrPipeline::new(path, request.password, request.ocr);
+    extract_file(
+        engine,
+        bytes,
+        password.as_deref(),
+        &skip,
+        &mut ocr,
+        &mut out,
+    )
+}
+
+/// The child side of `lector sandbox batch`: the request on stdin's first line, then the
+/// files to extract, one JSON line each; each file's answers end with `Finished`. Confined
+/// once, to the folders and files the request names, so that one child reads many files
+/// without a process start for each.
+pub fn run_batch_child(engine: &str, memory_mb: u64, cpu_secs: u64) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let engine =
+        super::engine_named(engine).ok_or_else(|| anyhow::anyhow!("unknown engine {engine:?}"))?;
+    let mut lines = std::io::stdin().lock().lines();
+    let first = lines
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no request on stdin"))??;
+    let request: SandboxRequest = serde_json::from_str(&first)?;
+    if request.ocr.mode != crate::domain::ocr::OcrMode::Off {
+        let _ = super::ocr::tesseract_library();
     }
+    confine(&Allowance::batch(&request.batch_reads, memory_mb, cpu_secs))?;
+    let mut out = Answers::new();
+    let mut ocr = super::ocr::OcrPipeline::new(Path::new(""), None, request.ocr);
+    let password = request.password.as_deref();
+    for line in lines {
+        let path: PathBuf = serde_json::from_str(&line?)?;
+        ocr.switch_to(&path, request.password.clone());
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                extract_file(engine, bytes, password, &HashSet::new(), &mut ocr, &mut out)?
+            }
+            Err(e) => out.send(&SandboxMessage::Refused(OpenError::Unreadable(format!(
+                "could not read the file ({e})"
+            ))))?,
+        }
+        out.send(&SandboxMessage::Finished)?;
+    }
+    Ok(())
+}
+
+/// The child's answers on stdout, one JSON line each, flushed per message so that the parent
+/// stores each page as soon as it exists.
+struct Answers(std::io::BufWriter<std::io::StdoutLock<'static>>);
+
+impl Answers {
+    fn new() -> Self {
+        Answers(std::io::BufWriter::new(std::io::stdout().lock()))
+    }
+
+    fn send(&mut self, message: &SandboxMessage) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.0, message)?;
+        self.0.write_all(b"\n")?;
+        self.0.flush()
+    }
+}
+
+/// Opens the PDF in `bytes` and extracts every page not in `skip`.
+fn extract_file(
+    engine: &dyn super::Engine,
+    bytes: Vec<u8>,
+    password: Option<&str>,
+    skip: &HashSet<u32>,
+    ocr: &mut super::ocr::OcrPipeline,
+    out: &mut Answers,
+) -> anyhow::Result<()> {
+    let doc = match engine.open(bytes, password) {
+        Ok(doc) => doc,
+        Err(reason) => return Ok(out.send(&SandboxMessage::Refused(reason))?),
+    };
+    out.send(&SandboxMessage::Opened(doc.inspection()))?;
+    let pages = (1..=doc.inspection().pages).filter(|n| !skip.contains(n));
+    super::extract_pages(doc.as_ref(), ocr, pages, |progress| {
+        out.send(&match progress {
+            super::Progress::OcrStarted(number) => SandboxMessage::OcrStarted(number),
+            super::Progress::OcrDeferred(page, reason) => {
+                SandboxMessage::OcrDeferred { page, reason }
+            }
+            super::Progress::Page(page) => SandboxMessage::Page(page),
+        })
+    })?;
     Ok(())
 }

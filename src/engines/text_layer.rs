@@ -3,7 +3,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use pdf_oxide::PdfDocument;
+use pdf_oxide::{PdfDocument, converters::ConversionOptions};
 
 use super::{Inspection, OpenDocument, OpenError};
 use crate::domain::PageSource;
@@ -95,8 +95,17 @@ impl OpenDocument for TextLayerDocument {
 
     fn page_text(&self, number: u32) -> Result<String, String> {
         let index = number as usize - 1;
-        // Do not use `to_plain_text`: it interleaves two-column pages line by line.
-        match catch_unwind(AssertUnwindSafe(|| self.doc.extract_text(index))) {
+        // Do not use `to_plain_text`: it interleaves two-column pages line by line. Tables off:
+        // table detection took a quarter of the time and cut ruled tables into columns, where
+        // reading them as lines keeps each row whole (shared/ENGINES.md).
+        let options = ConversionOptions {
+            extract_tables: false,
+            ..ConversionOptions::default()
+        };
+        let extracted = catch_unwind(AssertUnwindSafe(|| {
+            self.doc.extract_text_with_options(index, &options)
+        }));
+        match extracted {
             Ok(Ok(text)) => Ok(text),
             Ok(Err(e)) => Err(format!("page {number} could not be read: {e}")),
             Err(panic) => Err(format!(

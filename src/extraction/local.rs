@@ -87,7 +87,7 @@ pub(super) async fn read_pages(
         password,
         skip,
         ocr,
-        split: None,
+        ..SandboxRequest::default()
     };
     let pages = document.page_count as u32;
     read_in_shares(cx, original, pages, request, deferred).await
@@ -118,10 +118,8 @@ async fn read_in_shares(
         let mut skip = request.skip.clone();
         skip.extend((1..=pages).filter(|page| (page - 1) % parts != part));
         let request = SandboxRequest {
-            password: request.password.clone(),
             skip,
-            ocr: request.ocr.clone(),
-            split: None,
+            ..request.clone()
         };
         let share = Share {
             cx,

@@ -185,7 +185,9 @@ impl Pass<'_, '_> {
                 self.deferred.push(page);
                 Step::Go
             }
-            Ok(Some(SandboxMessage::Opened(_) | SandboxMessage::Split(_))) => Step::Go,
+            Ok(Some(
+                SandboxMessage::Opened(_) | SandboxMessage::Split(_) | SandboxMessage::Finished,
+            )) => Step::Go,
             Ok(Some(SandboxMessage::Refused(reason))) => {
                 Step::End(Outcome::Failed(reason.to_string()))
             }

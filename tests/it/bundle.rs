@@ -42,6 +42,17 @@ fn the_bundle_has_the_binary_procfile_and_platform_settings_elastic_beanstalk_ne
         .output()
         .expect("the bundled binary is executable");
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("lector "));
+    // Without its debug info (the test's binary has plenty).
+    let sections = |binary: &Path| {
+        let out = Command::new("objdump")
+            .arg("-h")
+            .arg(binary)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(sections(&lector_exe()).contains(".debug_info"));
+    assert!(!sections(&unpacked.join("lector")).contains(".debug_info"));
     assert_eq!(read(&unpacked, "Procfile").trim(), "web: ./lector serve");
 
     // Elastic Beanstalk's settings agree with Lector's.

@@ -17,6 +17,7 @@ mod browser;
 mod bundle;
 mod corpus;
 mod doctor;
+mod extract_cli;
 mod inspector;
 mod jobs;
 mod ocr;

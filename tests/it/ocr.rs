@@ -45,7 +45,12 @@ fn text(page: &Value) -> String {
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_scanned_pdf_is_read_by_ocr_page_by_page(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    if !crate::harness::tesseract_with(&["eng", "deu"]) {
+        return;
+    }
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let id = app.upload_ok("scanned_two_pages.pdf").await;
     let doc = app.document(&id).await;
     assert_eq!(doc["ocr"], json!({"mode": "auto", "languages": "eng"}));
@@ -86,7 +91,12 @@ async fn a_scanned_pdf_is_read_by_ocr_page_by_page(#[case] backend: Backend) {
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_mixed_pdf_gets_text_layer_and_ocr_pages_in_order(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    if !crate::harness::tesseract_with(&["eng", "deu"]) {
+        return;
+    }
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let id = app.upload_ok("mixed_text_and_scan.pdf").await;
     app.drain_jobs().await;
     let pages = pages_of(&app, &id).await;
@@ -102,7 +112,12 @@ async fn a_mixed_pdf_gets_text_layer_and_ocr_pages_in_order(#[case] backend: Bac
 
 #[tokio::test]
 async fn a_text_pdf_in_auto_mode_never_goes_through_ocr() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+    if !crate::harness::tesseract_with(&["eng", "deu"]) {
+        return;
+    }
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
     let id = app.upload_ok("twelve_pages.pdf").await;
     app.drain_jobs().await;
     let pages = pages_of(&app, &id).await;
@@ -113,7 +128,12 @@ async fn a_text_pdf_in_auto_mode_never_goes_through_ocr() {
 
 #[tokio::test]
 async fn force_ocrs_every_page_and_off_never_does() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+    if !crate::harness::tesseract_with(&["eng", "deu"]) {
+        return;
+    }
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
     let forced = upload_with(&app, "three_pages.pdf", &[("ocr", "force")]).await;
     assert_eq!(forced.status(), 202);
     let forced: Value = forced.json().await.unwrap();
@@ -147,7 +167,12 @@ async fn force_ocrs_every_page_and_off_never_does() {
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn the_ocr_language_is_chosen_per_upload_and_checked(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    if !crate::harness::tesseract_with(&["eng", "deu"]) {
+        return;
+    }
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let refused = upload_with(&app, "scanned_german.pdf", &[("ocr_languages", "eng+xyz")]).await;
     assert_eq!(refused.status(), 422);
     let problem: Value = refused.json().await.unwrap();
@@ -180,7 +205,12 @@ async fn the_ocr_language_is_chosen_per_upload_and_checked(#[case] backend: Back
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn reprocessing_with_other_ocr_settings_reads_the_pages_again(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    if !crate::harness::tesseract_with(&["eng", "deu"]) {
+        return;
+    }
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let id = app.upload_ok("scanned_german.pdf").await;
     app.drain_jobs().await;
     let english = text(&pages_of(&app, &id).await[0]);
@@ -238,7 +268,12 @@ fn scanned_form(field: (&str, &str)) -> Form {
 
 #[tokio::test]
 async fn the_upload_form_offers_ocr_settings_and_shows_a_missing_language_in_place() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+    if !crate::harness::tesseract_with(&["eng", "deu"]) {
+        return;
+    }
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
     let index = app.get_text("/").await;
     assert!(index.contains(r#"name="ocr""#) && index.contains(r#"name="ocr_languages""#));
     let installed = index.split("(installed: ").nth(1).unwrap_or_default();
@@ -262,7 +297,12 @@ async fn the_upload_form_offers_ocr_settings_and_shows_a_missing_language_in_pla
 
 #[tokio::test]
 async fn the_document_page_reprocesses_with_other_ocr_settings_and_shows_mistakes_in_place() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+    if !crate::harness::tesseract_with(&["eng", "deu"]) {
+        return;
+    }
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
     let stored = app
         .web_post("/documents")
         .multipart(scanned_form(("ocr", "off")))
@@ -309,7 +349,13 @@ async fn the_document_page_reprocesses_with_other_ocr_settings_and_shows_mistake
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn a_page_over_the_ocr_time_limit_fails_alone(#[case] backend: Backend) {
-    let app = TestApp::spawn_with(backend, &[("LECTOR_OCR_PAGE_TIMEOUT_SECS", "0")]).await;
+    if !crate::harness::tesseract_with(&["eng", "deu"]) {
+        return;
+    }
+    let Some(app) = TestApp::spawn_with(backend, &[("LECTOR_OCR_PAGE_TIMEOUT_SECS", "0")]).await
+    else {
+        return;
+    };
     let id = app.upload_ok("mixed_text_and_scan.pdf").await;
     app.drain_jobs().await;
     let doc = app.document(&id).await;
@@ -335,9 +381,16 @@ async fn a_page_over_the_ocr_time_limit_fails_alone(#[case] backend: Backend) {
 
 #[tokio::test]
 async fn a_page_that_crashes_the_ocr_fails_alone_and_the_rest_completes() {
+    if !crate::harness::tesseract_with(&["eng", "deu"]) {
+        return;
+    }
     // Room to parse the PDF, not to load Tesseract's model: the OCR child dies on each
     // scanned page, and a fresh child goes on with the pages after it.
-    let app = TestApp::spawn_with(Backend::Sqlite, &[("LECTOR_SANDBOX_MEMORY_MB", "160")]).await;
+    let Some(app) =
+        TestApp::spawn_with(Backend::Sqlite, &[("LECTOR_SANDBOX_MEMORY_MB", "160")]).await
+    else {
+        return;
+    };
     let id = app.upload_ok("mixed_text_and_scan.pdf").await;
     app.drain_jobs().await;
     let doc = app.document(&id).await;
@@ -367,6 +420,9 @@ fn lector(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
 
 #[test]
 fn lector_extract_ocrs_scanned_pages_on_the_command_line() {
+    if !crate::harness::tesseract_with(&["eng", "deu"]) {
+        return;
+    }
     let mixed = fixture("mixed_text_and_scan.pdf");
     let (ok, out, err) = lector(&["extract", "--json", mixed.to_str().unwrap()], &[]);
     assert!(ok, "{err}");
@@ -407,6 +463,9 @@ fn lector_extract_ocrs_scanned_pages_on_the_command_line() {
 
 #[test]
 fn lector_render_writes_the_image_ocr_reads() {
+    if !crate::harness::tesseract_with(&["eng", "deu"]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("page.pgm");
     let scanned = fixture("scanned_two_pages.pdf");
@@ -452,6 +511,9 @@ fn lector_render_writes_the_image_ocr_reads() {
 
 #[test]
 fn lector_doctor_reports_the_ocr_languages_and_refuses_missing_ones() {
+    if !crate::harness::tesseract_with(&["eng", "deu"]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("doctor.db").display());
     let (ok, _, err) = lector(&["migrate"], &[("DATABASE_URL", url.as_str())]);
@@ -496,7 +558,11 @@ fn without_tesseract_data_pages_that_need_ocr_say_so() {
         text(&pages[0]).starts_with("Mixed fixture page one"),
         "text pages still read"
     );
-    assert_eq!(pages[1]["error"], "OCR unavailable: install tesseract-ocr");
+    let error = pages[1]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("OCR unavailable: install tesseract-ocr (sudo apt-get install"),
+        "{error}"
+    );
     assert_eq!(pages[1]["ocr_reason"], "no text layer");
 
     let dir = tempfile::tempdir().unwrap();
@@ -511,9 +577,71 @@ fn without_tesseract_data_pages_that_need_ocr_say_so() {
     );
 }
 
+#[test]
+fn without_tesseract_s_library_pages_that_need_ocr_say_how_to_install_it() {
+    // As on a machine without Tesseract: the one library named is not there.
+    let no_library = [("LECTOR_TESSERACT_LIBRARY", "/nonexistent/libtesseract.so.5")];
+    let mixed = fixture("mixed_text_and_scan.pdf");
+    let (ok, out, err) = lector(&["extract", "--json", mixed.to_str().unwrap()], &no_library);
+    assert!(ok, "{err}");
+    let json: Value = serde_json::from_str(&out).unwrap();
+    let pages = json["pages"].as_array().unwrap();
+    assert!(text(&pages[0]).starts_with("Mixed fixture page one"));
+    let error = pages[1]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(
+            "OCR unavailable: install tesseract-ocr (sudo apt-get install tesseract-ocr \
+             tesseract-ocr-eng, or name the library in LECTOR_TESSERACT_LIBRARY): could not \
+             open /nonexistent/libtesseract.so.5"
+        ),
+        "{error}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("doctor.db").display());
+    let mut env = no_library.to_vec();
+    env.push(("DATABASE_URL", url.as_str()));
+    let (ok, out, _) = lector(&["doctor"], &env);
+    assert!(!ok, "doctor reports the problem: {out}");
+    assert!(
+        out.contains("PROBLEM  ocr") && out.contains("sudo apt-get install tesseract-ocr"),
+        "{out}"
+    );
+    // With another engine, Tesseract is not needed and the doctor says so without a problem.
+    env.push(("LECTOR_OCR", "off"));
+    let (_, out, _) = lector(&["doctor"], &env);
+    assert!(
+        out.contains("ocr") && !out.contains("PROBLEM  ocr"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_doctor_names_the_tesseract_it_runs() {
+    if !crate::harness::tesseract_with(&["eng", "deu"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("doctor.db").display());
+    let (_, out, _) = lector(&["doctor"], &[("DATABASE_URL", url.as_str())]);
+    let line = out
+        .lines()
+        .find(|l| l.contains(" ocr "))
+        .unwrap_or_default();
+    assert!(
+        line.contains("Tesseract 5.") && line.contains("libtesseract"),
+        "{out}"
+    );
+}
+
 #[tokio::test]
 async fn the_server_refuses_to_start_with_an_ocr_language_that_is_not_installed() {
-    let db = harness::TestDatabase::new(Backend::Sqlite).await;
+    if !crate::harness::tesseract_with(&["eng", "deu"]) {
+        return;
+    }
+    let Some(db) = harness::TestDatabase::new(Backend::Sqlite).await else {
+        return;
+    };
     let config = harness::test_config(&db.url, &[("LECTOR_OCR_LANGUAGES", "eng+xyz")]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let error = lector::startup::run(config, listener, std::future::pending())
@@ -529,7 +657,12 @@ async fn the_server_refuses_to_start_with_an_ocr_language_that_is_not_installed(
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn free_cores_read_one_document_s_pages_in_parallel_each_page_once(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    if !crate::harness::tesseract_with(&["eng", "deu"]) {
+        return;
+    }
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let uploaded = upload_with(&app, "three_pages.pdf", &[("ocr", "force")]).await;
     assert_eq!(uploaded.status(), 202);
     let id = uploaded.json::<Value>().await.unwrap()["id"]

@@ -52,7 +52,9 @@ async fn sign_up(
 async fn before_the_first_account_every_page_leads_to_sign_up_with_a_lax_http_only_cookie(
     #[case] backend: Backend,
 ) {
-    let app = TestApp::spawn_without_accounts(backend, &[]).await;
+    let Some(app) = TestApp::spawn_without_accounts(backend, &[]).await else {
+        return;
+    };
     let client = &app.client;
     let home = client.get(app.url("/")).send().await.unwrap();
     assert_eq!(home.status(), 303);
@@ -75,7 +77,9 @@ async fn before_the_first_account_every_page_leads_to_sign_up_with_a_lax_http_on
 async fn sign_up_refuses_mismatched_short_or_guessable_passwords_and_bad_e_mails(
     #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
 ) {
-    let app = TestApp::spawn_without_accounts(backend, &[]).await;
+    let Some(app) = TestApp::spawn_without_accounts(backend, &[]).await else {
+        return;
+    };
     let cases: &[(&str, &str, &str, Option<u16>, &str)] = &[
         (
             "ada@example.com",
@@ -123,7 +127,9 @@ async fn sign_up_refuses_mismatched_short_or_guessable_passwords_and_bad_e_mails
 async fn the_first_visitor_signs_up_takes_over_older_documents_and_then_sign_up_closes(
     #[case] backend: Backend,
 ) {
-    let app = TestApp::spawn_without_accounts(backend, &[]).await;
+    let Some(app) = TestApp::spawn_without_accounts(backend, &[]).await else {
+        return;
+    };
     // A document from before accounts existed: no owner.
     app.db
         .execute(
@@ -174,14 +180,17 @@ async fn the_first_visitor_signs_up_takes_over_older_documents_and_then_sign_up_
 
 #[tokio::test]
 async fn open_sign_up_refuses_a_taken_email_and_https_cookies_are_secure() {
-    let app = TestApp::spawn_without_accounts(
+    let Some(app) = TestApp::spawn_without_accounts(
         Backend::Sqlite,
         &[
             ("LECTOR_SIGNUP", "open"),
             ("LECTOR_PUBLIC_URL", "https://lector.example"),
         ],
     )
-    .await;
+    .await
+    else {
+        return;
+    };
     let first = sign_up(
         &app,
         &app.client,
@@ -199,8 +208,11 @@ async fn open_sign_up_refuses_a_taken_email_and_https_cookies_are_secure() {
             .unwrap()
             .contains("max-age")
     );
-    let open_signup =
-        TestApp::spawn_without_accounts(Backend::Sqlite, &[("LECTOR_SIGNUP", "open")]).await;
+    let Some(open_signup) =
+        TestApp::spawn_without_accounts(Backend::Sqlite, &[("LECTOR_SIGNUP", "open")]).await
+    else {
+        return;
+    };
     sign_up(
         &open_signup,
         &open_signup.client,
@@ -236,7 +248,9 @@ async fn open_sign_up_refuses_a_taken_email_and_https_cookies_are_secure() {
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn log_in_checks_the_password_and_log_out_ends_the_session(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let client = harness::browser_client();
     let (_, page) = get(&client, &app, "/login").await;
     let csrf = csrf_from(&page).unwrap();
@@ -291,12 +305,12 @@ async fn log_in_checks_the_password_and_log_out_ends_the_session(#[case] backend
 }
 
 /// An app whose owner has a three-page document, extracted, and a second account, eve's.
-async fn a_document_and_eve(backend: Backend) -> (TestApp, String, harness::TestUser) {
-    let app = TestApp::spawn(backend).await;
+async fn a_document_and_eve(backend: Backend) -> Option<(TestApp, String, harness::TestUser)> {
+    let app = TestApp::spawn(backend).await?;
     let id = app.upload_ok("three_pages.pdf").await;
     app.drain_jobs().await;
     let eve = app.another_user("eve@example.com").await;
-    (app, id, eve)
+    Some((app, id, eve))
 }
 
 #[rstest]
@@ -304,7 +318,9 @@ async fn a_document_and_eve(backend: Backend) -> (TestApp, String, harness::Test
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn another_users_documents_are_not_found_anywhere_in_the_api(#[case] backend: Backend) {
-    let (app, id, eve) = a_document_and_eve(backend).await;
+    let Some((app, id, eve)) = a_document_and_eve(backend).await else {
+        return;
+    };
     for path in ["", "/pages", "/text", "/file"] {
         let response = eve
             .client
@@ -350,7 +366,9 @@ async fn another_users_documents_are_not_found_anywhere_in_the_api(#[case] backe
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn another_users_documents_are_not_found_anywhere_in_the_browser(#[case] backend: Backend) {
-    let (app, id, eve) = a_document_and_eve(backend).await;
+    let Some((app, id, eve)) = a_document_and_eve(backend).await else {
+        return;
+    };
     for path in [
         "",
         "/text.txt",
@@ -381,7 +399,9 @@ async fn another_users_documents_are_not_found_anywhere_in_the_browser(#[case] b
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn duplicates_are_found_among_one_user_s_documents_only(#[case] backend: Backend) {
-    let (app, id, eve) = a_document_and_eve(backend).await;
+    let Some((app, id, eve)) = a_document_and_eve(backend).await else {
+        return;
+    };
     let again = app.upload_fixture("three_pages.pdf", None).await;
     assert_eq!(again.status(), 200, "a duplicate for its owner");
     let theirs = app.upload_fixture_as(&eve, "three_pages.pdf").await;
@@ -398,7 +418,9 @@ async fn duplicates_are_found_among_one_user_s_documents_only(#[case] backend: B
 async fn the_api_refuses_a_missing_or_unknown_token_with_a_bearer_challenge(
     #[case] backend: Backend,
 ) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let anonymous = reqwest::Client::new();
     let spec: Value = anonymous
         .get(app.url("/api/v1/openapi.json"))
@@ -481,7 +503,9 @@ async fn list_with(app: &TestApp, token: &str) -> StatusCode {
 async fn a_new_api_token_is_shown_once_stored_hashed_and_listed_by_its_prefix(
     #[case] backend: Backend,
 ) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let (token, html) = create_token(&app).await;
     assert!(html.contains("backup &#60;script&#62;") || html.contains("backup &lt;script&gt;"));
     assert!(
@@ -510,7 +534,9 @@ async fn a_new_api_token_is_shown_once_stored_hashed_and_listed_by_its_prefix(
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn an_api_token_s_use_is_noted_once_a_minute_at_most(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let (token, _) = create_token(&app).await;
     assert_eq!(list_with(&app, &token).await, 200);
     // Its use is noted once a minute at most, not written on every request.
@@ -533,7 +559,9 @@ async fn an_api_token_s_use_is_noted_once_a_minute_at_most(#[case] backend: Back
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn api_tokens_are_revoked_by_their_owner_only(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let (token, _) = create_token(&app).await;
     let token_id = app
         .db
@@ -566,7 +594,9 @@ async fn api_tokens_are_revoked_by_their_owner_only(#[case] backend: Backend) {
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn forged_and_cross_site_posts_are_refused_and_change_nothing(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let id = app.upload_ok("one_page.pdf").await;
     let delete = app.url(&format!("/documents/{id}/delete"));
     let no_token = app.client.post(&delete).send().await.unwrap();
@@ -627,7 +657,9 @@ async fn forged_and_cross_site_posts_are_refused_and_change_nothing(#[case] back
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn an_upload_form_needs_the_token_before_the_file(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let forged_upload = app
         .client
         .post(app.url("/documents"))
@@ -677,14 +709,14 @@ async fn snapshot(app: &TestApp, document: &str) -> Vec<String> {
 
 /// An app with what the forms change: a document, a webhook and the API token; returns the
 /// document's and the webhook's ids.
-async fn app_with_something_to_change(backend: Backend) -> (TestApp, String, String) {
-    let app = TestApp::spawn(backend).await;
+async fn app_with_something_to_change(backend: Backend) -> Option<(TestApp, String, String)> {
+    let app = TestApp::spawn(backend).await?;
     let document = app.upload_ok("one_page.pdf").await;
     let webhook = app.add_webhook("http://93.184.216.34/in").await["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    (app, document, webhook)
+    Some((app, document, webhook))
 }
 
 /// Every state-changing route of the browser UI, with the fields its form sends.
@@ -795,7 +827,9 @@ async fn assert_forgeries_refused(
 async fn every_state_changing_route_refuses_a_missing_or_wrong_token_in_any_format(
     #[case] backend: Backend,
 ) {
-    let (app, document, webhook) = app_with_something_to_change(backend).await;
+    let Some((app, document, webhook)) = app_with_something_to_change(backend).await else {
+        return;
+    };
     let token: String = app
         .db
         .query_text("select id from api_tokens")
@@ -830,7 +864,9 @@ async fn every_state_changing_route_refuses_a_missing_or_wrong_token_in_any_form
 async fn a_multipart_body_to_a_url_encoded_form_is_refused_with_415_and_changes_nothing(
     #[case] backend: Backend,
 ) {
-    let (app, document, _) = app_with_something_to_change(backend).await;
+    let Some((app, document, _)) = app_with_something_to_change(backend).await else {
+        return;
+    };
     let before = snapshot(&app, &document).await;
     let response = app
         .client
@@ -856,7 +892,9 @@ async fn a_multipart_body_to_a_url_encoded_form_is_refused_with_415_and_changes_
 async fn with_the_session_s_token_an_upload_as_chromium_sends_it_and_a_reprocess_form_work(
     #[case] backend: Backend,
 ) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let document = app.upload_ok("one_page.pdf").await;
     let boundary = "----WebKitFormBoundaryQz7XkR2mVb9LpTa4";
     let mut body = format!(
@@ -916,7 +954,8 @@ async fn stalling_app() -> (TestApp, String) {
             ("LECTOR_HTTP_BODY_TIMEOUT_SECS", "1"),
         ],
     )
-    .await;
+    .await
+    .expect("SQLite is always there");
     let address = app.address.trim_start_matches("http://").to_owned();
     (app, address)
 }
@@ -1074,7 +1113,9 @@ fn holds(haystack: &[u8], needle: &str) -> bool {
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn the_database_holds_no_secret_in_the_clear(#[case] backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
     let id = upload_with_a_password_and_reprocess(&app).await;
     let signing_secret = app.add_webhook("http://93.184.216.34/in").await["secret"]
         .as_str()
@@ -1177,7 +1218,9 @@ async fn a_session_cookie_id(app: &TestApp) -> String {
 /// `lector user …` commands, which keep no secret, still run.
 #[tokio::test]
 async fn postgres_without_a_secret_key_does_not_start() {
-    let db = harness::TestDatabase::new(Backend::Postgres).await;
+    let Some(db) = harness::TestDatabase::new(Backend::Postgres).await else {
+        return;
+    };
     let url = db.url.clone();
     let config = lector::config::Config::from_lookup(move |name| {
         (name == "DATABASE_URL").then(|| url.clone())
@@ -1202,7 +1245,9 @@ async fn postgres_without_a_secret_key_does_not_start() {
 
 #[tokio::test]
 async fn every_response_carries_the_security_headers_and_pages_have_no_inline_script() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
     let id = app.upload_ok("script_text.pdf").await;
     app.drain_jobs().await;
     let anonymous = reqwest::Client::new();
@@ -1258,14 +1303,17 @@ async fn every_response_carries_the_security_headers_and_pages_have_no_inline_sc
 #[case::postgres(Backend::Postgres)]
 #[tokio::test]
 async fn too_many_log_ins_or_uploads_get_429_with_retry_after(#[case] backend: Backend) {
-    let app = TestApp::spawn_with(
+    let Some(app) = TestApp::spawn_with(
         backend,
         &[
             ("LECTOR_RATE_LOGIN_PER_IP", "5"),
             ("LECTOR_RATE_UPLOADS_PER_USER", "2"),
         ],
     )
-    .await;
+    .await
+    else {
+        return;
+    };
     let client = harness::browser_client();
     let (_, page) = get(&client, &app, "/login").await;
     let csrf = csrf_from(&page).unwrap();
@@ -1312,8 +1360,52 @@ async fn too_many_log_ins_or_uploads_get_429_with_retry_after(#[case] backend: B
 }
 
 #[tokio::test]
+async fn a_refused_upload_gets_its_429_even_when_its_body_is_large() {
+    // Refused before the body is read: the rest of it must still be read, or the connection
+    // closes under the client while it sends and it sees no answer at all.
+    let Some(app) =
+        TestApp::spawn_with(Backend::Sqlite, &[("LECTOR_RATE_UPLOADS_PER_USER", "1")]).await
+    else {
+        return;
+    };
+    assert_eq!(app.upload_fixture("one_page.pdf", None).await.status(), 202);
+    let large = vec![b'x'; 12 * 1024 * 1024];
+    for attempt in 0..6 {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(large.clone()).file_name("big.pdf"),
+        );
+        let refused = app
+            .client
+            .post(app.url("/api/v1/documents"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("attempt {attempt}: no answer ({e})"));
+        assert_eq!(refused.status(), 429, "attempt {attempt}");
+        assert!(refused.headers().contains_key("retry-after"));
+        let problem: Value = refused.json().await.unwrap();
+        assert_eq!(problem["code"], "rate-limited");
+    }
+    // The browser form too, through the same middleware.
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(large).file_name("big.pdf"),
+    );
+    let refused = app
+        .web_post("/documents")
+        .multipart(form)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(refused.status(), 429);
+}
+
+#[tokio::test]
 async fn lector_user_add_generates_a_password_that_logs_in() {
-    let app = TestApp::spawn(Backend::Sqlite).await;
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
     let (added, stdout, stderr) = lector_command(&["user", "add", "Grace@Example.com"])
         .env("DATABASE_URL", &app.db.url)
         .run();
@@ -1337,14 +1429,17 @@ async fn lector_user_add_generates_a_password_that_logs_in() {
 
 #[tokio::test]
 async fn behind_a_proxy_plain_http_is_redirected_to_the_https_address() {
-    let app = TestApp::spawn_with(
+    let Some(app) = TestApp::spawn_with(
         Backend::Sqlite,
         &[
             ("LECTOR_PUBLIC_URL", "https://lector.example"),
             ("LECTOR_TRUSTED_PROXY_HOPS", "1"),
         ],
     )
-    .await;
+    .await
+    else {
+        return;
+    };
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -1372,11 +1467,14 @@ async fn behind_a_proxy_plain_http_is_redirected_to_the_https_address() {
     assert_eq!(health.status(), 200);
 
     // Without a proxy in front (or without https) nothing is redirected.
-    let direct = TestApp::spawn_with(
+    let Some(direct) = TestApp::spawn_with(
         Backend::Sqlite,
         &[("LECTOR_PUBLIC_URL", "https://lector.example")],
     )
-    .await;
+    .await
+    else {
+        return;
+    };
     let response = client
         .get(direct.url("/login"))
         .header("x-forwarded-proto", "http")
