@@ -253,7 +253,7 @@ fn installed_languages() -> Result<Vec<String>, String> {
     Ok(languages)
 }
 
-/// The variable naming the Tesseract library to open before any other.
+/// The variable naming the Tesseract library to open instead of the system's.
 pub const LIBRARY_VARIABLE: &str = "LECTOR_TESSERACT_LIBRARY";
 
 /// The one command that installs Tesseract and its English model on Debian and Ubuntu.
