@@ -1359,6 +1359,42 @@ async fn too_many_log_ins_or_uploads_get_429_with_retry_after(#[case] backend: B
     assert_eq!(problem["code"], "rate-limited");
 }
 
+/// Posts `file` as a multipart upload over a raw connection, writing the whole request before
+/// reading anything; the answer's status and whether it has `Retry-After`.
+async fn send_whole_body_then_read(app: &TestApp, file: &[u8]) -> (u16, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let boundary = "lector-test-boundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.pdf\"\r\n\
+         Content-Type: application/pdf\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let address = app.address.trim_start_matches("http://");
+    let head = format!(
+        "POST /api/v1/documents HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {}\r\n\r\n",
+        app.user.token,
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+        .write_all(&body)
+        .await
+        .expect("the whole body is taken (the connection was not closed under it)");
+    let mut answer = vec![0u8; 4096];
+    let n = stream.read(&mut answer).await.expect("an answer");
+    let answer = String::from_utf8_lossy(&answer[..n]).to_lowercase();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, answer.contains("\r\nretry-after: "))
+}
+
 #[tokio::test]
 async fn a_refused_upload_gets_its_429_even_when_its_body_is_large() {
     // Refused before the body is read: the rest of it must still be read, or the connection
@@ -1370,6 +1406,13 @@ async fn a_refused_upload_gets_its_429_even_when_its_body_is_large() {
     };
     assert_eq!(app.upload_fixture("one_page.pdf", None).await.status(), 202);
     let large = vec![b'x'; 12 * 1024 * 1024];
+    // As Python's requests and Locust do it: the whole body written before the answer is read.
+    // Refused without reading the body, the server closed the connection under this write.
+    for attempt in 0..3 {
+        let (status, retry_after) = send_whole_body_then_read(&app, &large).await;
+        assert_eq!(status, 429, "attempt {attempt}");
+        assert!(retry_after, "attempt {attempt}: no Retry-After");
+    }
     for attempt in 0..6 {
         let form = reqwest::multipart::Form::new().part(
             "file",
