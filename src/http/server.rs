@@ -131,18 +131,19 @@ pub async fn bound_body_pauses(
     });
     let mut response = next.run(request).await;
     if !stalled.0.load(Ordering::Relaxed) {
-        let left = shared.lock().expect("not poisoned").take();
-        // A client that waits for "100 Continue" has not sent a body nobody asked for.
-        if let Some(left) = left.filter(|body| !body.is_end_stream() && !expects_continue) {
-            let leftover = PausingBody {
-                inner: Arc::new(std::sync::Mutex::new(Some(left))),
-                timeout: reading.pause_timeout,
-                pause: None,
-                stalled: stalled.clone(),
-            };
-            if !drain(leftover, reading.drain_limit).await {
-                close_after(&mut response);
-            }
+        // What the handler left is still in `shared`, read through the same timed body. A
+        // client that waits for "100 Continue" has not sent a body nobody asked for.
+        let leftover = PausingBody {
+            inner: shared,
+            timeout: reading.pause_timeout,
+            pause: None,
+            stalled: stalled.clone(),
+        };
+        if !expects_continue
+            && !leftover.is_end_stream()
+            && !drain(leftover, reading.drain_limit).await
+        {
+            close_after(&mut response);
         }
         if !stalled.0.load(Ordering::Relaxed) {
             return response;
